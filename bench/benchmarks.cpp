@@ -1,0 +1,149 @@
+// The four process benchmarks: spawn/exit rate, idle memory, sleep(0) round
+// trips and mass 10 ms timers. Sizes come from `options`; see docs/performance.md.
+#include "bench/benchmarks.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "runtime/code.hpp"
+#include "server/engine.hpp"
+
+namespace luad::bench {
+
+namespace {
+
+using runtime::chunk_ptr;
+using server::engine;
+
+constexpr const char* trivial_script = "return 1";
+constexpr const char* idle_script = "require('time').sleep(3600)";
+constexpr const char* yield_script =
+    "local sleep = require('time').sleep\n"
+    "for _ = 1, ... do sleep(0) end\n";
+constexpr const char* timer_script =
+    "local sleep = require('time').sleep\n"
+    "for _ = 1, ... do sleep(0.01) end\n";
+
+chunk_ptr compile_or_die(const char* source, const char* name) {
+  chunk_ptr code = runtime::compile(source, name);
+  if (code->compile_error) {
+    note(std::string("compile error in ") + name + ": " + code->compile_error->message);
+    std::exit(1);
+  }
+  return code;
+}
+
+/// Spawns `n` processes of `code` with `args`, all counted by `latch`.
+void spawn_many(engine& eng, const chunk_ptr& code, std::size_t n, exit_latch& latch,
+                const std::vector<runtime::value>& args = {}) {
+  for (std::size_t i = 0; i < n; ++i) {
+    runtime::spawn_options so;
+    so.args = args;
+    so.on_exit = latch.callback();
+    if (!eng.scheduler().spawn(code, std::move(so))) {
+      note("spawn refused");
+      std::exit(1);
+    }
+  }
+}
+
+/// Runs `n` processes to completion; returns the wall time in seconds.
+double run_to_exit(engine& eng, const chunk_ptr& code, std::size_t n,
+                   const std::vector<runtime::value>& args = {}) {
+  exit_latch latch(n);
+  auto t0 = wall_clock::now();
+  spawn_many(eng, code, n, latch, args);
+  latch.wait();
+  double wall = seconds_since(t0);
+  if (latch.abnormal() != 0) note(std::to_string(latch.abnormal()) + " processes ended abnormally");
+  return wall;
+}
+
+runtime::scheduler_options engine_options(const options& opts) { return {opts.workers, 0}; }
+
+}  // namespace
+
+void bench_spawn_exit(const options& opts) {
+  engine eng(engine_options(opts));
+  chunk_ptr code = compile_or_die(trivial_script, "trivial.lua");
+  run_to_exit(eng, code, 10000);  // warm-up: worker queues, allocator arenas
+
+  double cpu0 = cpu_seconds();
+  double wall = run_to_exit(eng, code, opts.spawn);
+  double cpu = cpu_seconds() - cpu0;
+  report("spawn_exit", static_cast<double>(opts.spawn) / wall, "procs/s");
+  report("spawn_exit_cpu_per_proc", cpu / static_cast<double>(opts.spawn) * 1e9, "ns");
+  note("spawn_exit: " + std::to_string(opts.spawn) + " procs in " +
+       std::to_string(wall * 1000) + " ms, " + std::to_string(eng.scheduler().worker_count()) +
+       " workers");
+}
+
+void bench_mem_idle(const options& opts) {
+  engine eng(engine_options(opts));
+  chunk_ptr code = compile_or_die(idle_script, "idle.lua");
+  run_to_exit(eng, compile_or_die(trivial_script, "trivial.lua"), 1000);  // warm-up
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::size_t rss0 = rss_bytes();
+  exit_latch latch(opts.idle);  // counts the shutdown exits at the end
+  auto t0 = wall_clock::now();
+  spawn_many(eng, code, opts.idle, latch);
+  while (eng.clock().pending() < opts.idle) {
+    if (seconds_since(t0) > 300) {
+      note("mem_idle: only " + std::to_string(eng.clock().pending()) + " parked after 300 s");
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  note("mem_idle: " + std::to_string(opts.idle) + " parked in " +
+       std::to_string(seconds_since(t0) * 1000) + " ms");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::size_t rss1 = rss_bytes();
+
+  const std::string tag = size_tag(opts.idle);
+  report("mem_idle_" + tag + "_rss",
+         static_cast<double>(rss1 - rss0) / static_cast<double>(opts.idle), "bytes/proc");
+  report("mem_idle_" + tag + "_rss_total", static_cast<double>(rss1) / (1024.0 * 1024.0), "MiB");
+
+  auto t1 = wall_clock::now();
+  eng.stop();  // ends every parked process with reason `shutdown`
+  latch.wait();
+  note("mem_idle: stop() ended them in " + std::to_string(seconds_since(t1) * 1000) + " ms");
+}
+
+void bench_yields(const options& opts) {
+  engine eng(engine_options(opts));
+  chunk_ptr code = compile_or_die(yield_script, "yields.lua");
+  const std::size_t procs = std::size_t{2} * eng.scheduler().worker_count() * 8;
+  const std::size_t per_proc = std::max<std::size_t>(1, opts.yields / procs);
+  const std::size_t total = procs * per_proc;
+  run_to_exit(eng, code, procs, {static_cast<std::int64_t>(per_proc / 20 + 1)});  // warm-up
+
+  std::uint64_t yields0 = eng.scheduler().stats().yields;
+  double wall = run_to_exit(eng, code, procs, {static_cast<std::int64_t>(per_proc)});
+  std::uint64_t yields = eng.scheduler().stats().yields - yields0;
+  report("yield_roundtrips", static_cast<double>(total) / wall, "roundtrips/s");
+  note("yield_roundtrips: " + std::to_string(procs) + " procs x " + std::to_string(per_proc) +
+       " sleep(0) in " + std::to_string(wall * 1000) + " ms; scheduler counted " +
+       std::to_string(yields) + " yields");
+}
+
+void bench_timers(const options& opts) {
+  constexpr int rounds = 10;
+  engine eng(engine_options(opts));
+  chunk_ptr code = compile_or_die(timer_script, "timers.lua");
+  run_to_exit(eng, code, 1000, {2});  // warm-up
+
+  double wall = run_to_exit(eng, code, opts.timers, {rounds});
+  const std::string name = "timers_" + size_tag(opts.timers) + "_x" + std::to_string(rounds);
+  report(name, static_cast<double>(opts.timers) * rounds / wall, "timer_events/s");
+  report(name + "_wall", wall * 1000, "ms");
+}
+
+}  // namespace luad::bench

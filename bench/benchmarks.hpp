@@ -1,0 +1,20 @@
+// The benchmarks luad_bench runs, one function each. Every one starts its own
+// engine, warms up on a small size, and prints its figures with report().
+#pragma once
+
+#include "bench/harness.hpp"
+
+namespace luad::bench {
+
+/// spawn_exit: N processes of `return 1`, timed from the first spawn until the
+/// last on_exit callback has run.
+void bench_spawn_exit(const options& opts);
+/// mem_idle_<N>_rss: RSS growth per process with N processes parked in a
+/// one-hour sleep.
+void bench_mem_idle(const options& opts);
+/// yield_roundtrips: many processes looping on time.sleep(0).
+void bench_yields(const options& opts);
+/// timers_<N>_x10: N processes each sleeping 10 ms ten times.
+void bench_timers(const options& opts);
+
+}  // namespace luad::bench

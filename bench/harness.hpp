@@ -1,0 +1,68 @@
+// Benchmark plumbing: the result line format, machine facts, process-exit
+// counting and the clocks (wall, CPU, RSS) every benchmark measures with.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "runtime/limits.hpp"
+
+namespace luad::bench {
+
+/// Sizes and selection, from the command line.
+struct options {
+  std::size_t spawn = 200000;    ///< processes for spawn_exit
+  std::size_t idle = 100000;     ///< parked processes for mem_idle
+  std::size_t yields = 5000000;  ///< total sleep(0) round trips for yield_roundtrips
+  std::size_t timers = 100000;   ///< processes for timers (each sleeps 10 × 10 ms)
+  unsigned workers = 0;          ///< scheduler workers; 0 = one per core
+  std::string only;              ///< run just this benchmark (empty = all)
+};
+
+/// Prints one result line on stdout: `name value unit`.
+void report(std::string_view name, double value, std::string_view unit);
+/// Prints a comment line on stderr: `# text`.
+void note(std::string_view text);
+/// `# machine: ...` on stderr: nproc and the CPU model.
+void print_machine();
+
+/// "100k", "1m" or the plain number, as the Erlang peer names its sizes.
+std::string size_tag(std::size_t n);
+
+/// Resident set size of this process (VmRSS), in bytes; 0 if unreadable.
+std::size_t rss_bytes();
+/// User + system CPU time of this process so far, in seconds.
+double cpu_seconds();
+
+using wall_clock = std::chrono::steady_clock;
+double seconds_since(wall_clock::time_point t0);
+
+/// Counts process exits; the main thread waits until `target` have ended.
+/// The on_exit callbacks it hands out run on worker threads.
+class exit_latch {
+ public:
+  explicit exit_latch(std::size_t target) : target_(target) {}
+  /// A callback for spawn_options::on_exit. The latch must outlive the process.
+  std::function<void(const runtime::exit_info&)> callback();
+  /// Blocks until `target` processes have exited.
+  void wait();
+  /// Exits whose reason was not `normal`.
+  std::size_t abnormal() const { return abnormal_.load(std::memory_order_relaxed); }
+
+ private:
+  void count(const runtime::exit_info& e);
+
+  const std::size_t target_;
+  std::atomic<std::size_t> done_{0};
+  std::atomic<std::size_t> abnormal_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+}  // namespace luad::bench

@@ -1,0 +1,80 @@
+// luad_bench: runs the process benchmarks and prints `name value unit` lines on
+// stdout (comments and machine facts go to stderr as `# ...`).
+//
+//   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--workers N]
+//              [--only spawn_exit|mem_idle|yield_roundtrips|timers]
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "bench/benchmarks.hpp"
+#include "bench/harness.hpp"
+
+namespace {
+
+using luad::bench::options;
+
+struct benchmark {
+  std::string_view name;
+  void (*run)(const options&);
+};
+
+constexpr benchmark benchmarks[] = {
+    {"spawn_exit", luad::bench::bench_spawn_exit},
+    {"mem_idle", luad::bench::bench_mem_idle},
+    {"yield_roundtrips", luad::bench::bench_yields},
+    {"timers", luad::bench::bench_timers},
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "luad_bench: %s\n"
+               "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
+               "[--workers N] [--only spawn_exit|mem_idle|yield_roundtrips|timers]\n",
+               why);
+  std::exit(2);
+}
+
+std::size_t parse_count(const char* text) {
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(text, &end, 10);
+  if (end == text || *end != '\0') usage("expected a number");
+  return static_cast<std::size_t>(n);
+}
+
+options parse(int argc, char** argv) {
+  options opts;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") usage("benchmarks of the luad runtime");
+    if (i + 1 >= argc) usage("missing value after a flag");
+    const char* arg = argv[++i];
+    if (flag == "--spawn") opts.spawn = parse_count(arg);
+    else if (flag == "--idle") opts.idle = parse_count(arg);
+    else if (flag == "--yields") opts.yields = parse_count(arg);
+    else if (flag == "--timers") opts.timers = parse_count(arg);
+    else if (flag == "--workers") opts.workers = static_cast<unsigned>(parse_count(arg));
+    else if (flag == "--only") opts.only = arg;
+    else usage("unknown flag");
+  }
+  if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0) {
+    usage("sizes must be positive");
+  }
+  return opts;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options opts = parse(argc, argv);
+  luad::bench::print_machine();
+  bool ran = false;
+  for (const benchmark& b : benchmarks) {
+    if (!opts.only.empty() && opts.only != b.name) continue;
+    b.run(opts);
+    ran = true;
+  }
+  if (!ran) usage("--only names no benchmark");
+  return 0;
+}

@@ -1,0 +1,111 @@
+// Clock dispatcher: a heap of deadlines and one Asio steady_timer for the first.
+#include "dispatcher/clock.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace luad::dispatcher {
+
+
+clock::clock() : timer_(io_) {}
+
+clock::~clock() { stop(); }
+
+void clock::start() {
+  std::lock_guard lock(mu_);
+  if (running_) return;
+  running_ = true;
+  io_.restart();
+  thread_ = std::thread([this] {
+    auto guard = boost::asio::make_work_guard(io_);
+    io_.run();
+  });
+}
+
+void clock::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) return;
+    running_ = false;
+  }
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+  std::vector<timer> left;
+  {
+    std::lock_guard lock(mu_);
+    left.swap(heap_);
+    armed_ = time_point::max();
+  }
+  for (timer& t : left) t.done.fail(error{error_kind::canceled, "the clock stopped", false, {}});
+}
+
+std::size_t clock::pending() const {
+  std::lock_guard lock(mu_);
+  return heap_.size();
+}
+
+void clock::submit(command&& cmd, completion&& done) {
+  double seconds = 0;
+  if (const auto* d = cmd.args.get<double>()) {
+    seconds = *d;
+  } else if (const auto* i = cmd.args.get<std::int64_t>()) {
+    seconds = static_cast<double>(*i);
+  } else {
+    done.fail(error{error_kind::invalid, "clock.sleep expects a number of seconds", false, {}});
+    return;
+  }
+  if (!(seconds > 0)) {  // zero, negative or NaN: due now
+    done.succeed();
+    return;
+  }
+  seconds = std::min(seconds, max_seconds);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(seconds));
+  bool earliest;
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) {
+      done.fail(error{error_kind::unavailable, "the clock is not running", true, {}});
+      return;
+    }
+    heap_.push_back(timer{deadline, seq_++, std::move(done)});
+    std::push_heap(heap_.begin(), heap_.end(), later{});
+    earliest = deadline < armed_;
+    if (earliest) armed_ = deadline;
+  }
+  if (earliest) boost::asio::post(io_, [this] { rearm(); });
+}
+
+void clock::rearm() {
+  std::lock_guard lock(mu_);
+  if (heap_.empty()) {
+    armed_ = time_point::max();
+    return;
+  }
+  armed_ = heap_.front().deadline;
+  timer_.expires_at(armed_);
+  timer_.async_wait([this](const boost::system::error_code& ec) { fire(ec); });
+}
+
+void clock::fire(const boost::system::error_code& ec) {
+  if (ec == boost::asio::error::operation_aborted) return;  // re-armed meanwhile
+  std::vector<completion> due;
+  {
+    std::lock_guard lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    while (!heap_.empty() && heap_.front().deadline <= now) {
+      std::pop_heap(heap_.begin(), heap_.end(), later{});
+      due.push_back(std::move(heap_.back().done));
+      heap_.pop_back();
+    }
+    armed_ = time_point::max();
+  }
+  for (completion& c : due) c.succeed();
+  rearm();
+}
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,69 @@
+// The clock dispatcher: sleeps and deadlines on its own Asio io_context thread.
+// Pending timers live in one binary heap under a mutex; a single steady_timer
+// is armed for the earliest deadline, so a million pending sleeps cost ~24 MB
+// and one kernel timer.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "dispatcher/registry.hpp"
+
+namespace luad::dispatcher {
+
+class clock final : public handler {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  clock();
+  ~clock();  ///< calls stop()
+  clock(const clock&) = delete;
+  clock& operator=(const clock&) = delete;
+
+  /// Registers the clock's commands (clock.sleep) in `r`.
+  void register_in(registry& r) { r.add(command_id::clock_sleep, *this); }
+  /// Starts the io_context thread.
+  void start();
+  /// Stops the thread; pending timers complete with `canceled`. Idempotent.
+  void stop();
+
+  /// clock.sleep: args = seconds (number ≥ 0). Zero completes at once, on the
+  /// caller's thread. Thread-safe.
+  void submit(command&& cmd, completion&& done) override;
+  /// Timers waiting to fire (thread-safe).
+  std::size_t pending() const;
+
+  /// Longest sleep accepted; longer ones are clamped (about 31 years).
+  static constexpr double max_seconds = 1e9;
+
+ private:
+  struct timer {
+    time_point deadline;
+    std::uint64_t seq;  // FIFO among equal deadlines
+    completion done;
+  };
+  struct later {
+    bool operator()(const timer& a, const timer& b) const {
+      return a.deadline != b.deadline ? a.deadline > b.deadline : a.seq > b.seq;
+    }
+  };
+  void rearm();  // io thread
+  void fire(const boost::system::error_code& ec);
+
+  boost::asio::io_context io_;
+  boost::asio::steady_timer timer_;
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::vector<timer> heap_;
+  std::uint64_t seq_ = 0;
+  time_point armed_ = time_point::max();
+  bool running_ = false;
+};
+
+}  // namespace luad::dispatcher

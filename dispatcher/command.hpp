@@ -1,0 +1,84 @@
+// Commands (what a yielding process asks for) and completions (the one-shot
+// handle a dispatcher uses to hand the outcome back to the process).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+#include "runtime/value.hpp"
+
+namespace luad::dispatcher {
+
+using runtime::error;
+using runtime::error_kind;
+using runtime::outcome;
+using runtime::value;
+
+/// Every command a module can yield. Values are stable: a later issue journals
+/// them for durable workflows. Add new ids at the end.
+enum class command_id : std::uint16_t {
+  clock_sleep = 1,  ///< args: seconds (number); result: nil after the delay
+  max_id,           ///< one past the last id; not a command
+};
+
+/// "clock.sleep"; "unknown" for ids without a name.
+std::string_view command_name(command_id id);
+
+/// A plain, serialisable request to a dispatcher.
+struct command {
+  command_id id;
+  value args;
+};
+
+/// Whoever waits for a completion (a process). The dispatcher holds a counted
+/// reference until it completes. `complete` may be called from any thread.
+class completion_target {
+ public:
+  virtual void add_ref() noexcept = 0;
+  virtual void release_ref() noexcept = 0;
+  virtual void complete(outcome&& result) noexcept = 0;
+
+ protected:
+  ~completion_target() = default;
+};
+
+/// A one-shot, move-only completion handle. Completing twice is impossible by
+/// construction; dropping it unfinished completes with `canceled`, so a process
+/// never waits for a command that a dispatcher has forgotten.
+class completion {
+ public:
+  completion() = default;
+  explicit completion(completion_target* target) : target_(target) { target_->add_ref(); }
+  completion(completion&& o) noexcept : target_(std::exchange(o.target_, nullptr)) {}
+  completion& operator=(completion&& o) noexcept {
+    if (this != &o) {
+      reset();
+      target_ = std::exchange(o.target_, nullptr);
+    }
+    return *this;
+  }
+  completion(const completion&) = delete;
+  completion& operator=(const completion&) = delete;
+  ~completion() { reset(); }
+
+  /// Completes with a value (thread-safe; the handle is empty afterwards).
+  void succeed(value v = {}) { finish(outcome{std::move(v), std::nullopt}); }
+  /// Completes with a structured error.
+  void fail(error e) { finish(outcome{{}, std::move(e)}); }
+  explicit operator bool() const { return target_ != nullptr; }
+
+ private:
+  void finish(outcome&& o) {
+    if (completion_target* t = std::exchange(target_, nullptr)) {
+      t->complete(std::move(o));
+      t->release_ref();
+    }
+  }
+  void reset() {
+    if (target_) fail(error{error_kind::canceled, "the dispatcher dropped the command", false, {}});
+  }
+  completion_target* target_ = nullptr;
+};
+
+}  // namespace luad::dispatcher

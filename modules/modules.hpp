@@ -1,0 +1,13 @@
+// Every module's declaration; the explicit list lives in modules/list.cpp.
+#pragma once
+
+#include "runtime/module.hpp"
+
+namespace luad::modules {
+
+extern const runtime::module_def time_module;    // modules/time.cpp
+extern const runtime::module_def log_module;     // modules/log.cpp
+extern const runtime::module_def json_module;    // modules/json.cpp
+extern const runtime::module_def errors_module;  // modules/errors.cpp
+
+}  // namespace luad::modules

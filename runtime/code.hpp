@@ -1,0 +1,31 @@
+// Compiled scripts: parse once, keep the dumped bytecode, load it per process.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "runtime/value.hpp"
+
+namespace luad::runtime {
+
+/// A compiled main chunk, shared read-only by every process that runs it.
+/// Either `bytecode` is set, or `compile_error` says why the source is bad.
+struct chunk {
+  std::string name;      ///< shown in errors and tracebacks, e.g. "hello.lua"
+  std::string bytecode;  ///< lua_dump output, debug info kept for tracebacks
+  std::optional<error> compile_error;
+};
+using chunk_ptr = std::shared_ptr<const chunk>;
+
+/// Compiles Lua source text (binary chunks are refused). Thread-safe. The
+/// result always exists; a syntax error is kept in `compile_error` so that the
+/// process that runs it ends with a structured reason.
+chunk_ptr compile(std::string_view source, std::string_view name);
+
+/// Reads and compiles a file; a missing or unreadable file is a compile error
+/// of kind `not_found` / `invalid`.
+chunk_ptr compile_file(const std::string& path);
+
+}  // namespace luad::runtime

@@ -1,0 +1,51 @@
+// Per-process limits and the process-facing options of a spawn.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/module.hpp"
+#include "runtime/pid.hpp"
+#include "runtime/value.hpp"
+
+namespace luad::runtime {
+
+/// Limits one process runs under. Exceeding memory or instructions ends the
+/// process with reason `limit`.
+struct limits {
+  std::size_t memory = std::size_t{64} << 20;  ///< bytes of Lua heap; 0 = unlimited
+  std::uint64_t instructions = 0;              ///< total VM instructions; 0 = unlimited
+  std::uint32_t turn = 10000;                  ///< instructions per turn before preemption
+};
+
+/// Why a process ended.
+enum class exit_reason : std::uint8_t {
+  normal,    ///< the main chunk returned; `results` holds its values
+  error,     ///< an error escaped the main chunk; `err` says what and where
+  killed,    ///< kill() was called on it
+  limit,     ///< memory or instruction limit; `err.message` names which
+  shutdown,  ///< the scheduler stopped while it was alive
+};
+std::string_view reason_name(exit_reason r);
+
+/// What a process leaves behind.
+struct exit_info {
+  pid id;
+  exit_reason reason = exit_reason::normal;
+  std::vector<value> results;  ///< the main chunk's return values (normal only)
+  error err;                   ///< for every reason but normal
+};
+
+/// How to start a process.
+struct spawn_options {
+  std::vector<value> args;                ///< the main chunk's `...`
+  runtime::limits limits;                 ///< per-process limits
+  class_set allowed_classes = all_classes;  ///< module classes it may require
+  /// Called once, on a worker thread, after the process has ended. Keep it short.
+  std::function<void(const exit_info&)> on_exit;
+};
+
+}  // namespace luad::runtime

@@ -1,0 +1,98 @@
+// Module declarations (name, classes, type manifest, build function) and the
+// per-process `require` that builds a module's immutable table on first use.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/lua.hpp"
+
+namespace luad::runtime {
+
+class yield_type;
+
+/// What a module does, as a bit set. A process may be restricted to a set of
+/// classes; a module loads only if every class it has is in that set.
+enum module_class : std::uint8_t {
+  deterministic = 1 << 0,     ///< same inputs, same outputs (json, errors)
+  nondeterministic = 1 << 1,  ///< reads clocks or randomness (time.now)
+  io = 1 << 2,                ///< touches files or the terminal
+  network = 1 << 3,           ///< talks to other machines
+  storage = 1 << 4,           ///< reads or writes durable state
+  workflow = 1 << 5,          ///< safe inside a durable workflow (replayable)
+};
+using class_set = std::uint8_t;
+inline constexpr class_set all_classes = 0x3f;
+/// The restriction a workflow process runs under.
+inline constexpr class_set workflow_classes = deterministic | workflow;
+
+/// Writes "deterministic, workflow" for a class set.
+std::string class_names(class_set classes);
+
+/// One parameter or return value in a type manifest. `type` uses Lua language
+/// server syntax ("number", "string?", "table<string, any>", "luad.error").
+struct param_type {
+  const char* name;
+  const char* type;
+};
+
+/// The manifest entry of one function: what it takes, what it returns, and a
+/// one-line description for generated editor definitions.
+struct function_type {
+  const char* name;
+  std::span<const param_type> params;
+  std::span<const param_type> returns;
+  const char* doc;
+};
+
+/// One exported function. Bindings follow the yield protocol: return the number
+/// of results, or push a yield object and return -1 (see runtime/yield.hpp).
+struct function_entry {
+  const char* name;
+  lua_CFunction fn;
+};
+
+/// What a module's build function returns: its functions and the yield types
+/// they may produce. Built once per daemon, shared by every process.
+struct module_exports {
+  std::vector<function_entry> functions;
+  std::vector<const yield_type*> yields;
+};
+
+/// A module, declared once. `constants` (optional) adds non-function fields to
+/// the table after the functions (e.g. `json.null`); it runs in the process.
+struct module_def {
+  std::string_view name;
+  std::string_view description;
+  class_set classes;
+  std::span<const function_type> manifest;
+  module_exports (*build)();
+  void (*constants)(lua_State* L, int table) = nullptr;
+};
+
+/// The explicit list of every module, in modules/list.cpp.
+std::span<const module_def* const> module_list();
+
+/// Builds every module once and checks that functions and manifests agree.
+/// Called at startup; throws std::logic_error on a broken declaration.
+/// Thread-safe after it has returned.
+void init_modules();
+
+/// The cached exports of `def` (init_modules must have run).
+const module_exports& exports_of(const module_def& def);
+
+/// Looks a module up by name; nullptr if there is none.
+const module_def* find_module(std::string_view name);
+
+/// The `require` binding installed into every process's globals.
+int sandbox_require(lua_State* L);
+
+/// Makes the table at `idx` read-only to scripts: replaces it on the stack with
+/// an empty proxy whose metatable forwards reads, iteration and `#`, refuses
+/// writes with an error naming `name`, and hides itself from getmetatable.
+void push_readonly(lua_State* L, int idx, const char* name);
+
+}  // namespace luad::runtime

@@ -1,0 +1,277 @@
+// Process lifecycle: the counting allocator, start in protected mode, one turn
+// of execution, the wake/claim protocol for completions and kills, and exit.
+#include "runtime/process.hpp"
+
+#include <cstdlib>
+
+#include "runtime/lua_value.hpp"
+#include "runtime/sandbox.hpp"
+#include "runtime/scheduler.hpp"
+#include "runtime/yield.hpp"
+
+namespace luad::runtime {
+
+namespace {
+
+// The count hook: accounts instructions, enforces limits and kills, preempts.
+void on_count(lua_State* L, lua_Debug*) { process::of(L)->count_hook(L); }
+
+struct chunk_reader {
+  const std::string* text;
+  bool done;
+};
+
+const char* read_chunk(lua_State*, void* ud, std::size_t* size) {
+  auto* r = static_cast<chunk_reader*>(ud);
+  if (r->done) return nullptr;
+  r->done = true;
+  *size = r->text->size();
+  return r->text->data();
+}
+
+}  // namespace
+
+process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
+    : owner_(owner), id_(id), code_(std::move(code)), opts_(std::move(opts)),
+      mem_limit_(opts_.limits.memory ? opts_.limits.memory : SIZE_MAX) {}
+
+process::~process() {
+  if (L_) lua_close(L_);
+}
+
+void process::release_ref() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept {
+  auto* p = static_cast<process*>(ud);
+  std::size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    p->mem_used_ -= old;
+    std::free(ptr);
+    return nullptr;
+  }
+  if (nsize > old && p->mem_used_ + (nsize - old) > p->mem_limit_) return nullptr;
+  void* block = std::realloc(ptr, nsize);
+  if (block) p->mem_used_ = p->mem_used_ - old + nsize;
+  return block;
+}
+
+// Runs in protected mode on the fresh state: sandbox, main chunk, arguments.
+int process::start_protected(lua_State* L) {
+  process* p = of(L);
+  install_sandbox(L);
+  chunk_reader reader{&p->code_->bytecode, false};
+  if (lua_load(L, read_chunk, &reader, p->code_->name.c_str(), "b") != LUA_OK) {
+    return lua_error(L);
+  }
+  for (const value& v : p->opts_.args) push_value(L, v);
+  return 1 + static_cast<int>(p->opts_.args.size());
+}
+
+bool process::start() {
+  if (code_->compile_error) {
+    exit_info info{id_, exit_reason::error, {}, *code_->compile_error};
+    finish_with(info);
+    return false;
+  }
+  L_ = lua_newstate(&process::allocate, this);
+  if (!L_) {
+    exit_info info{id_, exit_reason::limit, {}, {error_kind::limit, "memory limit: cannot create the Lua state", false, {}}};
+    finish_with(info);
+    return false;
+  }
+  *static_cast<process**>(lua_getextraspace(L_)) = this;
+  lua_pushcfunction(L_, &process::start_protected);
+  int status = lua_pcall(L_, 0, LUA_MULTRET, 0);
+  if (status != LUA_OK) {
+    exit_reason r = status == LUA_ERRMEM ? exit_reason::limit : exit_reason::error;
+    exit_info info{id_, r, {}, to_error(L_, -1)};
+    if (r == exit_reason::limit) info.err.kind = error_kind::limit;
+    finish_with(info);
+    return false;
+  }
+  lua_sethook(L_, on_count, LUA_MASKCOUNT, static_cast<int>(opts_.limits.turn ? opts_.limits.turn : 10000));
+  resume_args_ = lua_gettop(L_) - 1;
+  return true;
+}
+
+void process::run_turn(unsigned worker_index) {
+  last_worker_ = worker_index;
+  state_.store(running, std::memory_order_relaxed);
+  if (auto k = kill_reason_.load(std::memory_order_acquire)) {
+    finish(static_cast<exit_reason>(k - 1), 0);
+    return;
+  }
+  if (!L_ && !start()) return;
+  int nres = 0;
+  int status = lua_resume(L_, nullptr, resume_args_, &nres);
+  resume_args_ = 0;
+  if (status == LUA_YIELD) {
+    suspend_kind why = suspend_;
+    suspend_ = suspend_kind::none;
+    switch (why) {
+      case suspend_kind::command: after_command_yield(); return;
+      case suspend_kind::preempt:
+        owner_.count_preemption();
+        state_.store(runnable, std::memory_order_release);
+        owner_.enqueue(this);
+        return;
+      case suspend_kind::doom: finish(doom_reason_, 0); return;
+      case suspend_kind::none:
+        doom(exit_reason::error, "attempt to yield from outside a coroutine");
+        finish(doom_reason_, 0);
+        return;
+    }
+  }
+  if (status == LUA_OK) {
+    finish(exit_reason::normal, nres);
+  } else if (doomed()) {
+    finish(doom_reason_, 0);
+  } else {
+    finish(status == LUA_ERRMEM ? exit_reason::limit : exit_reason::error, 0);
+  }
+}
+
+void process::after_command_yield() {
+  owner_.count_yield();
+  claimed_.store(false, std::memory_order_release);
+  dispatcher::command cmd = pending_->make_command();
+  owner_.commands().submit(std::move(cmd), dispatcher::completion(this));
+  std::uint8_t expected = running;
+  if (!state_.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel)) {
+    // Completed while we were still running (e.g. sleep(0)): re-queue ourselves.
+    state_.store(runnable, std::memory_order_release);
+    owner_.enqueue(this);
+    return;
+  }
+  // A kill that came between our last check and the reset of `claimed_`
+  // could not claim the wait; claim it now on its behalf.
+  if (kill_reason_.load(std::memory_order_acquire) && !claimed_.exchange(true)) wake();
+}
+
+void process::complete(outcome&& result) noexcept {
+  if (claimed_.exchange(true, std::memory_order_acq_rel)) return;  // a kill got here first
+  outcome_ = std::move(result);
+  wake();
+}
+
+void process::wake() {
+  std::uint8_t s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (s == waiting) {
+      if (state_.compare_exchange_weak(s, runnable, std::memory_order_acq_rel)) {
+        owner_.enqueue(this);
+        return;
+      }
+    } else if (s == running) {
+      if (state_.compare_exchange_weak(s, notified, std::memory_order_acq_rel)) return;
+    } else {
+      return;  // already queued, notified or done
+    }
+  }
+}
+
+void process::request_kill(exit_reason reason) {
+  std::uint8_t none = 0;
+  if (!kill_reason_.compare_exchange_strong(none, static_cast<std::uint8_t>(reason) + 1)) return;
+  if (!claimed_.exchange(true, std::memory_order_acq_rel)) wake();
+}
+
+void process::fail_pending_now(error e) {
+  claimed_.store(true, std::memory_order_relaxed);
+  outcome_ = outcome{{}, std::move(e)};
+}
+
+void process::doom(exit_reason reason, const char* why) {
+  if (doomed()) return;
+  doom_reason_ = reason;
+  doom_why_ = why;
+}
+
+void process::count_hook(lua_State* L) {
+  instructions_ += static_cast<std::uint64_t>(opts_.limits.turn);
+  if (!doomed()) {
+    if (auto k = kill_reason_.load(std::memory_order_acquire)) {
+      auto r = static_cast<exit_reason>(k - 1);
+      doom(r, r == exit_reason::shutdown ? "the scheduler is shutting down" : "killed");
+    } else if (opts_.limits.instructions && instructions_ > opts_.limits.instructions) {
+      doom(exit_reason::limit, "instruction limit exceeded");
+    }
+  }
+  if (!lua_isyieldable(L)) {
+    // Inside a C call without continuation (a metamethod, a sort comparator):
+    // cannot yield here, so a doomed process raises until it reaches Lua code
+    // that can yield; our pcall and coroutine.resume re-raise these errors.
+    if (doomed()) luaL_error(L, "process terminating: %s", doom_why_);
+    return;
+  }
+  suspend_ = doomed() ? suspend_kind::doom : suspend_kind::preempt;
+  lua_yield(L, 0);
+}
+
+void process::finish(exit_reason reason, int nres) {
+  exit_info info{id_, reason, {}, {}};
+  switch (reason) {
+    case exit_reason::normal: {
+      int base = lua_gettop(L_) - nres + 1;
+      std::string why;
+      for (int i = 0; i < nres; ++i) {
+        value v;
+        if (!to_value(L_, base + i, v, why)) {
+          info.reason = exit_reason::error;
+          info.results.clear();
+          info.err = {error_kind::invalid,
+                      "return value #" + std::to_string(i + 1) + " cannot leave the process: " + why,
+                      false, {}};
+          break;
+        }
+        info.results.push_back(std::move(v));
+      }
+      break;
+    }
+    case exit_reason::error:
+      if (L_ && lua_gettop(L_) > 0 && !doomed()) {
+        info.err = to_error(L_, -1);
+        luaL_traceback(L_, L_, nullptr, 0);
+        info.err.traceback = lua_tostring(L_, -1);
+      } else {
+        info.err = {error_kind::runtime, doom_why_ ? doom_why_ : "error", false, {}};
+      }
+      break;
+    case exit_reason::limit:
+      info.err = {error_kind::limit, doom_why_ ? doom_why_ : "memory limit exceeded", false, {}};
+      break;
+    case exit_reason::killed:
+    case exit_reason::shutdown: {
+      auto k = kill_reason_.load();
+      bool by_kill = k && static_cast<exit_reason>(k - 1) == reason;
+      info.err = {error_kind::canceled,
+                  reason == exit_reason::shutdown ? "the scheduler is shutting down"
+                                                  : (by_kill ? "killed" : doom_why_),
+                  false, {}};
+      break;
+    }
+  }
+  finish_with(info);
+}
+
+void process::finish_with(exit_info& info) {
+  state_.store(done, std::memory_order_release);
+  if (pending_ && suspend_ != suspend_kind::command) {
+    // A wait that never resumed: its continuation will not release the object.
+  }
+  if (L_) {
+    // Finalizers run during close; a doomed state makes runaway ones raise.
+    if (!doomed()) doom(exit_reason::shutdown, "process ended");
+    lua_close(L_);
+    L_ = nullptr;
+  }
+  if (pending_) {
+    pending_->release();
+    pending_ = nullptr;
+  }
+  owner_.retire(this, info);
+}
+
+}  // namespace luad::runtime

@@ -1,0 +1,209 @@
+// Scheduler: the process table, spawn and kill, routing runnable processes to
+// worker queues, and the shutdown that ends every process.
+//
+// DESIGN. Each worker owns a FIFO run queue. A process made runnable on a
+// worker thread (preemption, a command completed inline) goes to the back of
+// that worker's queue; one made runnable elsewhere (a timer firing, a spawn)
+// goes to the worker it last ran on. A worker that runs dry steals half of
+// another's queue; a parked worker is woken when work is pushed to it, and one
+// parked worker is woken to steal when a queue holds more than one process.
+// The table owns one reference to each live process; completions hold others.
+#include "runtime/scheduler.hpp"
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/logging.hpp"
+#include "runtime/module.hpp"
+#include "runtime/process.hpp"
+#include "runtime/sandbox.hpp"
+#include "runtime/worker.hpp"
+
+namespace luad::runtime {
+
+std::string_view reason_name(exit_reason r) {
+  switch (r) {
+    case exit_reason::normal: return "normal";
+    case exit_reason::error: return "error";
+    case exit_reason::killed: return "killed";
+    case exit_reason::limit: return "limit";
+    case exit_reason::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+/// Live processes by serial, sharded to keep spawn and exit off one lock.
+class process_table {
+ public:
+  void insert(process* p) {
+    shard& s = shard_of(p->id().serial);
+    std::lock_guard lock(s.mu);
+    s.map.emplace(p->id().serial, p);
+    size_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void erase(pid id) {
+    shard& s = shard_of(id.serial);
+    {
+      std::lock_guard lock(s.mu);
+      s.map.erase(id.serial);
+    }
+    if (size_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(empty_mu_);
+      empty_cv_.notify_all();
+    }
+  }
+  /// The process with `id`, with a reference the caller must release.
+  process* find(pid id) {
+    shard& s = shard_of(id.serial);
+    std::lock_guard lock(s.mu);
+    auto it = s.map.find(id.serial);
+    if (it == s.map.end()) return nullptr;
+    it->second->add_ref();
+    return it->second;
+  }
+  /// Calls `f` on every live process (each with a reference held).
+  template <class F>
+  void for_each(F&& f) {
+    for (shard& s : shards_) {
+      std::vector<process*> batch;
+      {
+        std::lock_guard lock(s.mu);
+        for (auto& [serial, p] : s.map) {
+          p->add_ref();
+          batch.push_back(p);
+        }
+      }
+      for (process* p : batch) {
+        f(p);
+        p->release_ref();
+      }
+    }
+  }
+  std::size_t size() const { return size_.load(std::memory_order_acquire); }
+  /// Waits up to `d` for the table to become empty.
+  bool wait_empty(std::chrono::milliseconds d) {
+    std::unique_lock lock(empty_mu_);
+    return empty_cv_.wait_for(lock, d, [this] { return size() == 0; });
+  }
+
+ private:
+  struct shard {
+    std::mutex mu;
+    std::unordered_map<std::uint64_t, process*> map;
+  };
+  shard& shard_of(std::uint64_t serial) { return shards_[serial % shards_.size()]; }
+  std::array<shard, 16> shards_;
+  std::atomic<std::size_t> size_{0};
+  std::mutex empty_mu_;
+  std::condition_variable empty_cv_;
+};
+
+scheduler::scheduler(scheduler_options opts, const dispatcher::registry& commands)
+    : commands_(commands), opts_(opts), table_(std::make_unique<process_table>()) {
+  init_sandbox();
+  init_modules();
+  unsigned n = opts_.workers ? opts_.workers : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
+}
+
+scheduler::~scheduler() { stop(); }
+
+void scheduler::start() {
+  if (running_.exchange(true)) return;
+  for (auto& w : workers_) w->start();
+  accepting_.store(true);
+}
+
+void scheduler::stop() {
+  accepting_.store(false);
+  if (!running_.exchange(false)) return;
+  // Kill until empty: a spawn racing with the first sweep is caught by the next.
+  while (table_->size() > 0) {
+    table_->for_each([](process* p) { p->request_kill(exit_reason::shutdown); });
+    table_->wait_empty(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers_) w->stop_and_join();
+}
+
+pid scheduler::spawn(chunk_ptr code, spawn_options opts) {
+  if (!code || !accepting_.load(std::memory_order_acquire)) return {};
+  pid id{opts_.node, next_serial_.fetch_add(1, std::memory_order_relaxed)};
+  auto* p = new process(*this, id, std::move(code), std::move(opts));
+  unsigned home;
+  if (worker* w = worker::current()) {
+    home = w->index();
+  } else {
+    home = next_worker_.fetch_add(1, std::memory_order_relaxed) % worker_count();
+  }
+  p->set_home(home);
+  table_->insert(p);
+  spawned_.fetch_add(1, std::memory_order_relaxed);
+  enqueue(p);
+  return id;
+}
+
+bool scheduler::kill(pid id, exit_reason reason) {
+  process* p = table_->find(id);
+  if (!p) return false;
+  p->request_kill(reason);
+  p->release_ref();
+  return true;
+}
+
+void scheduler::enqueue(process* p) {
+  worker* self = worker::current();
+  worker& target = self ? *self : *workers_[p->last_worker() % workers_.size()];
+  std::size_t depth = target.push(p);
+  if (depth > 1 && parked_.load(std::memory_order_relaxed) > 0) wake_idle(&target);
+}
+
+void scheduler::wake_idle(const worker* self) {
+  for (auto& w : workers_) {
+    if (w.get() != self && w->wake_if_parked()) return;
+  }
+}
+
+process* scheduler::steal_for(worker& self) {
+  std::size_t n = workers_.size();
+  for (std::size_t i = 1; i < n; ++i) {
+    worker& victim = *workers_[(self.index() + i) % n];
+    if (process* p = victim.steal_into(self)) {
+      count_steal();
+      return p;
+    }
+  }
+  return nullptr;
+}
+
+void scheduler::retire(process* p, const exit_info& info) {
+  table_->erase(p->id());
+  exited_.fetch_add(1, std::memory_order_relaxed);
+  if (p->options().on_exit) {
+    try {
+      p->options().on_exit(info);
+    } catch (const std::exception& e) {
+      logger().error("exit callback of {} threw: {}", p->id().to_string(), e.what());
+    }
+  }
+  p->release_ref();
+}
+
+std::size_t scheduler::alive() const { return table_->size(); }
+
+scheduler_stats scheduler::stats() const {
+  scheduler_stats s;
+  s.spawned = spawned_.load(std::memory_order_relaxed);
+  s.exited = exited_.load(std::memory_order_relaxed);
+  s.yields = yields_.load(std::memory_order_relaxed);
+  s.preemptions = preemptions_.load(std::memory_order_relaxed);
+  s.steals = steals_.load(std::memory_order_relaxed);
+  s.alive = table_->size();
+  return s;
+}
+
+}  // namespace luad::runtime

@@ -1,0 +1,94 @@
+// The scheduler: worker threads with per-worker run queues and work stealing,
+// the process table, spawn/kill, and a shutdown that ends every process.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dispatcher/registry.hpp"
+#include "runtime/code.hpp"
+#include "runtime/limits.hpp"
+#include "runtime/pid.hpp"
+
+namespace luad::runtime {
+
+class process;
+class worker;
+class process_table;
+
+/// Counters, read without stopping anything (each is a relaxed atomic).
+struct scheduler_stats {
+  std::uint64_t spawned = 0;
+  std::uint64_t exited = 0;
+  std::uint64_t yields = 0;       ///< commands sent to dispatchers
+  std::uint64_t preemptions = 0;  ///< turns ended by the instruction budget
+  std::uint64_t steals = 0;       ///< processes taken from another worker's queue
+  std::size_t alive = 0;
+};
+
+struct scheduler_options {
+  unsigned workers = 0;     ///< 0 = one per core
+  std::uint32_t node = 0;   ///< the node part of every pid
+};
+
+/// Runs processes. Thread-safe: spawn, kill and stats may be called from any
+/// thread, including bindings running on a worker.
+class scheduler {
+ public:
+  /// `commands` must be frozen and outlive the scheduler.
+  scheduler(scheduler_options opts, const dispatcher::registry& commands);
+  ~scheduler();  ///< calls stop()
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  /// Starts the worker threads.
+  void start();
+  /// Ends every live process with reason `shutdown`, waits for their exit
+  /// callbacks, then joins the workers. Idempotent.
+  void stop();
+
+  /// Queues a new process running `code`; returns its pid. After stop(), or
+  /// with no code, returns an empty pid and starts nothing.
+  pid spawn(chunk_ptr code, spawn_options opts);
+  /// Ends a live process with `reason` (killed by default): immediately if it
+  /// waits or is queued, at its next instruction-budget check if it runs.
+  /// Returns false if no such process is alive.
+  bool kill(pid id, exit_reason reason = exit_reason::killed);
+
+  /// Number of live processes.
+  std::size_t alive() const;
+  scheduler_stats stats() const;
+  unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
+
+  // --- internal, used by process and worker --------------------------------
+  /// Queues a runnable process, preferring the worker it last ran on.
+  void enqueue(process* p);
+  const dispatcher::registry& commands() const { return commands_; }
+  void count_yield() { yields_.fetch_add(1, std::memory_order_relaxed); }
+  void count_preemption() { preemptions_.fetch_add(1, std::memory_order_relaxed); }
+  void count_steal() { steals_.fetch_add(1, std::memory_order_relaxed); }
+  /// Called by a worker when a process has ended.
+  void retire(process* p, const exit_info& info);
+  /// Another worker's queue to steal from, or nullptr; `self` is skipped.
+  process* steal_for(worker& self);
+  /// Wakes one parked worker other than `self`, if any (to steal surplus work).
+  void wake_idle(const worker* self);
+  void note_parked(int delta) { parked_.fetch_add(delta, std::memory_order_relaxed); }
+
+ private:
+  const dispatcher::registry& commands_;
+  scheduler_options opts_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::unique_ptr<process_table> table_;
+  std::atomic<std::uint64_t> next_serial_{1};
+  std::atomic<std::uint32_t> next_worker_{0};
+  std::atomic<int> parked_{0};
+  std::atomic<bool> accepting_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, yields_{0}, preemptions_{0}, steals_{0};
+};
+
+}  // namespace luad::runtime

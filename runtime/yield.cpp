@@ -1,0 +1,54 @@
+// The trampoline: a binding's -1 becomes lua_yieldk; the continuation hands
+// the command's outcome to the yield object's handle_result.
+#include "runtime/yield.hpp"
+
+#include "runtime/process.hpp"
+
+namespace luad::runtime {
+
+namespace {
+
+int resume_after_command(lua_State* L, int status, lua_KContext ctx);
+
+// The binding pushed a yield object: record it and suspend the process.
+int suspend_for_command(lua_State* L) {
+  auto* y = static_cast<yield_object*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  process* p = process::of(L);
+  p->suspend_for(y);
+  if (!lua_isyieldable(L)) {
+    // Called from a C function without continuation (a metamethod, a sort
+    // comparator): answer the command with an error instead of suspending.
+    p->set_suspend(suspend_kind::none);
+    p->fail_pending_now({error_kind::invalid,
+                         "cannot wait here: a C call without continuation (metamethod, sort "
+                         "comparator, gsub callback) is on the stack",
+                         false, {}});
+    return resume_after_command(L, LUA_OK, 0);
+  }
+  return lua_yieldk(L, 0, 0, resume_after_command);
+}
+
+int resume_after_command(lua_State* L, int, lua_KContext) {
+  process* p = process::of(L);
+  yield_object* y = p->take_pending();
+  const outcome& o = p->last_outcome();
+  int n = y->handle_result(L, o.val, o.err ? &*o.err : nullptr);
+  y->release();
+  return n < 0 ? suspend_for_command(L) : n;
+}
+
+}  // namespace
+
+int trampoline(lua_State* L) {
+  auto fn = reinterpret_cast<lua_CFunction>(lua_touserdata(L, lua_upvalueindex(1)));
+  int n = fn(L);
+  return n < 0 ? suspend_for_command(L) : n;
+}
+
+void push_binding(lua_State* L, lua_CFunction fn) {
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(fn));
+  lua_pushcclosure(L, trampoline, 1);
+}
+
+}  // namespace luad::runtime

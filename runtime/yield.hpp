@@ -1,0 +1,90 @@
+// The yield protocol: a binding pushes a pooled yield object and returns -1;
+// the runtime trampoline turns that into lua_yieldk, the scheduler sends the
+// object's command to a dispatcher, and the continuation calls handle_result.
+#pragma once
+
+#include <new>
+#include <vector>
+
+#include "dispatcher/command.hpp"
+#include "runtime/lua.hpp"
+#include "runtime/value.hpp"
+
+namespace luad::runtime {
+
+/// Describes one kind of yield a module can produce (listed in its exports so
+/// startup can check that a dispatcher handles every command id).
+struct yield_type {
+  const char* name;
+  dispatcher::command_id command;
+};
+
+/// A pending request of a process. Lives from `acquire` (in the binding) until
+/// the continuation has run `handle_result` (or the process dies), then goes
+/// back to a per-thread pool.
+class yield_object {
+ public:
+  virtual ~yield_object() = default;
+  /// The command to send; called once, on the worker, right after the yield.
+  virtual dispatcher::command make_command() = 0;
+  /// Pushes the results for the script and returns their count, or pushes a
+  /// new yield object and returns -1 to wait again. `err` is null on success.
+  /// Must not raise: the runtime releases the object after it returns.
+  virtual int handle_result(lua_State* L, const value& v, const error* err) = 0;
+  /// Returns the object to its pool.
+  virtual void release() noexcept = 0;
+};
+
+/// Pool of one yield type, per thread. An object acquired on one worker may be
+/// released on another; it then joins that worker's pool (capped).
+template <class Derived>
+class pooled_yield : public yield_object {
+ public:
+  /// Takes an object from the pool and pushes it as a light userdata: the
+  /// binding fills its fields and returns -1. Check arguments before this.
+  static Derived* acquire(lua_State* L) {
+    auto& free = pool();
+    Derived* d;
+    if (free.items.empty()) {
+      d = new Derived();
+    } else {
+      d = free.items.back();
+      free.items.pop_back();
+    }
+    lua_pushlightuserdata(L, static_cast<yield_object*>(d));
+    return d;
+  }
+  void release() noexcept override {
+    auto* d = static_cast<Derived*>(this);
+    d->~Derived();
+    new (d) Derived();
+    auto& free = pool();
+    if (free.items.size() < kPoolCap) {
+      free.items.push_back(d);
+    } else {
+      delete d;
+    }
+  }
+
+ private:
+  static constexpr std::size_t kPoolCap = 4096;
+  struct free_list {
+    std::vector<Derived*> items;
+    ~free_list() {
+      for (Derived* d : items) delete d;
+    }
+  };
+  static free_list& pool() {
+    thread_local free_list list;
+    return list;
+  }
+};
+
+/// The one trampoline every module function is wrapped in (a C closure whose
+/// upvalue is the binding). Turns a -1 return into a yield for the scheduler.
+int trampoline(lua_State* L);
+
+/// Pushes `fn` wrapped in the trampoline.
+void push_binding(lua_State* L, lua_CFunction fn);
+
+}  // namespace luad::runtime

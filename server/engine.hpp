@@ -1,0 +1,35 @@
+// The engine: the command registry, the dispatchers and the scheduler, started
+// and stopped in the right order. `luad run`, tests and benchmarks use it.
+#pragma once
+
+#include <memory>
+
+#include "dispatcher/clock.hpp"
+#include "dispatcher/registry.hpp"
+#include "runtime/scheduler.hpp"
+
+namespace luad::server {
+
+class engine {
+ public:
+  /// Registers every dispatcher, freezes the registry, checks that each
+  /// module's yield types have a handler (throws std::logic_error if not), and
+  /// starts the dispatchers and the workers.
+  explicit engine(runtime::scheduler_options opts = {});
+  /// Stops the scheduler first (every process ends), then the dispatchers.
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  runtime::scheduler& scheduler() { return *scheduler_; }
+  dispatcher::clock& clock() { return clock_; }
+  /// Same as the destructor, callable earlier. Idempotent.
+  void stop();
+
+ private:
+  dispatcher::registry registry_;
+  dispatcher::clock clock_;
+  std::unique_ptr<runtime::scheduler> scheduler_;
+};
+
+}  // namespace luad::server

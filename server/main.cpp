@@ -1,0 +1,64 @@
+// The luad executable: command-line parsing; every command lives in the core.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "runtime/logging.hpp"
+#include "server/run.hpp"
+
+namespace {
+
+constexpr const char* k_version = "luad 0.1.0";
+
+luad::runtime::log_level parse_level(const std::string& s) {
+  using luad::runtime::log_level;
+  if (s == "debug") return log_level::debug;
+  if (s == "warn") return log_level::warn;
+  if (s == "error") return log_level::error;
+  return log_level::info;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"luad: a Lua actor process server"};
+  app.set_version_flag("--version", k_version);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  luad::server::run_options run;
+  std::string memory = "64MiB";
+  auto* cmd_run = app.add_subcommand("run", "Run one script as a process, in-process (no daemon)");
+  cmd_run->add_option("file", run.file, "Lua script")->required();
+  cmd_run->add_option("args", run.args, "Arguments, passed to the script as strings (...)");
+  cmd_run->add_option("--memory", memory, "Memory limit of the process (e.g. 64MiB; 0 = none)")
+      ->capture_default_str();
+  cmd_run->add_option("--instructions", run.limits.instructions,
+                      "Instruction limit of the process (0 = none)")
+      ->capture_default_str();
+  cmd_run->add_option("--turn", run.limits.turn, "Instructions per turn before preemption")
+      ->check(CLI::Range(100u, 100000000u))
+      ->capture_default_str();
+  cmd_run->add_option("--workers", run.workers, "Worker threads (0 = one per core)")
+      ->capture_default_str();
+  cmd_run->positionals_at_end();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : luad::server::run_usage;
+  }
+  luad::runtime::init_logging(parse_level(log_level));
+
+  if (*cmd_run) {
+    if (!luad::server::parse_size(memory, run.limits.memory)) {
+      std::cerr << "luad run: --memory: cannot read size '" << memory << "' (try 64MiB)\n";
+      return luad::server::run_usage;
+    }
+    return luad::server::run_script(run);
+  }
+  return luad::server::run_usage;
+}

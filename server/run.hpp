@@ -1,0 +1,35 @@
+// `luad run FILE [args…]`: one script as one process, in-process, no daemon.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/limits.hpp"
+
+namespace luad::server {
+
+struct run_options {
+  std::string file;
+  std::vector<std::string> args;
+  runtime::limits limits;
+  unsigned workers = 0;
+};
+
+/// Exit codes of `luad run`.
+enum run_status : int {
+  run_ok = 0,        ///< the process ended normally
+  run_error = 1,     ///< it raised an error (or failed to compile)
+  run_usage = 2,     ///< bad command line
+  run_limit = 3,     ///< it hit its memory or instruction limit
+  run_killed = 4,    ///< it was killed or shut down
+};
+
+/// Runs the script to completion: return values as JSON, one per line, on
+/// stdout; a non-normal exit as one JSON object on stderr. Returns the code.
+int run_script(const run_options& opts);
+
+/// Parses "64MiB", "512k", "1GB", "1048576" into bytes; false on bad text.
+bool parse_size(const std::string& text, std::size_t& out);
+
+}  // namespace luad::server

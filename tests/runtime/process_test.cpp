@@ -1,0 +1,101 @@
+// Process lifecycle: results, arguments, exit reasons, limits and hostile scripts.
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using luad::runtime::error_kind;
+using luad::runtime::exit_reason;
+using luad::runtime::value;
+using luad::test::run_lua;
+
+TEST_CASE("a process returns its values and receives its arguments") {
+  luad::runtime::spawn_options opts;
+  opts.args = {value("a"), value(std::int64_t{2}), value(2.5)};
+  auto e = run_lua("local a, b, c = ... return a, b + 1, c * 2, nil, {x = 1, list = {1, 2}}", opts);
+  REQUIRE(e.reason == exit_reason::normal);
+  REQUIRE(e.results.size() == 5);
+  CHECK(e.results[0] == value("a"));
+  CHECK(e.results[1] == value(std::int64_t{3}));
+  CHECK(e.results[2] == value(5.0));
+  CHECK(e.results[3].is_nil());
+  const auto* m = e.results[4].get<value::map>();
+  REQUIRE(m);
+  CHECK(m->size() == 2);
+}
+
+TEST_CASE("a runtime error ends the process with a structured error and a traceback") {
+  auto e = run_lua("local function inner() error('boom') end\nlocal function outer() inner() end\nouter()");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.kind == error_kind::runtime);
+  CHECK(e.err.message.find("test.lua:1: boom") != std::string::npos);
+  CHECK(e.err.traceback.find("inner") != std::string::npos);
+  CHECK(e.err.traceback.find("outer") != std::string::npos);
+}
+
+TEST_CASE("a structured error object keeps its kind when it ends a process") {
+  auto e = run_lua("error(require('errors').new('timeout', 'too slow'))");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.kind == error_kind::timeout);
+  CHECK(e.err.message == "too slow");
+  CHECK(e.err.retryable);
+}
+
+TEST_CASE("a syntax error ends the process with kind syntax") {
+  auto e = run_lua("local x = = 1");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.kind == error_kind::syntax);
+  CHECK(e.err.message.find("test.lua:1:") != std::string::npos);
+}
+
+TEST_CASE("a binary chunk is refused as a script") {
+  auto e = run_lua(std::string("\x1bLua\x54\x00", 6));
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message.find("binary") != std::string::npos);
+}
+
+TEST_CASE("a memory bomb ends with reason limit and pcall cannot catch it") {
+  luad::runtime::spawn_options opts;
+  opts.limits.memory = 4 << 20;
+  auto e = run_lua(R"(
+    local ok = pcall(function()
+      local t = {}
+      for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end
+    end)
+    return 'survived', ok)", opts);
+  CHECK(e.reason == exit_reason::limit);
+  CHECK(e.err.kind == error_kind::limit);
+}
+
+TEST_CASE("a huge string ends with reason limit") {
+  luad::runtime::spawn_options opts;
+  opts.limits.memory = 8 << 20;
+  auto e = run_lua("local s = string.rep('x', 1 << 30) return #s", opts);
+  CHECK(e.reason == exit_reason::limit);
+}
+
+TEST_CASE("an infinite loop is ended by the instruction limit, even inside pcall") {
+  luad::runtime::spawn_options opts;
+  opts.limits.instructions = 2'000'000;
+  auto e = run_lua("while true do pcall(function() while true do end end) end", opts);
+  CHECK(e.reason == exit_reason::limit);
+  CHECK(e.err.message.find("instruction") != std::string::npos);
+}
+
+TEST_CASE("deep recursion ends the process with a stack overflow error") {
+  auto e = run_lua("local function f(n) return 1 + f(n + 1) end return f(1)");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message.find("stack overflow") != std::string::npos);
+}
+
+TEST_CASE("return values that cannot leave the process are an error") {
+  auto e = run_lua("return function() end");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.kind == error_kind::invalid);
+  CHECK(e.err.message.find("return value #1") != std::string::npos);
+}
+
+TEST_CASE("yielding from the main chunk with coroutine.yield is an error") {
+  auto e = run_lua("coroutine.yield(1)");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message.find("outside a coroutine") != std::string::npos);
+}

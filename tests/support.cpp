@@ -1,0 +1,42 @@
+// Test helpers: a shared engine and spawning a script with a future for its exit.
+#include "tests/support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace luad::test {
+
+server::engine& shared_engine() {
+  static server::engine eng(runtime::scheduler_options{2, 0});
+  return eng;
+}
+
+std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
+                                          runtime::spawn_options opts) {
+  auto done = std::make_shared<std::promise<runtime::exit_info>>();
+  auto fut = done->get_future();
+  opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
+  runtime::pid id = eng.scheduler().spawn(runtime::compile(source, "test.lua"), std::move(opts));
+  REQUIRE(static_cast<bool>(id));
+  return fut;
+}
+
+runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts,
+                           server::engine* eng, std::chrono::seconds timeout) {
+  auto fut = spawn_lua(eng ? *eng : shared_engine(), source, std::move(opts));
+  REQUIRE(fut.wait_for(timeout) == std::future_status::ready);
+  return fut.get();
+}
+
+std::string source_file(const std::string& relative) {
+  std::ifstream in(std::string(LUAD_SOURCE_DIR) + "/" + relative, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot open ", relative);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace luad::test

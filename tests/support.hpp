@@ -1,0 +1,31 @@
+// Test helpers: a shared in-process engine and one-call script runs.
+#pragma once
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <string_view>
+
+#include "runtime/code.hpp"
+#include "runtime/limits.hpp"
+#include "server/engine.hpp"
+
+namespace luad::test {
+
+/// One engine (clock + scheduler, two workers) shared by the tests of this binary.
+server::engine& shared_engine();
+
+/// Spawns `source` on `eng` (the shared engine by default) and waits for its exit.
+/// Fails the current test if it takes longer than `timeout`.
+runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts = {},
+                           server::engine* eng = nullptr,
+                           std::chrono::seconds timeout = std::chrono::seconds(60));
+
+/// A process's exit as a pending future, for tests that run several at once.
+std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
+                                          runtime::spawn_options opts = {});
+
+/// Reads a file under the source tree (e.g. "tests/lua/sandbox.lua").
+std::string source_file(const std::string& relative);
+
+}  // namespace luad::test
