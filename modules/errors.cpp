@@ -31,7 +31,7 @@ int push_new_protected(lua_State* L, error_kind kind, std::string_view message,
     });
     lua_pushlightuserdata(L, &e);
     return lua_pcall(L, 1, 1, 0) == LUA_OK ? 1 : -1;
-  } catch (const std::bad_alloc&) {
+  } catch (...) {  // bad_alloc, in practice
     return out_of_memory;
   }
 }
@@ -85,9 +85,7 @@ int errors_is(lua_State* L) {
   return 1;
 }
 
-runtime::module_exports build_errors() {
-  return {{{"new", errors_new}, {"is", errors_is}}, {}};
-}
+runtime::module_exports build_errors() { return {{{"new", errors_new}, {"is", errors_is}}, {}}; }
 
 constexpr runtime::param_type new_params[] = {
     {"kind", "string"}, {"message", "string"}, {"opts", "{ retryable?: boolean }?"}};

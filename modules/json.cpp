@@ -56,6 +56,11 @@ void append_utf8(std::string& out, std::uint32_t cp) {
   }
 }
 
+// The two-character escapes of RFC 8259: '\\' + escaped[k] stands for unescaped[k].
+constexpr std::string_view escaped = "/\"\\bfnrt";
+constexpr std::string_view unescaped = "/\"\\\b\f\n\r\t";
+constexpr std::size_t npos = std::string_view::npos;
+
 // ---- encoding -------------------------------------------------------------
 
 class writer {
@@ -110,22 +115,15 @@ bool writer::write_string(std::string_view s) {
       i += n;
       continue;
     }
-    switch (c) {
-      case '"': out_ += "\\\""; break;
-      case '\\': out_ += "\\\\"; break;
-      case '\b': out_ += "\\b"; break;
-      case '\f': out_ += "\\f"; break;
-      case '\n': out_ += "\\n"; break;
-      case '\r': out_ += "\\r"; break;
-      case '\t': out_ += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out_ += "\\u00";
-          out_ += hex[c >> 4];
-          out_ += hex[c & 0xF];
-        } else {
-          out_ += static_cast<char>(c);
-        }
+    if (std::size_t k = unescaped.find(static_cast<char>(c)); k != 0 && k != npos) {
+      out_ += '\\';  // '/' (k == 0) needs no escape
+      out_ += escaped[k];
+    } else if (c < 0x20) {
+      out_ += "\\u00";
+      out_ += hex[c >> 4];
+      out_ += hex[c & 0xF];
+    } else {
+      out_ += static_cast<char>(c);
     }
     ++i;
   }
@@ -216,8 +214,8 @@ bool parser::fail(std::size_t at, std::string_view what) {
       line_start = i + 1;
     }
   }
-  why_ = "line " + std::to_string(line) + " column " + std::to_string(at - line_start + 1) +
-         ": " + std::string(what);
+  why_ = "line " + std::to_string(line) + " column " + std::to_string(at - line_start + 1) + ": " +
+         std::string(what);
   return false;
 }
 
@@ -225,8 +223,8 @@ bool parser::fail(std::size_t at, std::string_view what) {
 bool parser::unexpected() {
   if (at_end()) return fail(pos_, "unexpected end of input");
   auto c = static_cast<unsigned char>(text_[pos_]);
-  if (c > 0x20 && c < 0x7F) return fail(pos_, std::string("unexpected character '") +
-                                                  static_cast<char>(c) + "'");
+  if (c > 0x20 && c < 0x7F)
+    return fail(pos_, std::string("unexpected character '") + static_cast<char>(c) + "'");
   static constexpr char hex[] = "0123456789ABCDEF";
   return fail(pos_, std::string("unexpected byte 0x") + hex[c >> 4] + hex[c & 0xF]);
 }
@@ -285,7 +283,7 @@ bool parser::parse_object(value& out, int depth) {
   if (depth >= json_max_depth) return fail(pos_, "nesting deeper than 200 levels");
   auto& members = out.data.emplace<value::map>();
   std::vector<std::size_t> key_at;  // where each key starts, for duplicate errors
-  ++pos_;  // '{'
+  ++pos_;                           // '{'
   skip_ws();
   if (peek() == '}') {
     ++pos_;
@@ -358,18 +356,11 @@ bool parser::parse_escape(std::string& out) {
   std::size_t start = pos_++;  // '\\'
   char e = peek();
   ++pos_;
-  switch (e) {
-    case '"': out += '"'; return true;
-    case '\\': out += '\\'; return true;
-    case '/': out += '/'; return true;
-    case 'b': out += '\b'; return true;
-    case 'f': out += '\f'; return true;
-    case 'n': out += '\n'; return true;
-    case 'r': out += '\r'; return true;
-    case 't': out += '\t'; return true;
-    case 'u': break;
-    default: return fail(start, "invalid escape in string");
+  if (std::size_t k = escaped.find(e); k != npos) {
+    out += unescaped[k];
+    return true;
   }
+  if (e != 'u') return fail(start, "invalid escape in string");
   std::uint32_t cp = 0;
   if (!parse_hex4(cp)) return fail(start, "invalid \\u escape (needs 4 hex digits)");
   if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(start, "lone low surrogate in \\u escape");
@@ -417,8 +408,8 @@ bool underflows(std::string_view t) {
   std::size_t dot = mantissa.find('.');
   std::size_t first = mantissa.find_first_of("123456789");
   if (dot == std::string_view::npos) dot = mantissa.size();
-  long long magnitude = first < dot ? static_cast<long long>(dot - first)
-                                    : -static_cast<long long>(first - dot - 1);
+  long long magnitude =
+      first < dot ? static_cast<long long>(dot - first) : -static_cast<long long>(first - dot - 1);
   return magnitude + exp <= 0;
 }
 
@@ -536,7 +527,7 @@ int encode_to_stack(lua_State* L) noexcept {
       return push_protected<std::string, push_text>(L, text);
     }
     return push_invalid(L, std::move(why));
-  } catch (const std::bad_alloc&) {
+  } catch (...) {  // bad_alloc, in practice
     return out_of_memory;
   }
 }
@@ -547,7 +538,7 @@ int decode_to_stack(lua_State* L, std::string_view text) noexcept {
     std::string why;
     if (json_decode(text, v, why)) return push_protected<value, push_decoded>(L, v);
     return push_invalid(L, std::move(why));
-  } catch (const std::bad_alloc&) {
+  } catch (...) {  // bad_alloc, in practice
     return out_of_memory;
   }
 }

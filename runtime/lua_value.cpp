@@ -217,9 +217,8 @@ bool reader::read_map(int idx, value::map& out, std::size_t n, int depth) {
     }
     if (!ok) {
       lua_pop(L_, 2);
-      std::string segment = is_identifier(key)
-                                ? "." + std::string(key)
-                                : "[\"" + std::string(key.substr(0, 40)) + "\"]";
+      std::string segment = is_identifier(key) ? "." + std::string(key)
+                                               : "[\"" + std::string(key.substr(0, 40)) + "\"]";
       where_ = segment + where_;
       return false;
     }
@@ -262,7 +261,8 @@ std::string describe(lua_State* L, int idx) {
   if (t == LUA_TNUMBER && lua_isinteger(L, idx)) {
     std::snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointegerx(L, idx, nullptr));
   } else if (t == LUA_TNUMBER) {
-    std::snprintf(buf, sizeof buf, LUA_NUMBER_FMT, static_cast<LUAI_UACNUMBER>(lua_tonumber(L, idx)));
+    std::snprintf(buf, sizeof buf, LUA_NUMBER_FMT,
+                  static_cast<LUAI_UACNUMBER>(lua_tonumber(L, idx)));
     std::string_view s(buf);
     if (s.find_first_not_of("-0123456789") == std::string_view::npos) {
       return std::string(s) + ".0";  // looks like an integer: Lua adds ".0"
@@ -312,7 +312,7 @@ bool to_value(lua_State* L, int idx, value& out, std::string& why) {
     if (r.read(idx, out, 0)) return true;
     if (!r.where().empty()) why += " (at " + r.where() + ")";
     return false;
-  } catch (const std::bad_alloc&) {
+  } catch (const std::exception&) {  // bad_alloc, in practice
     lua_settop(L, top);
     why = "out of memory";
     return false;

@@ -8,7 +8,7 @@ namespace luad::runtime {
 namespace {
 
 constexpr std::array<std::string_view, 10> kind_names = {
-    "invalid", "not_found", "permission_denied", "timeout", "unavailable",
+    "invalid",  "not_found", "permission_denied", "timeout", "unavailable",
     "canceled", "limit",     "internal",          "syntax",  "runtime",
 };
 static_assert(static_cast<std::size_t>(error_kind::runtime) + 1 == kind_names.size(),

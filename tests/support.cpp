@@ -15,12 +15,13 @@ server::engine& shared_engine() {
 }
 
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
-                                          runtime::spawn_options opts) {
+                                          runtime::spawn_options opts, runtime::pid* id) {
   auto done = std::make_shared<std::promise<runtime::exit_info>>();
   auto fut = done->get_future();
   opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
-  runtime::pid id = eng.scheduler().spawn(runtime::compile(source, "test.lua"), std::move(opts));
-  REQUIRE(static_cast<bool>(id));
+  runtime::pid got = eng.scheduler().spawn(runtime::compile(source, "test.lua"), std::move(opts));
+  REQUIRE(static_cast<bool>(got));
+  if (id) *id = got;
   return fut;
 }
 

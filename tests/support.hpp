@@ -22,8 +22,10 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts 
                            std::chrono::seconds timeout = std::chrono::seconds(60));
 
 /// A process's exit as a pending future, for tests that run several at once.
+/// When `id` is given, it receives the new process's pid.
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
-                                          runtime::spawn_options opts = {});
+                                          runtime::spawn_options opts = {},
+                                          runtime::pid* id = nullptr);
 
 /// Reads a file under the source tree (e.g. "tests/lua/sandbox.lua").
 std::string source_file(const std::string& relative);

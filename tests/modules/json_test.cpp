@@ -1,6 +1,8 @@
 // Tests of modules/json.cpp: the C++ codec (output form, determinism, every
 // decode error) and the Lua bindings on a bare Lua state, including json.null
 // and running out of Lua memory.
+#include "modules/json.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <limits>
 #include <string>
 
-#include "modules/json.hpp"
 #include "modules/modules.hpp"
 #include "runtime/lua_value.hpp"
 
@@ -82,12 +83,13 @@ TEST_CASE("strings are escaped per RFC 8259") {
   CHECK(encode("a\"b\\c/d") == R"("a\"b\\c/d")");
   CHECK(encode("\b\f\n\r\t") == R"("\b\f\n\r\t")");
   CHECK(encode(std::string("\0\x1f\x7f", 3)) == "\"\\u0000\\u001f\x7f\"");
-  CHECK(encode("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  CHECK(encode("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+        "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
 }
 
 TEST_CASE("invalid UTF-8 is refused") {
-  for (const char* bad : {"\x80", "\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                          "\xe2\x82", "\xff"}) {
+  for (const char* bad :
+       {"\x80", "\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\xff"}) {
     CHECK_MESSAGE(encode_fails(bad) == "string is not valid UTF-8", bad);
   }
   CHECK(encode_fails(value::map{{"\xff", 1}}) == "map key is not valid UTF-8");
@@ -191,7 +193,8 @@ TEST_CASE("decode refuses malformed numbers") {
 
 TEST_CASE("decode refuses malformed strings") {
   CHECK(decode_fails("\"abc") == "line 1 column 5: unterminated string");
-  CHECK(decode_fails("\"a\tb\"") == "line 1 column 3: control character in string (must be escaped)");
+  CHECK(decode_fails("\"a\tb\"") ==
+        "line 1 column 3: control character in string (must be escaped)");
   CHECK(decode_fails(R"("\x")") == "line 1 column 2: invalid escape in string");
   CHECK(decode_fails(R"("\u12")") == "line 1 column 2: invalid \\u escape (needs 4 hex digits)");
   CHECK(decode_fails(R"("\u12g4")") == "line 1 column 2: invalid \\u escape (needs 4 hex digits)");
@@ -207,8 +210,10 @@ TEST_CASE("decode refuses malformed strings") {
 }
 
 TEST_CASE("decode nesting limit") {
-  CHECK(decode_fails(nested(json_max_depth + 1)) == "line 1 column 201: nesting deeper than 200 levels");
-  CHECK(decode_fails(std::string(100000, '[')) == "line 1 column 201: nesting deeper than 200 levels");
+  CHECK(decode_fails(nested(json_max_depth + 1)) ==
+        "line 1 column 201: nesting deeper than 200 levels");
+  CHECK(decode_fails(std::string(100000, '[')) ==
+        "line 1 column 201: nesting deeper than 200 levels");
   std::string objects;
   for (int i = 0; i <= json_max_depth; ++i) objects += "{\"a\":";
   CHECK(decode_fails(objects) == "line 1 column 1001: nesting deeper than 200 levels");
@@ -288,8 +293,9 @@ TEST_CASE("module manifest matches its functions") {
 
 TEST_CASE("json.encode and json.decode from Lua") {
   json_lua j;
-  CHECK(j.run("assert(json.encode({b = 1, a = {1, 2.0, 'x'}}) == '{\"a\":[1,2.0,\"x\"],\"b\":1}')") ==
-        "ok");
+  CHECK(
+      j.run("assert(json.encode({b = 1, a = {1, 2.0, 'x'}}) == '{\"a\":[1,2.0,\"x\"],\"b\":1}')") ==
+      "ok");
   CHECK(j.run("assert(json.encode({}) == '{}')") == "ok");
   CHECK(j.run("assert(json.encode(nil) == 'null' and json.encode(json.null) == 'null')") == "ok");
   CHECK(j.run("local t = json.decode('[1, null, {\"k\": null}]')"

@@ -1,13 +1,13 @@
 // Tests of runtime/value.cpp and runtime/lua_value.cpp: error kind names, values
 // to and from Lua (round trips, every refusal), structured errors both ways.
+#include "runtime/lua_value.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <string>
-
-#include "runtime/lua_value.hpp"
 
 namespace luad::runtime {
 namespace {

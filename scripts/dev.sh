@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The developer entry point: installs missing Debian packages, configures and
+# builds with CMake, then runs the main job, the tests, a sanitizer build or
+# the benchmarks. Used by the README's quick start and by .ci/run.
+#   scripts/dev.sh run     build and `luad run examples/hello.lua`
+#   scripts/dev.sh test    build (warnings are errors) and run every test
+#   scripts/dev.sh asan    tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   scripts/dev.sh tsan    tests under ThreadSanitizer
+#   scripts/dev.sh bench   Release build, then luad_bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
+          libcli11-dev doctest-dev)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+deps() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "# installing: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+build() {  # build DIR [cmake args...]
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j"$JOBS"
+}
+
+run_tests() {  # run_tests DIR
+  ctest --test-dir "$1" --output-on-failure --timeout 1200
+}
+
+case "${1:-}" in
+  run)
+    deps
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_WERROR=ON
+    ./build/luad run examples/hello.lua
+    ;;
+  test)
+    deps
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_WERROR=ON
+    run_tests build
+    ;;
+  asan)
+    deps
+    build build-asan -DCMAKE_BUILD_TYPE=Debug -DLUAD_SANITIZE=address
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build-asan
+    ;;
+  tsan)
+    deps
+    build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_SANITIZE=thread
+    TSAN_OPTIONS=halt_on_error=1 run_tests build-tsan
+    ;;
+  bench)
+    deps
+    build build-release -DCMAKE_BUILD_TYPE=Release
+    shift
+    ./build-release/luad_bench "$@"
+    ;;
+  *)
+    echo "usage: scripts/dev.sh run|test|asan|tsan|bench [bench args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,110 @@
+// Clock dispatcher: ordering, zero sleeps, a million pending timers, stop.
+#include "dispatcher/clock.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace luad::dispatcher;
+
+// Counts completions and remembers their order (a double of many processes).
+struct counter final : completion_target {
+  std::atomic<int> ok{0}, canceled{0};
+  std::mutex mu;
+  std::vector<int> order;
+  void add_ref() noexcept override {}
+  void release_ref() noexcept override {}
+  void complete(luad::runtime::outcome&& o) noexcept override {
+    if (o.err) {
+      canceled++;
+    } else {
+      ok++;
+    }
+  }
+};
+
+struct tagged final : completion_target {
+  counter* parent;
+  int tag;
+  void add_ref() noexcept override {}
+  void release_ref() noexcept override {}
+  void complete(luad::runtime::outcome&&) noexcept override {
+    std::lock_guard lock(parent->mu);
+    parent->order.push_back(tag);
+  }
+};
+
+bool wait_for(const std::function<bool()>& pred) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("timers fire in deadline order; zero completes inline") {
+  luad::dispatcher::clock c;
+  c.start();
+  counter parent;
+  std::vector<tagged> tags(4);
+  double delays[] = {0.03, 0.01, 0.02, 0.0};
+  for (int i = 0; i < 4; ++i) {
+    tags[i].parent = &parent;
+    tags[i].tag = i;
+    c.submit({command_id::clock_sleep, luad::runtime::value(delays[i])}, completion(&tags[i]));
+  }
+  {
+    std::lock_guard lock(parent.mu);
+    REQUIRE(parent.order.size() == 1);  // the zero sleep, before submit returned
+    CHECK(parent.order[0] == 3);
+  }
+  REQUIRE(wait_for([&] {
+    std::lock_guard lock(parent.mu);
+    return parent.order.size() == 4;
+  }));
+  std::lock_guard lock(parent.mu);
+  CHECK(parent.order == std::vector<int>{3, 1, 2, 0});
+}
+
+TEST_CASE("a bad argument completes with invalid") {
+  luad::dispatcher::clock c;
+  c.start();
+  counter cnt;
+  c.submit({command_id::clock_sleep, luad::runtime::value("soon")}, completion(&cnt));
+  CHECK(cnt.canceled == 1);
+}
+
+TEST_CASE("the clock holds a million pending timers and cancels them on stop") {
+  luad::dispatcher::clock c;
+  c.start();
+  counter cnt;
+  constexpr int n = 1'000'000;
+  for (int i = 0; i < n; ++i) {
+    c.submit({command_id::clock_sleep, luad::runtime::value(3600.0 + i % 1000)}, completion(&cnt));
+  }
+  CHECK(c.pending() == static_cast<std::size_t>(n));
+  c.stop();
+  CHECK(cnt.canceled == n);
+  CHECK(cnt.ok == 0);
+  CHECK(c.pending() == 0);
+}
+
+TEST_CASE("many short timers all fire") {
+  luad::dispatcher::clock c;
+  c.start();
+  counter cnt;
+  for (int i = 0; i < 20000; ++i) {
+    c.submit({command_id::clock_sleep, luad::runtime::value(0.001 * (i % 20))}, completion(&cnt));
+  }
+  REQUIRE(wait_for([&] { return cnt.ok.load() == 20000; }));
+  CHECK(c.pending() == 0);
+}

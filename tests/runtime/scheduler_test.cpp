@@ -1,0 +1,150 @@
+// Scheduler: many processes, kills, preemption fairness, shutdown, class restriction.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tests/support.hpp"
+
+using luad::runtime::exit_reason;
+using luad::runtime::value;
+using luad::test::run_lua;
+using luad::test::shared_engine;
+using luad::test::spawn_lua;
+
+namespace {
+
+// Waits until `pred` holds or `limit` passes.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("ten thousand processes run to completion with their own results") {
+  auto& eng = shared_engine();
+  auto code = luad::runtime::compile("local n = ... local t = require('time') t.sleep(0) return n * 2", "x.lua");
+  constexpr int n = 10000;
+  std::atomic<int> done{0}, right{0};
+  for (int i = 0; i < n; ++i) {
+    luad::runtime::spawn_options o;
+    o.args = {value(i)};
+    o.on_exit = [&, i](const luad::runtime::exit_info& e) {
+      if (e.reason == exit_reason::normal && e.results.at(0) == value(std::int64_t{2 * i})) right++;
+      done++;
+    };
+    REQUIRE(static_cast<bool>(eng.scheduler().spawn(code, std::move(o))));
+  }
+  REQUIRE(eventually([&] { return done.load() == n; }, std::chrono::seconds(60)));
+  CHECK(right.load() == n);
+}
+
+TEST_CASE("pids are unique, printable and parseable") {
+  auto& eng = shared_engine();
+  auto code = luad::runtime::compile("return 1", "x.lua");
+  auto a = eng.scheduler().spawn(code, {});
+  auto b = eng.scheduler().spawn(code, {});
+  CHECK(a != b);
+  auto parsed = luad::runtime::pid::parse(a.to_string());
+  REQUIRE(parsed);
+  CHECK(*parsed == a);
+  CHECK_FALSE(luad::runtime::pid::parse("0."));
+  CHECK_FALSE(luad::runtime::pid::parse("x.1"));
+  CHECK_FALSE(luad::runtime::pid::parse("0.0"));
+}
+
+TEST_CASE("killing a sleeping process ends it at once with reason killed") {
+  auto& eng = shared_engine();
+  luad::runtime::pid id;
+  auto fut = spawn_lua(eng, "require('time').sleep(3600) return 'woke'", {}, &id);
+  REQUIRE(eventually([&] { return eng.clock().pending() >= 1; }));
+  CHECK(eng.scheduler().kill(id));
+  REQUIRE(fut.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  auto e = fut.get();
+  CHECK(e.reason == exit_reason::killed);
+  CHECK(e.err.kind == luad::runtime::error_kind::canceled);
+  CHECK(e.err.message == "killed");
+  CHECK_FALSE(eng.scheduler().kill(id));  // already gone
+}
+
+TEST_CASE("killing a busy loop lands within one instruction budget") {
+  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  luad::runtime::pid id;
+  auto fut = spawn_lua(eng, "local n = 0 while true do n = n + 1 end", {}, &id);
+  REQUIRE(eventually([&] { return eng.scheduler().stats().preemptions > 0; }));
+  CHECK(eng.scheduler().kill(id));
+  REQUIRE(fut.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  CHECK(fut.get().reason == exit_reason::killed);
+}
+
+TEST_CASE("an infinite loop does not starve other processes on the same worker") {
+  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  auto hog = spawn_lua(eng, "while true do end");
+  auto hog2 = spawn_lua(eng, "local t = {} while true do t[1] = 1 end");
+  // Each sleep should end ~10 ms later; report the worst lateness in ms.
+  auto probe = spawn_lua(eng, R"(
+    local time = require("time")
+    local worst = 0
+    for i = 1, 20 do
+      local t0 = time.monotonic()
+      time.sleep(0.01)
+      local late = (time.monotonic() - t0 - 0.01) * 1000
+      if late > worst then worst = late end
+    end
+    return worst)");
+  REQUIRE(probe.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  auto e = probe.get();
+  REQUIRE(e.reason == exit_reason::normal);
+  const double* worst = e.results.at(0).get<double>();
+  REQUIRE(worst);
+  MESSAGE("worst lateness beside two busy loops: ", *worst, " ms");
+  CHECK(*worst < 50.0);  // a few ms normally; generous for sanitizer builds
+  eng.stop();
+  CHECK(hog.get().reason == exit_reason::shutdown);
+  CHECK(hog2.get().reason == exit_reason::shutdown);
+}
+
+TEST_CASE("stop ends every process with reason shutdown") {
+  luad::server::engine eng(luad::runtime::scheduler_options{2, 0});
+  std::vector<std::future<luad::runtime::exit_info>> futs;
+  for (int i = 0; i < 100; ++i) futs.push_back(spawn_lua(eng, "require('time').sleep(60)"));
+  futs.push_back(spawn_lua(eng, "while true do end"));
+  REQUIRE(eventually([&] { return eng.clock().pending() == 100; }));
+  eng.stop();
+  for (auto& f : futs) CHECK(f.get().reason == exit_reason::shutdown);
+  CHECK(eng.scheduler().alive() == 0);
+  CHECK_FALSE(eng.scheduler().spawn(luad::runtime::compile("return 1", "x"), {}));
+}
+
+TEST_CASE("a workflow-restricted process may load only deterministic or workflow modules") {
+  luad::runtime::spawn_options o;
+  o.allowed_classes = luad::runtime::workflow_classes;
+  auto e = run_lua(R"(
+    local json = require("json")
+    local log = require("log")
+    local ok, err = pcall(require, "time")
+    assert(not ok)
+    return err)", o);
+  REQUIRE(e.reason == exit_reason::normal);
+  const auto* msg = e.results.at(0).get<std::string>();
+  REQUIRE(msg);
+  CHECK(msg->find("module 'time' is nondeterministic") != std::string::npos);
+  CHECK(msg->find("deterministic, workflow") != std::string::npos);
+}
+
+TEST_CASE("the main chunk's count hook preempts and the turn budget is configurable") {
+  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  luad::runtime::spawn_options o;
+  o.limits.turn = 1000;
+  auto before = eng.scheduler().stats().preemptions;
+  auto e = run_lua("local n = 0 for i = 1, 200000 do n = n + i end return n", o, &eng);
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(e.results.at(0) == value(std::int64_t{200000LL * 200001 / 2}));
+  CHECK(eng.scheduler().stats().preemptions - before >= 100);
+}

@@ -1,0 +1,109 @@
+// `luad run` end to end: the real binary, its stdout, stderr and exit codes.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "server/run.hpp"
+
+namespace {
+
+struct result {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs `luad <args>` from the source directory, capturing both streams.
+result run_luad(const std::string& args) {
+  auto dir = std::filesystem::temp_directory_path() / ("luad_run_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string cmd = std::string("cd '") + LUAD_SOURCE_DIR + "' && '" + LUAD_BINARY + "' " + args +
+                    " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
+  int status = std::system(cmd.c_str());
+  result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"), slurp(dir / "err")};
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+std::string write_script(const std::string& name, const std::string& text) {
+  auto p = std::filesystem::temp_directory_path() / name;
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+}  // namespace
+
+TEST_CASE("luad run prints return values as JSON lines and exits 0") {
+  auto path = write_script("luad_ok.lua", "local a = ... return a, 42, {b = true, a = {1, 2.5}}");
+  auto r = run_luad("run " + path + " hi");
+  CHECK(r.code == 0);
+  CHECK(r.out == "\"hi\"\n42\n{\"a\":[1,2.5],\"b\":true}\n");
+}
+
+TEST_CASE("luad run on the shipped example succeeds") {
+  auto r = run_luad("run examples/hello.lua tester");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("\"greeting\":\"hello, tester\"") != std::string::npos);
+  CHECK(r.err.find("hello tester") != std::string::npos);  // the log line, tagged with a pid
+}
+
+TEST_CASE("luad run reports a runtime error as structured JSON on stderr, exit 1") {
+  auto path = write_script("luad_err.lua", "local function f() error('bad thing') end f()");
+  auto r = run_luad("run " + path);
+  CHECK(r.code == luad::server::run_error);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("\"reason\":\"error\"") != std::string::npos);
+  CHECK(r.err.find("\"kind\":\"runtime\"") != std::string::npos);
+  CHECK(r.err.find("bad thing") != std::string::npos);
+  CHECK(r.err.find("\"traceback\"") != std::string::npos);
+}
+
+TEST_CASE("luad run enforces --memory and --instructions with exit code 3") {
+  auto bomb = write_script("luad_bomb.lua", "local t = {} for i = 1, 1e9 do t[i] = i end");
+  auto r = run_luad("run --memory 2MiB " + bomb);
+  CHECK(r.code == luad::server::run_limit);
+  CHECK(r.err.find("\"reason\":\"limit\"") != std::string::npos);
+  auto loop = write_script("luad_loop.lua", "while true do end");
+  r = run_luad("run --instructions 1000000 " + loop);
+  CHECK(r.code == luad::server::run_limit);
+  CHECK(r.err.find("instruction limit") != std::string::npos);
+}
+
+TEST_CASE("luad run: missing file, syntax error and bad options fail clearly") {
+  auto r = run_luad("run does/not/exist.lua");
+  CHECK(r.code == luad::server::run_error);
+  CHECK(r.err.find("\"kind\":\"not_found\"") != std::string::npos);
+  auto bad = write_script("luad_syntax.lua", "return = 1");
+  r = run_luad("run " + bad);
+  CHECK(r.code == luad::server::run_error);
+  CHECK(r.err.find("\"kind\":\"syntax\"") != std::string::npos);
+  r = run_luad("run --memory lots " + bad);
+  CHECK(r.code == luad::server::run_usage);
+  CHECK(r.err.find("--memory") != std::string::npos);
+  r = run_luad("frobnicate");
+  CHECK(r.code == luad::server::run_usage);
+}
+
+TEST_CASE("sizes parse with binary units") {
+  std::size_t n = 0;
+  CHECK(luad::server::parse_size("64MiB", n));
+  CHECK(n == 64u << 20);
+  CHECK(luad::server::parse_size("512k", n));
+  CHECK(n == 512u << 10);
+  CHECK(luad::server::parse_size("0", n));
+  CHECK(n == 0);
+  CHECK_FALSE(luad::server::parse_size("", n));
+  CHECK_FALSE(luad::server::parse_size("12 parsecs", n));
+  CHECK_FALSE(luad::server::parse_size("99999999999999999999G", n));
+}
