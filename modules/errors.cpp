@@ -13,7 +13,7 @@ namespace {
 
 using runtime::error_kind;
 
-constexpr int out_of_memory = -2;
+using runtime::out_of_memory;
 
 int push_new_error(lua_State* L, const runtime::error& e) {
   runtime::push_error(L, e);
@@ -26,11 +26,7 @@ int push_new_protected(lua_State* L, error_kind kind, std::string_view message,
                        bool retryable) noexcept {
   try {
     runtime::error e{kind, std::string(message), retryable, {}};
-    lua_pushcfunction(L, [](lua_State* S) {
-      return push_new_error(S, *static_cast<const runtime::error*>(lua_touserdata(S, 1)));
-    });
-    lua_pushlightuserdata(L, &e);
-    return lua_pcall(L, 1, 1, 0) == LUA_OK ? 1 : -1;
+    return runtime::push_protected<runtime::error, push_new_error>(L, e);
   } catch (...) {  // bad_alloc, in practice
     return out_of_memory;
   }

@@ -85,17 +85,17 @@ class writer {
 bool writer::write(const value& v, int depth) {
   if (v.is_nil()) {
     out_ += "null";
-  } else if (const bool* b = v.get<bool>()) {
+  } else if (const auto* b = v.get<bool>()) {
     out_ += *b ? "true" : "false";
-  } else if (const std::int64_t* i = v.get<std::int64_t>()) {
+  } else if (const auto* i = v.get<std::int64_t>()) {
     out_ += std::to_string(*i);
-  } else if (const double* d = v.get<double>()) {
+  } else if (const auto* d = v.get<double>()) {
     return write_double(*d);
-  } else if (const std::string* s = v.get<std::string>()) {
+  } else if (const auto* s = v.get<std::string>()) {
     return write_string(*s);
   } else if (depth >= json_max_depth) {
     return fail("nesting deeper than 200 levels");
-  } else if (const value::array* a = v.get<value::array>()) {
+  } else if (const auto* a = v.get<value::array>()) {
     return write_array(*a, depth);
   } else {
     return write_map(*v.get<value::map>(), depth);
@@ -160,11 +160,11 @@ bool writer::write_map(const value::map& m, int depth) {
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
   out_ += '{';
   for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i > 0 && sorted[i]->first == sorted[i - 1]->first) {
-      return fail("duplicate map key \"" + sorted[i]->first + "\"");
-    }
     if (i > 0) out_ += ',';
     if (!write_string(sorted[i]->first)) return fail("map key is not valid UTF-8");
+    if (i > 0 && sorted[i]->first == sorted[i - 1]->first) {  // a valid key, by now
+      return fail("duplicate map key \"" + sorted[i]->first + "\"");
+    }
     out_ += ':';
     if (!write(sorted[i]->second, depth + 1)) return false;
   }
@@ -459,14 +459,14 @@ void push_json(lua_State* L, const value& v) {
   luaL_checkstack(L, 3, "value nested too deeply");
   if (v.is_nil()) {
     lua_pushlightuserdata(L, nullptr);
-  } else if (const value::array* a = v.get<value::array>()) {
+  } else if (const auto* a = v.get<value::array>()) {
     lua_createtable(L, static_cast<int>(std::min<std::size_t>(a->size(), INT_MAX)), 0);
     lua_Integer i = 0;
     for (const value& item : *a) {
       push_json(L, item);
       lua_rawseti(L, -2, ++i);
     }
-  } else if (const value::map* m = v.get<value::map>()) {
+  } else if (const auto* m = v.get<value::map>()) {
     lua_createtable(L, 0, static_cast<int>(std::min<std::size_t>(m->size(), INT_MAX)));
     for (const auto& [key, item] : *m) {
       lua_pushlstring(L, key.data(), key.size());
@@ -476,23 +476,6 @@ void push_json(lua_State* L, const value& v) {
   } else {
     runtime::push_value(L, v);
   }
-}
-
-// Runs Push(L, arg) under lua_pcall, so a Lua memory error cannot jump over the
-// caller's C++ objects. Returns the number of values pushed, or -1 with the
-// error object on top.
-template <class T, int (*Push)(lua_State*, const T&)>
-int run_push(lua_State* L) {
-  return Push(L, *static_cast<const T*>(lua_touserdata(L, 1)));
-}
-
-template <class T, int (*Push)(lua_State*, const T&)>
-int push_protected(lua_State* L, const T& arg) {
-  int base = lua_gettop(L);
-  lua_pushcfunction(L, (run_push<T, Push>));
-  lua_pushlightuserdata(L, const_cast<T*>(&arg));
-  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) return -1;
-  return lua_gettop(L) - base;
 }
 
 int push_text(lua_State* L, const std::string& s) {
@@ -512,11 +495,11 @@ int push_failure(lua_State* L, const runtime::error& e) {
 }
 
 int push_invalid(lua_State* L, std::string why) {
-  return push_protected<runtime::error, push_failure>(
+  return runtime::push_protected<runtime::error, push_failure>(
       L, runtime::error{runtime::error_kind::invalid, std::move(why), false, {}});
 }
 
-constexpr int out_of_memory = -2;
+using runtime::out_of_memory;
 
 // The C++ half of encode: every C++ object lives and dies in here.
 int encode_to_stack(lua_State* L) noexcept {
@@ -524,7 +507,7 @@ int encode_to_stack(lua_State* L) noexcept {
     value v;
     std::string text, why;
     if (runtime::to_value(L, 1, v, why) && json_encode(v, text, why)) {
-      return push_protected<std::string, push_text>(L, text);
+      return runtime::push_protected<std::string, push_text>(L, text);
     }
     return push_invalid(L, std::move(why));
   } catch (...) {  // bad_alloc, in practice
@@ -536,7 +519,7 @@ int decode_to_stack(lua_State* L, std::string_view text) noexcept {
   try {
     value v;
     std::string why;
-    if (json_decode(text, v, why)) return push_protected<value, push_decoded>(L, v);
+    if (json_decode(text, v, why)) return runtime::push_protected<value, push_decoded>(L, v);
     return push_invalid(L, std::move(why));
   } catch (...) {  // bad_alloc, in practice
     return out_of_memory;

@@ -72,6 +72,17 @@ bool is_identifier(std::string_view s) {
   });
 }
 
+// ".name", or ["key"] with at most 40 bytes of the key and anything but
+// printable ASCII shown as '?', so that reasons stay valid UTF-8.
+std::string path_segment(std::string_view key) {
+  if (is_identifier(key)) return "." + std::string(key);
+  std::string shown(key.substr(0, 40));
+  for (char& c : shown) {
+    if (c < 0x20 || c > 0x7E) c = '?';
+  }
+  return "[\"" + shown + "\"]";
+}
+
 // Walks one Lua value into a value tree. Uses only API calls that cannot raise.
 // On failure leaves the stack as it found it, sets `why`, and builds `where`
 // (".a[3]") as the recursion unwinds.
@@ -217,9 +228,7 @@ bool reader::read_map(int idx, value::map& out, std::size_t n, int depth) {
     }
     if (!ok) {
       lua_pop(L_, 2);
-      std::string segment = is_identifier(key) ? "." + std::string(key)
-                                               : "[\"" + std::string(key.substr(0, 40)) + "\"]";
-      where_ = segment + where_;
+      where_ = path_segment(key) + where_;
       return false;
     }
     lua_pop(L_, 1);

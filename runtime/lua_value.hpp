@@ -12,7 +12,8 @@ namespace luad::runtime {
 /// own memory error, and holds no C++ object with a destructor while it can.
 void push_value(lua_State* L, const value& v);
 
-/// Converts the Lua value at `idx` into `out`. Accepts nil, booleans, numbers,
+/// Converts the Lua value at `idx` into `out`. A NULL light userdata (`json.null`)
+/// converts to nil. Accepts nil, booleans, numbers,
 /// strings and tables whose keys are all strings (a map) or exactly 1..n (an
 /// array; an empty table is an empty map). Shared subtables are copied; cycles,
 /// functions, userdata, threads and nesting deeper than 100 are refused: returns
@@ -26,5 +27,28 @@ void push_error(lua_State* L, const error& e);
 /// Reads the error object at `idx`: a structured error table keeps its kind,
 /// message and retryable; anything else becomes kind `runtime` with its text.
 error to_error(lua_State* L, int idx);
+
+/// Returned by the C++ half of a binding when it ran out of C++ memory; the
+/// binding raises "not enough memory" once its C++ objects are gone.
+inline constexpr int out_of_memory = -2;
+
+namespace detail {
+template <class T, int (*Push)(lua_State*, const T&)>
+int run_push(lua_State* L) {
+  return Push(L, *static_cast<const T*>(lua_touserdata(L, 1)));
+}
+}  // namespace detail
+
+/// Runs `Push(L, arg)` under lua_pcall, so a Lua memory error cannot jump over
+/// the caller's C++ objects. Returns the number of values pushed, or -1 with
+/// the error object on top (the binding re-raises it after cleaning up).
+template <class T, int (*Push)(lua_State*, const T&)>
+int push_protected(lua_State* L, const T& arg) {
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, (detail::run_push<T, Push>));
+  lua_pushlightuserdata(L, const_cast<T*>(&arg));
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) return -1;
+  return lua_gettop(L) - base;
+}
 
 }  // namespace luad::runtime

@@ -51,8 +51,12 @@ void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsiz
     std::free(ptr);
     return nullptr;
   }
-  if (nsize > old && p->mem_used_ + (nsize - old) > p->mem_limit_) return nullptr;
+  if (nsize > old && p->mem_used_ + (nsize - old) > p->mem_limit_) {
+    p->last_alloc_refused_ = true;
+    return nullptr;
+  }
   void* block = std::realloc(ptr, nsize);
+  p->last_alloc_refused_ = block == nullptr;
   if (block) p->mem_used_ = p->mem_used_ - old + nsize;
   return block;
 }
@@ -85,7 +89,7 @@ bool process::start() {
   lua_pushcfunction(L_, &process::start_protected);
   int status = lua_pcall(L_, 0, LUA_MULTRET, 0);
   if (status != LUA_OK) {
-    exit_reason r = status == LUA_ERRMEM ? exit_reason::limit : exit_reason::error;
+    exit_reason r = (status == LUA_ERRMEM || last_alloc_refused_) ? exit_reason::limit : exit_reason::error;
     exit_info info{id_, r, {}, to_error(L_, -1)};
     if (r == exit_reason::limit) info.err.kind = error_kind::limit;
     finish_with(info);
@@ -126,16 +130,22 @@ void process::run_turn(unsigned worker_index) {
   }
   if (status == LUA_OK) {
     finish(exit_reason::normal, nres);
-  } else if (doomed()) {
-    finish(doom_reason_, 0);
   } else {
-    finish(status == LUA_ERRMEM ? exit_reason::limit : exit_reason::error, 0);
+    doom_if_out_of_memory(status);
+    finish(doomed() ? doom_reason_ : exit_reason::error, 0);
   }
 }
 
 void process::after_command_yield() {
   owner_.count_yield();
-  claimed_.store(false, std::memory_order_release);
+  claimed_.store(false);
+  // A kill that raced with the reset above either sees `claimed_` false and
+  // claims the wait itself, or is visible here (both are sequentially
+  // consistent), so no kill is lost.
+  if (auto k = kill_reason_.load()) {
+    finish(static_cast<exit_reason>(k - 1), 0);
+    return;
+  }
   dispatcher::command cmd = pending_->make_command();
   owner_.commands().submit(std::move(cmd), dispatcher::completion(this));
   std::uint8_t expected = running;
@@ -143,15 +153,12 @@ void process::after_command_yield() {
     // Completed while we were still running (e.g. sleep(0)): re-queue ourselves.
     state_.store(runnable, std::memory_order_release);
     owner_.enqueue(this);
-    return;
   }
-  // A kill that came between our last check and the reset of `claimed_`
-  // could not claim the wait; claim it now on its behalf.
-  if (kill_reason_.load(std::memory_order_acquire) && !claimed_.exchange(true)) wake();
+  // Once waiting, a completion may run this process elsewhere: touch nothing.
 }
 
 void process::complete(outcome&& result) noexcept {
-  if (claimed_.exchange(true, std::memory_order_acq_rel)) return;  // a kill got here first
+  if (claimed_.exchange(true)) return;  // a kill got here first
   outcome_ = std::move(result);
   wake();
 }
@@ -175,7 +182,7 @@ void process::wake() {
 void process::request_kill(exit_reason reason) {
   std::uint8_t none = 0;
   if (!kill_reason_.compare_exchange_strong(none, static_cast<std::uint8_t>(reason) + 1)) return;
-  if (!claimed_.exchange(true, std::memory_order_acq_rel)) wake();
+  if (!claimed_.exchange(true)) wake();
 }
 
 void process::fail_pending_now(error e) {

@@ -70,6 +70,12 @@ class process final : public dispatcher::completion_target {
   /// Marks the process for termination; Lua code can no longer catch it.
   void doom(exit_reason reason, const char* why);
   bool doomed() const { return doom_reason_ != exit_reason::normal; }
+  /// Dooms with `limit` if an error was caught while the most recent
+  /// allocation had been refused: the memory limit, even when a binding
+  /// re-raised the memory error as an ordinary error.
+  void doom_if_out_of_memory(int status) {
+    if (status == LUA_ERRMEM || last_alloc_refused_) doom(exit_reason::limit, "memory limit exceeded");
+  }
   /// Completes the pending command at once with `e` (for a wait that cannot
   /// suspend because a C call without continuation is on the stack).
   void fail_pending_now(error e);
@@ -98,6 +104,7 @@ class process final : public dispatcher::completion_target {
   lua_State* L_ = nullptr;
   std::size_t mem_used_ = 0;
   std::size_t mem_limit_;
+  bool last_alloc_refused_ = false;
   std::uint64_t instructions_ = 0;
   yield_object* pending_ = nullptr;
   outcome outcome_;

@@ -76,7 +76,7 @@ bool is_readonly(lua_State* L, int idx) {
 int finish_pcall(lua_State* L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
     process* p = process::of(L);
-    if (status == LUA_ERRMEM) p->doom(exit_reason::limit, "memory limit exceeded");
+    p->doom_if_out_of_memory(status);
     if (p->doomed()) return lua_error(L);  // termination is not catchable
     lua_pushboolean(L, 0);
     lua_pushvalue(L, -2);
@@ -370,16 +370,14 @@ void capture_std(lua_State* T) {
   g_co_close = field("close");
   lua_pop(T, 1);
 
+  // String arithmetic coercion ("10" + 1) lives in the string metatable.
+  static const char* const arith[] = {"__add", "__sub", "__mul",  "__mod",
+                                      "__pow", "__div", "__idiv", "__unm"};
   lua_pushliteral(T, "");
   lua_getmetatable(T, -1);
-  lua_pushnil(T);
-  while (lua_next(T, -2)) {
-    const char* k = lua_tostring(T, -2);
-    if (lua_tocfunction(T, -1) && std::strcmp(k, "__index") != 0) {
-      // The name lives in the template state, which is closed: keep a copy
-      // for the life of the program.
-      g_string_meta.emplace_back(strdup(k), lua_tocfunction(T, -1));
-    }
+  for (const char* name : arith) {
+    lua_getfield(T, -1, name);
+    if (lua_CFunction f = lua_tocfunction(T, -1)) g_string_meta.emplace_back(name, f);
     lua_pop(T, 1);
   }
   lua_pop(T, 2);
@@ -478,7 +476,7 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
       lua_xmove(co, L, nres);
       return nres;
     }
-    if (status == LUA_ERRMEM) p->doom(exit_reason::limit, "memory limit exceeded");
+    p->doom_if_out_of_memory(status);
     lua_xmove(co, L, 1);
     return k_error;
   }

@@ -327,7 +327,7 @@ TEST_CASE("running out of Lua memory raises and leaks nothing") {
   json_lua j;
   REQUIRE(j.run("big = string.rep('[\"abcdefghijklmnopqrstuvwxyz\"],', 20000)") == "ok");
   REQUIRE(j.run("text = '[' .. big .. '1]'") == "ok");
-  j.mem.limit = j.mem.used + 64 * 1024;
+  j.mem.limit = j.mem.used + std::size_t{64} * 1024;
   CHECK(j.run("json.decode(text)") == "not enough memory");
   CHECK(j.run("json.encode(text)") == "not enough memory");
   j.mem.limit = 0;

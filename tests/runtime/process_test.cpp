@@ -99,3 +99,19 @@ TEST_CASE("yielding from the main chunk with coroutine.yield is an error") {
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.message.find("outside a coroutine") != std::string::npos);
 }
+
+TEST_CASE("running out of memory inside a binding under pcall still ends with limit") {
+  luad::runtime::spawn_options opts;
+  opts.limits.memory = 8 << 20;
+  auto e = run_lua(R"(
+    local json = require("json")
+    local big = {}
+    for i = 1, 20000 do big[i] = ("x"):rep(100) end
+    local kept = {}
+    for i = 1, 100 do
+      local ok, text = pcall(json.encode, big)
+      kept[i] = text
+    end
+    return "survived")", opts);
+  CHECK(e.reason == exit_reason::limit);
+}
