@@ -4,6 +4,9 @@
 
 #include <cstdlib>
 
+#include <spdlog/spdlog.h>
+
+#include "runtime/logging.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/scheduler.hpp"
@@ -102,7 +105,11 @@ bool process::start() {
 
 void process::run_turn(unsigned worker_index) {
   last_worker_ = worker_index;
-  state_.store(running, std::memory_order_relaxed);
+  if (state_.exchange(running, std::memory_order_acquire) != runnable) {
+    // Two workers on one process would corrupt its Lua state: stop here.
+    logger().critical("process {} scheduled while not runnable", id_.to_string());
+    std::abort();
+  }
   if (auto k = kill_reason_.load(std::memory_order_acquire)) {
     finish(static_cast<exit_reason>(k - 1), 0);
     return;

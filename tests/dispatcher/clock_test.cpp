@@ -52,10 +52,10 @@ bool wait_for(const std::function<bool()>& pred) {
 }  // namespace
 
 TEST_CASE("timers fire in deadline order; zero completes inline") {
+  counter parent;  // declared before the clock: it outlives the io thread
+  std::vector<tagged> tags(4);
   luad::dispatcher::clock c;
   c.start();
-  counter parent;
-  std::vector<tagged> tags(4);
   double delays[] = {0.03, 0.01, 0.02, 0.0};
   for (int i = 0; i < 4; ++i) {
     tags[i].parent = &parent;
@@ -76,17 +76,17 @@ TEST_CASE("timers fire in deadline order; zero completes inline") {
 }
 
 TEST_CASE("a bad argument completes with invalid") {
+  counter cnt;  // declared before the clock: it outlives the io thread
   luad::dispatcher::clock c;
   c.start();
-  counter cnt;
   c.submit({command_id::clock_sleep, luad::runtime::value("soon")}, completion(&cnt));
   CHECK(cnt.canceled == 1);
 }
 
 TEST_CASE("the clock holds a million pending timers and cancels them on stop") {
+  counter cnt;  // declared before the clock: it outlives the io thread
   luad::dispatcher::clock c;
   c.start();
-  counter cnt;
   constexpr int n = 1'000'000;
   for (int i = 0; i < n; ++i) {
     c.submit({command_id::clock_sleep, luad::runtime::value(3600.0 + i % 1000)}, completion(&cnt));
@@ -99,9 +99,9 @@ TEST_CASE("the clock holds a million pending timers and cancels them on stop") {
 }
 
 TEST_CASE("many short timers all fire") {
+  counter cnt;  // declared before the clock: it outlives the io thread
   luad::dispatcher::clock c;
   c.start();
-  counter cnt;
   for (int i = 0; i < 20000; ++i) {
     c.submit({command_id::clock_sleep, luad::runtime::value(0.001 * (i % 20))}, completion(&cnt));
   }

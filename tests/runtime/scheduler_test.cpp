@@ -148,3 +148,36 @@ TEST_CASE("the main chunk's count hook preempts and the turn budget is configura
   CHECK(e.results.at(0) == value(std::int64_t{200000LL * 200001 / 2}));
   CHECK(eng.scheduler().stats().preemptions - before >= 100);
 }
+
+TEST_CASE("kills racing with completions: every process exits exactly once") {
+  luad::server::engine eng(luad::runtime::scheduler_options{2, 0});
+  auto code = luad::runtime::compile(R"(
+    local time = require("time")
+    for i = 1, 30 do
+      if i % 3 == 0 then time.sleep(0) else time.sleep(0.0005) end
+      local x = 0
+      for j = 1, (i * 97) % 500 do x = x + j end
+    end
+    return "done")", "race.lua");
+  constexpr int n = 3000;
+  std::vector<std::atomic<int>> exits(n);
+  std::atomic<int> normal{0}, killed{0}, total{0};
+  std::vector<luad::runtime::pid> ids;
+  for (int i = 0; i < n; ++i) {
+    luad::runtime::spawn_options o;
+    o.on_exit = [&, i](const luad::runtime::exit_info& e) {
+      exits[i]++;
+      if (e.reason == exit_reason::normal) normal++;
+      if (e.reason == exit_reason::killed) killed++;
+      total++;
+    };
+    ids.push_back(eng.scheduler().spawn(code, std::move(o)));
+  }
+  for (int i = 0; i < n; i += 2) eng.scheduler().kill(ids[i]);
+  REQUIRE(eventually([&] { return total.load() == n; }, std::chrono::seconds(60)));
+  for (int i = 0; i < n; ++i) CHECK(exits[i].load() == 1);
+  CHECK(normal + killed == n);
+  CHECK(killed >= 1);
+  CHECK(normal >= n / 2);
+  CHECK(eng.scheduler().alive() == 0);
+}
