@@ -125,13 +125,16 @@ void bench_yields(const options& opts) {
   const std::size_t total = procs * per_proc;
   run_to_exit(eng, code, procs, {static_cast<std::int64_t>(per_proc / 20 + 1)});  // warm-up
 
-  std::uint64_t yields0 = eng.scheduler().stats().yields;
+  const runtime::scheduler_stats before = eng.scheduler().stats();
+  double cpu0 = cpu_seconds();
   double wall = run_to_exit(eng, code, procs, {static_cast<std::int64_t>(per_proc)});
-  std::uint64_t yields = eng.scheduler().stats().yields - yields0;
+  double cpu = cpu_seconds() - cpu0;
+  const runtime::scheduler_stats after = eng.scheduler().stats();
   report("yield_roundtrips", static_cast<double>(total) / wall, "roundtrips/s");
   note("yield_roundtrips: " + std::to_string(procs) + " procs x " + std::to_string(per_proc) +
-       " sleep(0) in " + std::to_string(wall * 1000) + " ms; scheduler counted " +
-       std::to_string(yields) + " yields");
+       " sleep(0) in " + std::to_string(wall * 1000) + " ms, cpu " +
+       std::to_string(cpu / wall) + " cores; " + std::to_string(after.yields - before.yields) +
+       " yields, " + std::to_string(after.steals - before.steals) + " steals");
 }
 
 void bench_timers(const options& opts) {

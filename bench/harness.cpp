@@ -60,6 +60,32 @@ double cpu_seconds() {
   return secs(u.ru_utime) + secs(u.ru_stime);
 }
 
+namespace {
+
+struct cpu_ticks {
+  unsigned long long busy = 0, idle = 0;
+};
+
+cpu_ticks read_ticks() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                     steal = 0;
+  stat >> cpu >> user >> nice >> sys >> idle >> iowait >> irq >> softirq >> steal;
+  return {user + nice + sys + irq + softirq + steal, idle + iowait};
+}
+
+}  // namespace
+
+double machine_busy(std::chrono::milliseconds window) {
+  cpu_ticks a = read_ticks();
+  std::this_thread::sleep_for(window);
+  cpu_ticks b = read_ticks();
+  double busy = static_cast<double>(b.busy - a.busy);
+  double total = busy + static_cast<double>(b.idle - a.idle);
+  return total > 0 ? busy / total : 0;
+}
+
 double seconds_since(wall_clock::time_point t0) {
   return std::chrono::duration<double>(wall_clock::now() - t0).count();
 }

@@ -39,6 +39,9 @@ std::string size_tag(std::size_t n);
 std::size_t rss_bytes();
 /// User + system CPU time of this process so far, in seconds.
 double cpu_seconds();
+/// Whole-machine CPU busy fraction (0..1) over `window`, from /proc/stat; other
+/// load on the machine skews every figure, so main() notes it before each run.
+double machine_busy(std::chrono::milliseconds window);
 
 using wall_clock = std::chrono::steady_clock;
 double seconds_since(wall_clock::time_point t0);

@@ -3,6 +3,7 @@
 //
 //   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--workers N]
 //              [--only spawn_exit|mem_idle|yield_roundtrips|timers]
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -72,6 +73,9 @@ int main(int argc, char** argv) {
   bool ran = false;
   for (const benchmark& b : benchmarks) {
     if (!opts.only.empty() && opts.only != b.name) continue;
+    int busy = static_cast<int>(100 * luad::bench::machine_busy(std::chrono::milliseconds(500)));
+    luad::bench::note(std::string(b.name) + ": machine " + std::to_string(busy) +
+                      "% busy before the run" + (busy > 10 ? " (WARNING: figures skewed)" : ""));
     b.run(opts);
     ran = true;
   }

@@ -62,9 +62,12 @@ void clock::submit(command&& cmd, completion&& done) {
     return;
   }
   seconds = std::min(seconds, max_seconds);
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(seconds));
+  auto exact = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds));
+  // Round up to the next millisecond tick: never early, at most 1 ms late, and
+  // sleeps that end in the same tick fire in one batch (as BEAM's timers do).
+  time_point deadline{std::chrono::ceil<tick>(exact.time_since_epoch())};
   bool earliest;
   {
     std::lock_guard lock(mu_);

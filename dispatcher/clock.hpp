@@ -1,7 +1,7 @@
 // The clock dispatcher: sleeps and deadlines on its own Asio io_context thread.
 // Pending timers live in one binary heap under a mutex; a single steady_timer
 // is armed for the earliest deadline, so a million pending sleeps cost ~24 MB
-// and one kernel timer.
+// and one kernel timer. Deadlines are rounded up to 1 ms ticks.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -20,6 +20,8 @@ namespace luad::dispatcher {
 class clock final : public handler {
  public:
   using time_point = std::chrono::steady_clock::time_point;
+  /// Timer resolution: deadlines are rounded up to whole ticks.
+  using tick = std::chrono::milliseconds;
 
   clock();
   ~clock();  ///< calls stop()
@@ -34,7 +36,8 @@ class clock final : public handler {
   void stop();
 
   /// clock.sleep: args = seconds (number ≥ 0). Zero completes at once, on the
-  /// caller's thread. Thread-safe.
+  /// caller's thread; others complete on the io thread at the first tick at or
+  /// after the deadline. Thread-safe.
   void submit(command&& cmd, completion&& done) override;
   /// Timers waiting to fire (thread-safe).
   std::size_t pending() const;

@@ -12,7 +12,7 @@
 
 namespace luad::runtime {
 
-class yield_type;
+struct yield_type;
 
 /// What a module does, as a bit set. A process may be restricted to a set of
 /// classes; a module loads only if every class it has is in that set.

@@ -10,6 +10,7 @@
 #include "runtime/lua_value.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/scheduler.hpp"
+#include "runtime/worker.hpp"
 #include "runtime/yield.hpp"
 
 namespace luad::runtime {
@@ -124,7 +125,7 @@ void process::run_turn(unsigned worker_index) {
     switch (why) {
       case suspend_kind::command: after_command_yield(); return;
       case suspend_kind::preempt:
-        owner_.count_preemption();
+        scheduler::counters().preemptions.fetch_add(1, std::memory_order_relaxed);
         state_.store(runnable, std::memory_order_release);
         owner_.enqueue(this);
         return;
@@ -144,7 +145,7 @@ void process::run_turn(unsigned worker_index) {
 }
 
 void process::after_command_yield() {
-  owner_.count_yield();
+  scheduler::counters().yields.fetch_add(1, std::memory_order_relaxed);
   claimed_.store(false);
   // A kill that raced with the reset above either sees `claimed_` false and
   // claims the wait itself, or is visible here (both are sequentially

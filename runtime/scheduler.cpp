@@ -173,7 +173,7 @@ process* scheduler::steal_for(worker& self) {
   for (std::size_t i = 1; i < n; ++i) {
     worker& victim = *workers_[(self.index() + i) % n];
     if (process* p = victim.steal_into(self)) {
-      count_steal();
+      self.counters.steals.fetch_add(1, std::memory_order_relaxed);
       return p;
     }
   }
@@ -182,7 +182,7 @@ process* scheduler::steal_for(worker& self) {
 
 void scheduler::retire(process* p, const exit_info& info) {
   table_->erase(p->id());
-  exited_.fetch_add(1, std::memory_order_relaxed);
+  counters().exited.fetch_add(1, std::memory_order_relaxed);
   if (p->options().on_exit) {
     try {
       p->options().on_exit(info);
@@ -193,15 +193,19 @@ void scheduler::retire(process* p, const exit_info& info) {
   p->release_ref();
 }
 
+worker_counters& scheduler::counters() { return worker::current()->counters; }
+
 std::size_t scheduler::alive() const { return table_->size(); }
 
 scheduler_stats scheduler::stats() const {
   scheduler_stats s;
   s.spawned = spawned_.load(std::memory_order_relaxed);
-  s.exited = exited_.load(std::memory_order_relaxed);
-  s.yields = yields_.load(std::memory_order_relaxed);
-  s.preemptions = preemptions_.load(std::memory_order_relaxed);
-  s.steals = steals_.load(std::memory_order_relaxed);
+  for (const auto& w : workers_) {
+    s.exited += w->counters.exited.load(std::memory_order_relaxed);
+    s.yields += w->counters.yields.load(std::memory_order_relaxed);
+    s.preemptions += w->counters.preemptions.load(std::memory_order_relaxed);
+    s.steals += w->counters.steals.load(std::memory_order_relaxed);
+  }
   s.alive = table_->size();
   return s;
 }

@@ -17,6 +17,7 @@ namespace luad::runtime {
 
 class process;
 class worker;
+struct worker_counters;
 class process_table;
 
 /// Counters, read without stopping anything (each is a relaxed atomic).
@@ -67,9 +68,8 @@ class scheduler {
   /// Queues a runnable process, preferring the worker it last ran on.
   void enqueue(process* p);
   const dispatcher::registry& commands() const { return commands_; }
-  void count_yield() { yields_.fetch_add(1, std::memory_order_relaxed); }
-  void count_preemption() { preemptions_.fetch_add(1, std::memory_order_relaxed); }
-  void count_steal() { steals_.fetch_add(1, std::memory_order_relaxed); }
+  /// Counters of the calling worker (a process only runs on a worker).
+  static worker_counters& counters();
   /// Called by a worker when a process has ended.
   void retire(process* p, const exit_info& info);
   /// Another worker's queue to steal from, or nullptr; `self` is skipped.
@@ -88,7 +88,7 @@ class scheduler {
   std::atomic<int> parked_{0};
   std::atomic<bool> accepting_{false};
   std::atomic<bool> running_{false};
-  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, yields_{0}, preemptions_{0}, steals_{0};
+  std::atomic<std::uint64_t> spawned_{0};
 };
 
 }  // namespace luad::runtime

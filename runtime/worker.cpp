@@ -38,6 +38,7 @@ std::size_t worker::push(process* p) {
     queue_.push_back(p);
     n = queue_.size();
     wake = parked_;
+    parked_ = false;  // one notify per park, not one per push
   }
   if (wake) cv_.notify_one();
   return n;
@@ -48,6 +49,7 @@ bool worker::wake_if_parked() {
   {
     std::lock_guard lock(mu_);
     wake = parked_;
+    parked_ = false;
   }
   if (wake) cv_.notify_one();
   return wake;
@@ -87,9 +89,11 @@ void worker::loop() {
     std::unique_lock lock(mu_);
     if (!queue_.empty()) continue;
     if (stopping_) return;
-    parked_ = true;
     owner_.note_parked(+1);
-    cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+    while (queue_.empty() && !stopping_) {
+      parked_ = true;  // (again, after a spurious wake-up: pushers clear it)
+      cv_.wait(lock);
+    }
     owner_.note_parked(-1);
     parked_ = false;
   }

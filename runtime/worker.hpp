@@ -2,7 +2,9 @@
 // front when they run dry; a parked worker sleeps until work is pushed to it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <deque>
 #include <mutex>
@@ -12,6 +14,12 @@ namespace luad::runtime {
 
 class process;
 class scheduler;
+
+/// Counters a worker bumps on its hot path; one cache line per worker so two
+/// workers never write the same line. Read (relaxed) by scheduler::stats().
+struct alignas(64) worker_counters {
+  std::atomic<std::uint64_t> yields{0}, preemptions{0}, steals{0}, exited{0};
+};
 
 class worker {
  public:
@@ -31,6 +39,7 @@ class worker {
   unsigned index() const { return index_; }
   /// The worker running on this thread, or nullptr for other threads.
   static worker* current();
+  worker_counters counters;
 
  private:
   void loop();

@@ -20,7 +20,7 @@ luad::runtime::log_level parse_level(const std::string& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_cli(int argc, char** argv) {
   CLI::App app{"luad: a Lua actor process server"};
   app.set_version_flag("--version", k_version);
   app.require_subcommand(1);
@@ -61,4 +61,14 @@ int main(int argc, char** argv) {
     return luad::server::run_script(run);
   }
   return luad::server::run_usage;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_cli(argc, argv);
+  } catch (const std::exception& e) {
+    // Startup failures (a broken module declaration, no threads) end here.
+    std::cerr << "luad: " << e.what() << '\n';
+    return 1;
+  }
 }
