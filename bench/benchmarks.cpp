@@ -79,9 +79,9 @@ void bench_spawn_exit(const options& opts) {
   double cpu = cpu_seconds() - cpu0;
   report("spawn_exit", static_cast<double>(opts.spawn) / wall, "procs/s");
   report("spawn_exit_cpu_per_proc", cpu / static_cast<double>(opts.spawn) * 1e9, "ns");
-  note("spawn_exit: " + std::to_string(opts.spawn) + " procs in " +
-       std::to_string(wall * 1000) + " ms, " + std::to_string(eng.scheduler().worker_count()) +
-       " workers");
+  note("spawn_exit: " + std::to_string(opts.spawn) + " procs in " + std::to_string(wall * 1000) +
+       " ms, " + std::to_string(eng.scheduler().worker_count()) + " workers, cpu " +
+       std::to_string(cpu / wall) + " cores");
 }
 
 void bench_mem_idle(const options& opts) {
@@ -132,9 +132,9 @@ void bench_yields(const options& opts) {
   const runtime::scheduler_stats after = eng.scheduler().stats();
   report("yield_roundtrips", static_cast<double>(total) / wall, "roundtrips/s");
   note("yield_roundtrips: " + std::to_string(procs) + " procs x " + std::to_string(per_proc) +
-       " sleep(0) in " + std::to_string(wall * 1000) + " ms, cpu " +
-       std::to_string(cpu / wall) + " cores; " + std::to_string(after.yields - before.yields) +
-       " yields, " + std::to_string(after.steals - before.steals) + " steals");
+       " sleep(0) in " + std::to_string(wall * 1000) + " ms, cpu " + std::to_string(cpu / wall) +
+       " cores; " + std::to_string(after.yields - before.yields) + " yields, " +
+       std::to_string(after.steals - before.steals) + " steals");
 }
 
 void bench_timers(const options& opts) {
@@ -143,10 +143,13 @@ void bench_timers(const options& opts) {
   chunk_ptr code = compile_or_die(timer_script, "timers.lua");
   run_to_exit(eng, code, 1000, {2});  // warm-up
 
+  double cpu0 = cpu_seconds();
   double wall = run_to_exit(eng, code, opts.timers, {rounds});
+  double cpu = cpu_seconds() - cpu0;
   const std::string name = "timers_" + size_tag(opts.timers) + "_x" + std::to_string(rounds);
   report(name, static_cast<double>(opts.timers) * rounds / wall, "timer_events/s");
   report(name + "_wall", wall * 1000, "ms");
+  note(name + ": cpu " + std::to_string(cpu / wall) + " cores");
 }
 
 }  // namespace luad::bench

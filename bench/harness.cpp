@@ -35,8 +35,7 @@ void print_machine() {
       break;
     }
   }
-  note("machine: nproc " + std::to_string(std::thread::hardware_concurrency()) + ", cpu " +
-       model);
+  note("machine: nproc " + std::to_string(std::thread::hardware_concurrency()) + ", cpu " + model);
 }
 
 std::string size_tag(std::size_t n) {
@@ -81,7 +80,7 @@ double machine_busy(std::chrono::milliseconds window) {
   cpu_ticks a = read_ticks();
   std::this_thread::sleep_for(window);
   cpu_ticks b = read_ticks();
-  double busy = static_cast<double>(b.busy - a.busy);
+  auto busy = static_cast<double>(b.busy - a.busy);
   double total = busy + static_cast<double>(b.idle - a.idle);
   return total > 0 ? busy / total : 0;
 }

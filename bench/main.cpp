@@ -51,13 +51,21 @@ options parse(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") usage("benchmarks of the luad runtime");
     if (i + 1 >= argc) usage("missing value after a flag");
     const char* arg = argv[++i];
-    if (flag == "--spawn") opts.spawn = parse_count(arg);
-    else if (flag == "--idle") opts.idle = parse_count(arg);
-    else if (flag == "--yields") opts.yields = parse_count(arg);
-    else if (flag == "--timers") opts.timers = parse_count(arg);
-    else if (flag == "--workers") opts.workers = static_cast<unsigned>(parse_count(arg));
-    else if (flag == "--only") opts.only = arg;
-    else usage("unknown flag");
+    if (flag == "--spawn") {
+      opts.spawn = parse_count(arg);
+    } else if (flag == "--idle") {
+      opts.idle = parse_count(arg);
+    } else if (flag == "--yields") {
+      opts.yields = parse_count(arg);
+    } else if (flag == "--timers") {
+      opts.timers = parse_count(arg);
+    } else if (flag == "--workers") {
+      opts.workers = static_cast<unsigned>(parse_count(arg));
+    } else if (flag == "--only") {
+      opts.only = arg;
+    } else {
+      usage("unknown flag");
+    }
   }
   if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0) {
     usage("sizes must be positive");

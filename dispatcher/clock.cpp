@@ -96,19 +96,25 @@ void clock::rearm() {
 
 void clock::fire(const boost::system::error_code& ec) {
   if (ec == boost::asio::error::operation_aborted) return;  // re-armed meanwhile
-  std::vector<completion> due;
+  time_point next;
   {
     std::lock_guard lock(mu_);
     auto now = std::chrono::steady_clock::now();
     while (!heap_.empty() && heap_.front().deadline <= now) {
       std::pop_heap(heap_.begin(), heap_.end(), later{});
-      due.push_back(std::move(heap_.back().done));
+      due_.push_back(std::move(heap_.back().done));
       heap_.pop_back();
     }
-    armed_ = time_point::max();
+    // Publish the next deadline now, so submits meanwhile do not post re-arms.
+    next = heap_.empty() ? time_point::max() : heap_.front().deadline;
+    armed_ = next;
   }
-  for (completion& c : due) c.succeed();
-  rearm();
+  for (completion& c : due_) c.succeed();
+  due_.clear();
+  if (next != time_point::max()) {
+    timer_.expires_at(next);
+    timer_.async_wait([this](const boost::system::error_code& e) { fire(e); });
+  }
 }
 
 }  // namespace luad::dispatcher

@@ -64,6 +64,7 @@ class clock final : public handler {
   std::thread thread_;
   mutable std::mutex mu_;
   std::vector<timer> heap_;
+  std::vector<completion> due_;  // io thread only; reused by every fire
   std::uint64_t seq_ = 0;
   time_point armed_ = time_point::max();
   bool running_ = false;

@@ -1,6 +1,9 @@
 // Engine start-up and shut-down order.
 #include "server/engine.hpp"
 
+#include <malloc.h>
+
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -9,7 +12,26 @@
 
 namespace luad::server {
 
+namespace {
+
+// Processes allocate and free whole Lua heaps at a high rate, on whichever
+// worker runs them. glibc's defaults give freed arena tops back to the kernel
+// and grow them again with mprotect and page faults: measured, that was ~60% of
+// the time of the timer benchmark. Keep freed memory for reuse instead.
+void tune_allocator() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_MXFAST, 0);
+  });
+}
+
+}  // namespace
+
 engine::engine(runtime::scheduler_options opts) {
+  tune_allocator();
   clock_.register_in(registry_);
   registry_.freeze();
   runtime::init_modules();
