@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs the Erlang peer (/work/shared/peers/erlang/run.sh, or $ERLANG_PEER) and
+# Runs the Erlang peer (../shared/peers/erlang/run.sh beside the repository, or $ERLANG_PEER) and
 # luad_bench alternately, PASSES times (default 2), each after the machine has
 # been quiet (< 10 % CPU busy) for a second. Raw output goes to $OUT (default
 # ./bench-results): erlN.txt / luadN.txt, stdout lines `name value unit`.
 #   usage: bench/compare.sh path/to/luad_bench [luad_bench flags...]
 set -u
 BENCH=${1:?usage: compare.sh path/to/luad_bench [flags...]}; shift
-PEER=${ERLANG_PEER:-/work/shared/peers/erlang/run.sh}
+PEER=${ERLANG_PEER:-$(cd "$(dirname "$0")/../.." && pwd)/shared/peers/erlang/run.sh}
 OUT=${OUT:-bench-results}
 PASSES=${PASSES:-2}
 mkdir -p "$OUT"

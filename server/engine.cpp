@@ -24,7 +24,6 @@ void tune_allocator() {
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    mallopt(M_MXFAST, 0);
   });
 }
 
