@@ -49,19 +49,13 @@ void process::release_ref() noexcept {
 
 void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept {
   auto* p = static_cast<process*>(ud);
-  std::size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    p->mem_used_ -= old;
-    std::free(ptr);
+    if (ptr) p->heap_.release(ptr, osize);
     return nullptr;
   }
-  if (nsize > old && p->mem_used_ + (nsize - old) > p->mem_limit_) {
-    p->last_alloc_refused_ = true;
-    return nullptr;
-  }
-  void* block = std::realloc(ptr, nsize);
+  void* block = ptr ? p->heap_.resize(ptr, osize, nsize, p->mem_limit_)
+                    : p->heap_.allocate(nsize, p->mem_limit_);
   p->last_alloc_refused_ = block == nullptr;
-  if (block) p->mem_used_ = p->mem_used_ - old + nsize;
   return block;
 }
 
@@ -273,16 +267,14 @@ void process::finish(exit_reason reason, int nres) {
 
 void process::finish_with(exit_info& info) {
   state_.store(done, std::memory_order_release);
-  if (pending_ && suspend_ != suspend_kind::command) {
-    // A wait that never resumed: its continuation will not release the object.
-  }
   if (L_) {
     // Finalizers run during close; a doomed state makes runaway ones raise.
     if (!doomed()) doom(exit_reason::shutdown, "process ended");
     lua_close(L_);
     L_ = nullptr;
+    heap_.reset();  // give the chunks back now, not when the last reference goes
   }
-  if (pending_) {
+  if (pending_) {  // a wait that never resumed: its continuation will not run
     pending_->release();
     pending_ = nullptr;
   }

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "dispatcher/command.hpp"
+#include "runtime/arena.hpp"
 #include "runtime/code.hpp"
 #include "runtime/limits.hpp"
 #include "runtime/lua.hpp"
@@ -57,7 +58,8 @@ class process final : public dispatcher::completion_target {
   void set_home(unsigned worker_index) { last_worker_ = worker_index; }
   lua_State* lua() const { return L_; }
   const spawn_options& options() const { return opts_; }
-  std::size_t memory_used() const { return mem_used_; }
+  /// Bytes of memory the process's Lua heap holds (its arena's footprint).
+  std::size_t memory_used() const { return heap_.footprint(); }
   std::uint64_t instructions() const { return instructions_; }
 
   // --- used by the trampoline, sandbox and hook (worker thread only) -------
@@ -102,7 +104,7 @@ class process final : public dispatcher::completion_target {
   chunk_ptr code_;
   spawn_options opts_;
   lua_State* L_ = nullptr;
-  std::size_t mem_used_ = 0;
+  arena heap_;
   std::size_t mem_limit_;
   bool last_alloc_refused_ = false;
   std::uint64_t instructions_ = 0;

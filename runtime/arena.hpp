@@ -1,0 +1,54 @@
+// A process's Lua heap: small blocks carved from chunks with per-size free
+// lists, large blocks straight from malloc. The whole heap dies with the
+// process, so closing a state frees a few chunks instead of every object.
+#pragma once
+
+#include <array>
+#include <cstddef>
+
+namespace luad::runtime {
+
+/// Not thread-safe: a process's heap is used by one worker at a time.
+class arena {
+ public:
+  /// Blocks up to this size come from chunks; larger ones from malloc.
+  static constexpr std::size_t max_small = 256;
+
+  arena() = default;
+  ~arena() { reset(); }
+  arena(const arena&) = delete;
+  arena& operator=(const arena&) = delete;
+
+  /// Returns a block of `n` bytes (n > 0), or nullptr when taking more memory
+  /// from the system would pass `limit` bytes of footprint.
+  void* allocate(std::size_t n, std::size_t limit) noexcept;
+  /// Gives back a block obtained for exactly `n` bytes.
+  void release(void* p, std::size_t n) noexcept;
+  /// Lua's realloc for a block obtained for `old` bytes; nullptr on failure,
+  /// leaving `p` valid.
+  void* resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept;
+  /// Frees everything at once (after lua_close).
+  void reset() noexcept;
+  /// Bytes held from the system: chunks plus large blocks.
+  std::size_t footprint() const { return footprint_; }
+
+ private:
+  static constexpr std::size_t k_step = 16;
+  static constexpr std::size_t k_classes = max_small / k_step;
+  static constexpr std::size_t k_chunk = 4096;
+  struct free_block {
+    free_block* next;
+  };
+  struct chunk_header {
+    chunk_header* next;
+  };
+  void* carve(std::size_t size, std::size_t limit) noexcept;
+
+  std::array<free_block*, k_classes> free_{};
+  char* cursor_ = nullptr;
+  char* end_ = nullptr;
+  chunk_header* chunks_ = nullptr;
+  std::size_t footprint_ = 0;
+};
+
+}  // namespace luad::runtime
