@@ -39,7 +39,8 @@ struct global_entry {
 
 std::vector<global_entry> g_globals;  // sorted by name; frozen after init
 std::vector<std::pair<const char*, lua_CFunction>> g_string_meta;  // arithmetic metamethods
-lua_CFunction g_co_create, g_co_status, g_co_running, g_co_close, g_next, g_rawset, g_collect;
+lua_CFunction g_co_create, g_co_status, g_co_running, g_co_close, g_next, g_rawset, g_collect,
+    g_setmetatable;
 
 // --- read-only proxies ------------------------------------------------------
 
@@ -107,6 +108,17 @@ int sb_rawset(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (is_readonly(L, 1)) return luaL_error(L, "attempt to modify a read-only table");
   return g_rawset(L);
+}
+
+// Lua runs finalizers with hooks off, so a looping __gc could never be
+// preempted or killed: the sandbox refuses metatables with a __gc field (a
+// field added later never marks the object, as the Lua manual says).
+int sb_setmetatable(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL) {
+    return luaL_error(L, "__gc metamethods are not allowed in a process (use <close> variables)");
+  }
+  lua_settop(L, 2);
+  return g_setmetatable(L);
 }
 
 int sb_collectgarbage(lua_State* L) {
@@ -334,17 +346,19 @@ lua_CFunction global_fn(lua_State* T, const char* name) {
 }
 
 void capture_std(lua_State* T) {
-  static const char* const safe_base[] = {"assert",   "error",  "getmetatable", "ipairs",
-                                          "next",     "pairs",  "rawequal",     "rawget",
-                                          "rawlen",   "select", "setmetatable", "tonumber",
-                                          "tostring", "type"};
+  static const char* const safe_base[] = {"assert", "error",  "getmetatable", "ipairs",
+                                          "next",   "pairs",  "rawequal",     "rawget",
+                                          "rawlen", "select", "tonumber",     "tostring",
+                                          "type"};
   for (const char* name : safe_base) g_globals.push_back({name, global_fn(T, name), lib::none});
   g_next = global_fn(T, "next");
   g_rawset = global_fn(T, "rawset");
   g_collect = global_fn(T, "collectgarbage");
+  g_setmetatable = global_fn(T, "setmetatable");
   const std::pair<const char*, lua_CFunction> ours[] = {
       {"pcall", sb_pcall}, {"xpcall", sb_xpcall}, {"load", sb_load},
       {"print", sb_print}, {"rawset", sb_rawset}, {"collectgarbage", sb_collectgarbage},
+      {"setmetatable", sb_setmetatable},
       {"require", sandbox_require}};
   for (auto [name, fn] : ours) g_globals.push_back({name, fn, lib::none});
   g_globals.push_back({"_G", nullptr, lib::none});

@@ -5,6 +5,7 @@
 #include <future>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "runtime/code.hpp"
 #include "runtime/limits.hpp"
@@ -26,6 +27,17 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts 
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
                                           runtime::spawn_options opts = {},
                                           runtime::pid* id = nullptr);
+
+/// Polls `pred` every millisecond until it holds (true) or `limit` passes (false).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 /// Reads a file under the source tree (e.g. "tests/lua/sandbox.lua").
 std::string source_file(const std::string& relative);

@@ -1,6 +1,8 @@
 // Clock dispatcher: ordering, zero sleeps, a million pending timers, stop.
 #include "dispatcher/clock.hpp"
 
+#include "tests/support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -40,14 +42,6 @@ struct tagged final : completion_target {
   }
 };
 
-bool wait_for(const std::function<bool()>& pred) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -67,7 +61,7 @@ TEST_CASE("timers fire in deadline order; zero completes inline") {
     REQUIRE(parent.order.size() == 1);  // the zero sleep, before submit returned
     CHECK(parent.order[0] == 3);
   }
-  REQUIRE(wait_for([&] {
+  REQUIRE(luad::test::eventually([&] {
     std::lock_guard lock(parent.mu);
     return parent.order.size() == 4;
   }));
@@ -105,6 +99,6 @@ TEST_CASE("many short timers all fire") {
   for (int i = 0; i < 20000; ++i) {
     c.submit({command_id::clock_sleep, luad::runtime::value(0.001 * (i % 20))}, completion(&cnt));
   }
-  REQUIRE(wait_for([&] { return cnt.ok.load() == 20000; }));
+  REQUIRE(luad::test::eventually([&] { return cnt.ok.load() == 20000; }));
   CHECK(c.pending() == 0);
 }

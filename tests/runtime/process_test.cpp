@@ -115,3 +115,68 @@ TEST_CASE("running out of memory inside a binding under pcall still ends with li
     return "survived")", opts);
   CHECK(e.reason == exit_reason::limit);
 }
+
+TEST_CASE("__gc metamethods are refused: a looping finalizer could never be preempted") {
+  auto e = run_lua(R"(
+    local ok, err = pcall(setmetatable, {}, {__gc = function() while true do end end})
+    assert(not ok and err:find("__gc metamethods are not allowed"))
+    local mt = {}
+    local t = setmetatable({}, mt)
+    mt.__gc = function() while true do end end  -- added later: never marks t
+    t = nil
+    collectgarbage()
+    return setmetatable({}, {__index = {x = 1}}).x)");
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(e.results.at(0) == value(std::int64_t{1}));
+}
+
+TEST_CASE("an endless loop inside a sort comparator still hits the instruction limit") {
+  luad::runtime::spawn_options opts;
+  opts.limits.instructions = 1'000'000;
+  auto e = run_lua(R"(
+    table.sort({3, 2, 1}, function(a, b)
+      while true do pcall(function() while true do end end) end
+    end))", opts);
+  CHECK(e.reason == exit_reason::limit);
+}
+
+TEST_CASE("deeply nested pcalls and coroutines fail with an error, not a crash") {
+  auto e = run_lua("local function f() return pcall(f) end return f()");
+  // Lua answers with `false, "stack overflow"` at the bottom, which unwinds normally.
+  CHECK(e.reason == exit_reason::normal);
+  e = run_lua(R"(
+    local function nest(n)
+      return coroutine.wrap(function() return nest(n + 1)() end)
+    end
+    return nest(1)())");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message.find("C stack overflow") != std::string::npos);
+}
+
+TEST_CASE("a coroutine bomb ends with reason limit") {
+  luad::runtime::spawn_options opts;
+  opts.limits.memory = 16 << 20;
+  auto e = run_lua("local t = {} for i = 1, 1e7 do t[i] = coroutine.create(print) end", opts);
+  CHECK(e.reason == exit_reason::limit);
+}
+
+TEST_CASE("non-string error objects are reported by type") {
+  auto e = run_lua("error({code = 1})");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.kind == error_kind::runtime);
+  CHECK(e.err.message.find("table") != std::string::npos);
+  e = run_lua("error()");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message.find("nil") != std::string::npos);
+}
+
+TEST_CASE("string.rep past the size limit is a clean error; _ENV tricks stay inside") {
+  auto e = run_lua("return pcall(string.rep, 'x', math.maxinteger)");
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(e.results.at(0) == value(false));
+  e = run_lua(R"(
+    local _ENV = {}
+    return tostring == nil)");
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(e.results.at(0) == value(true));
+}

@@ -12,20 +12,7 @@ using luad::test::run_lua;
 using luad::test::shared_engine;
 using luad::test::spawn_lua;
 
-namespace {
-
-// Waits until `pred` holds or `limit` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
-
-}  // namespace
+using luad::test::eventually;
 
 TEST_CASE("ten thousand processes run to completion with their own results") {
   auto& eng = shared_engine();
