@@ -9,7 +9,6 @@
 
 namespace luad::dispatcher {
 
-
 clock::clock() : timer_(io_) {}
 
 clock::~clock() { stop(); }

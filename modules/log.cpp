@@ -61,7 +61,7 @@ runtime::module_exports build() {
 
 }  // namespace
 
-extern const runtime::module_def log_module{
-    "log", "Log lines through the daemon's logger.", runtime::workflow, manifest, build};
+extern const runtime::module_def log_module{"log", "Log lines through the daemon's logger.",
+                                            runtime::workflow, manifest, build};
 
 }  // namespace luad::modules

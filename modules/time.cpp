@@ -68,7 +68,7 @@ runtime::module_exports build() {
 
 }  // namespace
 
-extern const runtime::module_def time_module{
-    "time", "Sleeping and clocks.", runtime::nondeterministic, manifest, build};
+extern const runtime::module_def time_module{"time", "Sleeping and clocks.",
+                                             runtime::nondeterministic, manifest, build};
 
 }  // namespace luad::modules

@@ -41,8 +41,8 @@ struct exit_info {
 
 /// How to start a process.
 struct spawn_options {
-  std::vector<value> args;                ///< the main chunk's `...`
-  runtime::limits limits;                 ///< per-process limits
+  std::vector<value> args;                  ///< the main chunk's `...`
+  runtime::limits limits;                   ///< per-process limits
   class_set allowed_classes = all_classes;  ///< module classes it may require
   /// Called once, on a worker thread, after the process has ended. Keep it short.
   std::function<void(const exit_info&)> on_exit;

@@ -24,13 +24,16 @@ void check_module(const module_def& def, const module_exports& ex) {
   for (const function_entry& f : ex.functions) {
     bool found = false;
     for (const function_type& t : def.manifest) found |= std::strcmp(t.name, f.name) == 0;
-    if (!found) throw std::logic_error("module " + name + ": function " + f.name + " has no manifest entry");
+    if (!found)
+      throw std::logic_error("module " + name + ": function " + f.name + " has no manifest entry");
     if (!f.fn) throw std::logic_error("module " + name + ": function " + f.name + " is null");
   }
   for (const function_type& t : def.manifest) {
     bool found = false;
     for (const function_entry& f : ex.functions) found |= std::strcmp(t.name, f.name) == 0;
-    if (!found) throw std::logic_error("module " + name + ": manifest lists " + t.name + " but it is not exported");
+    if (!found)
+      throw std::logic_error("module " + name + ": manifest lists " + t.name +
+                             " but it is not exported");
   }
   if (def.classes == 0 || (def.classes & ~all_classes)) {
     throw std::logic_error("module " + name + ": bad class set");

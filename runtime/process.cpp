@@ -36,7 +36,10 @@ const char* read_chunk(lua_State*, void* ud, std::size_t* size) {
 }  // namespace
 
 process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
-    : owner_(owner), id_(id), code_(std::move(code)), opts_(std::move(opts)),
+    : owner_(owner),
+      id_(id),
+      code_(std::move(code)),
+      opts_(std::move(opts)),
       mem_limit_(opts_.limits.memory ? opts_.limits.memory : SIZE_MAX) {}
 
 process::~process() {
@@ -79,7 +82,10 @@ bool process::start() {
   }
   L_ = lua_newstate(&process::allocate, this);
   if (!L_) {
-    exit_info info{id_, exit_reason::limit, {}, {error_kind::limit, "memory limit: cannot create the Lua state", false, {}}};
+    exit_info info{id_,
+                   exit_reason::limit,
+                   {},
+                   {error_kind::limit, "memory limit: cannot create the Lua state", false, {}}};
     finish_with(info);
     return false;
   }
@@ -87,13 +93,15 @@ bool process::start() {
   lua_pushcfunction(L_, &process::start_protected);
   int status = lua_pcall(L_, 0, LUA_MULTRET, 0);
   if (status != LUA_OK) {
-    exit_reason r = (status == LUA_ERRMEM || last_alloc_refused_) ? exit_reason::limit : exit_reason::error;
+    exit_reason r =
+        (status == LUA_ERRMEM || last_alloc_refused_) ? exit_reason::limit : exit_reason::error;
     exit_info info{id_, r, {}, to_error(L_, -1)};
     if (r == exit_reason::limit) info.err.kind = error_kind::limit;
     finish_with(info);
     return false;
   }
-  lua_sethook(L_, on_count, LUA_MASKCOUNT, static_cast<int>(opts_.limits.turn ? opts_.limits.turn : 10000));
+  lua_sethook(L_, on_count, LUA_MASKCOUNT,
+              static_cast<int>(opts_.limits.turn ? opts_.limits.turn : 10000));
   resume_args_ = lua_gettop(L_) - 1;
   return true;
 }
@@ -230,9 +238,11 @@ void process::finish(exit_reason reason, int nres) {
         if (!to_value(L_, base + i, v, why)) {
           info.reason = exit_reason::error;
           info.results.clear();
-          info.err = {error_kind::invalid,
-                      "return value #" + std::to_string(i + 1) + " cannot leave the process: " + why,
-                      false, {}};
+          info.err = {
+              error_kind::invalid,
+              "return value #" + std::to_string(i + 1) + " cannot leave the process: " + why,
+              false,
+              {}};
           break;
         }
         info.results.push_back(std::move(v));
@@ -258,7 +268,8 @@ void process::finish(exit_reason reason, int nres) {
       info.err = {error_kind::canceled,
                   reason == exit_reason::shutdown ? "the scheduler is shutting down"
                                                   : (by_kill ? "killed" : doom_why_),
-                  false, {}};
+                  false,
+                  {}};
       break;
     }
   }

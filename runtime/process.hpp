@@ -76,7 +76,8 @@ class process final : public dispatcher::completion_target {
   /// allocation had been refused: the memory limit, even when a binding
   /// re-raised the memory error as an ordinary error.
   void doom_if_out_of_memory(int status) {
-    if (status == LUA_ERRMEM || last_alloc_refused_) doom(exit_reason::limit, "memory limit exceeded");
+    if (status == LUA_ERRMEM || last_alloc_refused_)
+      doom(exit_reason::limit, "memory limit exceeded");
   }
   /// Completes the pending command at once with `e` (for a wait that cannot
   /// suspend because a C call without continuation is on the stack).

@@ -166,7 +166,8 @@ int sb_load(lua_State* L) {
         lua_pop(L, 1);
         break;
       }
-      if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "reader function must return a string");
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "reader function must return a string");
       lua_concat(L, 2);
     }
     chunk = lua_tolstring(L, -1, &len);
@@ -284,9 +285,9 @@ void push_string_lib(lua_State* L) {
 
 void push_coroutine_lib(lua_State* L) {
   const luaL_Reg fns[] = {
-      {"create", g_co_create}, {"status", g_co_status},   {"running", g_co_running},
-      {"close", g_co_close},   {"resume", coro_resume},     {"wrap", coro_wrap},
-      {"yield", coro_yield},     {"isyieldable", coro_isyieldable}, {nullptr, nullptr},
+      {"create", g_co_create}, {"status", g_co_status},           {"running", g_co_running},
+      {"close", g_co_close},   {"resume", coro_resume},           {"wrap", coro_wrap},
+      {"yield", coro_yield},   {"isyieldable", coro_isyieldable}, {nullptr, nullptr},
   };
   luaL_newlib(L, fns);
 }
@@ -316,8 +317,9 @@ int lazy_string_index(lua_State* L) {
 int lazy_global_index(lua_State* L) {
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const char* key = lua_tostring(L, 2);
-  auto it = std::lower_bound(g_globals.begin(), g_globals.end(), key,
-                             [](const global_entry& e, const char* k) { return std::strcmp(e.name, k) < 0; });
+  auto it = std::lower_bound(
+      g_globals.begin(), g_globals.end(), key,
+      [](const global_entry& e, const char* k) { return std::strcmp(e.name, k) < 0; });
   if (it == g_globals.end() || std::strcmp(it->name, key) != 0) return 0;
   auto bit = std::uint32_t{1} << (it - g_globals.begin());
   process* p = process::of(L);
@@ -346,20 +348,22 @@ lua_CFunction global_fn(lua_State* T, const char* name) {
 }
 
 void capture_std(lua_State* T) {
-  static const char* const safe_base[] = {"assert", "error",  "getmetatable", "ipairs",
-                                          "next",   "pairs",  "rawequal",     "rawget",
-                                          "rawlen", "select", "tonumber",     "tostring",
-                                          "type"};
+  static const char* const safe_base[] = {
+      "assert", "error",  "getmetatable", "ipairs",   "next",     "pairs", "rawequal",
+      "rawget", "rawlen", "select",       "tonumber", "tostring", "type"};
   for (const char* name : safe_base) g_globals.push_back({name, global_fn(T, name), lib::none});
   g_next = global_fn(T, "next");
   g_rawset = global_fn(T, "rawset");
   g_collect = global_fn(T, "collectgarbage");
   g_setmetatable = global_fn(T, "setmetatable");
-  const std::pair<const char*, lua_CFunction> ours[] = {
-      {"pcall", sb_pcall}, {"xpcall", sb_xpcall}, {"load", sb_load},
-      {"print", sb_print}, {"rawset", sb_rawset}, {"collectgarbage", sb_collectgarbage},
-      {"setmetatable", sb_setmetatable},
-      {"require", sandbox_require}};
+  const std::pair<const char*, lua_CFunction> ours[] = {{"pcall", sb_pcall},
+                                                        {"xpcall", sb_xpcall},
+                                                        {"load", sb_load},
+                                                        {"print", sb_print},
+                                                        {"rawset", sb_rawset},
+                                                        {"collectgarbage", sb_collectgarbage},
+                                                        {"setmetatable", sb_setmetatable},
+                                                        {"require", sandbox_require}};
   for (auto [name, fn] : ours) g_globals.push_back({name, fn, lib::none});
   g_globals.push_back({"_G", nullptr, lib::none});
   g_globals.push_back({"_VERSION", nullptr, lib::none});
@@ -368,8 +372,9 @@ void capture_std(lua_State* T) {
   g_globals.push_back({"math", nullptr, lib::math});
   g_globals.push_back({"utf8", nullptr, lib::utf8});
   g_globals.push_back({"coroutine", nullptr, lib::coroutine});
-  std::sort(g_globals.begin(), g_globals.end(),
-            [](const global_entry& a, const global_entry& b) { return std::strcmp(a.name, b.name) < 0; });
+  std::sort(g_globals.begin(), g_globals.end(), [](const global_entry& a, const global_entry& b) {
+    return std::strcmp(a.name, b.name) < 0;
+  });
 
   lua_getglobal(T, "coroutine");
   auto field = [&](const char* n) {
@@ -475,7 +480,8 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
         p->fail_pending_now({error_kind::invalid,
                              "cannot wait here: a C call without continuation (metamethod, "
                              "sort comparator, gsub callback) is on the stack",
-                             false, {}});
+                             false,
+                             {}});
         continue;
       }
       lua_pushliteral(L, "process terminating");

@@ -31,8 +31,8 @@ struct scheduler_stats {
 };
 
 struct scheduler_options {
-  unsigned workers = 0;     ///< 0 = one per core
-  std::uint32_t node = 0;   ///< the node part of every pid
+  unsigned workers = 0;    ///< 0 = one per core
+  std::uint32_t node = 0;  ///< the node part of every pid
 };
 
 /// Runs processes. Thread-safe: spawn, kill and stats may be called from any

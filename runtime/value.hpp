@@ -21,17 +21,20 @@ struct value {
   std::variant<std::monostate, bool, std::int64_t, double, std::string, array, map> data;
 
   value() = default;
-  value(bool b) : data(b) {}                 // NOLINT(google-explicit-constructor)
-  value(std::int64_t i) : data(i) {}         // NOLINT(google-explicit-constructor)
-  value(int i) : data(std::int64_t{i}) {}    // NOLINT(google-explicit-constructor)
-  value(double d) : data(d) {}               // NOLINT(google-explicit-constructor)
-  value(std::string s) : data(std::move(s)) {}            // NOLINT(google-explicit-constructor)
-  value(const char* s) : data(std::string(s)) {}          // NOLINT(google-explicit-constructor)
-  value(array a) : data(std::move(a)) {}     // NOLINT(google-explicit-constructor)
-  value(map m) : data(std::move(m)) {}       // NOLINT(google-explicit-constructor)
+  value(bool b) : data(b) {}                      // NOLINT(google-explicit-constructor)
+  value(std::int64_t i) : data(i) {}              // NOLINT(google-explicit-constructor)
+  value(int i) : data(std::int64_t{i}) {}         // NOLINT(google-explicit-constructor)
+  value(double d) : data(d) {}                    // NOLINT(google-explicit-constructor)
+  value(std::string s) : data(std::move(s)) {}    // NOLINT(google-explicit-constructor)
+  value(const char* s) : data(std::string(s)) {}  // NOLINT(google-explicit-constructor)
+  value(array a) : data(std::move(a)) {}          // NOLINT(google-explicit-constructor)
+  value(map m) : data(std::move(m)) {}            // NOLINT(google-explicit-constructor)
 
   bool is_nil() const { return std::holds_alternative<std::monostate>(data); }
-  template <class T> const T* get() const { return std::get_if<T>(&data); }
+  template <class T>
+  const T* get() const {
+    return std::get_if<T>(&data);
+  }
   friend bool operator==(const value&, const value&) = default;
 };
 

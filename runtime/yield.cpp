@@ -23,7 +23,8 @@ int suspend_for_command(lua_State* L) {
     p->fail_pending_now({error_kind::invalid,
                          "cannot wait here: a C call without continuation (metamethod, sort "
                          "comparator, gsub callback) is on the stack",
-                         false, {}});
+                         false,
+                         {}});
     return resume_after_command(L, LUA_OK, 0);
   }
   return lua_yieldk(L, 0, 0, resume_after_command);

@@ -35,8 +35,9 @@ int run_cli(int argc, char** argv) {
   cmd_run->add_option("args", run.args, "Arguments, passed to the script as strings (...)");
   cmd_run->add_option("--memory", memory, "Memory limit of the process (e.g. 64MiB; 0 = none)")
       ->capture_default_str();
-  cmd_run->add_option("--instructions", run.limits.instructions,
-                      "Instruction limit of the process (0 = none)")
+  cmd_run
+      ->add_option("--instructions", run.limits.instructions,
+                   "Instruction limit of the process (0 = none)")
       ->capture_default_str();
   cmd_run->add_option("--turn", run.limits.turn, "Instructions per turn before preemption")
       ->check(CLI::Range(100u, 100000000u))

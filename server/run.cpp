@@ -51,11 +51,16 @@ bool parse_size(const std::string& text, std::size_t& out) {
   std::string unit = text.substr(i);
   for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   unsigned long long mul;
-  if (unit.empty() || unit == "b") mul = 1;
-  else if (unit == "k" || unit == "kb" || unit == "kib") mul = 1ull << 10;
-  else if (unit == "m" || unit == "mb" || unit == "mib") mul = 1ull << 20;
-  else if (unit == "g" || unit == "gb" || unit == "gib") mul = 1ull << 30;
-  else return false;
+  if (unit.empty() || unit == "b")
+    mul = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib")
+    mul = 1ull << 10;
+  else if (unit == "m" || unit == "mb" || unit == "mib")
+    mul = 1ull << 20;
+  else if (unit == "g" || unit == "gb" || unit == "gib")
+    mul = 1ull << 30;
+  else
+    return false;
   if (n > (~0ull) / mul) return false;
   out = static_cast<std::size_t>(n * mul);
   return true;
@@ -85,8 +90,8 @@ int run_script(const run_options& opts) {
   for (const runtime::value& v : info.results) {
     std::string out, why;
     if (!modules::json_encode(v, out, why)) {
-      std::cerr << R"({"reason":"error","kind":"invalid","message":")" << "result not JSON: "
-                << why << "\"}\n";
+      std::cerr << R"({"reason":"error","kind":"invalid","message":")"
+                << "result not JSON: " << why << "\"}\n";
       return run_error;
     }
     std::cout << out << '\n';

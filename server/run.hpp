@@ -18,11 +18,11 @@ struct run_options {
 
 /// Exit codes of `luad run`.
 enum run_status : int {
-  run_ok = 0,        ///< the process ended normally
-  run_error = 1,     ///< it raised an error (or failed to compile)
-  run_usage = 2,     ///< bad command line
-  run_limit = 3,     ///< it hit its memory or instruction limit
-  run_killed = 4,    ///< it was killed or shut down
+  run_ok = 0,      ///< the process ended normally
+  run_error = 1,   ///< it raised an error (or failed to compile)
+  run_usage = 2,   ///< bad command line
+  run_limit = 3,   ///< it hit its memory or instruction limit
+  run_killed = 4,  ///< it was killed or shut down
 };
 
 /// Runs the script to completion: return values as JSON, one per line, on

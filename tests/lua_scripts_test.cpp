@@ -18,7 +18,8 @@ TEST_CASE("Lua assert scripts under tests/lua pass") {
     std::string rel = "tests/lua/" + path.filename().string();
     CAPTURE(rel);
     auto e = luad::test::run_lua(luad::test::source_file(rel));
-    CHECK_MESSAGE(e.reason == luad::runtime::exit_reason::normal, e.err.message, "\n", e.err.traceback);
+    CHECK_MESSAGE(e.reason == luad::runtime::exit_reason::normal, e.err.message, "\n",
+                  e.err.traceback);
     REQUIRE(e.results.size() == 1);
     CHECK(e.results[0] == luad::runtime::value(true));
   }

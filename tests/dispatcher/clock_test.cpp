@@ -42,7 +42,6 @@ struct tagged final : completion_target {
   }
 };
 
-
 }  // namespace
 
 TEST_CASE("timers fire in deadline order; zero completes inline") {

@@ -24,7 +24,8 @@ TEST_CASE("a process returns its values and receives its arguments") {
 }
 
 TEST_CASE("a runtime error ends the process with a structured error and a traceback") {
-  auto e = run_lua("local function inner() error('boom') end\nlocal function outer() inner() end\nouter()");
+  auto e = run_lua(
+      "local function inner() error('boom') end\nlocal function outer() inner() end\nouter()");
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.kind == error_kind::runtime);
   CHECK(e.err.message.find("test.lua:1: boom") != std::string::npos);
@@ -61,7 +62,8 @@ TEST_CASE("a memory bomb ends with reason limit and pcall cannot catch it") {
       local t = {}
       for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end
     end)
-    return 'survived', ok)", opts);
+    return 'survived', ok)",
+                   opts);
   CHECK(e.reason == exit_reason::limit);
   CHECK(e.err.kind == error_kind::limit);
 }
@@ -112,7 +114,8 @@ TEST_CASE("running out of memory inside a binding under pcall still ends with li
       local ok, text = pcall(json.encode, big)
       kept[i] = text
     end
-    return "survived")", opts);
+    return "survived")",
+                   opts);
   CHECK(e.reason == exit_reason::limit);
 }
 
@@ -136,7 +139,8 @@ TEST_CASE("an endless loop inside a sort comparator still hits the instruction l
   auto e = run_lua(R"(
     table.sort({3, 2, 1}, function(a, b)
       while true do pcall(function() while true do end end) end
-    end))", opts);
+    end))",
+                   opts);
   CHECK(e.reason == exit_reason::limit);
 }
 

@@ -16,7 +16,8 @@ using luad::test::eventually;
 
 TEST_CASE("ten thousand processes run to completion with their own results") {
   auto& eng = shared_engine();
-  auto code = luad::runtime::compile("local n = ... local t = require('time') t.sleep(0) return n * 2", "x.lua");
+  auto code = luad::runtime::compile(
+      "local n = ... local t = require('time') t.sleep(0) return n * 2", "x.lua");
   constexpr int n = 10000;
   std::atomic<int> done{0}, right{0};
   for (int i = 0; i < n; ++i) {
@@ -117,7 +118,8 @@ TEST_CASE("a workflow-restricted process may load only deterministic or workflow
     local log = require("log")
     local ok, err = pcall(require, "time")
     assert(not ok)
-    return err)", o);
+    return err)",
+                   o);
   REQUIRE(e.reason == exit_reason::normal);
   const auto* msg = e.results.at(0).get<std::string>();
   REQUIRE(msg);
@@ -145,7 +147,8 @@ TEST_CASE("kills racing with completions: every process exits exactly once") {
       local x = 0
       for j = 1, (i * 97) % 500 do x = x + j end
     end
-    return "done")", "race.lua");
+    return "done")",
+                                     "race.lua");
   constexpr int n = 3000;
   std::vector<std::atomic<int>> exits(n);
   std::atomic<int> normal{0}, killed{0}, total{0};

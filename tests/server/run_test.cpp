@@ -26,7 +26,8 @@ std::string slurp(const std::filesystem::path& p) {
 
 // Runs `luad <args>` from the source directory, capturing both streams.
 result run_luad(const std::string& args) {
-  auto dir = std::filesystem::temp_directory_path() / ("luad_run_test_" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("luad_run_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::string cmd = std::string("cd '") + LUAD_SOURCE_DIR + "' && '" + LUAD_BINARY + "' " + args +
                     " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
