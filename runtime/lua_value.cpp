@@ -75,7 +75,7 @@ bool is_identifier(std::string_view s) {
 // ".name", or ["key"] with at most 40 bytes of the key and anything but
 // printable ASCII shown as '?', so that reasons stay valid UTF-8.
 std::string path_segment(std::string_view key) {
-  if (is_identifier(key)) return "." + std::string(key);
+  if (is_identifier(key)) return std::string(".").append(key);  // (GCC 12 -O3 warns on "." + s)
   std::string shown(key.substr(0, 40));
   for (char& c : shown) {
     if (c < 0x20 || c > 0x7E) c = '?';
@@ -209,7 +209,7 @@ bool reader::read_array(int idx, value::array& out, std::size_t n, int depth) {
     bool ok = read(lua_gettop(L_), out.emplace_back(), depth + 1);
     lua_pop(L_, 1);
     if (!ok) {
-      where_ = "[" + std::to_string(i) + "]" + where_;
+      where_ = std::string("[").append(std::to_string(i)).append("]").append(where_);
       return false;
     }
   }
