@@ -32,12 +32,13 @@ struct command {
 };
 
 /// Whoever waits for a completion (a process). The dispatcher holds a counted
-/// reference until it completes. `complete` may be called from any thread.
+/// reference until it completes. `complete` may be called from any thread;
+/// `token` names the wait it answers, so a late answer to an old wait is dropped.
 class completion_target {
  public:
   virtual void add_ref() noexcept = 0;
   virtual void release_ref() noexcept = 0;
-  virtual void complete(outcome&& result) noexcept = 0;
+  virtual void complete(std::uint64_t token, outcome&& result) noexcept = 0;
 
  protected:
   ~completion_target() = default;
@@ -49,12 +50,17 @@ class completion_target {
 class completion {
  public:
   completion() = default;
-  explicit completion(completion_target* target) : target_(target) { target_->add_ref(); }
-  completion(completion&& o) noexcept : target_(std::exchange(o.target_, nullptr)) {}
+  explicit completion(completion_target* target, std::uint64_t token = 0)
+      : target_(target), token_(token) {
+    target_->add_ref();
+  }
+  completion(completion&& o) noexcept
+      : target_(std::exchange(o.target_, nullptr)), token_(o.token_) {}
   completion& operator=(completion&& o) noexcept {
     if (this != &o) {
       reset();
       target_ = std::exchange(o.target_, nullptr);
+      token_ = o.token_;
     }
     return *this;
   }
@@ -71,7 +77,7 @@ class completion {
  private:
   void finish(outcome&& o) {
     if (completion_target* t = std::exchange(target_, nullptr)) {
-      t->complete(std::move(o));
+      t->complete(token_, std::move(o));
       t->release_ref();
     }
   }
@@ -79,6 +85,7 @@ class completion {
     if (target_) fail(error{error_kind::canceled, "the dispatcher dropped the command", false, {}});
   }
   completion_target* target_ = nullptr;
+  std::uint64_t token_ = 0;
 };
 
 }  // namespace luad::dispatcher

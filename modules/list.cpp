@@ -6,11 +6,12 @@
 namespace luad::runtime {
 
 std::span<const module_def* const> module_list() {
-  static const std::array<const module_def*, 4> list = {
+  static const std::array<const module_def*, 5> list = {
       &modules::time_module,
       &modules::log_module,
       &modules::json_module,
       &modules::errors_module,
+      &modules::process_module,
   };
   return list;
 }

@@ -9,5 +9,6 @@ extern const runtime::module_def time_module;    // modules/time.cpp
 extern const runtime::module_def log_module;     // modules/log.cpp
 extern const runtime::module_def json_module;    // modules/json.cpp
 extern const runtime::module_def errors_module;  // modules/errors.cpp
+extern const runtime::module_def process_module;  // modules/process.cpp
 
 }  // namespace luad::modules

@@ -59,4 +59,16 @@ chunk_ptr compile_file(const std::string& path) {
   return compile(text.str(), path);
 }
 
+chunk_ptr code_cache::get(const std::string& path) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = chunks_.find(path);
+    if (it != chunks_.end()) return it->second;
+  }
+  chunk_ptr c = compile_file(path);  // outside the lock: compiling takes a while
+  if (c->compile_error && c->compile_error->kind == error_kind::not_found) return c;
+  std::lock_guard lock(mu_);
+  return chunks_.emplace(path, std::move(c)).first->second;
+}
+
 }  // namespace luad::runtime

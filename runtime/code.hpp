@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,5 +29,16 @@ chunk_ptr compile(std::string_view source, std::string_view name);
 /// Reads and compiles a file; a missing or unreadable file is a compile error
 /// of kind `not_found` / `invalid`.
 chunk_ptr compile_file(const std::string& path);
+
+/// Compiled scripts by path, compiled on first use and kept for the life of
+/// the cache (hot reload comes later). Thread-safe.
+class code_cache {
+ public:
+  chunk_ptr get(const std::string& path);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, chunk_ptr> chunks_;
+};
 
 }  // namespace luad::runtime

@@ -42,8 +42,14 @@ struct exit_info {
 /// How to start a process.
 struct spawn_options {
   std::vector<value> args;                  ///< the main chunk's `...`
+  /// More of `...` (after `args`), as message-codec encodings, each preceded
+  /// by its size (4 bytes): how process.spawn passes pids and tables.
+  std::string packed_args;
   runtime::limits limits;                   ///< per-process limits
   class_set allowed_classes = all_classes;  ///< module classes it may require
+  /// Folder `process.spawn` may load scripts from (children inherit it);
+  /// empty: the folder of this process's own script.
+  std::string script_root;
   /// Called once, on a worker thread, after the process has ended. Keep it short.
   std::function<void(const exit_info&)> on_exit;
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -19,6 +20,16 @@ struct pid {
   /// Parses "0.42"; nullopt on anything else.
   static std::optional<pid> parse(std::string_view text);
   explicit operator bool() const { return serial != 0; }
+  /// The light-userdata form scripts hold: node in the top 16 bits, serial in
+  /// the low 48. Never NULL for a real pid (NULL is json.null).
+  void* to_pointer() const {
+    return reinterpret_cast<void*>((std::uintptr_t{node} << 48) | (serial & k_serial_mask));
+  }
+  static pid from_pointer(const void* p) {
+    auto bits = reinterpret_cast<std::uintptr_t>(p);
+    return pid{static_cast<std::uint32_t>(bits >> 48), bits & k_serial_mask};
+  }
+  static constexpr std::uint64_t k_serial_mask = (std::uint64_t{1} << 48) - 1;
   friend bool operator==(const pid&, const pid&) = default;
 };
 

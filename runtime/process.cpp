@@ -3,11 +3,13 @@
 #include "runtime/process.hpp"
 
 #include <cstdlib>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
 #include "runtime/logging.hpp"
 #include "runtime/lua_value.hpp"
+#include "runtime/message_codec.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/worker.hpp"
@@ -71,7 +73,18 @@ int process::start_protected(lua_State* L) {
     return lua_error(L);
   }
   for (const value& v : p->opts_.args) push_value(L, v);
-  return 1 + static_cast<int>(p->opts_.args.size());
+  int n = static_cast<int>(p->opts_.args.size());
+  std::string_view packed = p->opts_.packed_args;
+  while (packed.size() >= sizeof(std::uint32_t)) {
+    std::uint32_t size;
+    std::memcpy(&size, packed.data(), sizeof size);
+    packed.remove_prefix(sizeof size);
+    luaL_checkstack(L, 1, "too many arguments");
+    push_message(L, packed.substr(0, size));
+    packed.remove_prefix(size);
+    ++n;
+  }
+  return 1 + n;
 }
 
 bool process::start() {
@@ -148,16 +161,25 @@ void process::run_turn(unsigned worker_index) {
 
 void process::after_command_yield() {
   scheduler::counters().yields.fetch_add(1, std::memory_order_relaxed);
-  claimed_.store(false);
-  // A kill that raced with the reset above either sees `claimed_` false and
-  // claims the wait itself, or is visible here (both are sequentially
-  // consistent), so no kill is lost.
+  bool receiving = pending_->wants_messages();
+  if (!pending_->continues_wait()) ++wait_seq_;
+  std::uint64_t token = wait_seq_;
+  wait_.store((token << 2) | (receiving ? k_receiving : 0));
+  // A kill that raced with opening the wait either found it open and claims it
+  // itself, or is visible here (both sequentially consistent): none is lost.
   if (auto k = kill_reason_.load()) {
     finish(static_cast<exit_reason>(k - 1), 0);
     return;
   }
-  dispatcher::command cmd = pending_->make_command();
-  owner_.commands().submit(std::move(cmd), dispatcher::completion(this));
+  if (pending_->has_command()) {
+    dispatcher::command cmd = pending_->make_command();
+    owner_.commands().submit(std::move(cmd), dispatcher::completion(this, token));
+  }
+  // A message that arrived before the wait opened did not see it: claim now.
+  if (receiving && mailbox_.has_incoming() && claim_open_wait(k_receiving)) {
+    outcome_ = outcome{value(true), std::nullopt};
+    wake();
+  }
   std::uint8_t expected = running;
   if (!state_.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel)) {
     // Completed while we were still running (e.g. sleep(0)): re-queue ourselves.
@@ -167,10 +189,34 @@ void process::after_command_yield() {
   // Once waiting, a completion may run this process elsewhere: touch nothing.
 }
 
-void process::complete(outcome&& result) noexcept {
-  if (claimed_.exchange(true)) return;  // a kill got here first
+bool process::claim_wait(std::uint64_t token) noexcept {
+  std::uint64_t w = wait_.load();
+  while ((w >> 2) == token && !(w & k_claimed)) {
+    if (wait_.compare_exchange_weak(w, w | k_claimed)) return true;
+  }
+  return false;
+}
+
+bool process::claim_open_wait(std::uint64_t need) noexcept {
+  std::uint64_t w = wait_.load();
+  while ((w & need) == need && !(w & k_claimed)) {
+    if (wait_.compare_exchange_weak(w, w | k_claimed)) return true;
+  }
+  return false;
+}
+
+void process::complete(std::uint64_t token, outcome&& result) noexcept {
+  if (!claim_wait(token)) return;  // an older wait, or a kill or message got here first
   outcome_ = std::move(result);
   wake();
+}
+
+void process::deliver(message* m) noexcept {
+  mailbox_.push(m);
+  if (claim_open_wait(k_receiving)) {
+    outcome_ = outcome{value(true), std::nullopt};
+    wake();
+  }
 }
 
 void process::wake() {
@@ -192,11 +238,10 @@ void process::wake() {
 void process::request_kill(exit_reason reason) {
   std::uint8_t none = 0;
   if (!kill_reason_.compare_exchange_strong(none, static_cast<std::uint8_t>(reason) + 1)) return;
-  if (!claimed_.exchange(true)) wake();
+  if (claim_open_wait(0)) wake();
 }
 
 void process::fail_pending_now(error e) {
-  claimed_.store(true, std::memory_order_relaxed);
   outcome_ = outcome{{}, std::move(e)};
 }
 
@@ -284,6 +329,10 @@ void process::finish_with(exit_info& info) {
     lua_close(L_);
     L_ = nullptr;
     heap_.reset();  // give the chunks back now, not when the last reference goes
+  }
+  if (in_flight) {
+    message::destroy(in_flight);
+    in_flight = nullptr;
   }
   if (pending_) {  // a wait that never resumed: its continuation will not run
     pending_->release();

@@ -3,14 +3,17 @@
 // re-queue it while guaranteeing it never runs on two workers at once.
 //
 // DESIGN. `state_` moves runnable → running → (waiting | runnable | done).
-// A completion claims the current wait with `claimed_` (only one claimant per
-// wait: the dispatcher's completion or a kill), stores the outcome, then wakes
-// the process: waiting → runnable (and enqueues it) or, when the worker is still
-// finishing the turn that issued the command, running → notified, which the
-// worker sees when it tries running → waiting, and re-queues the process itself.
-// Kill sets `kill_reason_` and wakes the process if it can claim the wait; the
-// worker checks the reason before every resume and the count hook checks it
-// while Lua runs, so a kill lands within one instruction budget.
+// Each wait has a token; `wait_` holds the open wait's token and two flags:
+// claimed, and "a message ends it" (receive). Exactly one party claims a wait:
+// the completion carrying its token, a sender (if the process is receiving),
+// or a kill. The claimant stores the outcome, then wakes the process: waiting →
+// runnable (and enqueues it) or, when the worker is still finishing the turn
+// that opened the wait, running → notified, which the worker sees when it tries
+// running → waiting, and re-queues the process itself. A late completion of an
+// older wait carries an old token and is dropped. Kill sets `kill_reason_` and
+// wakes the process if it can claim the wait; the worker checks the reason
+// before every resume and the count hook while Lua runs, so a kill lands within
+// one instruction budget.
 #pragma once
 
 #include <atomic>
@@ -22,6 +25,7 @@
 #include "runtime/arena.hpp"
 #include "runtime/code.hpp"
 #include "runtime/limits.hpp"
+#include "runtime/mailbox.hpp"
 #include "runtime/lua.hpp"
 
 namespace luad::runtime {
@@ -45,7 +49,13 @@ class process final : public dispatcher::completion_target {
   // completion_target
   void add_ref() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release_ref() noexcept override;
-  void complete(outcome&& result) noexcept override;
+  void complete(std::uint64_t token, outcome&& result) noexcept override;
+  /// Puts `m` in the mailbox and wakes the process if it waits in receive.
+  /// Any thread; takes ownership of `m`.
+  void deliver(message* m) noexcept;
+  /// Owner worker only.
+  runtime::mailbox& mailbox() { return mailbox_; }
+  scheduler& owner() { return owner_; }
 
   /// Runs one turn on the calling worker. Returns after the process yielded,
   /// waits, or ended (then it has been retired).
@@ -58,6 +68,8 @@ class process final : public dispatcher::completion_target {
   void set_home(unsigned worker_index) { last_worker_ = worker_index; }
   lua_State* lua() const { return L_; }
   const spawn_options& options() const { return opts_; }
+  /// The path (or name) the process's script was compiled from.
+  const std::string& script_name() const { return code_->name; }
   /// Bytes of memory the process's Lua heap holds (its arena's footprint).
   std::size_t memory_used() const { return heap_.footprint(); }
   std::uint64_t instructions() const { return instructions_; }
@@ -88,6 +100,8 @@ class process final : public dispatcher::completion_target {
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// Takes the pending yield object (the continuation then releases it).
   yield_object* take_pending() { return std::exchange(pending_, nullptr); }
+  /// A message being unpacked into the state; freed at exit if unpacking raised.
+  message* in_flight = nullptr;
   /// Bit i set: the sandbox already materialised lazy global i.
   std::uint32_t globals_opened = 0;
 
@@ -118,7 +132,13 @@ class process final : public dispatcher::completion_target {
   const char* doom_why_ = nullptr;
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint8_t> state_{runnable};
-  std::atomic<bool> claimed_{true};
+  /// Open wait: token << 2 | k_receiving | k_claimed. Starts with none open.
+  static constexpr std::uint64_t k_claimed = 1, k_receiving = 2;
+  std::atomic<std::uint64_t> wait_{k_claimed};
+  std::uint64_t wait_seq_ = 0;  // worker only
+  bool claim_wait(std::uint64_t token) noexcept;
+  bool claim_open_wait(std::uint64_t need) noexcept;
+  runtime::mailbox mailbox_;
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
 };
 

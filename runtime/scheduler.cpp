@@ -195,11 +195,14 @@ void scheduler::retire(process* p, const exit_info& info) {
 
 worker_counters& scheduler::counters() { return worker::current()->counters; }
 
+process* scheduler::find(pid id) { return table_->find(id); }
+
 std::size_t scheduler::alive() const { return table_->size(); }
 
 scheduler_stats scheduler::stats() const {
   scheduler_stats s;
   s.spawned = spawned_.load(std::memory_order_relaxed);
+  s.dead_letters = dead_letters_.load(std::memory_order_relaxed);
   for (const auto& w : workers_) {
     s.exited += w->counters.exited.load(std::memory_order_relaxed);
     s.yields += w->counters.yields.load(std::memory_order_relaxed);

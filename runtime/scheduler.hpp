@@ -27,6 +27,7 @@ struct scheduler_stats {
   std::uint64_t yields = 0;       ///< commands sent to dispatchers
   std::uint64_t preemptions = 0;  ///< turns ended by the instruction budget
   std::uint64_t steals = 0;       ///< processes taken from another worker's queue
+  std::uint64_t dead_letters = 0; ///< messages sent to pids that were not alive
   std::size_t alive = 0;
 };
 
@@ -59,6 +60,14 @@ class scheduler {
   /// Returns false if no such process is alive.
   bool kill(pid id, exit_reason reason = exit_reason::killed);
 
+  /// The live process `id` with a reference the caller must release_ref(), or
+  /// nullptr.
+  process* find(pid id);
+  /// Scripts by path, shared by every spawn.
+  runtime::code_cache& code() { return code_; }
+  /// Counts a message sent to a pid that is not alive (not an error, as in Erlang).
+  void count_dead_letter() { dead_letters_.fetch_add(1, std::memory_order_relaxed); }
+
   /// Number of live processes.
   std::size_t alive() const;
   scheduler_stats stats() const;
@@ -88,7 +97,8 @@ class scheduler {
   std::atomic<int> parked_{0};
   std::atomic<bool> accepting_{false};
   std::atomic<bool> running_{false};
-  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> spawned_{0}, dead_letters_{0};
+  runtime::code_cache code_;
 };
 
 }  // namespace luad::runtime

@@ -35,8 +35,13 @@ int resume_after_command(lua_State* L, int, lua_KContext) {
   yield_object* y = p->take_pending();
   const outcome& o = p->last_outcome();
   int n = y->handle_result(L, o.val, o.err ? &*o.err : nullptr);
-  y->release();
-  return n < 0 ? suspend_for_command(L) : n;
+  if (n >= 0) {
+    y->release();
+    return n;
+  }
+  // Waiting again: the object on top may be `y` itself (a receive that goes on).
+  if (lua_touserdata(L, -1) != y) y->release();
+  return suspend_for_command(L);
 }
 
 }  // namespace

@@ -33,6 +33,15 @@ class yield_object {
   virtual int handle_result(lua_State* L, const value& v, const error* err) = 0;
   /// Returns the object to its pool.
   virtual void release() noexcept = 0;
+
+  // How the process waits (process.receive overrides these).
+  /// False when the wait sends no command (a receive without timeout).
+  virtual bool has_command() const { return true; }
+  /// True when a message arriving in the mailbox ends the wait.
+  virtual bool wants_messages() const { return false; }
+  /// True to keep the previous wait's token (and its pending command) instead
+  /// of opening a new one: a receive woken by a message it did not select.
+  virtual bool continues_wait() const { return false; }
 };
 
 /// Pool of one yield type, per thread. An object acquired on one worker may be

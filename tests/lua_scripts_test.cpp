@@ -17,7 +17,7 @@ TEST_CASE("Lua assert scripts under tests/lua pass") {
   for (const fs::path& path : scripts) {
     std::string rel = "tests/lua/" + path.filename().string();
     CAPTURE(rel);
-    auto e = luad::test::run_lua(luad::test::source_file(rel));
+    auto e = luad::test::run_file(rel);
     CHECK_MESSAGE(e.reason == luad::runtime::exit_reason::normal, e.err.message, "\n",
                   e.err.traceback);
     REQUIRE(e.results.size() == 1);

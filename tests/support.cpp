@@ -32,6 +32,17 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts,
   return fut.get();
 }
 
+runtime::exit_info run_file(const std::string& relative) {
+  auto done = std::make_shared<std::promise<runtime::exit_info>>();
+  auto fut = done->get_future();
+  runtime::spawn_options opts;
+  opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
+  auto& eng = shared_engine();
+  REQUIRE(static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
+  REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  return fut.get();
+}
+
 std::string source_file(const std::string& relative) {
   std::ifstream in(std::string(LUAD_SOURCE_DIR) + "/" + relative, std::ios::binary);
   REQUIRE_MESSAGE(in.good(), "cannot open ", relative);

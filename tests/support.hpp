@@ -22,6 +22,10 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts 
                            server::engine* eng = nullptr,
                            std::chrono::seconds timeout = std::chrono::seconds(60));
 
+/// Runs the script at `relative` (to the source tree, which is the tests'
+/// working directory) and waits for its exit.
+runtime::exit_info run_file(const std::string& relative);
+
 /// A process's exit as a pending future, for tests that run several at once.
 /// When `id` is given, it receives the new process's pid.
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,

@@ -22,7 +22,7 @@ struct counter final : completion_target {
   std::vector<int> order;
   void add_ref() noexcept override {}
   void release_ref() noexcept override {}
-  void complete(luad::runtime::outcome&& o) noexcept override {
+  void complete(std::uint64_t, luad::runtime::outcome&& o) noexcept override {
     if (o.err) {
       canceled++;
     } else {
@@ -36,7 +36,7 @@ struct tagged final : completion_target {
   int tag;
   void add_ref() noexcept override {}
   void release_ref() noexcept override {}
-  void complete(luad::runtime::outcome&&) noexcept override {
+  void complete(std::uint64_t, luad::runtime::outcome&&) noexcept override {
     std::lock_guard lock(parent->mu);
     parent->order.push_back(tag);
   }

@@ -17,7 +17,7 @@ struct recorder final : completion_target {
   std::optional<luad::runtime::outcome> got;
   void add_ref() noexcept override { refs++; }
   void release_ref() noexcept override { refs--; }
-  void complete(luad::runtime::outcome&& o) noexcept override { got = std::move(o); }
+  void complete(std::uint64_t, luad::runtime::outcome&& o) noexcept override { got = std::move(o); }
 };
 
 struct echo final : handler {

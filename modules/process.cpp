@@ -1,0 +1,329 @@
+// The `process` module: self, spawn, send and selective receive with timeout.
+// Pids are light userdata (compare by value, usable as table keys) that print
+// as "node.serial"; payloads are deep-copied by the message codec.
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "dispatcher/clock.hpp"
+#include "modules/modules.hpp"
+#include "runtime/lua_value.hpp"
+#include "runtime/message_codec.hpp"
+#include "runtime/process.hpp"
+#include "runtime/scheduler.hpp"
+#include "runtime/yield.hpp"
+
+namespace luad::modules {
+
+namespace {
+
+using runtime::error;
+using runtime::error_kind;
+using runtime::message;
+using runtime::param_type;
+using runtime::pid;
+using runtime::process;
+
+/// Largest encoded payload a message may carry.
+constexpr std::size_t k_max_message_bytes = 16u << 20;
+constexpr std::size_t k_max_topics = 16;
+
+void push_pid(lua_State* L, pid id) { lua_pushlightuserdata(L, id.to_pointer()); }
+
+// A pid argument: a pid value, or its text form ("0.42").
+pid check_pid(lua_State* L, int arg) {
+  if (lua_type(L, arg) == LUA_TLIGHTUSERDATA && lua_touserdata(L, arg)) {
+    return pid::from_pointer(lua_touserdata(L, arg));
+  }
+  if (lua_type(L, arg) == LUA_TSTRING) {
+    std::size_t len;
+    const char* s = lua_tolstring(L, arg, &len);
+    if (auto p = pid::parse(std::string_view(s, len))) return *p;
+  }
+  luaL_argexpected(L, false, arg, "pid");
+  return {};
+}
+
+int fail(lua_State* L, error_kind kind, const char* message) {
+  lua_pushnil(L);
+  runtime::push_error(L, error{kind, message, false, {}});
+  return 2;
+}
+
+// --- self and spawn ----------------------------------------------------------
+
+int process_self(lua_State* L) {
+  push_pid(L, process::of(L)->id());
+  return 1;
+}
+
+// The C++ half of spawn; writes a reason into `why` (a fixed buffer) on failure.
+pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kind,
+                char (&why)[256]) noexcept {
+  try {
+    namespace fs = std::filesystem;
+    process* self = process::of(L);
+    std::string root = self->options().script_root;
+    if (root.empty()) root = fs::path(self->script_name()).parent_path().string();
+    fs::path base = fs::path(self->script_name()).parent_path();
+    fs::path target = fs::weakly_canonical(base / script);
+    fs::path canon_root = fs::weakly_canonical(root.empty() ? fs::path(".") : fs::path(root));
+    auto rel = target.lexically_relative(canon_root);
+    if (rel.empty() || *rel.begin() == "..") {
+      kind = error_kind::permission_denied;
+      std::snprintf(why, sizeof why, "script '%s' is outside the script root '%s'", script,
+                    canon_root.c_str());
+      return {};
+    }
+    runtime::spawn_options opts;
+    opts.limits = self->options().limits;
+    opts.allowed_classes = self->options().allowed_classes;
+    opts.script_root = canon_root.string();
+    int top = lua_gettop(L);
+    std::string one, reason;
+    for (int i = first_arg; i <= top; ++i) {
+      one.clear();
+      if (!runtime::encode_message(L, i, one, reason, k_max_message_bytes)) {
+        kind = error_kind::invalid;
+        std::snprintf(why, sizeof why, "argument #%d cannot be copied: %s", i - first_arg + 1,
+                      reason.c_str());
+        return {};
+      }
+      auto size = static_cast<std::uint32_t>(one.size());
+      opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
+      opts.packed_args += one;
+    }
+    runtime::chunk_ptr code = self->owner().code().get(target.string());
+    pid child = self->owner().spawn(std::move(code), std::move(opts));
+    if (!child) {
+      kind = error_kind::unavailable;
+      std::snprintf(why, sizeof why, "the scheduler is not accepting new processes");
+    }
+    return child;
+  } catch (const std::exception& e) {
+    kind = error_kind::internal;
+    std::snprintf(why, sizeof why, "spawn failed: %s", e.what());
+    return {};
+  }
+}
+
+int process_spawn(lua_State* L) {
+  const char* script = luaL_checkstring(L, 1);
+  error_kind kind = error_kind::internal;
+  char why[256] = {};
+  pid child = spawn_child(L, script, 2, kind, why);
+  if (!child) return fail(L, kind, why);
+  push_pid(L, child);
+  return 1;
+}
+
+// --- send ---------------------------------------------------------------------
+
+// Encodes and delivers; returns nullptr on success or a reason (static or `buf`).
+const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) noexcept {
+  thread_local std::string encoded;
+  thread_local std::string reason;
+  encoded.clear();
+  if (!runtime::encode_message(L, 3, encoded, reason, k_max_message_bytes)) {
+    kind = reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
+    std::snprintf(buf, sizeof buf, "%s", reason.c_str());
+    return buf;
+  }
+  process* self = process::of(L);
+  process* target = self->owner().find(to);
+  if (!target) {
+    self->owner().count_dead_letter();
+    return nullptr;
+  }
+  std::size_t topic_len;
+  const char* topic = lua_tolstring(L, 2, &topic_len);
+  message* m = message::make(self->id(), std::string_view(topic, topic_len), encoded);
+  if (m) target->deliver(m);
+  target->release_ref();
+  if (!m) {
+    kind = error_kind::limit;
+    return "out of memory for the message";
+  }
+  return nullptr;
+}
+
+int process_send(lua_State* L) {
+  pid to = check_pid(L, 1);
+  luaL_checkstring(L, 2);
+  lua_settop(L, 3);
+  error_kind kind = error_kind::invalid;
+  char buf[256];
+  if (const char* why = send_to(L, to, kind, buf)) return fail(L, kind, why);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// --- receive ------------------------------------------------------------------
+
+// Pushes {topic, from, payload} for `m` and frees it. Only Lua memory errors can
+// raise here; the process then frees `m` at exit through `in_flight`.
+void push_received(lua_State* L, message* m) {
+  process* self = process::of(L);
+  self->in_flight = m;
+  lua_createtable(L, 0, 3);
+  std::string_view topic = m->topic();
+  lua_pushlstring(L, topic.data(), topic.size());
+  lua_setfield(L, -2, "topic");
+  push_pid(L, m->from);
+  lua_setfield(L, -2, "from");
+  runtime::push_message(L, m->body());
+  lua_setfield(L, -2, "payload");
+  self->in_flight = nullptr;
+  message::destroy(m);
+}
+
+struct topic_filter {
+  std::array<std::string_view, k_max_topics> items{};
+  std::size_t count = 0;
+  std::span<const std::string_view> span() const { return {items.data(), count}; }
+};
+
+// Reads receive's first argument: nil (any topic), a topic, or a list of topics.
+// The views point into Lua strings that stay on the caller's stack.
+void check_topics(lua_State* L, topic_filter& f) {
+  int t = lua_type(L, 1);
+  if (t == LUA_TNONE || t == LUA_TNIL) return;
+  std::size_t len;
+  if (t == LUA_TSTRING) {
+    const char* s = lua_tolstring(L, 1, &len);
+    f.items[f.count++] = std::string_view(s, len);
+    return;
+  }
+  luaL_argexpected(L, t == LUA_TTABLE, 1, "topic or list of topics");
+  auto n = static_cast<std::size_t>(lua_rawlen(L, 1));
+  luaL_argcheck(L, n <= k_max_topics, 1, "at most 16 topics");
+  for (std::size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 1, static_cast<lua_Integer>(i));
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "topics must be strings");
+    const char* s = lua_tolstring(L, -1, &len);
+    f.items[f.count++] = std::string_view(s, len);
+    lua_pop(L, 1);  // still referenced by the table
+  }
+}
+
+int push_timeout(lua_State* L) {
+  return fail(L, error_kind::timeout, "no matching message before the timeout");
+}
+
+class receive_yield final : public runtime::pooled_yield<receive_yield> {
+ public:
+  static constexpr runtime::yield_type type{"process.receive", dispatcher::command_id::clock_sleep};
+  topic_filter topics;
+  double timeout = -1;  // < 0: forever
+  bool waited = false;  // the wait (and its timer) is already open
+
+  bool has_command() const override { return timeout > 0 && !waited; }
+  bool wants_messages() const override { return true; }
+  bool continues_wait() const override { return waited; }
+  dispatcher::command make_command() override {
+    return {dispatcher::command_id::clock_sleep, runtime::value(timeout)};
+  }
+  int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
+    if (message* m = process::of(L)->mailbox().take(topics.span())) {
+      push_received(L, m);
+      return 1;
+    }
+    if (err) {
+      lua_pushnil(L);
+      runtime::push_error(L, *err);
+      return 2;
+    }
+    if (v.is_nil()) return push_timeout(L);  // the timer won
+    waited = true;                             // a message we did not ask for: wait on
+    lua_pushlightuserdata(L, static_cast<runtime::yield_object*>(this));
+    return -1;
+  }
+};
+
+int process_receive(lua_State* L) {
+  topic_filter topics;
+  check_topics(L, topics);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number t = luaL_checknumber(L, 2);
+    luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
+    timeout = static_cast<double>(t);
+  }
+  if (message* m = process::of(L)->mailbox().take(topics.span())) {
+    push_received(L, m);
+    return 1;
+  }
+  if (timeout == 0) return push_timeout(L);
+  receive_yield* y = receive_yield::acquire(L);
+  y->topics = topics;
+  y->timeout = timeout;
+  return -1;
+}
+
+// --- the module ---------------------------------------------------------------
+
+int pid_tostring(lua_State* L) {
+  void* p = lua_touserdata(L, 1);
+  if (!p) {
+    lua_pushliteral(L, "null");
+    return 1;
+  }
+  pid id = pid::from_pointer(p);
+  lua_pushfstring(L, "%d.%I", static_cast<int>(id.node), static_cast<lua_Integer>(id.serial));
+  return 1;
+}
+
+// Pids print as text: light userdata share one metatable per state.
+void install_pid_metatable(lua_State* L, int) {
+  lua_pushlightuserdata(L, nullptr);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, pid_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "pid");
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+constexpr param_type pid_return[] = {{"pid", "luad.pid"}};
+constexpr param_type spawn_params[] = {{"script", "string"}, {"...", "any"}};
+constexpr param_type spawn_returns[] = {{"pid", "luad.pid?"}, {"err", "luad.error?"}};
+constexpr param_type send_params[] = {{"to", "luad.pid|string"}, {"topic", "string"},
+                                      {"payload", "any"}};
+constexpr param_type send_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
+constexpr param_type receive_params[] = {{"topics", "string|string[]|nil"},
+                                         {"timeout", "number?"}};
+constexpr param_type receive_returns[] = {{"msg", "{topic: string, from: luad.pid, payload: any}?"},
+                                          {"err", "luad.error?"}};
+
+constexpr runtime::function_type manifest[] = {
+    {"self", {}, pid_return, "The pid of the calling process."},
+    {"spawn", spawn_params, spawn_returns,
+     "Starts a script (a path relative to the caller's script, inside the script root) as a "
+     "new process with copies of the arguments."},
+    {"send", send_params, send_returns,
+     "Sends a deep copy of payload under topic; never blocks. Sending to a dead pid is not an "
+     "error."},
+    {"receive", receive_params, receive_returns,
+     "Takes the oldest message with one of the topics (any when nil), waiting up to timeout "
+     "seconds (forever when nil; 0 polls). Other messages stay queued in order."},
+};
+
+runtime::module_exports build() {
+  return {{{"self", process_self},
+           {"spawn", process_spawn},
+           {"send", process_send},
+           {"receive", process_receive}},
+          {&receive_yield::type}};
+}
+
+}  // namespace
+
+extern const runtime::module_def process_module{
+    "process", "Processes: spawn, send and receive messages.", runtime::nondeterministic, manifest,
+    build, install_pid_metatable};
+
+}  // namespace luad::modules

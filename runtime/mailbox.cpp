@@ -1,0 +1,93 @@
+// Mailbox: a Treiber-stack inbox reversed into the owner's FIFO on collection.
+#include "runtime/mailbox.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace luad::runtime {
+
+message* message::make(pid from, std::string_view topic, std::string_view body) noexcept {
+  void* raw = std::malloc(sizeof(message) + topic.size() + body.size());
+  if (!raw) return nullptr;
+  auto* m = new (raw) message();
+  m->from = from;
+  m->topic_size = static_cast<std::uint32_t>(topic.size());
+  m->body_size = static_cast<std::uint32_t>(body.size());
+  std::memcpy(m->data(), topic.data(), topic.size());
+  std::memcpy(m->data() + topic.size(), body.data(), body.size());
+  return m;
+}
+
+void message::destroy(message* m) noexcept {
+  m->~message();
+  std::free(m);
+}
+
+mailbox::~mailbox() {
+  collect();
+  while (head_) {
+    message* next = head_->next;
+    message::destroy(head_);
+    head_ = next;
+  }
+}
+
+void mailbox::push(message* m) noexcept {
+  message* old = inbox_.load(std::memory_order_relaxed);
+  do {
+    m->next = old;
+  } while (!inbox_.compare_exchange_weak(old, m, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed));
+}
+
+void mailbox::collect() noexcept {
+  message* newest = inbox_.exchange(nullptr, std::memory_order_acquire);
+  if (!newest) return;
+  // Reverse to oldest first, then append to the private list.
+  message* first = nullptr;
+  message* last = newest;
+  std::size_t n = 0;
+  while (newest) {
+    message* next = newest->next;
+    newest->next = first;
+    first = newest;
+    newest = next;
+    ++n;
+  }
+  if (tail_) {
+    tail_->next = first;
+  } else {
+    head_ = first;
+  }
+  tail_ = last;
+  count_ += n;
+}
+
+message* mailbox::take(std::span<const std::string_view> topics) noexcept {
+  collect();
+  message* prev = nullptr;
+  for (message* m = head_; m; prev = m, m = m->next) {
+    bool match = topics.empty();
+    for (std::string_view t : topics) {
+      if (m->topic() == t) {
+        match = true;
+        break;
+      }
+    }
+    if (!match) continue;
+    (prev ? prev->next : head_) = m->next;
+    if (tail_ == m) tail_ = prev;
+    m->next = nullptr;
+    --count_;
+    return m;
+  }
+  return nullptr;
+}
+
+std::size_t mailbox::size() noexcept {
+  collect();
+  return count_;
+}
+
+}  // namespace luad::runtime

@@ -1,0 +1,59 @@
+// A process's mailbox: a lock-free inbox any thread pushes to, and the owner's
+// private FIFO that selective receive scans in arrival order.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "runtime/pid.hpp"
+
+namespace luad::runtime {
+
+/// One message: sender, topic and encoded payload in a single allocation.
+struct message {
+  message* next = nullptr;
+  pid from;
+  std::uint32_t topic_size = 0;
+  std::uint32_t body_size = 0;
+
+  std::string_view topic() const { return {data(), topic_size}; }
+  std::string_view body() const { return {data() + topic_size, body_size}; }
+  /// Allocates a message holding copies of `topic` and `body`; nullptr if out of memory.
+  static message* make(pid from, std::string_view topic, std::string_view body) noexcept;
+  static void destroy(message* m) noexcept;
+
+ private:
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+};
+
+class mailbox {
+ public:
+  mailbox() = default;
+  ~mailbox();
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+
+  /// Appends `m` (any thread, lock-free). Messages from one sender stay in order.
+  void push(message* m) noexcept;
+  /// True if something was pushed that the owner has not collected yet.
+  bool has_incoming() const noexcept { return inbox_.load(std::memory_order_seq_cst) != nullptr; }
+  /// Owner only: removes and returns the oldest message whose topic is one of
+  /// `topics` (any topic when empty), or nullptr. Others stay queued in order.
+  message* take(std::span<const std::string_view> topics) noexcept;
+  /// Owner only: messages queued (collected and not).
+  std::size_t size() noexcept;
+
+ private:
+  void collect() noexcept;  // moves the inbox, oldest first, to the private list
+
+  std::atomic<message*> inbox_{nullptr};  // newest first
+  message* head_ = nullptr;               // private, oldest first
+  message* tail_ = nullptr;
+  std::size_t count_ = 0;
+};
+
+}  // namespace luad::runtime

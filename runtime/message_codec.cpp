@@ -1,0 +1,401 @@
+// The message codec: encode_message walks a Lua value with non-raising API calls
+// only; push_message rebuilds it in another state, raising only memory errors.
+//
+// DESIGN. Format: one header byte (bit 0: the message has back-references),
+// then one value, then, with back-references only, the u32 count of tables.
+// A value is one tag byte and a payload in native byte order (a message never
+// leaves the process): 0x80+n is the integer n (0..127), 0x40+n a string of n
+// bytes (0..63); otherwise `tag` below. A table is {tag::table, u32 narr,
+// u32 nhash}, then narr values (keys 1..narr) and nhash key/value pairs; both
+// counts are patched in after the walk, which is a single lua_next pass: the run
+// of keys 1, 2, 3... that lua_next yields first goes to the array part. Tables
+// are numbered 1, 2... in the order they begin; a table met again is {tag::ref,
+// u32 number}. The decoder keeps a table of tables only when the header says
+// there are back-references, so small messages pay nothing for sharing.
+#include "runtime/message_codec.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <unordered_map>
+
+namespace luad::runtime {
+
+namespace {
+
+namespace tag {
+constexpr std::uint8_t nil = 0x00;
+constexpr std::uint8_t false_ = 0x01;
+constexpr std::uint8_t true_ = 0x02;
+constexpr std::uint8_t int8 = 0x03;
+constexpr std::uint8_t int16 = 0x04;
+constexpr std::uint8_t int32 = 0x05;
+constexpr std::uint8_t int64 = 0x06;
+constexpr std::uint8_t number = 0x07;   // a float: lua_Number
+constexpr std::uint8_t pointer = 0x08;  // a light userdata: void*
+constexpr std::uint8_t string = 0x09;   // std::size_t length, then the bytes
+constexpr std::uint8_t table = 0x0A;    // u32 narr, u32 nhash, then the contents
+constexpr std::uint8_t ref = 0x0B;      // u32 number of a table already begun
+constexpr std::uint8_t short_string = 0x40;
+constexpr std::uint8_t fixint = 0x80;
+}  // namespace tag
+
+constexpr std::uint8_t has_refs = 0x01;  // header flag
+constexpr std::size_t max_short_string = 63;
+constexpr lua_Integer max_fixint = 127;
+
+// ---- encoding --------------------------------------------------------------
+
+// One encode_message call. Uses only Lua API calls that cannot raise; may throw
+// std::bad_alloc (caught by encode_message, where no Lua error can be pending).
+class encoder {
+ public:
+  encoder(lua_State* L, std::string& out, std::string& why, std::size_t limit)
+      : L_(L), out_(out), why_(why), start_(out.size()), len_(start_), limit_(limit) {}
+
+  void header() { put(0); }
+  bool value(int idx, int depth);
+  bool finish();
+  bool too_large() const { return too_large_; }
+  const std::string& where() const { return where_; }
+
+ private:
+  bool table(int idx, int depth);
+  bool entries(int idx, int depth, std::uint32_t& narr, std::uint32_t& nhash);
+  bool put_string(int idx);
+  void put_integer(lua_Integer i);
+  std::uint32_t find(const void* t) const;
+  void remember(const void* t);
+  bool fail(const char* what);
+  bool located(int key, bool in_key);
+
+  // Where the next `n` bytes go. out_ holds scratch space beyond len_, grown in
+  // steps proportional to the message, which is faster than appending per value.
+  char* room(std::size_t n) {
+    if (out_.size() - len_ < n) out_.resize(len_ + n + std::max<std::size_t>(64, len_ - start_));
+    char* at = out_.data() + len_;
+    len_ += n;
+    return at;
+  }
+  template <class T>
+  void put(std::uint8_t t, T v) {
+    char* at = room(1 + sizeof(T));
+    *at = static_cast<char>(t);
+    std::memcpy(at + 1, &v, sizeof(T));
+  }
+  void put(std::uint8_t t) { *room(1) = static_cast<char>(t); }
+
+  static constexpr std::uint32_t few = 16;  // tables looked up linearly
+
+  lua_State* L_;
+  std::string& out_;
+  std::string& why_;
+  std::size_t start_;  // where this message begins in out_
+  std::size_t len_;    // where it ends so far
+  std::size_t limit_;  // len_ may not grow past this
+  std::string where_;  // ".a[3]", built as a failure unwinds
+  const void* first_[few];
+  std::unique_ptr<std::unordered_map<const void*, std::uint32_t>> rest_;  // after the first few
+  std::uint32_t ntables_ = 0;
+  bool refs_ = false;
+  bool too_large_ = false;
+};
+
+bool encoder::fail(const char* what) {
+  why_ = what;
+  return false;
+}
+
+// Sets the header, appends the trailer and trims out_ to the message.
+bool encoder::finish() {
+  if (refs_) {
+    out_[start_] = static_cast<char>(has_refs);
+    std::memcpy(room(sizeof ntables_), &ntables_, sizeof ntables_);
+  }
+  out_.resize(len_);
+  too_large_ = len_ > limit_;
+  return !too_large_;
+}
+
+bool encoder::value(int idx, int depth) {
+  if (len_ > limit_) {
+    too_large_ = true;
+    return false;
+  }
+  switch (lua_type(L_, idx)) {
+    case LUA_TNONE:
+    case LUA_TNIL: put(tag::nil); return true;
+    case LUA_TBOOLEAN: put(lua_toboolean(L_, idx) != 0 ? tag::true_ : tag::false_); return true;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L_, idx)) {
+        put_integer(lua_tointegerx(L_, idx, nullptr));
+      } else {
+        put(tag::number, lua_tonumber(L_, idx));
+      }
+      return true;
+    case LUA_TSTRING: return put_string(idx);
+    case LUA_TLIGHTUSERDATA: put(tag::pointer, lua_touserdata(L_, idx)); return true;
+    case LUA_TTABLE: return table(idx, depth);
+    case LUA_TFUNCTION: return fail("cannot send a function");
+    case LUA_TTHREAD: return fail("cannot send a thread");
+    case LUA_TUSERDATA: return fail("cannot send a full userdata");
+    default: return fail("cannot send this value");
+  }
+}
+
+void encoder::put_integer(lua_Integer i) {
+  if (i >= 0 && i <= max_fixint) {
+    put(static_cast<std::uint8_t>(tag::fixint + i));
+  } else if (i >= INT8_MIN && i <= INT8_MAX) {
+    put(tag::int8, static_cast<std::int8_t>(i));
+  } else if (i >= INT16_MIN && i <= INT16_MAX) {
+    put(tag::int16, static_cast<std::int16_t>(i));
+  } else if (i >= INT32_MIN && i <= INT32_MAX) {
+    put(tag::int32, static_cast<std::int32_t>(i));
+  } else {
+    put(tag::int64, static_cast<std::int64_t>(i));
+  }
+}
+
+bool encoder::put_string(int idx) {
+  std::size_t len = 0;
+  const char* s = lua_tolstring(L_, idx, &len);  // a string: no conversion, no allocation
+  if (len > limit_ - len_) {  // (value() checked that the subtraction cannot wrap)
+    too_large_ = true;
+    return false;
+  }
+  if (len <= max_short_string) {
+    put(static_cast<std::uint8_t>(tag::short_string + len));
+  } else {
+    put(tag::string, len);
+  }
+  std::memcpy(room(len), s, len);
+  return true;
+}
+
+std::uint32_t encoder::find(const void* t) const {
+  std::uint32_t n = std::min(ntables_, few);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (first_[i] == t) return i + 1;
+  }
+  if (ntables_ <= few) return 0;
+  auto it = rest_->find(t);
+  return it == rest_->end() ? 0 : it->second;
+}
+
+void encoder::remember(const void* t) {
+  if (ntables_ < few) {
+    first_[ntables_] = t;
+  } else {
+    if (!rest_) rest_ = std::make_unique<std::unordered_map<const void*, std::uint32_t>>();
+    rest_->emplace(t, ntables_ + 1);
+  }
+  ++ntables_;
+}
+
+bool encoder::table(int idx, int depth) {
+  const void* t = lua_topointer(L_, idx);
+  if (std::uint32_t number = find(t)) {
+    put(tag::ref, number);
+    refs_ = true;
+    return true;
+  }
+  if (depth >= max_message_depth) return fail("nesting deeper than 200 levels");
+  if (!lua_checkstack(L_, 3)) return fail("out of Lua stack space");
+  if (ntables_ == std::numeric_limits<std::uint32_t>::max()) return fail("too many tables");
+  remember(t);
+  std::size_t at = len_;
+  put(tag::table, std::uint64_t{0});  // narr and nhash, patched below
+  std::uint32_t narr = 0, nhash = 0;
+  if (!entries(idx, depth + 1, narr, nhash)) return false;
+  std::memcpy(out_.data() + at + 1, &narr, sizeof narr);
+  std::memcpy(out_.data() + at + 1 + sizeof narr, &nhash, sizeof nhash);
+  return true;
+}
+
+// Encodes the contents of the table at `idx`: first the run of keys 1, 2, ...
+// that lua_next yields first (the array part, in practice), then the rest.
+bool encoder::entries(int idx, int depth, std::uint32_t& narr, std::uint32_t& nhash) {
+  lua_pushnil(L_);
+  int key = lua_gettop(L_);  // lua_next replaces the key here and pushes the value above it
+  while (lua_next(L_, idx) != 0) {
+    int isint = 0;
+    if (nhash == 0 && lua_type(L_, key) == LUA_TNUMBER &&
+        lua_tointegerx(L_, key, &isint) == static_cast<lua_Integer>(narr) + 1 && isint) {
+      ++narr;  // (number keys are never integral floats: Lua normalises them)
+    } else {
+      ++nhash;
+      if (!value(key, depth)) return located(key, true);
+    }
+    if (!value(key + 1, depth)) return located(key, false);
+    lua_pop(L_, 1);
+  }
+  return true;
+}
+
+bool is_identifier(const char* s, std::size_t len) {
+  if (len == 0 || len > 40 || (s[0] >= '0' && s[0] <= '9')) return false;
+  return std::all_of(s, s + len, [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+// Prepends the path segment of the key at `key` to where_ ("[<key>]" when the
+// key itself could not be encoded). Returns false, for `return located(...)`.
+bool encoder::located(int key, bool in_key) {
+  if (too_large_) return false;  // the reason names no place
+  char buf[64];
+  std::string segment;
+  int t = lua_type(L_, key);
+  if (in_key) {
+    segment = "[<key>]";
+  } else if (t == LUA_TSTRING) {
+    std::size_t len = 0;
+    const char* s = lua_tolstring(L_, key, &len);
+    if (is_identifier(s, len)) {
+      segment.append(".").append(s, len);
+    } else {  // at most 40 bytes, anything but printable ASCII as '?': valid UTF-8
+      segment.assign(s, std::min<std::size_t>(len, 40));
+      for (char& c : segment) {
+        if (c < 0x20 || c > 0x7E) c = '?';
+      }
+      segment = "[\"" + segment + "\"]";
+    }
+  } else if (t == LUA_TNUMBER && lua_isinteger(L_, key)) {
+    std::snprintf(buf, sizeof buf, "[" LUA_INTEGER_FMT "]", lua_tointegerx(L_, key, nullptr));
+    segment = buf;
+  } else if (t == LUA_TNUMBER) {
+    std::snprintf(buf, sizeof buf, "[%.14g]", static_cast<double>(lua_tonumber(L_, key)));
+    segment = buf;
+  } else if (t == LUA_TBOOLEAN) {
+    segment = lua_toboolean(L_, key) != 0 ? "[true]" : "[false]";
+  } else {
+    segment = std::string("[<").append(lua_typename(L_, t)).append(">]");
+  }
+  where_.insert(0, segment);
+  return false;
+}
+
+// ---- decoding --------------------------------------------------------------
+
+// The decoder's state: trivially destructible, so a Lua error may jump over it.
+struct reader {
+  const char* p;
+  int refs;                // stack index of the table of tables, or 0
+  lua_Integer ntables;     // tables created so far
+};
+
+template <class T>
+T take(reader& r) {
+  T v;
+  std::memcpy(&v, r.p, sizeof(T));
+  r.p += sizeof(T);
+  return v;
+}
+
+void push_value(lua_State* L, reader& r);
+
+void push_table(lua_State* L, reader& r) {
+  auto narr = take<std::uint32_t>(r);
+  auto nhash = take<std::uint32_t>(r);
+  luaL_checkstack(L, 3, "message nested too deeply");
+  lua_createtable(L, static_cast<int>(narr), static_cast<int>(nhash));
+  ++r.ntables;
+  if (r.refs != 0) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, r.refs, r.ntables);
+  }
+  for (std::uint32_t i = 1; i <= narr; ++i) {
+    push_value(L, r);
+    lua_rawseti(L, -2, i);
+  }
+  for (std::uint32_t i = 0; i < nhash; ++i) {
+    push_value(L, r);
+    push_value(L, r);
+    lua_rawset(L, -3);
+  }
+}
+
+void push_value(lua_State* L, reader& r) {
+  auto t = static_cast<std::uint8_t>(*r.p++);
+  if (t >= tag::fixint) {
+    lua_pushinteger(L, t - tag::fixint);
+    return;
+  }
+  if (t >= tag::short_string) {
+    std::size_t len = t - tag::short_string;
+    lua_pushlstring(L, r.p, len);
+    r.p += len;
+    return;
+  }
+  switch (t) {
+    case tag::nil: lua_pushnil(L); return;
+    case tag::false_: lua_pushboolean(L, 0); return;
+    case tag::true_: lua_pushboolean(L, 1); return;
+    case tag::int8: lua_pushinteger(L, take<std::int8_t>(r)); return;
+    case tag::int16: lua_pushinteger(L, take<std::int16_t>(r)); return;
+    case tag::int32: lua_pushinteger(L, take<std::int32_t>(r)); return;
+    case tag::int64: lua_pushinteger(L, take<std::int64_t>(r)); return;
+    case tag::number: lua_pushnumber(L, take<lua_Number>(r)); return;
+    case tag::pointer: lua_pushlightuserdata(L, take<void*>(r)); return;
+    case tag::string: {
+      auto len = take<std::size_t>(r);
+      lua_pushlstring(L, r.p, len);
+      r.p += len;
+      return;
+    }
+    case tag::table: push_table(L, r); return;
+    case tag::ref: lua_rawgeti(L, r.refs, take<std::uint32_t>(r)); return;
+    default: lua_pushnil(L); return;  // unreachable for bytes from encode_message
+  }
+}
+
+}  // namespace
+
+bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
+                    std::size_t max_bytes) {
+  idx = lua_absindex(L, idx);
+  int top = lua_gettop(L);
+  std::size_t start = out.size();
+  try {
+    encoder e(L, out, why, start + std::min(max_bytes, out.max_size() - start));
+    e.header();
+    if (e.value(idx, 0) && e.finish()) return true;
+    lua_settop(L, top);
+    out.resize(start);
+    if (e.too_large()) {
+      why = "message larger than " + std::to_string(max_bytes) + " bytes";
+    } else if (!e.where().empty()) {
+      why += " (at " + e.where() + ")";
+    }
+    return false;
+  } catch (const std::exception&) {  // bad_alloc, in practice
+    lua_settop(L, top);
+    out.resize(start);
+    why = "out of memory";
+    return false;
+  }
+}
+
+void push_message(lua_State* L, std::string_view bytes) {
+  reader r{bytes.data(), 0, 0};
+  auto flags = static_cast<std::uint8_t>(*r.p++);
+  if ((flags & has_refs) != 0) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, bytes.data() + bytes.size() - sizeof n, sizeof n);
+    luaL_checkstack(L, 2, "cannot push message");
+    lua_createtable(L, static_cast<int>(n), 0);
+    r.refs = lua_gettop(L);
+    push_value(L, r);
+    lua_remove(L, r.refs);
+    return;
+  }
+  luaL_checkstack(L, 1, "cannot push message");
+  push_value(L, r);
+}
+
+}  // namespace luad::runtime

@@ -1,0 +1,36 @@
+// The message codec: copies a Lua value out of one lua_State into a compact byte
+// string and back into another state (shared subtables and cycles preserved).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "runtime/lua.hpp"
+
+namespace luad::runtime {
+
+/// Deepest table nesting a message may have (the outermost table is level 1).
+inline constexpr int max_message_depth = 200;
+
+/// Appends the encoding of the value at `idx` to `out` (which is not cleared:
+/// callers reuse one buffer and clear it themselves). Copies nil, booleans,
+/// integers and floats (kept apart), binary-safe strings, light userdata (the
+/// pointer value: pids and json.null) and tables with any such keys and values,
+/// without metatables; a table reached twice is encoded once, so sharing and
+/// cycles survive. Refuses functions, full userdata, threads, nesting deeper
+/// than `max_message_depth` and encodings longer than `max_bytes`: returns false
+/// with a reason in `why` ("cannot send a function (at .handlers[2])"), leaving
+/// `out` and the Lua stack as they were. Never raises. Thread-safe for distinct
+/// states.
+bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
+                    std::size_t max_bytes);
+
+/// Pushes the value encoded in `bytes`, which must be exactly one output of
+/// encode_message from this process (pointers are copied as they are; the bytes
+/// are trusted, not validated). May raise only Lua's memory error (or a stack
+/// overflow error when the Lua stack cannot grow) and holds no C++ object with a
+/// destructor while it can.
+void push_message(lua_State* L, std::string_view bytes);
+
+}  // namespace luad::runtime
