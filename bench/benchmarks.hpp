@@ -17,4 +17,15 @@ void bench_yields(const options& opts);
 /// timers_<N>_x10: N processes each sleeping 10 ms ten times.
 void bench_timers(const options& opts);
 
+/// pingpong_<N>: N round trips between two processes (bench/lua/pingpong.lua).
+void bench_pingpong(const options& opts);
+/// oneway_<N>: N messages to a counting receiver.
+void bench_oneway(const options& opts);
+/// ring_<P>_x<R>: a token passed P*R times around a ring of P processes.
+void bench_ring(const options& opts);
+/// spawn_done_<N>: N spawns from Lua, each child sending "done" to the parent.
+void bench_spawn_done(const options& opts);
+/// mem_receive_<N>_rss: RSS per process with N processes parked in receive.
+void bench_mem_receive(const options& opts);
+
 }  // namespace luad::bench

@@ -1,8 +1,9 @@
 // luad_bench: runs the process benchmarks and prints `name value unit` lines on
 // stdout (comments and machine facts go to stderr as `# ...`).
 //
-//   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--workers N]
-//              [--only spawn_exit|mem_idle|yield_roundtrips|timers]
+//   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--messages N]
+//              [--ring-procs N] [--ring-laps N] [--spawn-done N] [--idle-receive N]
+//              [--workers N] [--only NAME]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,13 +27,21 @@ constexpr benchmark benchmarks[] = {
     {"mem_idle", luad::bench::bench_mem_idle},
     {"yield_roundtrips", luad::bench::bench_yields},
     {"timers", luad::bench::bench_timers},
+    {"pingpong", luad::bench::bench_pingpong},
+    {"oneway", luad::bench::bench_oneway},
+    {"ring", luad::bench::bench_ring},
+    {"spawn_done", luad::bench::bench_spawn_done},
+    {"mem_receive", luad::bench::bench_mem_receive},
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "luad_bench: %s\n"
                "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
-               "[--workers N] [--only spawn_exit|mem_idle|yield_roundtrips|timers]\n",
+               "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
+               "[--idle-receive N] [--workers N] [--only NAME]\n"
+               "names: spawn_exit mem_idle yield_roundtrips timers pingpong oneway ring "
+               "spawn_done mem_receive\n",
                why);
   std::exit(2);
 }
@@ -59,6 +68,16 @@ options parse(int argc, char** argv) {
       opts.yields = parse_count(arg);
     } else if (flag == "--timers") {
       opts.timers = parse_count(arg);
+    } else if (flag == "--messages") {
+      opts.messages = parse_count(arg);
+    } else if (flag == "--ring-procs") {
+      opts.ring_procs = parse_count(arg);
+    } else if (flag == "--ring-laps") {
+      opts.ring_laps = parse_count(arg);
+    } else if (flag == "--spawn-done") {
+      opts.spawn_done = parse_count(arg);
+    } else if (flag == "--idle-receive") {
+      opts.idle_receive = parse_count(arg);
     } else if (flag == "--workers") {
       opts.workers = static_cast<unsigned>(parse_count(arg));
     } else if (flag == "--only") {

@@ -64,11 +64,11 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kin
   try {
     namespace fs = std::filesystem;
     process* self = process::of(L);
+    runtime::code_cache& code = self->owner().code();
+    std::string base = fs::path(self->script_name()).parent_path().string();
     std::string root = self->options().script_root;
-    if (root.empty()) root = fs::path(self->script_name()).parent_path().string();
-    fs::path base = fs::path(self->script_name()).parent_path();
-    fs::path target = fs::weakly_canonical(base / script);
-    fs::path canon_root = fs::weakly_canonical(root.empty() ? fs::path(".") : fs::path(root));
+    fs::path canon_root = root.empty() ? fs::path(code.resolve(base, ".")) : fs::path(root);
+    fs::path target = code.resolve(base, script);
     auto rel = target.lexically_relative(canon_root);
     if (rel.empty() || *rel.begin() == "..") {
       kind = error_kind::permission_denied;
@@ -94,8 +94,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kin
       opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
       opts.packed_args += one;
     }
-    runtime::chunk_ptr code = self->owner().code().get(target.string());
-    pid child = self->owner().spawn(std::move(code), std::move(opts));
+    pid child = self->owner().spawn(code.get(target.string()), std::move(opts));
     if (!child) {
       kind = error_kind::unavailable;
       std::snprintf(why, sizeof why, "the scheduler is not accepting new processes");

@@ -1,6 +1,7 @@
 // Compiling scripts to dumped bytecode, once, in a per-thread compiler state.
 #include "runtime/code.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -57,6 +58,20 @@ chunk_ptr compile_file(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return failed(path, error_kind::invalid, "cannot read script '" + path + "'");
   return compile(text.str(), path);
+}
+
+std::string code_cache::resolve(const std::string& base, const std::string& script) {
+  std::string key = base;
+  key += '\0';
+  key += script;
+  {
+    std::lock_guard lock(mu_);
+    auto it = resolved_.find(key);
+    if (it != resolved_.end()) return it->second;
+  }
+  std::string path = std::filesystem::weakly_canonical(std::filesystem::path(base) / script).string();
+  std::lock_guard lock(mu_);
+  return resolved_.emplace(std::move(key), std::move(path)).first->second;
 }
 
 chunk_ptr code_cache::get(const std::string& path) {

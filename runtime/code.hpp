@@ -35,10 +35,15 @@ chunk_ptr compile_file(const std::string& path);
 class code_cache {
  public:
   chunk_ptr get(const std::string& path);
+  /// `script` resolved against folder `base` and made canonical, remembered so
+  /// that spawning the same script again costs no file-system calls. Throws
+  /// std::filesystem::filesystem_error like weakly_canonical.
+  std::string resolve(const std::string& base, const std::string& script);
 
  private:
   std::mutex mu_;
   std::unordered_map<std::string, chunk_ptr> chunks_;
+  std::unordered_map<std::string, std::string> resolved_;
 };
 
 }  // namespace luad::runtime

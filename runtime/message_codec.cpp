@@ -20,7 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <new>
+#include <string>
 #include <unordered_map>
 
 namespace luad::runtime {
@@ -45,6 +45,7 @@ constexpr std::uint8_t fixint = 0x80;
 }  // namespace tag
 
 constexpr std::uint8_t has_refs = 0x01;  // header flag
+static_assert(max_message_depth == 200, "update the refusal below");
 constexpr std::size_t max_short_string = 63;
 constexpr lua_Integer max_fixint = 127;
 
@@ -55,11 +56,10 @@ constexpr lua_Integer max_fixint = 127;
 class encoder {
  public:
   encoder(lua_State* L, std::string& out, std::string& why, std::size_t limit)
-      : L_(L), out_(out), why_(why), start_(out.size()), len_(start_), limit_(limit) {}
+      : L_(L), out_(out), why_(why), limit_(limit) {}
 
-  void header() { put(0); }
   bool value(int idx, int depth);
-  bool finish();
+  bool finish(std::size_t start);
   bool too_large() const { return too_large_; }
   const std::string& where() const { return where_; }
 
@@ -73,30 +73,21 @@ class encoder {
   bool fail(const char* what);
   bool located(int key, bool in_key);
 
-  // Where the next `n` bytes go. out_ holds scratch space beyond len_, grown in
-  // steps proportional to the message, which is faster than appending per value.
-  char* room(std::size_t n) {
-    if (out_.size() - len_ < n) out_.resize(len_ + n + std::max<std::size_t>(64, len_ - start_));
-    char* at = out_.data() + len_;
-    len_ += n;
-    return at;
-  }
   template <class T>
   void put(std::uint8_t t, T v) {
-    char* at = room(1 + sizeof(T));
-    *at = static_cast<char>(t);
-    std::memcpy(at + 1, &v, sizeof(T));
+    char buf[1 + sizeof(T)];
+    buf[0] = static_cast<char>(t);
+    std::memcpy(buf + 1, &v, sizeof(T));
+    out_.append(buf, sizeof buf);
   }
-  void put(std::uint8_t t) { *room(1) = static_cast<char>(t); }
+  void put(std::uint8_t t) { out_.push_back(static_cast<char>(t)); }
 
   static constexpr std::uint32_t few = 16;  // tables looked up linearly
 
   lua_State* L_;
   std::string& out_;
   std::string& why_;
-  std::size_t start_;  // where this message begins in out_
-  std::size_t len_;    // where it ends so far
-  std::size_t limit_;  // len_ may not grow past this
+  std::size_t limit_;  // out_ may not grow past this size
   std::string where_;  // ".a[3]", built as a failure unwinds
   const void* first_[few];
   std::unique_ptr<std::unordered_map<const void*, std::uint32_t>> rest_;  // after the first few
@@ -110,19 +101,18 @@ bool encoder::fail(const char* what) {
   return false;
 }
 
-// Sets the header, appends the trailer and trims out_ to the message.
-bool encoder::finish() {
+// Sets the header of the message that began at `start` and appends its trailer.
+bool encoder::finish(std::size_t start) {
   if (refs_) {
-    out_[start_] = static_cast<char>(has_refs);
-    std::memcpy(room(sizeof ntables_), &ntables_, sizeof ntables_);
+    out_[start] = static_cast<char>(has_refs);
+    out_.append(reinterpret_cast<const char*>(&ntables_), sizeof ntables_);
   }
-  out_.resize(len_);
-  too_large_ = len_ > limit_;
+  too_large_ = out_.size() > limit_;
   return !too_large_;
 }
 
 bool encoder::value(int idx, int depth) {
-  if (len_ > limit_) {
+  if (out_.size() > limit_) {
     too_large_ = true;
     return false;
   }
@@ -164,7 +154,7 @@ void encoder::put_integer(lua_Integer i) {
 bool encoder::put_string(int idx) {
   std::size_t len = 0;
   const char* s = lua_tolstring(L_, idx, &len);  // a string: no conversion, no allocation
-  if (len > limit_ - len_) {  // (value() checked that the subtraction cannot wrap)
+  if (len > limit_ - out_.size()) {  // (value() checked that the subtraction cannot wrap)
     too_large_ = true;
     return false;
   }
@@ -173,7 +163,7 @@ bool encoder::put_string(int idx) {
   } else {
     put(tag::string, len);
   }
-  std::memcpy(room(len), s, len);
+  out_.append(s, len);
   return true;
 }
 
@@ -208,7 +198,7 @@ bool encoder::table(int idx, int depth) {
   if (!lua_checkstack(L_, 3)) return fail("out of Lua stack space");
   if (ntables_ == std::numeric_limits<std::uint32_t>::max()) return fail("too many tables");
   remember(t);
-  std::size_t at = len_;
+  std::size_t at = out_.size();
   put(tag::table, std::uint64_t{0});  // narr and nhash, patched below
   std::uint32_t narr = 0, nhash = 0;
   if (!entries(idx, depth + 1, narr, nhash)) return false;
@@ -285,8 +275,8 @@ bool encoder::located(int key, bool in_key) {
 // The decoder's state: trivially destructible, so a Lua error may jump over it.
 struct reader {
   const char* p;
-  int refs;                // stack index of the table of tables, or 0
-  lua_Integer ntables;     // tables created so far
+  int refs;             // stack index of the table of tables, or 0
+  lua_Integer ntables;  // tables created so far
 };
 
 template <class T>
@@ -358,13 +348,13 @@ void push_value(lua_State* L, reader& r) {
 
 bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
                     std::size_t max_bytes) {
-  idx = lua_absindex(L, idx);
   int top = lua_gettop(L);
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx += top + 1;  // lua_absindex, one call fewer
   std::size_t start = out.size();
   try {
     encoder e(L, out, why, start + std::min(max_bytes, out.max_size() - start));
-    e.header();
-    if (e.value(idx, 0) && e.finish()) return true;
+    out.push_back(0);  // the header
+    if (e.value(idx, 0) && e.finish(start)) return true;
     lua_settop(L, top);
     out.resize(start);
     if (e.too_large()) {

@@ -1,0 +1,2 @@
+-- Sends "done" to the pid it was given.
+require("process").send(..., "done")

@@ -1,0 +1,2 @@
+-- Parks in receive until told to stop.
+require("process").receive("stop")

@@ -1,0 +1,111 @@
+// The messaging benchmarks: ping-pong, one-way sends, a ring, spawn-done and
+// idle processes parked in receive. Each is driven by a Lua script under
+// bench/lua/ that times itself and returns its rate.
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/benchmarks.hpp"
+#include "runtime/code.hpp"
+#include "server/engine.hpp"
+
+namespace luad::bench {
+
+namespace {
+
+using runtime::value;
+using server::engine;
+
+std::string script(const char* name) { return std::string(LUAD_SOURCE_DIR) + "/bench/lua/" + name; }
+
+// Runs one script as the main process; returns its results (exits on failure).
+std::vector<value> run_main(engine& eng, const char* name, std::vector<value> args) {
+  auto done = std::make_shared<std::promise<runtime::exit_info>>();
+  auto fut = done->get_future();
+  runtime::spawn_options so;
+  so.args = std::move(args);
+  so.limits.memory = std::size_t{1} << 30;  // the orchestrators hold big tables of pids
+  so.on_exit = [done](const runtime::exit_info& e) { done->set_value(e); };
+  eng.scheduler().spawn(eng.scheduler().code().get(script(name)), std::move(so));
+  runtime::exit_info e = fut.get();
+  if (e.reason != runtime::exit_reason::normal) {
+    note(std::string(name) + " failed: " + e.err.message);
+    std::exit(1);
+  }
+  return e.results;
+}
+
+double number(const value& v) {
+  if (const auto* d = v.get<double>()) return *d;
+  if (const auto* i = v.get<std::int64_t>()) return static_cast<double>(*i);
+  return 0;
+}
+
+runtime::scheduler_options engine_options(const options& opts) { return {opts.workers, 0}; }
+
+}  // namespace
+
+void bench_pingpong(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "pingpong.lua", {value(10000)});  // warm-up
+  auto r = run_main(eng, "pingpong.lua", {value(static_cast<std::int64_t>(opts.messages))});
+  report("pingpong_" + size_tag(opts.messages), number(r.at(0)), "roundtrips/s");
+}
+
+void bench_oneway(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "oneway.lua", {value(10000)});
+  auto r = run_main(eng, "oneway.lua", {value(static_cast<std::int64_t>(opts.messages))});
+  report("oneway_" + size_tag(opts.messages), number(r.at(0)), "msgs/s");
+}
+
+void bench_ring(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "ring.lua", {value(1000), value(10)});
+  auto p = static_cast<std::int64_t>(opts.ring_procs);
+  auto laps = static_cast<std::int64_t>(opts.ring_laps);
+  auto r = run_main(eng, "ring.lua", {value(p), value(laps)});
+  std::string name = "ring_" + size_tag(opts.ring_procs) + "_x" + std::to_string(laps);
+  report(name, number(r.at(0)), "msgs/s");
+  report(name + "_setup", number(r.at(1)) * 1000, "ms");
+}
+
+void bench_spawn_done(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "spawn_done.lua", {value(10000)});
+  auto r = run_main(eng, "spawn_done.lua", {value(static_cast<std::int64_t>(opts.spawn_done))});
+  report("spawn_done_" + size_tag(opts.spawn_done), number(r.at(0)), "procs/s");
+}
+
+void bench_mem_receive(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "spawn_done.lua", {value(1000)});  // warm-up
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::size_t rss0 = rss_bytes();
+  exit_latch latch(opts.idle_receive);
+  runtime::chunk_ptr code = eng.scheduler().code().get(script("idle_receive.lua"));
+  auto before = eng.scheduler().stats().yields;
+  auto t0 = wall_clock::now();
+  for (std::size_t i = 0; i < opts.idle_receive; ++i) {
+    runtime::spawn_options so;
+    so.on_exit = latch.callback();
+    eng.scheduler().spawn(code, std::move(so));
+  }
+  while (eng.scheduler().stats().yields - before < opts.idle_receive) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  note("mem_receive: " + std::to_string(opts.idle_receive) + " parked in " +
+       std::to_string(seconds_since(t0) * 1000) + " ms");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::size_t rss1 = rss_bytes();
+  const std::string tag = size_tag(opts.idle_receive);
+  report("mem_receive_" + tag + "_rss",
+         static_cast<double>(rss1 - rss0) / static_cast<double>(opts.idle_receive), "bytes/proc");
+  report("mem_receive_" + tag + "_rss_total", static_cast<double>(rss1) / (1024.0 * 1024.0), "MiB");
+  eng.stop();
+  latch.wait();
+}
+
+}  // namespace luad::bench
