@@ -130,7 +130,7 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
     return buf;
   }
   process* self = process::of(L);
-  process* target = self->owner().find(to);
+  process* target = self->target(to);
   if (!target) {
     self->owner().count_dead_letter();
     return nullptr;
@@ -139,7 +139,6 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
   const char* topic = lua_tolstring(L, 2, &topic_len);
   message* m = message::make(self->id(), std::string_view(topic, topic_len), encoded);
   if (m) target->deliver(m);
-  target->release_ref();
   if (!m) {
     kind = error_kind::limit;
     return "out of memory for the message";

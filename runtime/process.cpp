@@ -205,6 +205,15 @@ bool process::claim_open_wait(std::uint64_t need) noexcept {
   return false;
 }
 
+process* process::target(pid to) {
+  if (last_target_ && last_target_->id() == to) {
+    if (!last_target_->ended()) return last_target_;
+  }
+  if (last_target_) last_target_->release_ref();
+  last_target_ = owner_.find(to);
+  return last_target_;
+}
+
 void process::complete(std::uint64_t token, outcome&& result) noexcept {
   if (!claim_wait(token)) return;  // an older wait, or a kill or message got here first
   outcome_ = std::move(result);
@@ -333,6 +342,10 @@ void process::finish_with(exit_info& info) {
   if (in_flight) {
     message::destroy(in_flight);
     in_flight = nullptr;
+  }
+  if (last_target_) {
+    last_target_->release_ref();
+    last_target_ = nullptr;
   }
   if (pending_) {  // a wait that never resumed: its continuation will not run
     pending_->release();

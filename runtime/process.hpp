@@ -100,6 +100,12 @@ class process final : public dispatcher::completion_target {
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// Takes the pending yield object (the continuation then releases it).
   yield_object* take_pending() { return std::exchange(pending_, nullptr); }
+  /// True once the process has ended (any thread).
+  bool ended() const { return state_.load(std::memory_order_acquire) == done; }
+  /// The live process `to`, with a reference owned by this process (do not
+  /// release it), or nullptr. Remembers the last target, so a process that
+  /// keeps sending to the same pid skips the process table. Worker only.
+  process* target(pid to);
   /// A message being unpacked into the state; freed at exit if unpacking raised.
   message* in_flight = nullptr;
   /// Bit i set: the sandbox already materialised lazy global i.
@@ -139,6 +145,7 @@ class process final : public dispatcher::completion_target {
   bool claim_wait(std::uint64_t token) noexcept;
   bool claim_open_wait(std::uint64_t need) noexcept;
   runtime::mailbox mailbox_;
+  process* last_target_ = nullptr;  // holds a reference
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
 };
 
