@@ -31,8 +31,17 @@ constexpr std::size_t k_max_topics = 16;
 
 void push_pid(lua_State* L, pid id) { lua_pushlightuserdata(L, id.to_pointer()); }
 
-// A pid argument: a pid value, or its text form ("0.42").
-pid check_pid(lua_State* L, int arg) {
+pid lookup_name(lua_State* L, const char* name, std::size_t len) noexcept {
+  try {
+    return process::of(L)->owner().whereis(std::string(name, len));
+  } catch (...) {
+    return {};
+  }
+}
+
+// A pid argument: a pid value, its text form ("0.42") or, where `names` is
+// set, a registered name (an unknown name gives an empty pid).
+pid check_pid(lua_State* L, int arg, bool names = false) {
   if (lua_type(L, arg) == LUA_TLIGHTUSERDATA && lua_touserdata(L, arg)) {
     return pid::from_pointer(lua_touserdata(L, arg));
   }
@@ -40,8 +49,9 @@ pid check_pid(lua_State* L, int arg) {
     std::size_t len;
     const char* s = lua_tolstring(L, arg, &len);
     if (auto p = pid::parse(std::string_view(s, len))) return *p;
+    if (names) return lookup_name(L, s, len);
   }
-  luaL_argexpected(L, false, arg, "pid");
+  luaL_argexpected(L, false, arg, names ? "pid or registered name" : "pid");
   return {};
 }
 
@@ -130,7 +140,7 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
     return buf;
   }
   process* self = process::of(L);
-  process* target = self->target(to);
+  process* target = to ? self->target(to) : nullptr;
   if (!target) {
     self->owner().count_dead_letter();
     return nullptr;
@@ -147,7 +157,7 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
 }
 
 int process_send(lua_State* L) {
-  pid to = check_pid(L, 1);
+  pid to = check_pid(L, 1, true);
   luaL_checkstring(L, 2);
   lua_settop(L, 3);
   error_kind kind = error_kind::invalid;
@@ -259,6 +269,93 @@ int process_receive(lua_State* L) {
   return -1;
 }
 
+// --- kill, exit, names ---------------------------------------------------------
+
+// Ends the calling process now: yields to the scheduler with `why`.
+int end_self(lua_State* L, runtime::suspend_kind how) {
+  process* self = process::of(L);
+  if (!lua_isyieldable(L)) return luaL_error(L, "cannot end the process from inside a C call");
+  self->set_suspend(how);
+  return lua_yield(L, 0);
+}
+
+bool kill_other(lua_State* L, pid id, const char* why, std::size_t len) noexcept {
+  try {
+    return process::of(L)->owner().kill(id, runtime::exit_reason::killed, std::string(why, len));
+  } catch (...) {
+    return false;
+  }
+}
+
+int process_kill(lua_State* L) {
+  pid id = check_pid(L, 1, true);
+  std::size_t len = 0;
+  const char* why = luaL_optlstring(L, 2, "killed", &len);
+  process* self = process::of(L);
+  if (id == self->id()) {
+    kill_other(L, id, why, len);  // records the reason; the process is running, so:
+    self->doom(runtime::exit_reason::killed, "killed");
+    return end_self(L, runtime::suspend_kind::doom);
+  }
+  lua_pushboolean(L, id && kill_other(L, id, why, len));
+  return 1;
+}
+
+int process_exit(lua_State* L) {
+  std::size_t len = 0;
+  const char* reason = luaL_optlstring(L, 1, "normal", &len);
+  process* self = process::of(L);
+  if (std::string_view(reason, len) == "normal") return end_self(L, runtime::suspend_kind::exit);
+  self->set_exit_message(std::string_view(reason, len));
+  return end_self(L, runtime::suspend_kind::doom);
+}
+
+bool register_self(lua_State* L, const char* name, std::size_t len, char (&why)[256]) noexcept {
+  try {
+    process* self = process::of(L);
+    std::string reason;
+    if (!self->owner().register_name(std::string(name, len), self->id(), reason)) {
+      std::snprintf(why, sizeof why, "%s", reason.c_str());
+      return false;
+    }
+    self->has_name = true;
+    return true;
+  } catch (...) {
+    std::snprintf(why, sizeof why, "out of memory");
+    return false;
+  }
+}
+
+int process_register(lua_State* L) {
+  std::size_t len;
+  const char* name = luaL_checklstring(L, 1, &len);
+  luaL_argcheck(L, len > 0 && len <= 255, 1, "name must be 1 to 255 bytes");
+  luaL_argcheck(L, !pid::parse(std::string_view(name, len)), 1, "a name cannot look like a pid");
+  char why[256];
+  if (!register_self(L, name, len, why)) return fail(L, error_kind::invalid, why);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int process_unregister(lua_State* L) {
+  process* self = process::of(L);
+  lua_pushboolean(L, self->owner().unregister_name(self->id()));
+  self->has_name = false;
+  return 1;
+}
+
+int process_whereis(lua_State* L) {
+  std::size_t len;
+  const char* name = luaL_checklstring(L, 1, &len);
+  pid id = lookup_name(L, name, len);
+  if (!id) {
+    lua_pushnil(L);
+  } else {
+    push_pid(L, id);
+  }
+  return 1;
+}
+
 // --- the module ---------------------------------------------------------------
 
 int pid_tostring(lua_State* L) {
@@ -297,6 +394,13 @@ constexpr param_type receive_params[] = {{"topics", "string|string[]|nil"},
 constexpr param_type receive_returns[] = {{"msg", "{topic: string, from: luad.pid, payload: any}?"},
                                           {"err", "luad.error?"}};
 
+constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
+constexpr param_type bool_return[] = {{"ok", "boolean"}};
+constexpr param_type exit_params[] = {{"reason", "string?"}};
+constexpr param_type name_param[] = {{"name", "string"}};
+constexpr param_type whereis_return[] = {{"pid", "luad.pid?"}};
+constexpr param_type register_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
+
 constexpr runtime::function_type manifest[] = {
     {"self", {}, pid_return, "The pid of the calling process."},
     {"spawn", spawn_params, spawn_returns,
@@ -308,13 +412,28 @@ constexpr runtime::function_type manifest[] = {
     {"receive", receive_params, receive_returns,
      "Takes the oldest message with one of the topics (any when nil), waiting up to timeout "
      "seconds (forever when nil; 0 polls). Other messages stay queued in order."},
+    {"kill", kill_params, bool_return,
+     "Ends a process at once with reason killed (reason text in its error); true if it was "
+     "alive. Cannot be caught."},
+    {"exit", exit_params, {},
+     "Ends the calling process: normally when reason is nil or \"normal\", otherwise with "
+     "an error carrying reason."},
+    {"register", name_param, register_returns,
+     "Registers a name for the calling process; the name vanishes when it ends."},
+    {"unregister", {}, bool_return, "Removes the calling process's name; true if it had one."},
+    {"whereis", name_param, whereis_return, "The pid registered under name, or nil."},
 };
 
 runtime::module_exports build() {
   return {{{"self", process_self},
            {"spawn", process_spawn},
            {"send", process_send},
-           {"receive", process_receive}},
+           {"receive", process_receive},
+           {"kill", process_kill},
+           {"exit", process_exit},
+           {"register", process_register},
+           {"unregister", process_unregister},
+           {"whereis", process_whereis}},
           {&receive_yield::type}};
 }
 

@@ -46,6 +46,7 @@ process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
 
 process::~process() {
   if (L_) lua_close(L_);
+  delete kill_why_.load();
 }
 
 void process::release_ref() noexcept {
@@ -145,6 +146,7 @@ void process::run_turn(unsigned worker_index) {
         owner_.enqueue(this);
         return;
       case suspend_kind::doom: finish(doom_reason_, 0); return;
+      case suspend_kind::exit: finish(exit_reason::normal, 0); return;
       case suspend_kind::none:
         doom(exit_reason::error, "attempt to yield from outside a coroutine");
         finish(doom_reason_, 0);
@@ -244,7 +246,12 @@ void process::wake() {
   }
 }
 
-void process::request_kill(exit_reason reason) {
+void process::request_kill(exit_reason reason, std::string why) {
+  if (!why.empty()) {
+    auto* text = new std::string(std::move(why));
+    std::string* none_yet = nullptr;
+    if (!kill_why_.compare_exchange_strong(none_yet, text)) delete text;  // an earlier kill's
+  }
   std::uint8_t none = 0;
   if (!kill_reason_.compare_exchange_strong(none, static_cast<std::uint8_t>(reason) + 1)) return;
   if (claim_open_wait(0)) wake();
@@ -319,9 +326,12 @@ void process::finish(exit_reason reason, int nres) {
     case exit_reason::shutdown: {
       auto k = kill_reason_.load();
       bool by_kill = k && static_cast<exit_reason>(k - 1) == reason;
+      const std::string* why = kill_why_.load();
       info.err = {error_kind::canceled,
                   reason == exit_reason::shutdown ? "the scheduler is shutting down"
-                                                  : (by_kill ? "killed" : doom_why_),
+                  : why                           ? *why
+                  : by_kill                       ? "killed"
+                                                  : doom_why_,
                   false,
                   {}};
       break;

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "dispatcher/command.hpp"
@@ -34,7 +35,7 @@ class scheduler;
 class yield_object;
 
 /// Why Lua last yielded to the scheduler (as opposed to a user coroutine yield).
-enum class suspend_kind : std::uint8_t { none, command, preempt, doom };
+enum class suspend_kind : std::uint8_t { none, command, preempt, doom, exit };
 
 class process final : public dispatcher::completion_target {
  public:
@@ -60,8 +61,9 @@ class process final : public dispatcher::completion_target {
   /// Runs one turn on the calling worker. Returns after the process yielded,
   /// waits, or ended (then it has been retired).
   void run_turn(unsigned worker_index);
-  /// Asks the process to end with `reason` (any thread).
-  void request_kill(exit_reason reason);
+  /// Asks the process to end with `reason` (any thread); `why` becomes the
+  /// error message (the first kill's wins).
+  void request_kill(exit_reason reason, std::string why = {});
 
   pid id() const { return id_; }
   unsigned last_worker() const { return last_worker_; }
@@ -81,6 +83,15 @@ class process final : public dispatcher::completion_target {
     suspend_ = suspend_kind::command;
   }
   suspend_kind suspended() const { return suspend_; }
+  /// Dooms the process with reason error and `text` as its message (process.exit).
+  void set_exit_message(std::string_view text) noexcept {
+    try {
+      exit_message_.assign(text);
+    } catch (...) {
+      exit_message_.clear();  // out of memory: an empty message beats a crash
+    }
+    doom(exit_reason::error, exit_message_.c_str());
+  }
   /// Marks the process for termination; Lua code can no longer catch it.
   void doom(exit_reason reason, const char* why);
   bool doomed() const { return doom_reason_ != exit_reason::normal; }
@@ -100,6 +111,8 @@ class process final : public dispatcher::completion_target {
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// Takes the pending yield object (the continuation then releases it).
   yield_object* take_pending() { return std::exchange(pending_, nullptr); }
+  /// Set once the process registered a name (so exit only then takes the lock).
+  bool has_name = false;
   /// True once the process has ended (any thread).
   bool ended() const { return state_.load(std::memory_order_acquire) == done; }
   /// The live process `to`, with a reference owned by this process (do not
@@ -136,6 +149,7 @@ class process final : public dispatcher::completion_target {
   suspend_kind suspend_ = suspend_kind::none;
   exit_reason doom_reason_ = exit_reason::normal;
   const char* doom_why_ = nullptr;
+  std::string exit_message_;
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint8_t> state_{runnable};
   /// Open wait: token << 2 | k_receiving | k_claimed. Starts with none open.
@@ -147,6 +161,7 @@ class process final : public dispatcher::completion_target {
   runtime::mailbox mailbox_;
   process* last_target_ = nullptr;  // holds a reference
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
+  std::atomic<std::string*> kill_why_{nullptr};
 };
 
 }  // namespace luad::runtime

@@ -147,10 +147,10 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts) {
   return id;
 }
 
-bool scheduler::kill(pid id, exit_reason reason) {
+bool scheduler::kill(pid id, exit_reason reason, std::string why) {
   process* p = table_->find(id);
   if (!p) return false;
-  p->request_kill(reason);
+  p->request_kill(reason, std::move(why));
   p->release_ref();
   return true;
 }
@@ -180,7 +180,38 @@ process* scheduler::steal_for(worker& self) {
   return nullptr;
 }
 
+bool scheduler::register_name(const std::string& name, pid id, std::string& why) {
+  std::lock_guard lock(names_mu_);
+  if (name_of_.count(id.serial)) {
+    why = "this process is already registered as '" + name_of_[id.serial] + "'";
+    return false;
+  }
+  if (names_.count(name)) {
+    why = "the name '" + name + "' is taken by " + names_[name].to_string();
+    return false;
+  }
+  names_.emplace(name, id);
+  name_of_.emplace(id.serial, name);
+  return true;
+}
+
+bool scheduler::unregister_name(pid id) {
+  std::lock_guard lock(names_mu_);
+  auto it = name_of_.find(id.serial);
+  if (it == name_of_.end()) return false;
+  names_.erase(it->second);
+  name_of_.erase(it);
+  return true;
+}
+
+pid scheduler::whereis(const std::string& name) {
+  std::lock_guard lock(names_mu_);
+  auto it = names_.find(name);
+  return it == names_.end() ? pid{} : it->second;
+}
+
 void scheduler::retire(process* p, const exit_info& info) {
+  if (p->has_name) unregister_name(p->id());  // names vanish with their process
   table_->erase(p->id());
   counters().exited.fetch_add(1, std::memory_order_relaxed);
   if (p->options().on_exit) {

@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dispatcher/registry.hpp"
@@ -58,7 +61,7 @@ class scheduler {
   /// Ends a live process with `reason` (killed by default): immediately if it
   /// waits or is queued, at its next instruction-budget check if it runs.
   /// Returns false if no such process is alive.
-  bool kill(pid id, exit_reason reason = exit_reason::killed);
+  bool kill(pid id, exit_reason reason = exit_reason::killed, std::string why = {});
 
   /// The live process `id` with a reference the caller must release_ref(), or
   /// nullptr.
@@ -67,6 +70,14 @@ class scheduler {
   runtime::code_cache& code() { return code_; }
   /// Counts a message sent to a pid that is not alive (not an error, as in Erlang).
   void count_dead_letter() { dead_letters_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Registers `name` for the live process `id`. Fails (false, with `why`)
+  /// when the name is taken by a live process or `id` already has a name.
+  bool register_name(const std::string& name, pid id, std::string& why);
+  /// Removes the name of `id`, if it has one. Returns true if it had.
+  bool unregister_name(pid id);
+  /// The pid registered under `name`, or an empty pid.
+  pid whereis(const std::string& name);
 
   /// Number of live processes.
   std::size_t alive() const;
@@ -99,6 +110,9 @@ class scheduler {
   std::atomic<bool> running_{false};
   std::atomic<std::uint64_t> spawned_{0}, dead_letters_{0};
   runtime::code_cache code_;
+  std::mutex names_mu_;
+  std::unordered_map<std::string, pid> names_;
+  std::unordered_map<std::uint64_t, std::string> name_of_;  // by serial
 };
 
 }  // namespace luad::runtime

@@ -184,3 +184,26 @@ TEST_CASE("string.rep past the size limit is a clean error; _ENV tricks stay ins
   REQUIRE(e.reason == exit_reason::normal);
   CHECK(e.results.at(0) == value(true));
 }
+
+TEST_CASE("process.exit and killing oneself end the process with the given reason") {
+  auto e = run_lua("local p = require('process') pcall(p.exit) error('not reached')");
+  CHECK(e.reason == exit_reason::normal);
+  CHECK(e.results.empty());
+  e = run_lua("local p = require('process') pcall(p.exit, 'gave up') error('not reached')");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(e.err.message == "gave up");
+  e = run_lua("local p = require('process') pcall(p.kill, p.self(), 'no more') return 1");
+  REQUIRE(e.reason == exit_reason::killed);
+  CHECK(e.err.message == "no more");
+}
+
+TEST_CASE("a kill from C++ carries its reason text") {
+  auto& eng = luad::test::shared_engine();
+  luad::runtime::pid id;
+  auto fut = luad::test::spawn_lua(eng, "require('time').sleep(3600)", {}, &id);
+  REQUIRE(luad::test::eventually([&] { return eng.clock().pending() >= 1; }));
+  CHECK(eng.scheduler().kill(id, exit_reason::killed, "operator said so"));
+  auto e = fut.get();
+  CHECK(e.reason == exit_reason::killed);
+  CHECK(e.err.message == "operator said so");
+}
