@@ -69,8 +69,13 @@ int process_self(lua_State* L) {
 }
 
 // The C++ half of spawn; writes a reason into `why` (a fixed buffer) on failure.
-pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kind,
-                char (&why)[256]) noexcept {
+struct spawn_link_options {
+  bool link = false;
+  std::uint64_t monitor_ref = 0;
+};
+
+pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_options how,
+                error_kind& kind, char (&why)[256]) noexcept {
   try {
     namespace fs = std::filesystem;
     process* self = process::of(L);
@@ -90,6 +95,11 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kin
     opts.limits = self->options().limits;
     opts.allowed_classes = self->options().allowed_classes;
     opts.script_root = canon_root.string();
+    if (how.link) opts.link_to = self->id();
+    if (how.monitor_ref) {
+      opts.monitored_by = self->id();
+      opts.monitor_ref = how.monitor_ref;
+    }
     int top = lua_gettop(L);
     std::string one, reason;
     for (int i = first_arg; i <= top; ++i) {
@@ -117,13 +127,89 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, error_kind& kin
   }
 }
 
-int process_spawn(lua_State* L) {
+int spawn_with(lua_State* L, spawn_link_options how) {
   const char* script = luaL_checkstring(L, 1);
   error_kind kind = error_kind::internal;
   char why[256] = {};
-  pid child = spawn_child(L, script, 2, kind, why);
+  pid child = spawn_child(L, script, 2, how, kind, why);
   if (!child) return fail(L, kind, why);
   push_pid(L, child);
+  if (!how.monitor_ref) return 1;
+  lua_pushinteger(L, static_cast<lua_Integer>(how.monitor_ref));
+  return 2;
+}
+
+int process_spawn(lua_State* L) { return spawn_with(L, {}); }
+int process_spawn_link(lua_State* L) { return spawn_with(L, {true, 0}); }
+int process_spawn_monitor(lua_State* L) {
+  return spawn_with(L, {false, process::of(L)->owner().next_monitor_ref()});
+}
+
+// --- links and monitors -----------------------------------------------------------
+
+int process_link(lua_State* L) {
+  pid id = check_pid(L, 1);
+  process* self = process::of(L);
+  process* other = self->owner().find(id);
+  bool ok = other && self->link(*other);
+  if (other) other->release_ref();
+  if (!ok) return fail(L, error_kind::not_found, "no such process");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int process_unlink(lua_State* L) {
+  pid id = check_pid(L, 1);
+  process* self = process::of(L);
+  if (process* other = self->owner().find(id)) {
+    self->unlink(*other);
+    other->release_ref();
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// A DOWN for a process that was already gone when the monitor was set.
+void send_noproc_down(process& self, pid target, std::uint64_t ref) noexcept {
+  try {
+    runtime::value::map m{{"reason", "noproc"},
+                          {"kind", "not_found"},
+                          {"message", "no such process"},
+                          {"ref", static_cast<std::int64_t>(ref)}};
+    std::string payload;
+    runtime::encode_value(runtime::value(std::move(m)), payload);
+    if (message* msg = message::make(target, "DOWN", payload)) self.deliver(msg);
+  } catch (...) {
+  }
+}
+
+int process_monitor(lua_State* L) {
+  pid id = check_pid(L, 1);
+  process* self = process::of(L);
+  std::uint64_t ref = self->owner().next_monitor_ref();
+  process* other = self->owner().find(id);
+  bool ok = other && other->add_monitor(ref, self->id());
+  if (other) other->release_ref();
+  if (!ok) send_noproc_down(*self, id, ref);
+  lua_pushinteger(L, static_cast<lua_Integer>(ref));
+  return 1;
+}
+
+int process_demonitor(lua_State* L) {
+  pid id = check_pid(L, 1);
+  auto ref = static_cast<std::uint64_t>(luaL_checkinteger(L, 2));
+  process* other = process::of(L)->owner().find(id);
+  bool removed = other && other->remove_monitor(ref);
+  if (other) other->release_ref();
+  lua_pushboolean(L, removed);
+  return 1;
+}
+
+int process_trap_exits(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+  process* self = process::of(L);
+  lua_pushboolean(L, self->traps_exits());
+  self->set_trap_exits(lua_toboolean(L, 1) != 0);
   return 1;
 }
 
@@ -394,6 +480,13 @@ constexpr param_type receive_params[] = {{"topics", "string|string[]|nil"},
 constexpr param_type receive_returns[] = {{"msg", "{topic: string, from: luad.pid, payload: any}?"},
                                           {"err", "luad.error?"}};
 
+constexpr param_type pid_param[] = {{"pid", "luad.pid|string"}};
+constexpr param_type link_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
+constexpr param_type ref_return[] = {{"ref", "integer"}};
+constexpr param_type demonitor_params[] = {{"pid", "luad.pid|string"}, {"ref", "integer"}};
+constexpr param_type trap_params[] = {{"on", "boolean"}};
+constexpr param_type trap_returns[] = {{"previous", "boolean"}};
+constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"}, {"ref_or_err", "integer|luad.error"}};
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
 constexpr param_type exit_params[] = {{"reason", "string?"}};
@@ -422,6 +515,20 @@ constexpr runtime::function_type manifest[] = {
      "Registers a name for the calling process; the name vanishes when it ends."},
     {"unregister", {}, bool_return, "Removes the calling process's name; true if it had one."},
     {"whereis", name_param, whereis_return, "The pid registered under name, or nil."},
+    {"spawn_link", spawn_params, spawn_returns,
+     "spawn, linked to the caller before the child runs."},
+    {"spawn_monitor", spawn_params, spawn_monitor_returns,
+     "spawn, monitored by the caller before the child runs; returns the pid and the ref."},
+    {"link", pid_param, link_returns,
+     "Links the caller and pid: an abnormal exit of either kills the other unless it traps "
+     "exits. nil, err(not_found) if pid is not alive."},
+    {"unlink", pid_param, bool_return, "Removes the link between the caller and pid."},
+    {"monitor", pid_param, ref_return,
+     "The caller will get a DOWN message (payload.ref = the returned ref) when pid ends; at once "
+     "if it is not alive."},
+    {"demonitor", demonitor_params, bool_return, "Cancels monitor ref of pid; true if it was set."},
+    {"trap_exits", trap_params, trap_returns,
+     "When on, exits of linked processes arrive as EXIT messages instead of killing the caller."},
 };
 
 runtime::module_exports build() {
@@ -433,7 +540,14 @@ runtime::module_exports build() {
            {"exit", process_exit},
            {"register", process_register},
            {"unregister", process_unregister},
-           {"whereis", process_whereis}},
+           {"whereis", process_whereis},
+           {"spawn_link", process_spawn_link},
+           {"spawn_monitor", process_spawn_monitor},
+           {"link", process_link},
+           {"unlink", process_unlink},
+           {"monitor", process_monitor},
+           {"demonitor", process_demonitor},
+           {"trap_exits", process_trap_exits}},
           {&receive_yield::type}};
 }
 

@@ -50,6 +50,11 @@ struct spawn_options {
   /// Folder `process.spawn` may load scripts from (children inherit it);
   /// empty: the folder of this process's own script.
   std::string script_root;
+  /// Linked to this process from the start (spawn_link), if set.
+  pid link_to;
+  /// Monitored from the start by this process under `monitor_ref` (spawn_monitor).
+  pid monitored_by;
+  std::uint64_t monitor_ref = 0;
   /// Called once, on a worker thread, after the process has ended. Keep it short.
   std::function<void(const exit_info&)> on_exit;
 };

@@ -388,4 +388,69 @@ void push_message(lua_State* L, std::string_view bytes) {
   push_value(L, r);
 }
 
+namespace {
+
+template <class T>
+void put_raw(std::string& out, std::uint8_t t, T v) {
+  char buf[1 + sizeof(T)];
+  buf[0] = static_cast<char>(t);
+  std::memcpy(buf + 1, &v, sizeof(T));
+  out.append(buf, sizeof buf);
+}
+
+void put_plain_string(std::string& out, const std::string& s) {
+  if (s.size() <= max_short_string) {
+    out.push_back(static_cast<char>(tag::short_string + s.size()));
+  } else {
+    put_raw(out, tag::string, s.size());
+  }
+  out += s;
+}
+
+void put_plain(std::string& out, const value& v) {
+  struct visitor {
+    std::string& out;
+    void operator()(std::monostate) const { out.push_back(static_cast<char>(tag::nil)); }
+    void operator()(bool b) const {
+      out.push_back(static_cast<char>(b ? tag::true_ : tag::false_));
+    }
+    void operator()(std::int64_t i) const {
+      if (i >= 0 && i <= max_fixint) {
+        out.push_back(static_cast<char>(tag::fixint + i));
+      } else {
+        put_raw(out, tag::int64, i);
+      }
+    }
+    void operator()(double d) const { put_raw(out, tag::number, static_cast<lua_Number>(d)); }
+    void operator()(const std::string& s) const { put_plain_string(out, s); }
+    void operator()(const value::array& a) const {
+      out.push_back(static_cast<char>(tag::table));
+      auto n = static_cast<std::uint32_t>(a.size());
+      std::uint32_t zero = 0;
+      out.append(reinterpret_cast<const char*>(&n), sizeof n);
+      out.append(reinterpret_cast<const char*>(&zero), sizeof zero);
+      for (const value& e : a) put_plain(out, e);
+    }
+    void operator()(const value::map& m) const {
+      out.push_back(static_cast<char>(tag::table));
+      auto n = static_cast<std::uint32_t>(m.size());
+      std::uint32_t zero = 0;
+      out.append(reinterpret_cast<const char*>(&zero), sizeof zero);
+      out.append(reinterpret_cast<const char*>(&n), sizeof n);
+      for (const auto& [k, e] : m) {
+        put_plain_string(out, k);
+        put_plain(out, e);
+      }
+    }
+  };
+  std::visit(visitor{out}, v.data);
+}
+
+}  // namespace
+
+void encode_value(const value& v, std::string& out) {
+  out.push_back(0);  // the header: no back-references
+  put_plain(out, v);
+}
+
 }  // namespace luad::runtime

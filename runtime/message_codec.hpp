@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "runtime/lua.hpp"
+#include "runtime/value.hpp"
 
 namespace luad::runtime {
 
@@ -25,6 +26,10 @@ inline constexpr int max_message_depth = 200;
 /// states.
 bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
                     std::size_t max_bytes);
+
+/// Appends the encoding of a plain value (what the runtime itself sends, e.g.
+/// the payload of an EXIT or DOWN message); decodes with push_message.
+void encode_value(const value& v, std::string& out);
 
 /// Pushes the value encoded in `bytes`, which must be exactly one output of
 /// encode_message from this process (pointers are copied as they are; the bytes

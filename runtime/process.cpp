@@ -361,6 +361,11 @@ void process::finish_with(exit_info& info) {
     pending_->release();
     pending_ = nullptr;
   }
+  try {
+    signal_exit(info);
+  } catch (const std::exception& e) {
+    logger().error("exit signals of {} lost: {}", id_.to_string(), e.what());
+  }
   owner_.retire(this, info);
 }
 

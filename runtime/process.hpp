@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "dispatcher/command.hpp"
 #include "runtime/arena.hpp"
@@ -119,6 +120,20 @@ class process final : public dispatcher::completion_target {
   /// release it), or nullptr. Remembers the last target, so a process that
   /// keeps sending to the same pid skips the process table. Worker only.
   process* target(pid to);
+  // --- links and monitors (any thread) --------------------------------------
+  /// Links this process and `other` both ways. False if either has ended.
+  bool link(process& other);
+  /// Removes a link in both directions (no-op if there is none).
+  void unlink(process& other);
+  /// Lets `watcher` monitor this process under `ref`. False if it has ended.
+  bool add_monitor(std::uint64_t ref, pid watcher);
+  /// Removes monitor `ref`; true if it was there.
+  bool remove_monitor(std::uint64_t ref);
+  /// With trap_exits on, a linked process's exit arrives as an EXIT message
+  /// instead of ending this one.
+  void set_trap_exits(bool on) { trap_exits_.store(on, std::memory_order_relaxed); }
+  bool traps_exits() const { return trap_exits_.load(std::memory_order_relaxed); }
+
   /// A message being unpacked into the state; freed at exit if unpacking raised.
   message* in_flight = nullptr;
   /// Bit i set: the sandbox already materialised lazy global i.
@@ -132,6 +147,9 @@ class process final : public dispatcher::completion_target {
   void after_command_yield();
   void finish(exit_reason reason, int nres);
   void finish_with(exit_info& info);
+  void signal_exit(const exit_info& info);  // runtime/signals.cpp
+  void lock_links() noexcept;
+  void unlock_links() noexcept { links_lock_.store(false, std::memory_order_release); }
 
   scheduler& owner_;
   const pid id_;
@@ -160,6 +178,12 @@ class process final : public dispatcher::completion_target {
   bool claim_open_wait(std::uint64_t need) noexcept;
   runtime::mailbox mailbox_;
   process* last_target_ = nullptr;  // holds a reference
+  // Links and monitors, under a one-byte spin lock (idle processes are many).
+  std::atomic<bool> links_lock_{false};
+  bool signalled_ = false;  // exit signals sent: no new links or monitors
+  std::atomic<bool> trap_exits_{false};
+  std::vector<pid> links_;
+  std::vector<std::pair<std::uint64_t, pid>> monitors_;  // (ref, watcher)
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
   std::atomic<std::string*> kill_why_{nullptr};
 };

@@ -142,6 +142,15 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts) {
   }
   p->set_home(home);
   table_->insert(p);
+  // Link and monitor before the child can run, so its exit cannot be missed.
+  if (p->options().link_to) {
+    process* parent = table_->find(p->options().link_to);
+    if (parent) {
+      p->link(*parent);
+      parent->release_ref();
+    }
+  }
+  if (p->options().monitored_by) p->add_monitor(p->options().monitor_ref, p->options().monitored_by);
   spawned_.fetch_add(1, std::memory_order_relaxed);
   enqueue(p);
   return id;

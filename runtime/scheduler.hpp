@@ -79,6 +79,9 @@ class scheduler {
   /// The pid registered under `name`, or an empty pid.
   pid whereis(const std::string& name);
 
+  /// A new monitor reference, unique for the scheduler's life.
+  std::uint64_t next_monitor_ref() { return next_ref_.fetch_add(1, std::memory_order_relaxed); }
+
   /// Number of live processes.
   std::size_t alive() const;
   scheduler_stats stats() const;
@@ -108,7 +111,7 @@ class scheduler {
   std::atomic<int> parked_{0};
   std::atomic<bool> accepting_{false};
   std::atomic<bool> running_{false};
-  std::atomic<std::uint64_t> spawned_{0}, dead_letters_{0};
+  std::atomic<std::uint64_t> spawned_{0}, dead_letters_{0}, next_ref_{1};
   runtime::code_cache code_;
   std::mutex names_mu_;
   std::unordered_map<std::string, pid> names_;

@@ -1,0 +1,113 @@
+// Links and monitors: who hears about a process's exit, and how. A linked
+// process that does not trap exits is killed by an abnormal exit; one that
+// traps gets an EXIT message; a monitor gets a DOWN message with its ref.
+#include <algorithm>
+#include <thread>
+
+#include "runtime/message_codec.hpp"
+#include "runtime/process.hpp"
+#include "runtime/scheduler.hpp"
+
+namespace luad::runtime {
+
+namespace {
+
+
+// The payload of EXIT and DOWN: {reason, kind, message[, ref]}.
+std::string exit_payload(const exit_info& info, std::uint64_t ref) {
+  value::map m;
+  m.emplace_back("reason", std::string(reason_name(info.reason)));
+  if (info.reason != exit_reason::normal) {
+    m.emplace_back("kind", std::string(kind_name(info.err.kind)));
+    m.emplace_back("message", info.err.message);
+  }
+  if (ref) m.emplace_back("ref", static_cast<std::int64_t>(ref));
+  std::string out;
+  encode_value(value(std::move(m)), out);
+  return out;
+}
+
+void send_signal(process& to, pid from, std::string_view topic, const std::string& payload) {
+  if (message* m = message::make(from, topic, payload)) to.deliver(m);
+}
+
+}  // namespace
+
+void process::lock_links() noexcept {
+  while (links_lock_.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+}
+
+bool process::link(process& other) {
+  if (&other == this) return true;
+  process* first = this < &other ? this : &other;
+  process* second = this < &other ? &other : this;
+  first->lock_links();
+  second->lock_links();
+  bool ok = !signalled_ && !other.signalled_;
+  if (ok && std::find(links_.begin(), links_.end(), other.id()) == links_.end()) {
+    links_.push_back(other.id());
+    other.links_.push_back(id());
+  }
+  second->unlock_links();
+  first->unlock_links();
+  return ok;
+}
+
+void process::unlink(process& other) {
+  process* first = this < &other ? this : &other;
+  process* second = this < &other ? &other : this;
+  first->lock_links();
+  second->lock_links();
+  std::erase(links_, other.id());
+  std::erase(other.links_, id());
+  second->unlock_links();
+  first->unlock_links();
+}
+
+bool process::add_monitor(std::uint64_t ref, pid watcher) {
+  lock_links();
+  bool ok = !signalled_;
+  if (ok) monitors_.emplace_back(ref, watcher);
+  unlock_links();
+  return ok;
+}
+
+bool process::remove_monitor(std::uint64_t ref) {
+  lock_links();
+  auto n = std::erase_if(monitors_, [ref](const auto& m) { return m.first == ref; });
+  unlock_links();
+  return n > 0;
+}
+
+void process::signal_exit(const exit_info& info) {
+  lock_links();
+  signalled_ = true;
+  std::vector<pid> links = std::move(links_);
+  auto monitors = std::move(monitors_);
+  unlock_links();
+  if (links.empty() && monitors.empty()) return;
+
+  std::string payload = exit_payload(info, 0);
+  for (pid linked : links) {
+    process* other = owner_.find(linked);
+    if (!other) continue;
+    other->lock_links();
+    std::erase(other->links_, id());
+    other->unlock_links();
+    if (other->traps_exits()) {
+      send_signal(*other, id(), "EXIT", payload);
+    } else if (info.reason != exit_reason::normal) {
+      other->request_kill(exit_reason::killed, "linked process " + id().to_string() + " ended (" +
+                                                   std::string(reason_name(info.reason)) + ")");
+    }
+    other->release_ref();
+  }
+  for (const auto& [ref, watcher] : monitors) {
+    if (process* w = owner_.find(watcher)) {
+      send_signal(*w, id(), "DOWN", exit_payload(info, ref));
+      w->release_ref();
+    }
+  }
+}
+
+}  // namespace luad::runtime
