@@ -91,8 +91,14 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
                     canon_root.c_str());
       return {};
     }
+    if (!self->owner().permitted(*self, "spawn", target.string())) {
+      kind = error_kind::permission_denied;
+      std::snprintf(why, sizeof why, "this process may not spawn '%s'", script);
+      return {};
+    }
     runtime::spawn_options opts;
     opts.limits = self->options().limits;
+    opts.owner = self->options().owner;
     opts.allowed_classes = self->options().allowed_classes;
     opts.script_root = canon_root.string();
     if (how.link) opts.link_to = self->id();
@@ -114,10 +120,11 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
       opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
       opts.packed_args += one;
     }
-    pid child = self->owner().spawn(code.get(target.string()), std::move(opts));
+    runtime::error refused;
+    pid child = self->owner().spawn(code.get(target.string()), std::move(opts), &refused);
     if (!child) {
-      kind = error_kind::unavailable;
-      std::snprintf(why, sizeof why, "the scheduler is not accepting new processes");
+      kind = refused.kind;
+      std::snprintf(why, sizeof why, "%s", refused.message.c_str());
     }
     return child;
   } catch (const std::exception& e) {
@@ -220,16 +227,28 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
   thread_local std::string encoded;
   thread_local std::string reason;
   encoded.clear();
-  if (!runtime::encode_message(L, 3, encoded, reason, k_max_message_bytes)) {
+  process* self = process::of(L);
+  if (!runtime::encode_message(L, 3, encoded, reason, self->options().limits.message_bytes)) {
     kind = reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
     std::snprintf(buf, sizeof buf, "%s", reason.c_str());
     return buf;
   }
-  process* self = process::of(L);
   process* target = to ? self->target(to) : nullptr;
   if (!target) {
     self->owner().count_dead_letter();
     return nullptr;
+  }
+  if (target->options().owner != self->options().owner &&
+      !self->owner().permitted(*self, "send", to.to_string())) {
+    kind = error_kind::permission_denied;
+    return "this process may not send to a process of another owner";
+  }
+  std::size_t max_queue = target->options().limits.mailbox;
+  if (max_queue && target->mailbox().length() >= max_queue) {
+    kind = error_kind::limit;
+    std::snprintf(buf, sizeof buf, "the mailbox of %s is full (%zu messages)",
+                  to.to_string().c_str(), max_queue);
+    return buf;
   }
   std::size_t topic_len;
   const char* topic = lua_tolstring(L, 2, &topic_len);
@@ -442,6 +461,54 @@ int process_whereis(lua_State* L) {
   return 1;
 }
 
+// --- info and cancel ------------------------------------------------------------
+
+// process.info(pid): a snapshot of another process (or nil if it is not alive).
+int process_info(lua_State* L) {
+  pid id = lua_isnoneornil(L, 1) ? process::of(L)->id() : check_pid(L, 1, true);
+  process* p = id ? process::of(L)->owner().find(id) : nullptr;
+  if (!p) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const char* status = p->status();
+  auto memory = static_cast<lua_Integer>(p->memory_used());
+  auto instructions = static_cast<lua_Integer>(p->instructions());
+  auto queued = static_cast<lua_Integer>(p->mailbox().length());
+  bool traps = p->traps_exits();
+  p->release_ref();
+  lua_createtable(L, 0, 6);
+  push_pid(L, id);
+  lua_setfield(L, -2, "pid");
+  lua_pushstring(L, status);
+  lua_setfield(L, -2, "status");
+  lua_pushinteger(L, memory);
+  lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, instructions);
+  lua_setfield(L, -2, "instructions");
+  lua_pushinteger(L, queued);
+  lua_setfield(L, -2, "mailbox");
+  lua_pushboolean(L, traps);
+  lua_setfield(L, -2, "trap_exits");
+  return 1;
+}
+
+// process.cancel(pid, reason): sends a CANCEL message {reason} the process may
+// handle (for example by cleaning up and exiting), unlike kill.
+int process_cancel(lua_State* L) {
+  luaL_checkany(L, 1);
+  luaL_optstring(L, 2, "canceled");
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2)) lua_pushliteral(L, "canceled");
+  else lua_pushvalue(L, 2);
+  lua_createtable(L, 0, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "reason");  // stack: pid, reason, {reason}
+  lua_pushliteral(L, "CANCEL");
+  lua_replace(L, 2);  // stack: pid, "CANCEL", {reason}
+  return process_send(L);
+}
+
 // --- the module ---------------------------------------------------------------
 
 int pid_tostring(lua_State* L) {
@@ -487,6 +554,11 @@ constexpr param_type demonitor_params[] = {{"pid", "luad.pid|string"}, {"ref", "
 constexpr param_type trap_params[] = {{"on", "boolean"}};
 constexpr param_type trap_returns[] = {{"previous", "boolean"}};
 constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"}, {"ref_or_err", "integer|luad.error"}};
+constexpr param_type info_params[] = {{"pid", "luad.pid|string|nil"}};
+constexpr param_type info_return[] = {
+    {"info", "{pid: luad.pid, status: string, memory: integer, instructions: integer, "
+             "mailbox: integer, trap_exits: boolean}?"}};
+constexpr param_type cancel_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
 constexpr param_type exit_params[] = {{"reason", "string?"}};
@@ -527,6 +599,11 @@ constexpr runtime::function_type manifest[] = {
      "The caller will get a DOWN message (payload.ref = the returned ref) when pid ends; at once "
      "if it is not alive."},
     {"demonitor", demonitor_params, bool_return, "Cancels monitor ref of pid; true if it was set."},
+    {"info", info_params, info_return,
+     "A snapshot of a live process (the caller when pid is nil): status (runnable, running, "
+     "waiting, receiving), memory bytes, instructions used, queued messages; nil if not alive."},
+    {"cancel", cancel_params, send_returns,
+     "Sends a CANCEL message {reason} that the process may handle, unlike kill."},
     {"trap_exits", trap_params, trap_returns,
      "When on, exits of linked processes arrive as EXIT messages instead of killing the caller."},
 };
@@ -547,7 +624,9 @@ runtime::module_exports build() {
            {"unlink", process_unlink},
            {"monitor", process_monitor},
            {"demonitor", process_demonitor},
-           {"trap_exits", process_trap_exits}},
+           {"trap_exits", process_trap_exits},
+           {"info", process_info},
+           {"cancel", process_cancel}},
           {&receive_yield::type}};
 }
 

@@ -18,17 +18,17 @@ void arena::reset() noexcept {
   }
   free_ = {};
   cursor_ = end_ = nullptr;
-  footprint_ = 0;
+  footprint_.store(0, std::memory_order_relaxed);
 }
 
 void* arena::carve(std::size_t size, std::size_t limit) noexcept {
   if (static_cast<std::size_t>(end_ - cursor_) < size) {
-    if (footprint_ + k_chunk > limit) return nullptr;
+    if (footprint() + k_chunk > limit) return nullptr;
     auto* c = static_cast<chunk_header*>(std::malloc(k_chunk));
     if (!c) return nullptr;
     c->next = chunks_;
     chunks_ = c;
-    footprint_ += k_chunk;
+    grow(k_chunk);
     // The rest of the old chunk is left unused: at most one block's worth.
     cursor_ = reinterpret_cast<char*>(c) + align_up(sizeof(chunk_header), k_step);
     end_ = reinterpret_cast<char*>(c) + k_chunk;
@@ -40,9 +40,9 @@ void* arena::carve(std::size_t size, std::size_t limit) noexcept {
 
 void* arena::allocate(std::size_t n, std::size_t limit) noexcept {
   if (n > max_small) {
-    if (footprint_ + n > limit) return nullptr;
+    if (footprint() + n > limit) return nullptr;
     void* p = std::malloc(n);
-    if (p) footprint_ += n;
+    if (p) grow(n);
     return p;
   }
   std::size_t c = (n - 1) / k_step;
@@ -55,7 +55,7 @@ void* arena::allocate(std::size_t n, std::size_t limit) noexcept {
 
 void arena::release(void* p, std::size_t n) noexcept {
   if (n > max_small) {
-    footprint_ -= n;
+    shrink(n);
     std::free(p);
     return;
   }
@@ -67,9 +67,12 @@ void arena::release(void* p, std::size_t n) noexcept {
 
 void* arena::resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept {
   if (old > max_small && n > max_small) {
-    if (n > old && footprint_ + (n - old) > limit) return nullptr;
+    if (n > old && footprint() + (n - old) > limit) return nullptr;
     void* q = std::realloc(p, n);
-    if (q) footprint_ = footprint_ - old + n;
+    if (q) {
+      shrink(old);
+      grow(n);
+    }
     return q;
   }
   if (old <= max_small && n <= max_small && (old - 1) / k_step == (n - 1) / k_step) return p;

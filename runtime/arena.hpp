@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 
 namespace luad::runtime {
@@ -29,8 +30,9 @@ class arena {
   void* resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept;
   /// Frees everything at once (after lua_close).
   void reset() noexcept;
-  /// Bytes held from the system: chunks plus large blocks.
-  std::size_t footprint() const { return footprint_; }
+  /// Bytes held from the system: chunks plus large blocks. Any thread may read
+  /// it (process.info); only the owner changes it.
+  std::size_t footprint() const { return footprint_.load(std::memory_order_relaxed); }
 
  private:
   static constexpr std::size_t k_step = 16;
@@ -48,7 +50,9 @@ class arena {
   char* cursor_ = nullptr;
   char* end_ = nullptr;
   chunk_header* chunks_ = nullptr;
-  std::size_t footprint_ = 0;
+  std::atomic<std::size_t> footprint_{0};
+  void grow(std::size_t n) { footprint_.store(footprint() + n, std::memory_order_relaxed); }
+  void shrink(std::size_t n) { footprint_.store(footprint() - n, std::memory_order_relaxed); }
 };
 
 }  // namespace luad::runtime

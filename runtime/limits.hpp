@@ -19,6 +19,8 @@ struct limits {
   std::size_t memory = std::size_t{64} << 20;  ///< bytes of Lua heap; 0 = unlimited
   std::uint64_t instructions = 0;              ///< total VM instructions; 0 = unlimited
   std::uint32_t turn = 10000;                  ///< instructions per turn before preemption
+  std::size_t mailbox = 1'000'000;             ///< queued messages before sends fail; 0 = unlimited
+  std::size_t message_bytes = std::size_t{16} << 20;  ///< largest encoded payload a process may send
 };
 
 /// Why a process ended.
@@ -50,6 +52,9 @@ struct spawn_options {
   /// Folder `process.spawn` may load scripts from (children inherit it);
   /// empty: the folder of this process's own script.
   std::string script_root;
+  /// Who the process belongs to (a user, a workflow): sends across owners and
+  /// every spawn go through the scheduler's permission hook. Children inherit it.
+  std::string owner;
   /// Linked to this process from the start (spawn_link), if set.
   pid link_to;
   /// Monitored from the start by this process under `monitor_ref` (spawn_monitor).

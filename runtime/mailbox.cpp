@@ -34,6 +34,7 @@ mailbox::~mailbox() {
 }
 
 void mailbox::push(message* m) noexcept {
+  pushed_.fetch_add(1, std::memory_order_relaxed);
   message* old = inbox_.load(std::memory_order_relaxed);
   do {
     m->next = old;
@@ -80,6 +81,7 @@ message* mailbox::take(std::span<const std::string_view> topics) noexcept {
     if (tail_ == m) tail_ = prev;
     m->next = nullptr;
     --count_;
+    taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return m;
   }
   return nullptr;

@@ -46,6 +46,10 @@ class mailbox {
   message* take(std::span<const std::string_view> topics) noexcept;
   /// Owner only: messages queued (collected and not).
   std::size_t size() noexcept;
+  /// Messages queued, from any thread (may lag by messages in flight).
+  std::size_t length() const noexcept {
+    return pushed_.load(std::memory_order_relaxed) - taken_.load(std::memory_order_relaxed);
+  }
 
  private:
   void collect() noexcept;  // moves the inbox, oldest first, to the private list
@@ -54,6 +58,8 @@ class mailbox {
   message* head_ = nullptr;               // private, oldest first
   message* tail_ = nullptr;
   std::size_t count_ = 0;
+  std::atomic<std::size_t> pushed_{0};
+  std::atomic<std::size_t> taken_{0};
 };
 
 }  // namespace luad::runtime

@@ -207,6 +207,17 @@ bool process::claim_open_wait(std::uint64_t need) noexcept {
   return false;
 }
 
+const char* process::status() const {
+  switch (state_.load(std::memory_order_acquire)) {
+    case runnable:
+    case notified: return "runnable";
+    case running: return "running";
+    case waiting:
+      return (wait_.load(std::memory_order_relaxed) & k_receiving) ? "receiving" : "waiting";
+    default: return "done";
+  }
+}
+
 process* process::target(pid to) {
   if (last_target_ && last_target_->id() == to) {
     if (!last_target_->ended()) return last_target_;
@@ -268,12 +279,13 @@ void process::doom(exit_reason reason, const char* why) {
 }
 
 void process::count_hook(lua_State* L) {
-  instructions_ += static_cast<std::uint64_t>(opts_.limits.turn);
+  std::uint64_t used = instructions() + opts_.limits.turn;
+  instructions_.store(used, std::memory_order_relaxed);
   if (!doomed()) {
     if (auto k = kill_reason_.load(std::memory_order_acquire)) {
       auto r = static_cast<exit_reason>(k - 1);
       doom(r, r == exit_reason::shutdown ? "the scheduler is shutting down" : "killed");
-    } else if (opts_.limits.instructions && instructions_ > opts_.limits.instructions) {
+    } else if (opts_.limits.instructions && used > opts_.limits.instructions) {
       doom(exit_reason::limit, "instruction limit exceeded");
     }
   }

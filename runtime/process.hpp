@@ -75,7 +75,10 @@ class process final : public dispatcher::completion_target {
   const std::string& script_name() const { return code_->name; }
   /// Bytes of memory the process's Lua heap holds (its arena's footprint).
   std::size_t memory_used() const { return heap_.footprint(); }
-  std::uint64_t instructions() const { return instructions_; }
+  std::uint64_t instructions() const { return instructions_.load(std::memory_order_relaxed); }
+  /// "runnable", "running", "waiting" (on a command), "receiving" or "done";
+  /// a snapshot, readable from any thread.
+  const char* status() const;
 
   // --- used by the trampoline, sandbox and hook (worker thread only) -------
   /// Records a command yield; the worker sends it after lua_resume returns.
@@ -159,7 +162,7 @@ class process final : public dispatcher::completion_target {
   arena heap_;
   std::size_t mem_limit_;
   bool last_alloc_refused_ = false;
-  std::uint64_t instructions_ = 0;
+  std::atomic<std::uint64_t> instructions_{0};  // written by the owner only
   yield_object* pending_ = nullptr;
   outcome outcome_;
   int resume_args_ = 0;

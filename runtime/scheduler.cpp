@@ -130,8 +130,19 @@ void scheduler::stop() {
   for (auto& w : workers_) w->stop_and_join();
 }
 
-pid scheduler::spawn(chunk_ptr code, spawn_options opts) {
-  if (!code || !accepting_.load(std::memory_order_acquire)) return {};
+pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
+  if (!code || !accepting_.load(std::memory_order_acquire)) {
+    if (why) *why = {error_kind::unavailable, "the scheduler is not accepting processes", true, {}};
+    return {};
+  }
+  if (opts_.max_processes && table_->size() >= opts_.max_processes) {
+    if (why) {
+      *why = {error_kind::limit,
+              "process limit reached (" + std::to_string(opts_.max_processes) + " alive)", true,
+              {}};
+    }
+    return {};
+  }
   pid id{opts_.node, next_serial_.fetch_add(1, std::memory_order_relaxed)};
   auto* p = new process(*this, id, std::move(code), std::move(opts));
   unsigned home;

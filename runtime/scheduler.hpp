@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,9 +36,23 @@ struct scheduler_stats {
   std::size_t alive = 0;
 };
 
+/// Decides whether `caller` may do `action` ("spawn" with the script path,
+/// "send" with the target pid) — the place later issues put policies.
+using permission_hook =
+    std::function<bool(const process& caller, std::string_view action, std::string_view target)>;
+
 struct scheduler_options {
   unsigned workers = 0;    ///< 0 = one per core
   std::uint32_t node = 0;  ///< the node part of every pid
+  std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
+  permission_hook permit;                 ///< empty: everything is allowed
+
+  /// Defaults, with `n` workers.
+  static scheduler_options with_workers(unsigned n) {
+    scheduler_options o;
+    o.workers = n;
+    return o;
+  }
 };
 
 /// Runs processes. Thread-safe: spawn, kill and stats may be called from any
@@ -55,9 +71,14 @@ class scheduler {
   /// callbacks, then joins the workers. Idempotent.
   void stop();
 
-  /// Queues a new process running `code`; returns its pid. After stop(), or
-  /// with no code, returns an empty pid and starts nothing.
-  pid spawn(chunk_ptr code, spawn_options opts);
+  /// Queues a new process running `code`; returns its pid. After stop(), with
+  /// no code, or past max_processes, returns an empty pid, starts nothing, and
+  /// says why in `why` when given.
+  pid spawn(chunk_ptr code, spawn_options opts, error* why = nullptr);
+  /// Asks the permission hook (true when there is none).
+  bool permitted(const process& caller, std::string_view action, std::string_view target) const {
+    return !opts_.permit || opts_.permit(caller, action, target);
+  }
   /// Ends a live process with `reason` (killed by default): immediately if it
   /// waits or is queued, at its next instruction-budget check if it runs.
   /// Returns false if no such process is alive.

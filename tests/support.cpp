@@ -10,7 +10,7 @@
 namespace luad::test {
 
 server::engine& shared_engine() {
-  static server::engine eng(runtime::scheduler_options{2, 0});
+  static server::engine eng(runtime::scheduler_options::with_workers(2));
   return eng;
 }
 

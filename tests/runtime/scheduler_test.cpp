@@ -62,7 +62,7 @@ TEST_CASE("killing a sleeping process ends it at once with reason killed") {
 }
 
 TEST_CASE("killing a busy loop lands within one instruction budget") {
-  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(1));
   luad::runtime::pid id;
   auto fut = spawn_lua(eng, "local n = 0 while true do n = n + 1 end", {}, &id);
   REQUIRE(eventually([&] { return eng.scheduler().stats().preemptions > 0; }));
@@ -72,7 +72,7 @@ TEST_CASE("killing a busy loop lands within one instruction budget") {
 }
 
 TEST_CASE("an infinite loop does not starve other processes on the same worker") {
-  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(1));
   auto hog = spawn_lua(eng, "while true do end");
   auto hog2 = spawn_lua(eng, "local t = {} while true do t[1] = 1 end");
   // Each sleep should end ~10 ms later; report the worst lateness in ms.
@@ -99,7 +99,7 @@ TEST_CASE("an infinite loop does not starve other processes on the same worker")
 }
 
 TEST_CASE("stop ends every process with reason shutdown") {
-  luad::server::engine eng(luad::runtime::scheduler_options{2, 0});
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
   std::vector<std::future<luad::runtime::exit_info>> futs;
   for (int i = 0; i < 100; ++i) futs.push_back(spawn_lua(eng, "require('time').sleep(60)"));
   futs.push_back(spawn_lua(eng, "while true do end"));
@@ -128,7 +128,7 @@ TEST_CASE("a workflow-restricted process may load only deterministic or workflow
 }
 
 TEST_CASE("the main chunk's count hook preempts and the turn budget is configurable") {
-  luad::server::engine eng(luad::runtime::scheduler_options{1, 0});
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(1));
   luad::runtime::spawn_options o;
   o.limits.turn = 1000;
   auto before = eng.scheduler().stats().preemptions;
@@ -139,7 +139,7 @@ TEST_CASE("the main chunk's count hook preempts and the turn budget is configura
 }
 
 TEST_CASE("kills racing with completions: every process exits exactly once") {
-  luad::server::engine eng(luad::runtime::scheduler_options{2, 0});
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
   auto code = luad::runtime::compile(R"(
     local time = require("time")
     for i = 1, 30 do
@@ -170,4 +170,62 @@ TEST_CASE("kills racing with completions: every process exits exactly once") {
   CHECK(killed >= 1);
   CHECK(normal >= n / 2);
   CHECK(eng.scheduler().alive() == 0);
+}
+
+TEST_CASE("mailbox and message size limits refuse sends with kind limit") {
+  luad::runtime::spawn_options o;
+  o.limits.mailbox = 10;
+  o.limits.message_bytes = 1000;
+  auto e = run_lua(R"(
+    local process = require("process")
+    local me = process.self()
+    for i = 1, 10 do assert(process.send(me, "fill", i)) end
+    local ok, err = process.send(me, "fill", 11)
+    assert(ok == nil and err.kind == "limit" and err.message:find("mailbox"), err and err.message)
+    process.receive("fill")
+    assert(process.send(me, "fill", 11), "room again after a receive")
+    ok, err = process.send(me, "big", ("x"):rep(2000))
+    assert(ok == nil and err.kind == "limit" and err.message:find("larger than"))
+    return true)", o);
+  CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+}
+
+TEST_CASE("the global process limit makes spawn fail clearly") {
+  auto opts = luad::runtime::scheduler_options::with_workers(1);
+  opts.max_processes = 3;
+  luad::server::engine eng(opts);
+  luad::runtime::error why;
+  auto sleeper = luad::runtime::compile("require('time').sleep(60)", "s.lua");
+  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
+  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
+  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
+  CHECK_FALSE(eng.scheduler().spawn(sleeper, {}, &why));
+  CHECK(why.kind == luad::runtime::error_kind::limit);
+  CHECK(why.message.find("process limit") != std::string::npos);
+}
+
+TEST_CASE("the permission hook sees spawns and cross-owner sends") {
+  auto opts = luad::runtime::scheduler_options::with_workers(2);
+  std::atomic<int> asked{0};
+  opts.permit = [&](const luad::runtime::process&, std::string_view action, std::string_view target) {
+    asked++;
+    if (action == "spawn") return target.find("children/sleeper.lua") == std::string_view::npos;
+    return action != "send";
+  };
+  luad::server::engine eng(opts);
+  luad::runtime::spawn_options a;
+  a.owner = "alice";
+  luad::runtime::pid bob_pid;
+  luad::runtime::spawn_options b;
+  b.owner = "bob";
+  auto bob = spawn_lua(eng, "require('time').sleep(60)", std::move(b), &bob_pid);
+  a.args = {luad::runtime::value(bob_pid.to_string())};
+  auto chunk = luad::runtime::compile_file("tests/lua/children/permission_probe.lua");
+  std::promise<luad::runtime::exit_info> done;
+  a.on_exit = [&](const luad::runtime::exit_info& e) { done.set_value(e); };
+  REQUIRE(static_cast<bool>(eng.scheduler().spawn(chunk, std::move(a))));
+  auto e = done.get_future().get();
+  CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(asked >= 3);
+  eng.stop();
 }
