@@ -33,7 +33,7 @@ TEST_CASE("every module's exports match its type manifest") {
       CHECK(exported);
     }
   }
-  CHECK(names == std::set<std::string>{"errors", "json", "log", "process", "time"});
+  CHECK(names == std::set<std::string>{"errors", "json", "log", "process", "supervisor", "time"});
   CHECK(find_module("nope") == nullptr);
 }
 

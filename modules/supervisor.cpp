@@ -1,0 +1,117 @@
+// The `supervisor` module and the C++ entry point: both spawn the embedded
+// supervisor script (modules/supervisor.lua) with a spec.
+#include "modules/supervisor.hpp"
+
+#include <filesystem>
+
+#include "modules/modules.hpp"
+#include "runtime/code.hpp"
+#include "runtime/lua_value.hpp"
+#include "runtime/message_codec.hpp"
+#include "runtime/process.hpp"
+#include "supervisor_script.hpp"
+
+namespace luad::modules {
+
+namespace {
+
+using runtime::error_kind;
+using runtime::param_type;
+using runtime::process;
+
+runtime::chunk_ptr supervisor_chunk() {
+  static const runtime::chunk_ptr chunk = runtime::compile(supervisor_source, "luad/supervisor.lua");
+  return chunk;
+}
+
+runtime::pid start_with(runtime::scheduler& s, runtime::spawn_options opts, runtime::error* why) {
+  return s.spawn(supervisor_chunk(), std::move(opts), why);
+}
+
+// The C++ half of supervisor.start; the spec is the table at index 1.
+runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) noexcept {
+  try {
+    process* self = process::of(L);
+    runtime::code_cache& code = self->owner().code();
+    std::string base = code.resolve(
+        std::filesystem::path(self->script_name()).parent_path().string(), ".");
+    std::string spec, reason;
+    if (!runtime::encode_message(L, 1, spec, reason, self->options().limits.message_bytes)) {
+      kind = error_kind::invalid;
+      std::snprintf(why, sizeof why, "spec cannot be copied: %s", reason.c_str());
+      return {};
+    }
+    runtime::spawn_options opts;
+    opts.limits = self->options().limits;
+    opts.owner = self->options().owner;
+    opts.script_root = self->options().script_root.empty() ? base : self->options().script_root;
+    opts.link_to = self->id();
+    auto pack = [&opts](const std::string& one) {
+      auto size = static_cast<std::uint32_t>(one.size());
+      opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
+      opts.packed_args += one;
+    };
+    pack(spec);
+    std::string parent, base_value;
+    runtime::encode_value(runtime::value(self->id().to_string()), parent);
+    runtime::encode_value(runtime::value(base), base_value);
+    pack(parent);
+    pack(base_value);
+    runtime::error refused;
+    runtime::pid id = start_with(self->owner(), std::move(opts), &refused);
+    if (!id) {
+      kind = refused.kind;
+      std::snprintf(why, sizeof why, "%s", refused.message.c_str());
+    }
+    return id;
+  } catch (const std::exception& e) {
+    kind = error_kind::internal;
+    std::snprintf(why, sizeof why, "%s", e.what());
+    return {};
+  }
+}
+
+int supervisor_start(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  char why[256] = {};
+  error_kind kind = error_kind::internal;
+  runtime::pid id = start_from_lua(L, why, kind);
+  if (!id) {
+    lua_pushnil(L);
+    runtime::push_error(L, runtime::error{kind, why, false, {}});
+    return 2;
+  }
+  lua_pushlightuserdata(L, id.to_pointer());
+  return 1;
+}
+
+constexpr param_type start_params[] = {{"spec", "luad.supervisor_spec"}};
+constexpr param_type start_returns[] = {{"pid", "luad.pid?"}, {"err", "luad.error?"}};
+
+constexpr runtime::function_type manifest[] = {
+    {"start", start_params, start_returns,
+     "Starts a supervisor process linked to the caller: spec = {strategy, intensity, period, "
+     "backoff = {initial, max}, children = {{name, script, args, restart}}}."},
+};
+
+runtime::module_exports build() { return {{{"start", supervisor_start}}, {}}; }
+
+}  // namespace
+
+runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
+                              const std::string& base, const std::string& root,
+                              runtime::pid parent, runtime::error* why) {
+  runtime::spawn_options opts;
+  opts.script_root = root;
+  opts.link_to = parent;
+  opts.args = {spec, parent ? runtime::value(parent.to_string()) : runtime::value(),
+               runtime::value(base)};
+  return start_with(s, std::move(opts), why);
+}
+
+extern const runtime::module_def supervisor_module{
+    "supervisor", "Supervisors that restart processes by policy.", runtime::nondeterministic,
+    manifest, build};
+
+}  // namespace luad::modules

@@ -1,0 +1,19 @@
+// Supervisors: a process that starts children and restarts them by policy
+// (modules/supervisor.lua), startable from Lua (`supervisor.start`) and C++.
+#pragma once
+
+#include <string>
+
+#include "runtime/scheduler.hpp"
+
+namespace luad::modules {
+
+/// Starts a supervisor process with `spec` (the table documented in
+/// modules/supervisor.lua; child scripts relative to `base`, which must lie
+/// inside `root`). `parent`, if set, is linked: the supervisor ends with it.
+/// Returns the supervisor's pid, or an empty pid with `why` filled.
+runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
+                              const std::string& base, const std::string& root,
+                              runtime::pid parent, runtime::error* why);
+
+}  // namespace luad::modules
