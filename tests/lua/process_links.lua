@@ -62,4 +62,11 @@ for _ = 1, 300 do
   killed = killed + 1
 end
 assert(killed == 300)
+-- a broken or missing script is a process that ends with a clear reason
+pid, ref = process.spawn_monitor("children/broken.lua")
+m = assert(process.receive("DOWN", 5))
+assert(m.payload.reason == "error" and m.payload.kind == "syntax", m.payload.kind)
+pid, ref = process.spawn_monitor("children/missing.lua")
+m = assert(process.receive("DOWN", 5))
+assert(m.payload.reason == "error" and m.payload.kind == "not_found", m.payload.kind)
 return true

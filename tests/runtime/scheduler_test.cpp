@@ -4,6 +4,7 @@
 #include <atomic>
 #include <thread>
 
+#include "runtime/process.hpp"
 #include "tests/support.hpp"
 
 using luad::runtime::exit_reason;
@@ -228,4 +229,42 @@ TEST_CASE("the permission hook sees spawns and cross-owner sends") {
   CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(asked >= 3);
   eng.stop();
+}
+
+TEST_CASE("killing a process mid-receive frees it and its queued messages") {
+  auto& eng = shared_engine();
+  for (const char* src : {"require('process').receive('never')",
+                          "require('process').receive('never', 3600)"}) {
+    CAPTURE(src);
+    luad::runtime::pid id;
+    auto fut = spawn_lua(eng, src, {}, &id);
+    luad::runtime::process* p = nullptr;
+    REQUIRE(eventually([&] {
+      p = eng.scheduler().find(id);
+      bool receiving = p && std::string(p->status()) == "receiving";
+      if (p) p->release_ref();
+      return receiving;
+    }));
+    CHECK(eng.scheduler().kill(id));
+    auto e = fut.get();
+    CHECK(e.reason == exit_reason::killed);
+  }
+}
+
+TEST_CASE("fifty thousand processes blocked in receive all end at once on stop") {
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
+  auto code = luad::runtime::compile("require('process').receive()", "r.lua");
+  constexpr int n = 50000;
+  std::atomic<int> ended{0};
+  for (int i = 0; i < n; ++i) {
+    luad::runtime::spawn_options o;
+    o.on_exit = [&](const luad::runtime::exit_info& e) {
+      if (e.reason == exit_reason::shutdown) ended++;
+    };
+    REQUIRE(static_cast<bool>(eng.scheduler().spawn(code, std::move(o))));
+  }
+  REQUIRE(eventually([&] { return eng.scheduler().stats().yields >= n; }, std::chrono::seconds(60)));
+  eng.stop();
+  CHECK(ended == n);
+  CHECK(eng.scheduler().alive() == 0);
 }
