@@ -324,10 +324,11 @@ int push_timeout(lua_State* L) {
   return fail(L, error_kind::timeout, "no matching message before the timeout");
 }
 
+// A waiting receive. Its topics are read again from argument 1, which stays on
+// the suspended frame's stack, so an idle receiver holds only these few bytes.
 class receive_yield final : public runtime::pooled_yield<receive_yield> {
  public:
   static constexpr runtime::yield_type type{"process.receive", dispatcher::command_id::clock_sleep};
-  topic_filter topics;
   double timeout = -1;  // < 0: forever
   bool waited = false;  // the wait (and its timer) is already open
 
@@ -338,6 +339,8 @@ class receive_yield final : public runtime::pooled_yield<receive_yield> {
     return {dispatcher::command_id::clock_sleep, runtime::value(timeout)};
   }
   int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
+    topic_filter topics;
+    check_topics(L, topics);  // checked once already: cannot raise now
     if (message* m = process::of(L)->mailbox().take(topics.span())) {
       push_received(L, m);
       return 1;
@@ -369,7 +372,6 @@ int process_receive(lua_State* L) {
   }
   if (timeout == 0) return push_timeout(L);
   receive_yield* y = receive_yield::acquire(L);
-  y->topics = topics;
   y->timeout = timeout;
   return -1;
 }

@@ -41,8 +41,49 @@ void check_module(const module_def& def, const module_exports& ex) {
 }
 
 const char* const k_loaded = "luad.loaded";
+int module_key;  // its address keys the module_def in a module table's metatable
+
+// The module_def behind a real module table at `idx`, or nullptr.
+const module_def* module_of(lua_State* L, int idx) {
+  if (!lua_getmetatable(L, idx)) return nullptr;
+  lua_rawgetp(L, -1, &module_key);
+  auto* def = static_cast<const module_def*>(lua_touserdata(L, -1));
+  lua_pop(L, 2);
+  return def;
+}
+
+// __index of a real module table: materialises a binding on first use, so a
+// process pays only for the functions it touches.
+int lazy_module_index(lua_State* L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  const module_def* def = module_of(L, 1);
+  if (!def) return 0;
+  const char* key = lua_tostring(L, 2);
+  for (const function_entry& f : exports_of(*def).functions) {
+    if (std::strcmp(f.name, key) != 0) continue;
+    push_binding(L, f.fn);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+  }
+  return 0;
+}
 
 }  // namespace
+
+void materialize_module(lua_State* L, int idx) {
+  idx = lua_absindex(L, idx);
+  const module_def* def = module_of(L, idx);
+  if (!def) return;
+  for (const function_entry& f : exports_of(*def).functions) {
+    if (lua_getfield(L, idx, f.name) == LUA_TNIL) {  // (materialises it)
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+  }
+}
 
 std::string class_names(class_set classes) {
   static constexpr const char* names[] = {"deterministic", "nondeterministic", "io",
@@ -108,12 +149,13 @@ int sandbox_require(lua_State* L) {
     }
     return luaL_error(L, "%s", msg);
   }
-  const module_exports& ex = exports_of(*def);
-  lua_createtable(L, 0, static_cast<int>(ex.functions.size()));
-  for (const function_entry& f : ex.functions) {
-    push_binding(L, f.fn);
-    lua_setfield(L, -2, f.name);
-  }
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, lazy_module_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushlightuserdata(L, const_cast<module_def*>(def));
+  lua_rawsetp(L, -2, &module_key);
+  lua_setmetatable(L, -2);
   if (def->constants) def->constants(L, lua_gettop(L));
   push_readonly(L, -1, name);
   lua_pushvalue(L, -1);

@@ -90,6 +90,10 @@ const module_def* find_module(std::string_view name);
 /// The `require` binding installed into every process's globals.
 int sandbox_require(lua_State* L);
 
+/// If the table at `idx` is a module's (lazily filled) table, materialises all
+/// of its functions, so that iterating it lists them. No-op otherwise.
+void materialize_module(lua_State* L, int idx);
+
 /// Makes the table at `idx` read-only to scripts: replaces it on the stack with
 /// an empty proxy whose metatable forwards reads, iteration and `#`, refuses
 /// writes with an error naming `name`, and hides itself from getmetatable.

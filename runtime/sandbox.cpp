@@ -54,6 +54,7 @@ int readonly_pairs(lua_State* L) {
   lua_getmetatable(L, 1);
   lua_pushcfunction(L, g_next);
   lua_getfield(L, -2, "__index");
+  materialize_module(L, -1);
   lua_pushnil(L);
   return 3;
 }

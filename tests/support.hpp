@@ -13,6 +13,14 @@
 
 namespace luad::test {
 
+/// Stress sizes are divided by this under ThreadSanitizer, whose shadow memory
+/// and slow atomics make 50k-process tests take minutes and gigabytes.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr int sanitizer_scale = 10;
+#else
+inline constexpr int sanitizer_scale = 1;
+#endif
+
 /// One engine (clock + scheduler, two workers) shared by the tests of this binary.
 server::engine& shared_engine();
 
