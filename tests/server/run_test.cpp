@@ -108,3 +108,10 @@ TEST_CASE("sizes parse with binary units") {
   CHECK_FALSE(luad::server::parse_size("12 parsecs", n));
   CHECK_FALSE(luad::server::parse_size("99999999999999999999G", n));
 }
+
+TEST_CASE("luad run on the actors example: a supervised pool survives a crash") {
+  auto r = run_luad("run examples/actors.lua 20");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("\"answered\":") != std::string::npos);
+  CHECK(r.out.find("\"missing\":[13") != std::string::npos);  // the job that crashed w2
+}
