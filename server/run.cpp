@@ -74,7 +74,9 @@ int run_script(const run_options& opts) {
   std::promise<runtime::exit_info> exited;
   so.on_exit = [&exited](const runtime::exit_info& info) { exited.set_value(info); };
 
-  engine eng(runtime::scheduler_options::with_workers(opts.workers));
+  auto sched = runtime::scheduler_options::with_workers(opts.workers);
+  sched.max_processes = opts.max_processes;
+  engine eng(sched);
   runtime::pid id = eng.scheduler().spawn(code, std::move(so));
   if (!id) {
     std::cerr << "luad: could not start the process\n";

@@ -14,6 +14,7 @@ struct run_options {
   std::vector<std::string> args;
   runtime::limits limits;
   unsigned workers = 0;
+  std::size_t max_processes = 2'000'000;
 };
 
 /// Exit codes of `luad run`.
