@@ -65,7 +65,9 @@ double run_to_exit(engine& eng, const chunk_ptr& code, std::size_t n,
   return wall;
 }
 
-runtime::scheduler_options engine_options(const options& opts) { return runtime::scheduler_options::with_workers(opts.workers); }
+runtime::scheduler_options engine_options(const options& opts) {
+  return runtime::scheduler_options::with_workers(opts.workers);
+}
 
 }  // namespace
 

@@ -43,7 +43,9 @@ double number(const value& v) {
   return 0;
 }
 
-runtime::scheduler_options engine_options(const options& opts) { return runtime::scheduler_options::with_workers(opts.workers); }
+runtime::scheduler_options engine_options(const options& opts) {
+  return runtime::scheduler_options::with_workers(opts.workers);
+}
 
 }  // namespace
 

@@ -7,12 +7,8 @@ namespace luad::runtime {
 
 std::span<const module_def* const> module_list() {
   static const std::array<const module_def*, 6> list = {
-      &modules::time_module,
-      &modules::log_module,
-      &modules::json_module,
-      &modules::errors_module,
-      &modules::process_module,
-      &modules::supervisor_module,
+      &modules::time_module,   &modules::log_module,     &modules::json_module,
+      &modules::errors_module, &modules::process_module, &modules::supervisor_module,
   };
   return list;
 }

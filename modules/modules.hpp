@@ -5,10 +5,10 @@
 
 namespace luad::modules {
 
-extern const runtime::module_def time_module;    // modules/time.cpp
-extern const runtime::module_def log_module;     // modules/log.cpp
-extern const runtime::module_def json_module;    // modules/json.cpp
-extern const runtime::module_def errors_module;  // modules/errors.cpp
+extern const runtime::module_def time_module;        // modules/time.cpp
+extern const runtime::module_def log_module;         // modules/log.cpp
+extern const runtime::module_def json_module;        // modules/json.cpp
+extern const runtime::module_def errors_module;      // modules/errors.cpp
 extern const runtime::module_def process_module;     // modules/process.cpp
 extern const runtime::module_def supervisor_module;  // modules/supervisor.cpp
 

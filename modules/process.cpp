@@ -116,9 +116,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
                       reason.c_str());
         return {};
       }
-      auto size = static_cast<std::uint32_t>(one.size());
-      opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
-      opts.packed_args += one;
+      runtime::append_packed_arg(opts.packed_args, one);
     }
     runtime::error refused;
     pid child = self->owner().spawn(code.get(target.string()), std::move(opts), &refused);
@@ -229,7 +227,8 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
   encoded.clear();
   process* self = process::of(L);
   if (!runtime::encode_message(L, 3, encoded, reason, self->options().limits.message_bytes)) {
-    kind = reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
+    kind =
+        reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
     std::snprintf(buf, sizeof buf, "%s", reason.c_str());
     return buf;
   }
@@ -351,7 +350,7 @@ class receive_yield final : public runtime::pooled_yield<receive_yield> {
       return 2;
     }
     if (v.is_nil()) return push_timeout(L);  // the timer won
-    waited = true;                             // a message we did not ask for: wait on
+    waited = true;                           // a message we did not ask for: wait on
     lua_pushlightuserdata(L, static_cast<runtime::yield_object*>(this));
     return -1;
   }
@@ -501,8 +500,10 @@ int process_cancel(lua_State* L) {
   luaL_checkany(L, 1);
   luaL_optstring(L, 2, "canceled");
   lua_settop(L, 2);
-  if (lua_isnil(L, 2)) lua_pushliteral(L, "canceled");
-  else lua_pushvalue(L, 2);
+  if (lua_isnil(L, 2))
+    lua_pushliteral(L, "canceled");
+  else
+    lua_pushvalue(L, 2);
   lua_createtable(L, 0, 1);
   lua_insert(L, -2);
   lua_setfield(L, -2, "reason");  // stack: pid, reason, {reason}
@@ -541,11 +542,10 @@ void install_pid_metatable(lua_State* L, int) {
 constexpr param_type pid_return[] = {{"pid", "luad.pid"}};
 constexpr param_type spawn_params[] = {{"script", "string"}, {"...", "any"}};
 constexpr param_type spawn_returns[] = {{"pid", "luad.pid?"}, {"err", "luad.error?"}};
-constexpr param_type send_params[] = {{"to", "luad.pid|string"}, {"topic", "string"},
-                                      {"payload", "any"}};
+constexpr param_type send_params[] = {
+    {"to", "luad.pid|string"}, {"topic", "string"}, {"payload", "any"}};
 constexpr param_type send_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
-constexpr param_type receive_params[] = {{"topics", "string|string[]|nil"},
-                                         {"timeout", "number?"}};
+constexpr param_type receive_params[] = {{"topics", "string|string[]|nil"}, {"timeout", "number?"}};
 constexpr param_type receive_returns[] = {{"msg", "{topic: string, from: luad.pid, payload: any}?"},
                                           {"err", "luad.error?"}};
 
@@ -555,11 +555,13 @@ constexpr param_type ref_return[] = {{"ref", "integer"}};
 constexpr param_type demonitor_params[] = {{"pid", "luad.pid|string"}, {"ref", "integer"}};
 constexpr param_type trap_params[] = {{"on", "boolean"}};
 constexpr param_type trap_returns[] = {{"previous", "boolean"}};
-constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"}, {"ref_or_err", "integer|luad.error"}};
+constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"},
+                                                {"ref_or_err", "integer|luad.error"}};
 constexpr param_type info_params[] = {{"pid", "luad.pid|string|nil"}};
 constexpr param_type info_return[] = {
-    {"info", "{pid: luad.pid, status: string, memory: integer, instructions: integer, "
-             "mailbox: integer, trap_exits: boolean}?"}};
+    {"info",
+     "{pid: luad.pid, status: string, memory: integer, instructions: integer, "
+     "mailbox: integer, trap_exits: boolean}?"}};
 constexpr param_type cancel_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
@@ -582,7 +584,9 @@ constexpr runtime::function_type manifest[] = {
     {"kill", kill_params, bool_return,
      "Ends a process at once with reason killed (reason text in its error); true if it was "
      "alive. Cannot be caught."},
-    {"exit", exit_params, {},
+    {"exit",
+     exit_params,
+     {},
      "Ends the calling process: normally when reason is nil or \"normal\", otherwise with "
      "an error carrying reason."},
     {"register", name_param, register_returns,
@@ -634,8 +638,11 @@ runtime::module_exports build() {
 
 }  // namespace
 
-extern const runtime::module_def process_module{
-    "process", "Processes: spawn, send and receive messages.", runtime::nondeterministic, manifest,
-    build, install_pid_metatable};
+extern const runtime::module_def process_module{"process",
+                                                "Processes: spawn, send and receive messages.",
+                                                runtime::nondeterministic,
+                                                manifest,
+                                                build,
+                                                install_pid_metatable};
 
 }  // namespace luad::modules

@@ -20,7 +20,8 @@ using runtime::param_type;
 using runtime::process;
 
 runtime::chunk_ptr supervisor_chunk() {
-  static const runtime::chunk_ptr chunk = runtime::compile(supervisor_source, "luad/supervisor.lua");
+  static const runtime::chunk_ptr chunk =
+      runtime::compile(supervisor_source, "luad/supervisor.lua");
   return chunk;
 }
 
@@ -33,8 +34,8 @@ runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) no
   try {
     process* self = process::of(L);
     runtime::code_cache& code = self->owner().code();
-    std::string base = code.resolve(
-        std::filesystem::path(self->script_name()).parent_path().string(), ".");
+    std::string base =
+        code.resolve(std::filesystem::path(self->script_name()).parent_path().string(), ".");
     std::string spec, reason;
     if (!runtime::encode_message(L, 1, spec, reason, self->options().limits.message_bytes)) {
       kind = error_kind::invalid;
@@ -46,17 +47,12 @@ runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) no
     opts.owner = self->options().owner;
     opts.script_root = self->options().script_root.empty() ? base : self->options().script_root;
     opts.link_to = self->id();
-    auto pack = [&opts](const std::string& one) {
-      auto size = static_cast<std::uint32_t>(one.size());
-      opts.packed_args.append(reinterpret_cast<const char*>(&size), sizeof size);
-      opts.packed_args += one;
-    };
-    pack(spec);
+    runtime::append_packed_arg(opts.packed_args, spec);
     std::string parent, base_value;
     runtime::encode_value(runtime::value(self->id().to_string()), parent);
     runtime::encode_value(runtime::value(base), base_value);
-    pack(parent);
-    pack(base_value);
+    runtime::append_packed_arg(opts.packed_args, parent);
+    runtime::append_packed_arg(opts.packed_args, base_value);
     runtime::error refused;
     runtime::pid id = start_with(self->owner(), std::move(opts), &refused);
     if (!id) {
@@ -100,8 +96,8 @@ runtime::module_exports build() { return {{{"start", supervisor_start}}, {}}; }
 }  // namespace
 
 runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
-                              const std::string& base, const std::string& root,
-                              runtime::pid parent, runtime::error* why) {
+                              const std::string& base, const std::string& root, runtime::pid parent,
+                              runtime::error* why) {
   runtime::spawn_options opts;
   opts.script_root = root;
   opts.link_to = parent;
@@ -110,8 +106,8 @@ runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
   return start_with(s, std::move(opts), why);
 }
 
-extern const runtime::module_def supervisor_module{
-    "supervisor", "Supervisors that restart processes by policy.", runtime::nondeterministic,
-    manifest, build};
+extern const runtime::module_def supervisor_module{"supervisor",
+                                                   "Supervisors that restart processes by policy.",
+                                                   runtime::nondeterministic, manifest, build};
 
 }  // namespace luad::modules

@@ -13,7 +13,7 @@ namespace luad::modules {
 /// inside `root`). `parent`, if set, is linked: the supervisor ends with it.
 /// Returns the supervisor's pid, or an empty pid with `why` filled.
 runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
-                              const std::string& base, const std::string& root,
-                              runtime::pid parent, runtime::error* why);
+                              const std::string& base, const std::string& root, runtime::pid parent,
+                              runtime::error* why);
 
 }  // namespace luad::modules

@@ -1,9 +1,9 @@
 // The `time` module: sleep (yields to the clock dispatcher), now, monotonic.
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
-#include <cmath>
 
 #include "dispatcher/clock.hpp"
 #include "modules/modules.hpp"
@@ -150,7 +150,8 @@ constexpr param_type seconds_param[] = {{"seconds", "number"}};
 constexpr param_type sleep_returns[] = {{"ok", "nil"}, {"err", "luad.error?"}};
 constexpr param_type number_return[] = {{"seconds", "number"}};
 
-constexpr param_type after_params[] = {{"seconds", "number"}, {"topic", "string"}, {"payload", "any"}};
+constexpr param_type after_params[] = {
+    {"seconds", "number"}, {"topic", "string"}, {"payload", "any"}};
 constexpr param_type after_returns[] = {{"timer", "luad.timer?"}, {"err", "luad.error?"}};
 constexpr param_type cancel_params[] = {{"timer", "luad.timer"}};
 constexpr param_type cancel_returns[] = {{"canceled", "boolean"}};

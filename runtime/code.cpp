@@ -69,7 +69,8 @@ std::string code_cache::resolve(const std::string& base, const std::string& scri
     auto it = resolved_.find(key);
     if (it != resolved_.end()) return it->second;
   }
-  std::string path = std::filesystem::weakly_canonical(std::filesystem::path(base) / script).string();
+  std::string path =
+      std::filesystem::weakly_canonical(std::filesystem::path(base) / script).string();
   std::lock_guard lock(mu_);
   return resolved_.emplace(std::move(key), std::move(path)).first->second;
 }

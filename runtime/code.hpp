@@ -3,10 +3,10 @@
 
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "runtime/value.hpp"
 

@@ -20,7 +20,8 @@ struct limits {
   std::uint64_t instructions = 0;              ///< total VM instructions; 0 = unlimited
   std::uint32_t turn = 10000;                  ///< instructions per turn before preemption
   std::size_t mailbox = 1'000'000;             ///< queued messages before sends fail; 0 = unlimited
-  std::size_t message_bytes = std::size_t{16} << 20;  ///< largest encoded payload a process may send
+  std::size_t message_bytes = std::size_t{16}
+                              << 20;  ///< largest encoded payload a process may send
 };
 
 /// Why a process ended.
@@ -43,7 +44,7 @@ struct exit_info {
 
 /// How to start a process.
 struct spawn_options {
-  std::vector<value> args;                  ///< the main chunk's `...`
+  std::vector<value> args;  ///< the main chunk's `...`
   /// More of `...` (after `args`), as message-codec encodings, each preceded
   /// by its size (4 bytes): how process.spawn passes pids and tables.
   std::string packed_args;

@@ -38,8 +38,8 @@ void mailbox::push(message* m) noexcept {
   message* old = inbox_.load(std::memory_order_relaxed);
   do {
     m->next = old;
-  } while (!inbox_.compare_exchange_weak(old, m, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed));
+  } while (
+      !inbox_.compare_exchange_weak(old, m, std::memory_order_seq_cst, std::memory_order_relaxed));
 }
 
 void mailbox::collect() noexcept {

@@ -448,6 +448,12 @@ void put_plain(std::string& out, const value& v) {
 
 }  // namespace
 
+void append_packed_arg(std::string& packed, std::string_view encoded) {
+  auto size = static_cast<std::uint32_t>(encoded.size());
+  packed.append(reinterpret_cast<const char*>(&size), sizeof size);
+  packed.append(encoded);
+}
+
 void encode_value(const value& v, std::string& out) {
   out.push_back(0);  // the header: no back-references
   put_plain(out, v);

@@ -31,6 +31,9 @@ bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
 /// the payload of an EXIT or DOWN message); decodes with push_message.
 void encode_value(const value& v, std::string& out);
 
+/// Appends one encoded argument to spawn_options::packed_args (size, then bytes).
+void append_packed_arg(std::string& packed, std::string_view encoded);
+
 /// Pushes the value encoded in `bytes`, which must be exactly one output of
 /// encode_message from this process (pointers are copied as they are; the bytes
 /// are trusted, not validated). May raise only Lua's memory error (or a stack

@@ -1,8 +1,8 @@
 // Process identifiers: `<node>.<serial>`, never reused while the daemon runs.
 #pragma once
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>

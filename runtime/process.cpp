@@ -268,9 +268,7 @@ void process::request_kill(exit_reason reason, std::string why) {
   if (claim_open_wait(0)) wake();
 }
 
-void process::fail_pending_now(error e) {
-  outcome_ = outcome{{}, std::move(e)};
-}
+void process::fail_pending_now(error e) { outcome_ = outcome{{}, std::move(e)}; }
 
 void process::doom(exit_reason reason, const char* why) {
   if (doomed()) return;

@@ -27,8 +27,8 @@
 #include "runtime/arena.hpp"
 #include "runtime/code.hpp"
 #include "runtime/limits.hpp"
-#include "runtime/mailbox.hpp"
 #include "runtime/lua.hpp"
+#include "runtime/mailbox.hpp"
 
 namespace luad::runtime {
 
@@ -187,7 +187,7 @@ class process final : public dispatcher::completion_target {
   std::atomic<bool> trap_exits_{false};
   std::vector<pid> links_;
   std::vector<std::pair<std::uint64_t, pid>> monitors_;  // (ref, watcher)
-  std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
+  std::atomic<std::uint8_t> kill_reason_{0};             ///< exit_reason + 1, 0 = none
   std::atomic<std::string*> kill_why_{nullptr};
 };
 

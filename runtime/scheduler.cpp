@@ -138,7 +138,8 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
   if (opts_.max_processes && table_->size() >= opts_.max_processes) {
     if (why) {
       *why = {error_kind::limit,
-              "process limit reached (" + std::to_string(opts_.max_processes) + " alive)", true,
+              "process limit reached (" + std::to_string(opts_.max_processes) + " alive)",
+              true,
               {}};
     }
     return {};
@@ -161,7 +162,8 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
       parent->release_ref();
     }
   }
-  if (p->options().monitored_by) p->add_monitor(p->options().monitor_ref, p->options().monitored_by);
+  if (p->options().monitored_by)
+    p->add_monitor(p->options().monitor_ref, p->options().monitored_by);
   spawned_.fetch_add(1, std::memory_order_relaxed);
   enqueue(p);
   return id;

@@ -6,10 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <string_view>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -29,10 +29,10 @@ class process_table;
 struct scheduler_stats {
   std::uint64_t spawned = 0;
   std::uint64_t exited = 0;
-  std::uint64_t yields = 0;       ///< commands sent to dispatchers
-  std::uint64_t preemptions = 0;  ///< turns ended by the instruction budget
-  std::uint64_t steals = 0;       ///< processes taken from another worker's queue
-  std::uint64_t dead_letters = 0; ///< messages sent to pids that were not alive
+  std::uint64_t yields = 0;        ///< commands sent to dispatchers
+  std::uint64_t preemptions = 0;   ///< turns ended by the instruction budget
+  std::uint64_t steals = 0;        ///< processes taken from another worker's queue
+  std::uint64_t dead_letters = 0;  ///< messages sent to pids that were not alive
   std::size_t alive = 0;
 };
 
@@ -42,8 +42,8 @@ using permission_hook =
     std::function<bool(const process& caller, std::string_view action, std::string_view target)>;
 
 struct scheduler_options {
-  unsigned workers = 0;    ///< 0 = one per core
-  std::uint32_t node = 0;  ///< the node part of every pid
+  unsigned workers = 0;                   ///< 0 = one per core
+  std::uint32_t node = 0;                 ///< the node part of every pid
   std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
   permission_hook permit;                 ///< empty: everything is allowed
 

@@ -12,7 +12,6 @@ namespace luad::runtime {
 
 namespace {
 
-
 // The payload of EXIT and DOWN: {reason, kind, message[, ref]}.
 std::string exit_payload(const exit_info& info, std::uint64_t ref) {
   value::map m;

@@ -44,8 +44,9 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   cmd_run->add_option("--workers", run.workers, "Worker threads (0 = one per core)")
       ->capture_default_str();
-  cmd_run->add_option("--mailbox", run.limits.mailbox,
-                      "Queued messages per process before sends to it fail (0 = unlimited)")
+  cmd_run
+      ->add_option("--mailbox", run.limits.mailbox,
+                   "Queued messages per process before sends to it fail (0 = unlimited)")
       ->capture_default_str();
   cmd_run->add_option("--max-processes", run.max_processes, "Live processes (0 = unlimited)")
       ->capture_default_str();

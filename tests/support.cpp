@@ -38,7 +38,8 @@ runtime::exit_info run_file(const std::string& relative) {
   runtime::spawn_options opts;
   opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
   auto& eng = shared_engine();
-  REQUIRE(static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
+  REQUIRE(
+      static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
   REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
   return fut.get();
 }

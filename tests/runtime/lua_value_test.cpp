@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/lua_state.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -13,21 +15,7 @@
 namespace luad::runtime {
 namespace {
 
-// A bare Lua state with the standard libraries, closed at scope exit.
-struct lua {
-  lua_State* L = luaL_newstate();
-  lua() { luaL_openlibs(L); }
-  ~lua() { lua_close(L); }
-  lua(const lua&) = delete;
-  lua& operator=(const lua&) = delete;
-
-  // Runs `code` (which must return one value) and leaves the value on the stack.
-  void eval(const char* code) {
-    int status = luaL_loadstring(L, code);
-    if (status == LUA_OK) status = lua_pcall(L, 0, 1, 0);
-    REQUIRE_MESSAGE(status == LUA_OK, lua_tostring(L, -1));
-  }
-};
+using test::lua;
 
 // Converts what `code` returns; `why` gets the reason on failure.
 bool convert(const char* code, value& out, std::string& why) {

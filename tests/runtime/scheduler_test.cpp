@@ -187,7 +187,8 @@ TEST_CASE("mailbox and message size limits refuse sends with kind limit") {
     assert(process.send(me, "fill", 11), "room again after a receive")
     ok, err = process.send(me, "big", ("x"):rep(2000))
     assert(ok == nil and err.kind == "limit" and err.message:find("larger than"))
-    return true)", o);
+    return true)",
+                   o);
   CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
 }
 
@@ -208,7 +209,8 @@ TEST_CASE("the global process limit makes spawn fail clearly") {
 TEST_CASE("the permission hook sees spawns and cross-owner sends") {
   auto opts = luad::runtime::scheduler_options::with_workers(2);
   std::atomic<int> asked{0};
-  opts.permit = [&](const luad::runtime::process&, std::string_view action, std::string_view target) {
+  opts.permit = [&](const luad::runtime::process&, std::string_view action,
+                    std::string_view target) {
     asked++;
     if (action == "spawn") return target.find("children/sleeper.lua") == std::string_view::npos;
     return action != "send";
@@ -233,8 +235,8 @@ TEST_CASE("the permission hook sees spawns and cross-owner sends") {
 
 TEST_CASE("killing a process mid-receive frees it and its queued messages") {
   auto& eng = shared_engine();
-  for (const char* src : {"require('process').receive('never')",
-                          "require('process').receive('never', 3600)"}) {
+  for (const char* src :
+       {"require('process').receive('never')", "require('process').receive('never', 3600)"}) {
     CAPTURE(src);
     luad::runtime::pid id;
     auto fut = spawn_lua(eng, src, {}, &id);
@@ -263,7 +265,8 @@ TEST_CASE("fifty thousand processes blocked in receive all end at once on stop")
     };
     REQUIRE(static_cast<bool>(eng.scheduler().spawn(code, std::move(o))));
   }
-  REQUIRE(eventually([&] { return eng.scheduler().stats().yields >= n; }, std::chrono::seconds(60)));
+  REQUIRE(
+      eventually([&] { return eng.scheduler().stats().yields >= n; }, std::chrono::seconds(60)));
   eng.stop();
   CHECK(ended == n);
   CHECK(eng.scheduler().alive() == 0);
