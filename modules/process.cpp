@@ -25,8 +25,6 @@ using runtime::param_type;
 using runtime::pid;
 using runtime::process;
 
-/// Largest encoded payload a message may carry.
-constexpr std::size_t k_max_message_bytes = 16u << 20;
 constexpr std::size_t k_max_topics = 16;
 
 void push_pid(lua_State* L, pid id) { lua_pushlightuserdata(L, id.to_pointer()); }
@@ -110,7 +108,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     std::string one, reason;
     for (int i = first_arg; i <= top; ++i) {
       one.clear();
-      if (!runtime::encode_message(L, i, one, reason, k_max_message_bytes)) {
+      if (!runtime::encode_message(L, i, one, reason, self->options().limits.message_bytes)) {
         kind = error_kind::invalid;
         std::snprintf(why, sizeof why, "argument #%d cannot be copied: %s", i - first_arg + 1,
                       reason.c_str());
@@ -174,20 +172,6 @@ int process_unlink(lua_State* L) {
   return 1;
 }
 
-// A DOWN for a process that was already gone when the monitor was set.
-void send_noproc_down(process& self, pid target, std::uint64_t ref) noexcept {
-  try {
-    runtime::value::map m{{"reason", "noproc"},
-                          {"kind", "not_found"},
-                          {"message", "no such process"},
-                          {"ref", static_cast<std::int64_t>(ref)}};
-    std::string payload;
-    runtime::encode_value(runtime::value(std::move(m)), payload);
-    if (message* msg = message::make(target, "DOWN", payload)) self.deliver(msg);
-  } catch (...) {
-  }
-}
-
 int process_monitor(lua_State* L) {
   pid id = check_pid(L, 1);
   process* self = process::of(L);
@@ -195,7 +179,7 @@ int process_monitor(lua_State* L) {
   process* other = self->owner().find(id);
   bool ok = other && other->add_monitor(ref, self->id());
   if (other) other->release_ref();
-  if (!ok) send_noproc_down(*self, id, ref);
+  if (!ok) runtime::send_noproc_down(*self, id, ref);
   lua_pushinteger(L, static_cast<lua_Integer>(ref));
   return 1;
 }

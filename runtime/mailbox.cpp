@@ -48,13 +48,11 @@ void mailbox::collect() noexcept {
   // Reverse to oldest first, then append to the private list.
   message* first = nullptr;
   message* last = newest;
-  std::size_t n = 0;
   while (newest) {
     message* next = newest->next;
     newest->next = first;
     first = newest;
     newest = next;
-    ++n;
   }
   if (tail_) {
     tail_->next = first;
@@ -62,7 +60,6 @@ void mailbox::collect() noexcept {
     head_ = first;
   }
   tail_ = last;
-  count_ += n;
 }
 
 message* mailbox::take(std::span<const std::string_view> topics) noexcept {
@@ -80,16 +77,11 @@ message* mailbox::take(std::span<const std::string_view> topics) noexcept {
     (prev ? prev->next : head_) = m->next;
     if (tail_ == m) tail_ = prev;
     m->next = nullptr;
-    --count_;
     taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return m;
   }
   return nullptr;
 }
 
-std::size_t mailbox::size() noexcept {
-  collect();
-  return count_;
-}
 
 }  // namespace luad::runtime

@@ -44,9 +44,8 @@ class mailbox {
   /// Owner only: removes and returns the oldest message whose topic is one of
   /// `topics` (any topic when empty), or nullptr. Others stay queued in order.
   message* take(std::span<const std::string_view> topics) noexcept;
-  /// Owner only: messages queued (collected and not).
-  std::size_t size() noexcept;
-  /// Messages queued, from any thread (may lag by messages in flight).
+  /// Messages queued, from any thread (exact for the owner; others may see a
+  /// push that has not finished).
   std::size_t length() const noexcept {
     return pushed_.load(std::memory_order_relaxed) - taken_.load(std::memory_order_relaxed);
   }
@@ -57,7 +56,6 @@ class mailbox {
   std::atomic<message*> inbox_{nullptr};  // newest first
   message* head_ = nullptr;               // private, oldest first
   message* tail_ = nullptr;
-  std::size_t count_ = 0;
   std::atomic<std::size_t> pushed_{0};
   std::atomic<std::size_t> taken_{0};
 };

@@ -191,4 +191,8 @@ class process final : public dispatcher::completion_target {
   std::atomic<std::string*> kill_why_{nullptr};
 };
 
+/// Sends `watcher` a DOWN for `target` that was not alive when monitored
+/// (reason "noproc"). Never throws (runtime/signals.cpp).
+void send_noproc_down(process& watcher, pid target, std::uint64_t ref) noexcept;
+
 }  // namespace luad::runtime

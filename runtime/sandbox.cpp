@@ -485,7 +485,11 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
                              {}});
         continue;
       }
-      lua_pushliteral(L, "process terminating");
+      if (why == suspend_kind::exit) {  // process.exit(): refused here, as at top level
+        lua_pushliteral(L, "cannot end the process from inside a C call");
+        return k_error;
+      }
+      lua_pushliteral(L, "process terminating");  // doomed: callers re-raise
       return k_error;
     }
     if (status == LUA_OK || status == LUA_YIELD) {

@@ -12,13 +12,14 @@ namespace luad::runtime {
 
 namespace {
 
-// The payload of EXIT and DOWN: {reason, kind, message[, ref]}.
-std::string exit_payload(const exit_info& info, std::uint64_t ref) {
+// The payload of EXIT and DOWN: {reason, kind, message[, ref]} (no kind and
+// message for a normal exit). The one definition of that shape.
+std::string exit_payload(std::string_view reason, const error* err, std::uint64_t ref) {
   value::map m;
-  m.emplace_back("reason", std::string(reason_name(info.reason)));
-  if (info.reason != exit_reason::normal) {
-    m.emplace_back("kind", std::string(kind_name(info.err.kind)));
-    m.emplace_back("message", info.err.message);
+  m.emplace_back("reason", std::string(reason));
+  if (err) {
+    m.emplace_back("kind", std::string(kind_name(err->kind)));
+    m.emplace_back("message", err->message);
   }
   if (ref) m.emplace_back("ref", static_cast<std::int64_t>(ref));
   std::string out;
@@ -30,7 +31,20 @@ void send_signal(process& to, pid from, std::string_view topic, const std::strin
   if (message* m = message::make(from, topic, payload)) to.deliver(m);
 }
 
+const error* abnormal(const exit_info& info) {
+  return info.reason == exit_reason::normal ? nullptr : &info.err;
+}
+
 }  // namespace
+
+void send_noproc_down(process& watcher, pid target, std::uint64_t ref) noexcept {
+  try {
+    error gone{error_kind::not_found, "no such process", false, {}};
+    send_signal(watcher, target, "DOWN", exit_payload("noproc", &gone, ref));
+  } catch (...) {
+    // out of memory: the monitor simply never fires
+  }
+}
 
 void process::lock_links() noexcept {
   while (links_lock_.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
@@ -86,7 +100,8 @@ void process::signal_exit(const exit_info& info) {
   unlock_links();
   if (links.empty() && monitors.empty()) return;
 
-  std::string payload = exit_payload(info, 0);
+  std::string_view reason = reason_name(info.reason);
+  std::string payload = exit_payload(reason, abnormal(info), 0);
   for (pid linked : links) {
     process* other = owner_.find(linked);
     if (!other) continue;
@@ -103,7 +118,7 @@ void process::signal_exit(const exit_info& info) {
   }
   for (const auto& [ref, watcher] : monitors) {
     if (process* w = owner_.find(watcher)) {
-      send_signal(*w, id(), "DOWN", exit_payload(info, ref));
+      send_signal(*w, id(), "DOWN", exit_payload(reason, abnormal(info), ref));
       w->release_ref();
     }
   }

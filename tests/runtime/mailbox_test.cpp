@@ -27,7 +27,7 @@ TEST_CASE("messages come out oldest first; selective take leaves the rest in ord
   box.push(make(1, "b", "2"));
   box.push(make(1, "a", "3"));
   box.push(make(1, "c", "4"));
-  CHECK(box.size() == 4);
+  CHECK(box.length() == 4);
   std::string_view only_c[] = {"c"};
   message* m = box.take(only_c);
   REQUIRE(m);
@@ -43,7 +43,7 @@ TEST_CASE("messages come out oldest first; selective take leaves the rest in ord
   REQUIRE(m);
   CHECK(m->topic() == "b");
   message::destroy(m);
-  CHECK(box.size() == 1);  // "a"/"3" is freed by the destructor
+  CHECK(box.length() == 1);  // "a"/"3" is freed by the destructor
 }
 
 TEST_CASE("concurrent senders: nothing lost, each sender's order kept") {
@@ -73,5 +73,5 @@ TEST_CASE("concurrent senders: nothing lost, each sender's order kept") {
   }
   for (auto& t : threads) t.join();
   CHECK_FALSE(box.has_incoming());
-  CHECK(box.size() == 0);
+  CHECK(box.length() == 0);
 }
