@@ -3,9 +3,7 @@
 
 #include <doctest/doctest.h>
 
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 namespace luad::test {
 
@@ -42,14 +40,6 @@ runtime::exit_info run_file(const std::string& relative) {
       static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
   REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
   return fut.get();
-}
-
-std::string source_file(const std::string& relative) {
-  std::ifstream in(std::string(LUAD_SOURCE_DIR) + "/" + relative, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot open ", relative);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace luad::test

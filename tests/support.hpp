@@ -51,7 +51,4 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
   return true;
 }
 
-/// Reads a file under the source tree (e.g. "tests/lua/sandbox.lua").
-std::string source_file(const std::string& relative);
-
 }  // namespace luad::test
