@@ -69,9 +69,9 @@ class completion {
   ~completion() { reset(); }
 
   /// Completes with a value (thread-safe; the handle is empty afterwards).
-  void succeed(value v = {}) { finish(outcome{std::move(v), std::nullopt}); }
+  void succeed(value v = {}) { finish(outcome::success(std::move(v))); }
   /// Completes with a structured error.
-  void fail(error e) { finish(outcome{{}, std::move(e)}); }
+  void fail(error e) { finish(outcome::failure(std::move(e))); }
   explicit operator bool() const { return target_ != nullptr; }
 
  private:

@@ -79,7 +79,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     process* self = process::of(L);
     runtime::code_cache& code = self->owner().code();
     std::string base = fs::path(self->script_name()).parent_path().string();
-    std::string root = self->options().script_root;
+    const std::string& root = self->context().script_root;
     fs::path canon_root = root.empty() ? fs::path(code.resolve(base, ".")) : fs::path(root);
     fs::path target = code.resolve(base, script);
     auto rel = target.lexically_relative(canon_root);
@@ -95,10 +95,13 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
       return {};
     }
     runtime::spawn_options opts;
-    opts.limits = self->options().limits;
-    opts.owner = self->options().owner;
-    opts.allowed_classes = self->options().allowed_classes;
-    opts.script_root = canon_root.string();
+    if (root.empty()) {  // the first spawn below a top-level script fixes the root
+      runtime::process_context ctx = self->context();
+      ctx.script_root = canon_root.string();
+      opts.context = runtime::intern_context(std::move(ctx));
+    } else {
+      opts.context = self->shared_context();  // children share their parent's
+    }
     if (how.link) opts.link_to = self->id();
     if (how.monitor_ref) {
       opts.monitored_by = self->id();
@@ -108,7 +111,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     std::string one, reason;
     for (int i = first_arg; i <= top; ++i) {
       one.clear();
-      if (!runtime::encode_message(L, i, one, reason, self->options().limits.message_bytes)) {
+      if (!runtime::encode_message(L, i, one, reason, self->context().limits.message_bytes)) {
         kind = error_kind::invalid;
         std::snprintf(why, sizeof why, "argument #%d cannot be copied: %s", i - first_arg + 1,
                       reason.c_str());
@@ -210,7 +213,7 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
   thread_local std::string reason;
   encoded.clear();
   process* self = process::of(L);
-  if (!runtime::encode_message(L, 3, encoded, reason, self->options().limits.message_bytes)) {
+  if (!runtime::encode_message(L, 3, encoded, reason, self->context().limits.message_bytes)) {
     kind =
         reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
     std::snprintf(buf, sizeof buf, "%s", reason.c_str());
@@ -221,12 +224,12 @@ const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) no
     self->owner().count_dead_letter();
     return nullptr;
   }
-  if (target->options().owner != self->options().owner &&
+  if (target->context().owner != self->context().owner &&
       !self->owner().permitted(*self, "send", to.to_string())) {
     kind = error_kind::permission_denied;
     return "this process may not send to a process of another owner";
   }
-  std::size_t max_queue = target->options().limits.mailbox;
+  std::size_t max_queue = target->context().limits.mailbox;
   if (max_queue && target->mailbox().length() >= max_queue) {
     kind = error_kind::limit;
     std::snprintf(buf, sizeof buf, "the mailbox of %s is full (%zu messages)",
@@ -457,16 +460,21 @@ int process_info(lua_State* L) {
     return 1;
   }
   const char* status = p->status();
+  std::string_view waiting_on = p->waiting_on();
   auto memory = static_cast<lua_Integer>(p->memory_used());
   auto instructions = static_cast<lua_Integer>(p->instructions());
   auto queued = static_cast<lua_Integer>(p->mailbox().length());
   bool traps = p->traps_exits();
   p->release_ref();
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   push_pid(L, id);
   lua_setfield(L, -2, "pid");
   lua_pushstring(L, status);
   lua_setfield(L, -2, "status");
+  if (!waiting_on.empty()) {
+    lua_pushlstring(L, waiting_on.data(), waiting_on.size());
+    lua_setfield(L, -2, "waiting_on");
+  }
   lua_pushinteger(L, memory);
   lua_setfield(L, -2, "memory");
   lua_pushinteger(L, instructions);
@@ -544,8 +552,8 @@ constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"},
 constexpr param_type info_params[] = {{"pid", "luad.pid|string|nil"}};
 constexpr param_type info_return[] = {
     {"info",
-     "{pid: luad.pid, status: string, memory: integer, instructions: integer, "
-     "mailbox: integer, trap_exits: boolean}?"}};
+     "{pid: luad.pid, status: string, waiting_on: string?, memory: integer, "
+     "instructions: integer, mailbox: integer, trap_exits: boolean}?"}};
 constexpr param_type cancel_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
@@ -591,7 +599,8 @@ constexpr runtime::function_type manifest[] = {
     {"demonitor", demonitor_params, bool_return, "Cancels monitor ref of pid; true if it was set."},
     {"info", info_params, info_return,
      "A snapshot of a live process (the caller when pid is nil): status (runnable, running, "
-     "waiting, receiving), memory bytes, instructions used, queued messages; nil if not alive."},
+     "waiting, receiving), what it waits on (\"message\" or a command such as \"clock.sleep\"), "
+     "memory bytes, instructions used, queued messages; nil if not alive."},
     {"cancel", cancel_params, send_returns,
      "Sends a CANCEL message {reason} that the process may handle, unlike kill."},
     {"trap_exits", trap_params, trap_returns,

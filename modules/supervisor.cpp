@@ -37,15 +37,19 @@ runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) no
     std::string base =
         code.resolve(std::filesystem::path(self->script_name()).parent_path().string(), ".");
     std::string spec, reason;
-    if (!runtime::encode_message(L, 1, spec, reason, self->options().limits.message_bytes)) {
+    if (!runtime::encode_message(L, 1, spec, reason, self->context().limits.message_bytes)) {
       kind = error_kind::invalid;
       std::snprintf(why, sizeof why, "spec cannot be copied: %s", reason.c_str());
       return {};
     }
     runtime::spawn_options opts;
-    opts.limits = self->options().limits;
-    opts.owner = self->options().owner;
-    opts.script_root = self->options().script_root.empty() ? base : self->options().script_root;
+    if (self->context().script_root.empty()) {
+      runtime::process_context ctx = self->context();
+      ctx.script_root = base;
+      opts.context = runtime::intern_context(std::move(ctx));
+    } else {
+      opts.context = self->shared_context();  // same limits, classes, owner
+    }
     opts.link_to = self->id();
     runtime::append_packed_arg(opts.packed_args, spec);
     std::string parent, base_value;
@@ -99,7 +103,7 @@ runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
                               const std::string& base, const std::string& root, runtime::pid parent,
                               runtime::error* why) {
   runtime::spawn_options opts;
-  opts.script_root = root;
+  opts.ctx.script_root = root;
   opts.link_to = parent;
   opts.args = {spec, parent ? runtime::value(parent.to_string()) : runtime::value(),
                runtime::value(base)};

@@ -101,7 +101,7 @@ timer_message* start_timer(lua_State* L, double seconds, std::string_view topic,
   try {
     runtime::process* self = runtime::process::of(L);
     std::string payload, reason;
-    if (!runtime::encode_message(L, 3, payload, reason, self->options().limits.message_bytes)) {
+    if (!runtime::encode_message(L, 3, payload, reason, self->context().limits.message_bytes)) {
       std::snprintf(why, sizeof why, "%s", reason.c_str());
       return nullptr;
     }

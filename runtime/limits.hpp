@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct limits {
   std::size_t mailbox = 1'000'000;             ///< queued messages before sends fail; 0 = unlimited
   std::size_t message_bytes = std::size_t{16}
                               << 20;  ///< largest encoded payload a process may send
+
+  bool operator==(const limits&) const = default;
 };
 
 /// Why a process ended.
@@ -42,12 +45,10 @@ struct exit_info {
   error err;                   ///< for every reason but normal
 };
 
-/// How to start a process.
-struct spawn_options {
-  std::vector<value> args;  ///< the main chunk's `...`
-  /// More of `...` (after `args`), as message-codec encodings, each preceded
-  /// by its size (4 bytes): how process.spawn passes pids and tables.
-  std::string packed_args;
+/// What a process shares with the processes it spawns: its limits, module
+/// classes, script root and owner. Immutable, so one copy serves a whole tree
+/// of processes (a process carries only a pointer to it).
+struct process_context {
   runtime::limits limits;                   ///< per-process limits
   class_set allowed_classes = all_classes;  ///< module classes it may require
   /// Folder `process.spawn` may load scripts from (children inherit it);
@@ -56,6 +57,25 @@ struct spawn_options {
   /// Who the process belongs to (a user, a workflow): sends across owners and
   /// every spawn go through the scheduler's permission hook. Children inherit it.
   std::string owner;
+
+  bool operator==(const process_context&) const = default;
+};
+using context_ptr = std::shared_ptr<const process_context>;
+
+/// A shared copy of `c`: the calling thread's previous result when equal, so
+/// processes spawned in a loop share one context.
+context_ptr intern_context(process_context&& c);
+
+/// How to start a process.
+struct spawn_options {
+  std::vector<value> args;  ///< the main chunk's `...`
+  /// More of `...` (after `args`), as message-codec encodings, each preceded
+  /// by its size (4 bytes): how process.spawn passes pids and tables.
+  std::string packed_args;
+  /// Limits, classes, root and owner. A spawn from C++ usually fills these in
+  /// place; process.spawn passes a shared `context` instead, which wins.
+  process_context ctx;
+  context_ptr context;
   /// Linked to this process from the start (spawn_link), if set.
   pid link_to;
   /// Monitored from the start by this process under `monitor_ref` (spawn_monitor).

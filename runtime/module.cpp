@@ -138,7 +138,7 @@ int sandbox_require(lua_State* L) {
   lua_pop(L, 1);
   const module_def* def = find_module(name);
   if (!def) return luaL_error(L, "module '%s' not found (available: %s)", name, g_names.c_str());
-  class_set allowed = process::of(L)->options().allowed_classes;
+  class_set allowed = process::of(L)->context().allowed_classes;
   if (def->classes & ~allowed) {
     char msg[256];
     {

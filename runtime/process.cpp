@@ -37,12 +37,48 @@ const char* read_chunk(lua_State*, void* ud, std::size_t* size) {
 
 }  // namespace
 
+context_ptr intern_context(process_context&& c) {
+  thread_local context_ptr last;
+  if (!last || !(*last == c)) last = std::make_shared<const process_context>(std::move(c));
+  return last;
+}
+
 process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
     : owner_(owner),
       id_(id),
       code_(std::move(code)),
-      opts_(std::move(opts)),
-      mem_limit_(opts_.limits.memory ? opts_.limits.memory : SIZE_MAX) {}
+      ctx_(opts.context ? std::move(opts.context) : intern_context(std::move(opts.ctx))),
+      mem_limit_(ctx_->limits.memory ? ctx_->limits.memory : SIZE_MAX) {
+  if (!opts.args.empty() || !opts.packed_args.empty())
+    start_args_.reset(new start_args{std::move(opts.args), std::move(opts.packed_args)});
+  if (opts.on_exit) {
+    rare_ = std::make_unique<rare>();
+    rare_->on_exit = std::move(opts.on_exit);
+  }
+}
+
+process::rare& process::rare_locked() {
+  if (!rare_) rare_ = std::make_unique<rare>();
+  return *rare_;
+}
+
+void process::call_on_exit(const exit_info& info) {
+  // Exit signals have been sent, so nobody adds to rare_ any more.
+  if (rare_ && rare_->on_exit) rare_->on_exit(info);
+}
+
+void process::set_exit_message(std::string_view text) noexcept {
+  const char* why = "";  // out of memory: an empty message beats a crash
+  lock_links();
+  try {
+    std::string& m = rare_locked().exit_message;
+    m.assign(text);
+    why = m.c_str();
+  } catch (...) {
+  }
+  unlock_links();
+  doom(exit_reason::error, why);
+}
 
 process::~process() {
   if (L_) lua_close(L_);
@@ -73,9 +109,10 @@ int process::start_protected(lua_State* L) {
   if (lua_load(L, read_chunk, &reader, p->code_->name.c_str(), "b") != LUA_OK) {
     return lua_error(L);
   }
-  for (const value& v : p->opts_.args) push_value(L, v);
-  int n = static_cast<int>(p->opts_.args.size());
-  std::string_view packed = p->opts_.packed_args;
+  if (!p->start_args_) return 1;
+  for (const value& v : p->start_args_->args) push_value(L, v);
+  int n = static_cast<int>(p->start_args_->args.size());
+  std::string_view packed = p->start_args_->packed;
   while (packed.size() >= sizeof(std::uint32_t)) {
     std::uint32_t size;
     std::memcpy(&size, packed.data(), sizeof size);
@@ -114,8 +151,9 @@ bool process::start() {
     finish_with(info);
     return false;
   }
+  start_args_.reset();
   lua_sethook(L_, on_count, LUA_MASKCOUNT,
-              static_cast<int>(opts_.limits.turn ? opts_.limits.turn : 10000));
+              static_cast<int>(ctx_->limits.turn ? ctx_->limits.turn : 10000));
   resume_args_ = lua_gettop(L_) - 1;
   return true;
 }
@@ -175,11 +213,12 @@ void process::after_command_yield() {
   }
   if (pending_->has_command()) {
     dispatcher::command cmd = pending_->make_command();
+    waiting_cmd_.store(static_cast<std::uint16_t>(cmd.id), std::memory_order_relaxed);
     owner_.commands().submit(std::move(cmd), dispatcher::completion(this, token));
   }
   // A message that arrived before the wait opened did not see it: claim now.
   if (receiving && mailbox_.has_incoming() && claim_open_wait(k_receiving)) {
-    outcome_ = outcome{value(true), std::nullopt};
+    outcome_ = outcome::success(value(true));
     wake();
   }
   std::uint8_t expected = running;
@@ -218,6 +257,13 @@ const char* process::status() const {
   }
 }
 
+std::string_view process::waiting_on() const {
+  if (state_.load(std::memory_order_acquire) != waiting) return {};
+  if (wait_.load(std::memory_order_relaxed) & k_receiving) return "message";
+  return dispatcher::command_name(
+      static_cast<dispatcher::command_id>(waiting_cmd_.load(std::memory_order_relaxed)));
+}
+
 process* process::target(pid to) {
   if (last_target_ && last_target_->id() == to) {
     if (!last_target_->ended()) return last_target_;
@@ -236,7 +282,7 @@ void process::complete(std::uint64_t token, outcome&& result) noexcept {
 void process::deliver(message* m) noexcept {
   mailbox_.push(m);
   if (claim_open_wait(k_receiving)) {
-    outcome_ = outcome{value(true), std::nullopt};
+    outcome_ = outcome::success(value(true));
     wake();
   }
 }
@@ -268,7 +314,7 @@ void process::request_kill(exit_reason reason, std::string why) {
   if (claim_open_wait(0)) wake();
 }
 
-void process::fail_pending_now(error e) { outcome_ = outcome{{}, std::move(e)}; }
+void process::fail_pending_now(error e) { outcome_ = outcome::failure(std::move(e)); }
 
 void process::doom(exit_reason reason, const char* why) {
   if (doomed()) return;
@@ -277,13 +323,14 @@ void process::doom(exit_reason reason, const char* why) {
 }
 
 void process::count_hook(lua_State* L) {
-  std::uint64_t used = instructions() + opts_.limits.turn;
+  const limits& lim = ctx_->limits;
+  std::uint64_t used = instructions() + lim.turn;
   instructions_.store(used, std::memory_order_relaxed);
   if (!doomed()) {
     if (auto k = kill_reason_.load(std::memory_order_acquire)) {
       auto r = static_cast<exit_reason>(k - 1);
       doom(r, r == exit_reason::shutdown ? "the scheduler is shutting down" : "killed");
-    } else if (opts_.limits.instructions && used > opts_.limits.instructions) {
+    } else if (lim.instructions && used > lim.instructions) {
       doom(exit_reason::limit, "instruction limit exceeded");
     }
   }

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,7 +71,11 @@ class process final : public dispatcher::completion_target {
   unsigned last_worker() const { return last_worker_; }
   void set_home(unsigned worker_index) { last_worker_ = worker_index; }
   lua_State* lua() const { return L_; }
-  const spawn_options& options() const { return opts_; }
+  /// Limits, classes, script root and owner (shared with its children).
+  const process_context& context() const { return *ctx_; }
+  const context_ptr& shared_context() const { return ctx_; }
+  /// Runs `on_exit` (if any) once, with the process's exit (scheduler only).
+  void call_on_exit(const exit_info& info);
   /// The path (or name) the process's script was compiled from.
   const std::string& script_name() const { return code_->name; }
   /// Bytes of memory the process's Lua heap holds (its arena's footprint).
@@ -79,6 +84,9 @@ class process final : public dispatcher::completion_target {
   /// "runnable", "running", "waiting" (on a command), "receiving" or "done";
   /// a snapshot, readable from any thread.
   const char* status() const;
+  /// What a waiting process waits for: "message" (in receive) or the command's
+  /// name ("clock.sleep"); empty when it is not waiting. A snapshot.
+  std::string_view waiting_on() const;
 
   // --- used by the trampoline, sandbox and hook (worker thread only) -------
   /// Records a command yield; the worker sends it after lua_resume returns.
@@ -88,14 +96,7 @@ class process final : public dispatcher::completion_target {
   }
   suspend_kind suspended() const { return suspend_; }
   /// Dooms the process with reason error and `text` as its message (process.exit).
-  void set_exit_message(std::string_view text) noexcept {
-    try {
-      exit_message_.assign(text);
-    } catch (...) {
-      exit_message_.clear();  // out of memory: an empty message beats a crash
-    }
-    doom(exit_reason::error, exit_message_.c_str());
-  }
+  void set_exit_message(std::string_view text) noexcept;
   /// Marks the process for termination; Lua code can no longer catch it.
   void doom(exit_reason reason, const char* why);
   bool doomed() const { return doom_reason_ != exit_reason::normal; }
@@ -154,10 +155,26 @@ class process final : public dispatcher::completion_target {
   void lock_links() noexcept;
   void unlock_links() noexcept { links_lock_.store(false, std::memory_order_release); }
 
+  // What few processes need: kept out of line so idle processes stay small.
+  // Made on first use under the links lock; freed with the process.
+  struct rare {
+    std::vector<pid> links;
+    std::vector<std::pair<std::uint64_t, pid>> monitors;  // (ref, watcher)
+    std::function<void(const exit_info&)> on_exit;
+    std::string exit_message;
+  };
+  rare& rare_locked();  // links lock held
+  // The main chunk's arguments, until the process starts.
+  struct start_args {
+    std::vector<value> args;
+    std::string packed;
+  };
+
   scheduler& owner_;
   const pid id_;
   chunk_ptr code_;
-  spawn_options opts_;
+  context_ptr ctx_;
+  std::unique_ptr<start_args> start_args_;
   lua_State* L_ = nullptr;
   arena heap_;
   std::size_t mem_limit_;
@@ -170,9 +187,9 @@ class process final : public dispatcher::completion_target {
   suspend_kind suspend_ = suspend_kind::none;
   exit_reason doom_reason_ = exit_reason::normal;
   const char* doom_why_ = nullptr;
-  std::string exit_message_;
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint8_t> state_{runnable};
+  std::atomic<std::uint16_t> waiting_cmd_{0};  // command id of the last command sent
   /// Open wait: token << 2 | k_receiving | k_claimed. Starts with none open.
   static constexpr std::uint64_t k_claimed = 1, k_receiving = 2;
   std::atomic<std::uint64_t> wait_{k_claimed};
@@ -185,9 +202,8 @@ class process final : public dispatcher::completion_target {
   std::atomic<bool> links_lock_{false};
   bool signalled_ = false;  // exit signals sent: no new links or monitors
   std::atomic<bool> trap_exits_{false};
-  std::vector<pid> links_;
-  std::vector<std::pair<std::uint64_t, pid>> monitors_;  // (ref, watcher)
-  std::atomic<std::uint8_t> kill_reason_{0};             ///< exit_reason + 1, 0 = none
+  std::unique_ptr<rare> rare_;
+  std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
   std::atomic<std::string*> kill_why_{nullptr};
 };
 

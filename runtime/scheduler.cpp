@@ -145,6 +145,8 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
     return {};
   }
   pid id{opts_.node, next_serial_.fetch_add(1, std::memory_order_relaxed)};
+  const pid link_to = opts.link_to, monitored_by = opts.monitored_by;
+  const std::uint64_t monitor_ref = opts.monitor_ref;
   auto* p = new process(*this, id, std::move(code), std::move(opts));
   unsigned home;
   if (worker* w = worker::current()) {
@@ -155,15 +157,14 @@ pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
   p->set_home(home);
   table_->insert(p);
   // Link and monitor before the child can run, so its exit cannot be missed.
-  if (p->options().link_to) {
-    process* parent = table_->find(p->options().link_to);
+  if (link_to) {
+    process* parent = table_->find(link_to);
     if (parent) {
       p->link(*parent);
       parent->release_ref();
     }
   }
-  if (p->options().monitored_by)
-    p->add_monitor(p->options().monitor_ref, p->options().monitored_by);
+  if (monitored_by) p->add_monitor(monitor_ref, monitored_by);
   spawned_.fetch_add(1, std::memory_order_relaxed);
   enqueue(p);
   return id;
@@ -236,12 +237,10 @@ void scheduler::retire(process* p, const exit_info& info) {
   if (p->has_name) unregister_name(p->id());  // names vanish with their process
   table_->erase(p->id());
   counters().exited.fetch_add(1, std::memory_order_relaxed);
-  if (p->options().on_exit) {
-    try {
-      p->options().on_exit(info);
-    } catch (const std::exception& e) {
-      logger().error("exit callback of {} threw: {}", p->id().to_string(), e.what());
-    }
+  try {
+    p->call_on_exit(info);
+  } catch (const std::exception& e) {
+    logger().error("exit callback of {} threw: {}", p->id().to_string(), e.what());
   }
   p->release_ref();
 }

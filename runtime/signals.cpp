@@ -57,9 +57,12 @@ bool process::link(process& other) {
   first->lock_links();
   second->lock_links();
   bool ok = !signalled_ && !other.signalled_;
-  if (ok && std::find(links_.begin(), links_.end(), other.id()) == links_.end()) {
-    links_.push_back(other.id());
-    other.links_.push_back(id());
+  if (ok) {
+    std::vector<pid>& mine = rare_locked().links;
+    if (std::find(mine.begin(), mine.end(), other.id()) == mine.end()) {
+      mine.push_back(other.id());
+      other.rare_locked().links.push_back(id());
+    }
   }
   second->unlock_links();
   first->unlock_links();
@@ -71,8 +74,8 @@ void process::unlink(process& other) {
   process* second = this < &other ? &other : this;
   first->lock_links();
   second->lock_links();
-  std::erase(links_, other.id());
-  std::erase(other.links_, id());
+  if (rare_) std::erase(rare_->links, other.id());
+  if (other.rare_) std::erase(other.rare_->links, id());
   second->unlock_links();
   first->unlock_links();
 }
@@ -80,14 +83,15 @@ void process::unlink(process& other) {
 bool process::add_monitor(std::uint64_t ref, pid watcher) {
   lock_links();
   bool ok = !signalled_;
-  if (ok) monitors_.emplace_back(ref, watcher);
+  if (ok) rare_locked().monitors.emplace_back(ref, watcher);
   unlock_links();
   return ok;
 }
 
 bool process::remove_monitor(std::uint64_t ref) {
   lock_links();
-  auto n = std::erase_if(monitors_, [ref](const auto& m) { return m.first == ref; });
+  std::size_t n =
+      rare_ ? std::erase_if(rare_->monitors, [ref](const auto& m) { return m.first == ref; }) : 0;
   unlock_links();
   return n > 0;
 }
@@ -95,8 +99,12 @@ bool process::remove_monitor(std::uint64_t ref) {
 void process::signal_exit(const exit_info& info) {
   lock_links();
   signalled_ = true;
-  std::vector<pid> links = std::move(links_);
-  auto monitors = std::move(monitors_);
+  std::vector<pid> links;
+  std::vector<std::pair<std::uint64_t, pid>> monitors;
+  if (rare_) {
+    links = std::move(rare_->links);
+    monitors = std::move(rare_->monitors);
+  }
   unlock_links();
   if (links.empty() && monitors.empty()) return;
 
@@ -106,7 +114,7 @@ void process::signal_exit(const exit_info& info) {
     process* other = owner_.find(linked);
     if (!other) continue;
     other->lock_links();
-    std::erase(other->links_, id());
+    if (other->rare_) std::erase(other->rare_->links, id());
     other->unlock_links();
     if (other->traps_exits()) {
       send_signal(*other, id(), "EXIT", payload);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,10 +68,14 @@ struct error {
   friend bool operator==(const error&, const error&) = default;
 };
 
-/// How a command completed: a value, or an error.
+/// How a command completed: a value, or an error. The error is boxed: errors
+/// are rare and every process keeps one outcome slot, so it stays small.
 struct outcome {
   value val;
-  std::optional<error> err;
+  std::unique_ptr<error> err;
+
+  static outcome success(value v) { return {std::move(v), nullptr}; }
+  static outcome failure(error e) { return {{}, std::make_unique<error>(std::move(e))}; }
 };
 
 }  // namespace luad::runtime

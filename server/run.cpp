@@ -69,7 +69,7 @@ bool parse_size(const std::string& text, std::size_t& out) {
 int run_script(const run_options& opts) {
   runtime::chunk_ptr code = runtime::compile_file(opts.file);
   runtime::spawn_options so;
-  so.limits = opts.limits;
+  so.ctx.limits = opts.limits;
   for (const std::string& a : opts.args) so.args.emplace_back(a);
   std::promise<runtime::exit_info> exited;
   so.on_exit = [&exited](const runtime::exit_info& info) { exited.set_value(info); };

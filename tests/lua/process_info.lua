@@ -13,6 +13,18 @@ for _ = 1, 100 do
   require("time").sleep(0.002)
 end
 assert(i.status == "waiting", i.status)
+assert(i.waiting_on == "clock.sleep", i.waiting_on)
+assert(mine.waiting_on == nil, "a running process waits on nothing")
+-- a process parked in receive waits on a message
+local echo = assert(process.spawn("children/echo.lua", me, "hi"))
+assert(process.receive("hello", 5))
+for _ = 1, 100 do
+  i = process.info(echo)
+  if i.status == "receiving" then break end
+  require("time").sleep(0.002)
+end
+assert(i.status == "receiving" and i.waiting_on == "message", i.status)
+process.send(echo, "stop")
 process.send(child, "x", 1)
 process.send(child, "y", 2)
 assert(process.info(child).mailbox == 2)

@@ -56,7 +56,7 @@ TEST_CASE("a binary chunk is refused as a script") {
 
 TEST_CASE("a memory bomb ends with reason limit and pcall cannot catch it") {
   luad::runtime::spawn_options opts;
-  opts.limits.memory = 4 << 20;
+  opts.ctx.limits.memory = 4 << 20;
   auto e = run_lua(R"(
     local ok = pcall(function()
       local t = {}
@@ -70,14 +70,14 @@ TEST_CASE("a memory bomb ends with reason limit and pcall cannot catch it") {
 
 TEST_CASE("a huge string ends with reason limit") {
   luad::runtime::spawn_options opts;
-  opts.limits.memory = 8 << 20;
+  opts.ctx.limits.memory = 8 << 20;
   auto e = run_lua("local s = string.rep('x', 1 << 30) return #s", opts);
   CHECK(e.reason == exit_reason::limit);
 }
 
 TEST_CASE("an infinite loop is ended by the instruction limit, even inside pcall") {
   luad::runtime::spawn_options opts;
-  opts.limits.instructions = 2'000'000;
+  opts.ctx.limits.instructions = 2'000'000;
   auto e = run_lua("while true do pcall(function() while true do end end) end", opts);
   CHECK(e.reason == exit_reason::limit);
   CHECK(e.err.message.find("instruction") != std::string::npos);
@@ -104,7 +104,7 @@ TEST_CASE("yielding from the main chunk with coroutine.yield is an error") {
 
 TEST_CASE("running out of memory inside a binding under pcall still ends with limit") {
   luad::runtime::spawn_options opts;
-  opts.limits.memory = 8 << 20;
+  opts.ctx.limits.memory = 8 << 20;
   auto e = run_lua(R"(
     local json = require("json")
     local big = {}
@@ -135,7 +135,7 @@ TEST_CASE("__gc metamethods are refused: a looping finalizer could never be pree
 
 TEST_CASE("an endless loop inside a sort comparator still hits the instruction limit") {
   luad::runtime::spawn_options opts;
-  opts.limits.instructions = 1'000'000;
+  opts.ctx.limits.instructions = 1'000'000;
   auto e = run_lua(R"(
     table.sort({3, 2, 1}, function(a, b)
       while true do pcall(function() while true do end end) end
@@ -159,7 +159,7 @@ TEST_CASE("deeply nested pcalls and coroutines fail with an error, not a crash")
 
 TEST_CASE("a coroutine bomb ends with reason limit") {
   luad::runtime::spawn_options opts;
-  opts.limits.memory = 16 << 20;
+  opts.ctx.limits.memory = 16 << 20;
   auto e = run_lua("local t = {} for i = 1, 1e7 do t[i] = coroutine.create(print) end", opts);
   CHECK(e.reason == exit_reason::limit);
 }

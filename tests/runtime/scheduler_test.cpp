@@ -113,7 +113,7 @@ TEST_CASE("stop ends every process with reason shutdown") {
 
 TEST_CASE("a workflow-restricted process may load only deterministic or workflow modules") {
   luad::runtime::spawn_options o;
-  o.allowed_classes = luad::runtime::workflow_classes;
+  o.ctx.allowed_classes = luad::runtime::workflow_classes;
   auto e = run_lua(R"(
     local json = require("json")
     local log = require("log")
@@ -131,7 +131,7 @@ TEST_CASE("a workflow-restricted process may load only deterministic or workflow
 TEST_CASE("the main chunk's count hook preempts and the turn budget is configurable") {
   luad::server::engine eng(luad::runtime::scheduler_options::with_workers(1));
   luad::runtime::spawn_options o;
-  o.limits.turn = 1000;
+  o.ctx.limits.turn = 1000;
   auto before = eng.scheduler().stats().preemptions;
   auto e = run_lua("local n = 0 for i = 1, 200000 do n = n + i end return n", o, &eng);
   REQUIRE(e.reason == exit_reason::normal);
@@ -175,8 +175,8 @@ TEST_CASE("kills racing with completions: every process exits exactly once") {
 
 TEST_CASE("mailbox and message size limits refuse sends with kind limit") {
   luad::runtime::spawn_options o;
-  o.limits.mailbox = 10;
-  o.limits.message_bytes = 1000;
+  o.ctx.limits.mailbox = 10;
+  o.ctx.limits.message_bytes = 1000;
   auto e = run_lua(R"(
     local process = require("process")
     local me = process.self()
@@ -217,10 +217,10 @@ TEST_CASE("the permission hook sees spawns and cross-owner sends") {
   };
   luad::server::engine eng(opts);
   luad::runtime::spawn_options a;
-  a.owner = "alice";
+  a.ctx.owner = "alice";
   luad::runtime::pid bob_pid;
   luad::runtime::spawn_options b;
-  b.owner = "bob";
+  b.ctx.owner = "bob";
   auto bob = spawn_lua(eng, "require('time').sleep(60)", std::move(b), &bob_pid);
   a.args = {luad::runtime::value(bob_pid.to_string())};
   auto chunk = luad::runtime::compile_file("tests/lua/children/permission_probe.lua");
@@ -270,4 +270,30 @@ TEST_CASE("fifty thousand processes blocked in receive all end at once on stop")
   eng.stop();
   CHECK(ended == n);
   CHECK(eng.scheduler().alive() == 0);
+}
+
+TEST_CASE("children started by process.spawn and by supervisors run under their parent's limits") {
+  luad::runtime::spawn_options o;
+  o.ctx.limits.memory = 8 << 20;
+  auto e = run_lua(R"(
+    local process = require("process")
+    local supervisor = require("supervisor")
+    process.register("probe")
+    local function probe(start)
+      start()
+      local m = assert(process.receive("started", 30))
+      process.monitor(m.from)
+      process.send(m.from, "go")
+      return assert(process.receive("DOWN", 30)).payload.reason
+    end
+    local child = "tests/lua/children/limit_probe.lua"
+    local direct = probe(function() process.spawn(child) end)
+    local supervised = probe(function()
+      supervisor.start({children = {{name = "p", script = child, restart = "temporary"}}})
+    end)
+    return direct, supervised)",
+                   o);
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(e.results.at(0) == value("limit"));
+  CHECK(e.results.at(1) == value("limit"));
 }
