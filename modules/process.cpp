@@ -262,12 +262,18 @@ int process_send(lua_State* L) {
 
 // Pushes {topic, from, payload} for `m` and frees it. Only Lua memory errors can
 // raise here; the process then frees `m` at exit through `in_flight`.
-void push_received(lua_State* L, message* m) {
+// Pushes msg = {topic, from, payload} and frees `m`. `topic_at` is a stack
+// index holding the topic as a Lua string already (the receive filter), or 0.
+void push_received(lua_State* L, message* m, int topic_at = 0) {
   process* self = process::of(L);
   self->in_flight = m;
   lua_createtable(L, 0, 3);
-  std::string_view topic = m->topic();
-  lua_pushlstring(L, topic.data(), topic.size());
+  if (topic_at) {
+    lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
+  } else {
+    std::string_view topic = m->topic();
+    lua_pushlstring(L, topic.data(), topic.size());
+  }
   lua_setfield(L, -2, "topic");
   push_pid(L, m->from);
   lua_setfield(L, -2, "from");
@@ -328,7 +334,7 @@ class receive_yield final : public runtime::pooled_yield<receive_yield> {
     topic_filter topics;
     check_topics(L, topics);  // checked once already: cannot raise now
     if (message* m = process::of(L)->mailbox().take(topics.span())) {
-      push_received(L, m);
+      push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
       return 1;
     }
     if (err) {
@@ -353,7 +359,7 @@ int process_receive(lua_State* L) {
     timeout = static_cast<double>(t);
   }
   if (message* m = process::of(L)->mailbox().take(topics.span())) {
-    push_received(L, m);
+    push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
     return 1;
   }
   if (timeout == 0) return push_timeout(L);

@@ -21,18 +21,36 @@ void arena::reset() noexcept {
   footprint_.store(0, std::memory_order_relaxed);
 }
 
+bool arena::add_chunk(std::size_t size, std::size_t limit) noexcept {
+  if (footprint() + size > limit) return false;
+  auto* c = static_cast<chunk_header*>(std::malloc(size));
+  if (!c) return false;
+  c->next = chunks_;
+  c->size = size;
+  chunks_ = c;
+  grow(size);
+  // The rest of the old chunk is left unused: at most one block's worth.
+  cursor_ = reinterpret_cast<char*>(c) + align_up(sizeof(chunk_header), k_step);
+  end_ = reinterpret_cast<char*>(c) + size;
+  return true;
+}
+
+void arena::reserve_first(std::size_t bytes, std::size_t limit) noexcept {
+  if (chunks_ || bytes == 0) return;
+  constexpr std::size_t lo = 1024, hi = 64 * 1024;
+  bytes = align_up(bytes + align_up(sizeof(chunk_header), k_step), 64);
+  add_chunk(bytes < lo ? lo : bytes > hi ? hi : bytes, limit);
+}
+
+std::size_t arena::small_bytes() const noexcept {
+  std::size_t n = 0;
+  for (const chunk_header* c = chunks_; c; c = c->next)
+    n += c->size - align_up(sizeof(chunk_header), k_step);
+  return chunks_ ? n - static_cast<std::size_t>(end_ - cursor_) : 0;
+}
+
 void* arena::carve(std::size_t size, std::size_t limit) noexcept {
-  if (static_cast<std::size_t>(end_ - cursor_) < size) {
-    if (footprint() + k_chunk > limit) return nullptr;
-    auto* c = static_cast<chunk_header*>(std::malloc(k_chunk));
-    if (!c) return nullptr;
-    c->next = chunks_;
-    chunks_ = c;
-    grow(k_chunk);
-    // The rest of the old chunk is left unused: at most one block's worth.
-    cursor_ = reinterpret_cast<char*>(c) + align_up(sizeof(chunk_header), k_step);
-    end_ = reinterpret_cast<char*>(c) + k_chunk;
-  }
+  if (static_cast<std::size_t>(end_ - cursor_) < size && !add_chunk(k_chunk, limit)) return nullptr;
   void* p = cursor_;
   cursor_ += size;
   return p;

@@ -30,6 +30,13 @@ class arena {
   void* resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept;
   /// Frees everything at once (after lua_close).
   void reset() noexcept;
+  /// Sizes the first chunk (call before the first allocation): `bytes` of
+  /// small blocks, clamped to [1 KiB, 64 KiB]; later chunks are 4 KiB. 0
+  /// (nothing known) leaves the first chunk at 4 KiB too.
+  void reserve_first(std::size_t bytes, std::size_t limit) noexcept;
+  /// Bytes of small blocks carved from chunks so far (free ones included;
+  /// chunk headers not).
+  std::size_t small_bytes() const noexcept;
   /// Bytes held from the system: chunks plus large blocks. Any thread may read
   /// it (process.info); only the owner changes it.
   std::size_t footprint() const { return footprint_.load(std::memory_order_relaxed); }
@@ -43,7 +50,9 @@ class arena {
   };
   struct chunk_header {
     chunk_header* next;
+    std::size_t size;  // of the whole chunk, header included
   };
+  bool add_chunk(std::size_t size, std::size_t limit) noexcept;
   void* carve(std::size_t size, std::size_t limit) noexcept;
 
   std::array<free_block*, k_classes> free_{};

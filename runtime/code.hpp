@@ -1,6 +1,8 @@
 // Compiled scripts: parse once, keep the dumped bytecode, load it per process.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +20,10 @@ struct chunk {
   std::string name;      ///< shown in errors and tracebacks, e.g. "hello.lua"
   std::string bytecode;  ///< lua_dump output, debug info kept for tracebacks
   std::optional<error> compile_error;
+  /// Small-object bytes the last process running this chunk held when it
+  /// first waited: the next ones size their first heap chunk to it, so a
+  /// fresh process wastes no chunk tail (0 until one has waited).
+  mutable std::atomic<std::uint32_t> start_bytes{0};
 };
 using chunk_ptr = std::shared_ptr<const chunk>;
 

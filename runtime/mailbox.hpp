@@ -47,7 +47,9 @@ class mailbox {
   /// Messages queued, from any thread (exact for the owner; others may see a
   /// push that has not finished).
   std::size_t length() const noexcept {
-    return pushed_.load(std::memory_order_relaxed) - taken_.load(std::memory_order_relaxed);
+    // 32-bit counters: the difference is right across wrap-around.
+    return static_cast<std::uint32_t>(pushed_.load(std::memory_order_relaxed) -
+                                      taken_.load(std::memory_order_relaxed));
   }
 
  private:
@@ -56,8 +58,8 @@ class mailbox {
   std::atomic<message*> inbox_{nullptr};  // newest first
   message* head_ = nullptr;               // private, oldest first
   message* tail_ = nullptr;
-  std::atomic<std::size_t> pushed_{0};
-  std::atomic<std::size_t> taken_{0};
+  std::atomic<std::uint32_t> pushed_{0};
+  std::atomic<std::uint32_t> taken_{0};
 };
 
 }  // namespace luad::runtime

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include <spdlog/spdlog.h>
 
@@ -47,8 +48,7 @@ process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
     : owner_(owner),
       id_(id),
       code_(std::move(code)),
-      ctx_(opts.context ? std::move(opts.context) : intern_context(std::move(opts.ctx))),
-      mem_limit_(ctx_->limits.memory ? ctx_->limits.memory : SIZE_MAX) {
+      ctx_(opts.context ? std::move(opts.context) : intern_context(std::move(opts.ctx))) {
   if (!opts.args.empty() || !opts.packed_args.empty())
     start_args_.reset(new start_args{std::move(opts.args), std::move(opts.packed_args)});
   if (opts.on_exit) {
@@ -82,6 +82,7 @@ void process::set_exit_message(std::string_view text) noexcept {
 
 process::~process() {
   if (L_) lua_close(L_);
+  delete outcome_box_;
   delete kill_why_.load();
 }
 
@@ -95,8 +96,8 @@ void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsiz
     if (ptr) p->heap_.release(ptr, osize);
     return nullptr;
   }
-  void* block = ptr ? p->heap_.resize(ptr, osize, nsize, p->mem_limit_)
-                    : p->heap_.allocate(nsize, p->mem_limit_);
+  std::size_t limit = p->memory_limit();
+  void* block = ptr ? p->heap_.resize(ptr, osize, nsize, limit) : p->heap_.allocate(nsize, limit);
   p->last_alloc_refused_ = block == nullptr;
   return block;
 }
@@ -131,6 +132,7 @@ bool process::start() {
     finish_with(info);
     return false;
   }
+  heap_.reserve_first(code_->start_bytes.load(std::memory_order_relaxed), memory_limit());
   L_ = lua_newstate(&process::allocate, this);
   if (!L_) {
     exit_info info{id_,
@@ -202,6 +204,10 @@ void process::run_turn(unsigned worker_index) {
 void process::after_command_yield() {
   scheduler::counters().yields.fetch_add(1, std::memory_order_relaxed);
   bool receiving = pending_->wants_messages();
+  if (wait_seq_ == 0) {  // the first wait: tell later processes of this chunk what it took
+    code_->start_bytes.store(static_cast<std::uint32_t>(heap_.small_bytes()),
+                             std::memory_order_relaxed);
+  }
   if (!pending_->continues_wait()) ++wait_seq_;
   std::uint64_t token = wait_seq_;
   wait_.store((token << 2) | (receiving ? k_receiving : 0));
@@ -218,7 +224,7 @@ void process::after_command_yield() {
   }
   // A message that arrived before the wait opened did not see it: claim now.
   if (receiving && mailbox_.has_incoming() && claim_open_wait(k_receiving)) {
-    outcome_ = outcome::success(value(true));
+    set_outcome(outcome_kind::message);
     wake();
   }
   std::uint8_t expected = running;
@@ -275,14 +281,20 @@ process* process::target(pid to) {
 
 void process::complete(std::uint64_t token, outcome&& result) noexcept {
   if (!claim_wait(token)) return;  // an older wait, or a kill or message got here first
-  outcome_ = std::move(result);
+  if (!result.err && result.val.is_nil()) {
+    set_outcome(outcome_kind::nil);
+  } else if (auto* box = new (std::nothrow) outcome(std::move(result))) {
+    set_outcome(outcome_kind::boxed, box);
+  } else {
+    set_outcome(outcome_kind::unstorable);
+  }
   wake();
 }
 
 void process::deliver(message* m) noexcept {
   mailbox_.push(m);
   if (claim_open_wait(k_receiving)) {
-    outcome_ = outcome::success(value(true));
+    set_outcome(outcome_kind::message);
     wake();
   }
 }
@@ -314,7 +326,29 @@ void process::request_kill(exit_reason reason, std::string why) {
   if (claim_open_wait(0)) wake();
 }
 
-void process::fail_pending_now(error e) { outcome_ = outcome::failure(std::move(e)); }
+void process::fail_pending_now(error e) {
+  set_outcome(outcome_kind::boxed, new outcome(outcome::failure(std::move(e))));
+}
+
+void process::set_outcome(outcome_kind kind, outcome* box) noexcept {
+  delete outcome_box_;
+  outcome_box_ = box;
+  outcome_kind_ = kind;
+}
+
+const outcome& process::last_outcome() const {
+  static const outcome nil = outcome::success({});
+  static const outcome message = outcome::success(value(true));
+  static const outcome oom = outcome::failure(
+      {error_kind::unavailable, "out of memory storing a command's result", true, {}});
+  switch (outcome_kind_) {
+    case outcome_kind::nil: return nil;
+    case outcome_kind::message: return message;
+    case outcome_kind::boxed: return *outcome_box_;
+    case outcome_kind::unstorable: break;
+  }
+  return oom;
+}
 
 void process::doom(exit_reason reason, const char* why) {
   if (doomed()) return;

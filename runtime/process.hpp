@@ -111,13 +111,13 @@ class process final : public dispatcher::completion_target {
   /// suspend because a C call without continuation is on the stack).
   void fail_pending_now(error e);
   /// The outcome of the last command, for the continuation.
-  const outcome& last_outcome() const { return outcome_; }
+  const outcome& last_outcome() const;
+  /// Drops the last command's result once its continuation has used it.
+  void clear_outcome() noexcept { set_outcome(outcome_kind::nil); }
   void count_hook(lua_State* L);
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// Takes the pending yield object (the continuation then releases it).
   yield_object* take_pending() { return std::exchange(pending_, nullptr); }
-  /// Set once the process registered a name (so exit only then takes the lock).
-  bool has_name = false;
   /// True once the process has ended (any thread).
   bool ended() const { return state_.load(std::memory_order_acquire) == done; }
   /// The live process `to`, with a reference owned by this process (do not
@@ -142,6 +142,8 @@ class process final : public dispatcher::completion_target {
   message* in_flight = nullptr;
   /// Bit i set: the sandbox already materialised lazy global i.
   std::uint32_t globals_opened = 0;
+  /// Set once the process registered a name (so exit only then takes the lock).
+  bool has_name = false;
 
  private:
   static void* allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept;
@@ -177,19 +179,16 @@ class process final : public dispatcher::completion_target {
   std::unique_ptr<start_args> start_args_;
   lua_State* L_ = nullptr;
   arena heap_;
-  std::size_t mem_limit_;
-  bool last_alloc_refused_ = false;
+  std::size_t memory_limit() const { return ctx_->limits.memory ? ctx_->limits.memory : SIZE_MAX; }
   std::atomic<std::uint64_t> instructions_{0};  // written by the owner only
   yield_object* pending_ = nullptr;
-  outcome outcome_;
-  int resume_args_ = 0;
-  unsigned last_worker_ = 0;
-  suspend_kind suspend_ = suspend_kind::none;
-  exit_reason doom_reason_ = exit_reason::normal;
+  // How the last wait ended, stored by whoever claimed it before waking the
+  // process. Nil results and message wake-ups need no allocation; anything
+  // else is boxed, so an idle process carries one pointer, not an outcome.
+  enum class outcome_kind : std::uint8_t { nil, message, boxed, unstorable };
+  void set_outcome(outcome_kind kind, outcome* box = nullptr) noexcept;
+  outcome* outcome_box_ = nullptr;
   const char* doom_why_ = nullptr;
-  std::atomic<std::uint32_t> refs_{1};
-  std::atomic<std::uint8_t> state_{runnable};
-  std::atomic<std::uint16_t> waiting_cmd_{0};  // command id of the last command sent
   /// Open wait: token << 2 | k_receiving | k_claimed. Starts with none open.
   static constexpr std::uint64_t k_claimed = 1, k_receiving = 2;
   std::atomic<std::uint64_t> wait_{k_claimed};
@@ -198,13 +197,23 @@ class process final : public dispatcher::completion_target {
   bool claim_open_wait(std::uint64_t need) noexcept;
   runtime::mailbox mailbox_;
   process* last_target_ = nullptr;  // holds a reference
+  std::unique_ptr<rare> rare_;
+  std::atomic<std::string*> kill_why_{nullptr};
+  // The small fields together, so that the object has no padding holes.
+  int resume_args_ = 0;
+  unsigned last_worker_ = 0;
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint16_t> waiting_cmd_{0};  // command id of the last command sent
+  std::atomic<std::uint8_t> state_{runnable};
+  std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
+  outcome_kind outcome_kind_ = outcome_kind::nil;
+  suspend_kind suspend_ = suspend_kind::none;
+  exit_reason doom_reason_ = exit_reason::normal;
+  bool last_alloc_refused_ = false;
   // Links and monitors, under a one-byte spin lock (idle processes are many).
   std::atomic<bool> links_lock_{false};
   bool signalled_ = false;  // exit signals sent: no new links or monitors
   std::atomic<bool> trap_exits_{false};
-  std::unique_ptr<rare> rare_;
-  std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
-  std::atomic<std::string*> kill_why_{nullptr};
 };
 
 /// Sends `watcher` a DOWN for `target` that was not alive when monitored

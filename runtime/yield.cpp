@@ -35,6 +35,7 @@ int resume_after_command(lua_State* L, int, lua_KContext) {
   yield_object* y = p->take_pending();
   const outcome& o = p->last_outcome();
   int n = y->handle_result(L, o.val, o.err ? &*o.err : nullptr);
+  p->clear_outcome();  // a big result (an HTTP body) need not outlive its use
   if (n >= 0) {
     y->release();
     return n;

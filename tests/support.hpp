@@ -14,7 +14,7 @@
 namespace luad::test {
 
 /// Stress sizes are divided by this under ThreadSanitizer, whose shadow memory
-/// and slow atomics make 50k-process tests take minutes and gigabytes.
+/// and slow atomics make 100k-process tests take minutes and gigabytes.
 #if defined(__SANITIZE_THREAD__)
 inline constexpr int sanitizer_scale = 10;
 #else

@@ -253,10 +253,10 @@ TEST_CASE("killing a process mid-receive frees it and its queued messages") {
   }
 }
 
-TEST_CASE("fifty thousand processes blocked in receive all end at once on stop") {
+TEST_CASE("a hundred thousand processes blocked in receive all end at once on stop") {
   luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
   auto code = luad::runtime::compile("require('process').receive()", "r.lua");
-  constexpr int n = 50000 / luad::test::sanitizer_scale;
+  constexpr int n = 100000 / luad::test::sanitizer_scale;
   std::atomic<int> ended{0};
   for (int i = 0; i < n; ++i) {
     luad::runtime::spawn_options o;
