@@ -18,8 +18,10 @@ using runtime::value;
 /// Every command a module can yield. Values are stable: a later issue journals
 /// them for durable workflows. Add new ids at the end.
 enum class command_id : std::uint16_t {
-  clock_sleep = 1,  ///< args: seconds (number); result: nil after the delay
-  max_id,           ///< one past the last id; not a command
+  clock_sleep = 1,    ///< args: seconds (number); result: nil after the delay
+  fetch_request = 2,  ///< args: a request map (see dispatcher/fetch.hpp); result: a response map
+  store_op = 3,  ///< args: an operation map (see dispatcher/storage.hpp); result: per operation
+  max_id,        ///< one past the last id; not a command
 };
 
 /// "clock.sleep"; "unknown" for ids without a name.
@@ -39,6 +41,9 @@ class completion_target {
   virtual void add_ref() noexcept = 0;
   virtual void release_ref() noexcept = 0;
   virtual void complete(std::uint64_t token, outcome&& result) noexcept = 0;
+  /// False once nobody waits for the answer to `token` any more (the process
+  /// was killed or ended): a dispatcher may then drop the work early.
+  virtual bool awaits(std::uint64_t token) const noexcept = 0;
 
  protected:
   ~completion_target() = default;
@@ -73,6 +78,9 @@ class completion {
   /// Completes with a structured error.
   void fail(error e) { finish(outcome::failure(std::move(e))); }
   explicit operator bool() const { return target_ != nullptr; }
+  /// True when the answer is no longer wanted (see completion_target::awaits):
+  /// long work (an HTTP request) polls this and stops early. Any thread.
+  bool abandoned() const noexcept { return !target_ || !target_->awaits(token_); }
 
  private:
   void finish(outcome&& o) {

@@ -74,6 +74,7 @@ class timer_message final : public dispatcher::completion_target {
       p->release_ref();
     }
   }
+  bool awaits(std::uint64_t) const noexcept override { return !done_.load(); }
   /// True if the timer had not fired or been canceled yet.
   bool cancel() noexcept { return !done_.exchange(true); }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/module.hpp"
+#include "runtime/permissions.hpp"
 #include "runtime/pid.hpp"
 #include "runtime/value.hpp"
 
@@ -57,6 +58,9 @@ struct process_context {
   /// Who the process belongs to (a user, a workflow): sends across owners and
   /// every spawn go through the scheduler's permission hook. Children inherit it.
   std::string owner;
+  /// What modules let it do: "http:HOST[:PORT]", "store:NAMESPACE"... (see
+  /// runtime/permissions.hpp). Children inherit them.
+  permission_list permissions;
 
   bool operator==(const process_context&) const = default;
 };

@@ -291,6 +291,11 @@ void process::complete(std::uint64_t token, outcome&& result) noexcept {
   wake();
 }
 
+bool process::awaits(std::uint64_t token) const noexcept {
+  std::uint64_t w = wait_.load(std::memory_order_acquire);
+  return (w >> 2) == token && !(w & k_claimed);
+}
+
 void process::deliver(message* m) noexcept {
   mailbox_.push(m);
   if (claim_open_wait(k_receiving)) {

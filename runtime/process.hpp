@@ -53,6 +53,7 @@ class process final : public dispatcher::completion_target {
   void add_ref() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release_ref() noexcept override;
   void complete(std::uint64_t token, outcome&& result) noexcept override;
+  bool awaits(std::uint64_t token) const noexcept override;
   /// Puts `m` in the mailbox and wakes the process if it waits in receive.
   /// Any thread; takes ownership of `m`.
   void deliver(message* m) noexcept;

@@ -29,7 +29,9 @@ void tune_allocator() {
 
 }  // namespace
 
-engine::engine(runtime::scheduler_options opts) {
+engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}}) {}
+
+engine::engine(engine_options opts) {
   tune_allocator();
   clock_.register_in(registry_);
   registry_.freeze();
@@ -43,7 +45,7 @@ engine::engine(runtime::scheduler_options opts) {
     }
   }
   clock_.start();
-  scheduler_ = std::make_unique<runtime::scheduler>(opts, registry_);
+  scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
   scheduler_->start();
 }
 

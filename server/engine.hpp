@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "dispatcher/clock.hpp"
 #include "dispatcher/registry.hpp"
@@ -10,12 +11,21 @@
 
 namespace luad::server {
 
+/// What an engine needs beyond the scheduler's options.
+struct engine_options {
+  runtime::scheduler_options scheduler;
+  /// Folder holding the store's SQLite file (`luad.db`); created if missing.
+  /// Empty: store commands fail with `unavailable` ("no data directory").
+  std::string data_dir;
+};
+
 class engine {
  public:
   /// Registers every dispatcher, freezes the registry, checks that each
   /// module's yield types have a handler (throws std::logic_error if not), and
   /// starts the dispatchers and the workers.
   explicit engine(runtime::scheduler_options opts = {});
+  explicit engine(engine_options opts);
   /// Stops the scheduler first (every process ends), then the dispatchers.
   ~engine();
   engine(const engine&) = delete;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "runtime/logging.hpp"
+#include "runtime/permissions.hpp"
 #include "server/run.hpp"
 
 namespace {
@@ -50,6 +51,13 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   cmd_run->add_option("--max-processes", run.max_processes, "Live processes (0 = unlimited)")
       ->capture_default_str();
+  cmd_run
+      ->add_option("--allow", run.permissions,
+                   "Grant a permission (repeatable): http:HOST[:PORT], http:*, http:insecure, "
+                   "store:NAMESPACE")
+      ->take_all()
+      ->check([](const std::string& p) { return luad::runtime::check_permission(p); });
+  cmd_run->add_option("--data", run.data_dir, "Folder for the store's database (luad.db)");
   cmd_run->positionals_at_end();
 
   try {

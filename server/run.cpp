@@ -70,13 +70,16 @@ int run_script(const run_options& opts) {
   runtime::chunk_ptr code = runtime::compile_file(opts.file);
   runtime::spawn_options so;
   so.ctx.limits = opts.limits;
+  so.ctx.permissions = opts.permissions;
   for (const std::string& a : opts.args) so.args.emplace_back(a);
   std::promise<runtime::exit_info> exited;
   so.on_exit = [&exited](const runtime::exit_info& info) { exited.set_value(info); };
 
-  auto sched = runtime::scheduler_options::with_workers(opts.workers);
-  sched.max_processes = opts.max_processes;
-  engine eng(sched);
+  engine_options eo;
+  eo.scheduler = runtime::scheduler_options::with_workers(opts.workers);
+  eo.scheduler.max_processes = opts.max_processes;
+  eo.data_dir = opts.data_dir;
+  engine eng(std::move(eo));
   runtime::pid id = eng.scheduler().spawn(code, std::move(so));
   if (!id) {
     std::cerr << "luad: could not start the process\n";

@@ -15,6 +15,10 @@ struct run_options {
   runtime::limits limits;
   unsigned workers = 0;
   std::size_t max_processes = 2'000'000;
+  /// Granted to the process (--allow), e.g. "http:127.0.0.1:8080", "store:demo".
+  std::vector<std::string> permissions;
+  /// The store's folder (--data); empty: store calls fail with `unavailable`.
+  std::string data_dir;
 };
 
 /// Exit codes of `luad run`.

@@ -22,6 +22,7 @@ struct counter final : completion_target {
   std::vector<int> order;
   void add_ref() noexcept override {}
   void release_ref() noexcept override {}
+  bool awaits(std::uint64_t) const noexcept override { return true; }
   void complete(std::uint64_t, luad::runtime::outcome&& o) noexcept override {
     if (o.err) {
       canceled++;
@@ -36,6 +37,7 @@ struct tagged final : completion_target {
   int tag;
   void add_ref() noexcept override {}
   void release_ref() noexcept override {}
+  bool awaits(std::uint64_t) const noexcept override { return true; }
   void complete(std::uint64_t, luad::runtime::outcome&&) noexcept override {
     std::lock_guard lock(parent->mu);
     parent->order.push_back(tag);

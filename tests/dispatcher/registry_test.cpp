@@ -18,6 +18,7 @@ struct recorder final : completion_target {
   void add_ref() noexcept override { refs++; }
   void release_ref() noexcept override { refs--; }
   void complete(std::uint64_t, luad::runtime::outcome&& o) noexcept override { got = std::move(o); }
+  bool awaits(std::uint64_t) const noexcept override { return !got; }
 };
 
 struct echo final : handler {
