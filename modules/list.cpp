@@ -6,9 +6,10 @@
 namespace luad::runtime {
 
 std::span<const module_def* const> module_list() {
-  static const std::array<const module_def*, 6> list = {
+  static const std::array<const module_def*, 7> list = {
       &modules::time_module,   &modules::log_module,     &modules::json_module,
       &modules::errors_module, &modules::process_module, &modules::supervisor_module,
+      &modules::store_module,
   };
   return list;
 }

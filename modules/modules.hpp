@@ -11,5 +11,6 @@ extern const runtime::module_def json_module;        // modules/json.cpp
 extern const runtime::module_def errors_module;      // modules/errors.cpp
 extern const runtime::module_def process_module;     // modules/process.cpp
 extern const runtime::module_def supervisor_module;  // modules/supervisor.cpp
+extern const runtime::module_def store_module;       // modules/store.cpp
 
 }  // namespace luad::modules

@@ -448,6 +448,121 @@ void put_plain(std::string& out, const value& v) {
 
 }  // namespace
 
+namespace {
+
+// Walks an encoding without trusting it (valid_message).
+class checker {
+ public:
+  explicit checker(std::string_view b) : p_(b.data()), end_(b.data() + b.size()) {}
+  bool header_and_value(std::uint32_t& tables_seen) {
+    if (p_ == end_) return false;
+    auto flags = static_cast<std::uint8_t>(*p_++);
+    if (flags & ~has_refs) return false;
+    if (flags & has_refs) {
+      if (end_ - p_ < static_cast<std::ptrdiff_t>(sizeof(std::uint32_t))) return false;
+      end_ -= sizeof(std::uint32_t);
+      std::memcpy(&declared_, end_, sizeof declared_);
+      refs_ = true;
+    }
+    if (!value(0)) return false;
+    tables_seen = tables_;
+    return p_ == end_ && (!refs_ || declared_ == tables_);
+  }
+
+ private:
+  bool skip(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - p_) < n) return false;
+    p_ += n;
+    return true;
+  }
+  template <class T>
+  bool read(T& v) {
+    if (static_cast<std::size_t>(end_ - p_) < sizeof(T)) return false;
+    std::memcpy(&v, p_, sizeof(T));
+    p_ += sizeof(T);
+    return true;
+  }
+  bool value(int depth) {
+    if (p_ == end_) return false;
+    auto t = static_cast<std::uint8_t>(*p_++);
+    if (t >= tag::fixint) return true;
+    if (t >= tag::short_string) return skip(t - tag::short_string);
+    switch (t) {
+      case tag::nil:
+      case tag::false_:
+      case tag::true_: return true;
+      case tag::int8: return skip(1);
+      case tag::int16: return skip(2);
+      case tag::int32: return skip(4);
+      case tag::int64: return skip(8);
+      case tag::number: return skip(sizeof(lua_Number));
+      case tag::pointer: return skip(sizeof(void*));
+      case tag::string: {
+        std::size_t len;
+        return read(len) && skip(len);
+      }
+      case tag::ref: {
+        std::uint32_t n;
+        return refs_ && read(n) && n >= 1 && n <= tables_;
+      }
+      case tag::table: {
+        std::uint32_t narr, nhash;
+        if (depth >= max_message_depth || !read(narr) || !read(nhash)) return false;
+        // Each entry takes at least one byte: reject counts the bytes cannot hold.
+        if (std::uint64_t{narr} + 2 * std::uint64_t{nhash} > static_cast<std::uint64_t>(end_ - p_))
+          return false;
+        ++tables_;
+        for (std::uint32_t i = 0; i < narr; ++i)
+          if (!value(depth + 1)) return false;
+        for (std::uint32_t i = 0; i < nhash; ++i) {
+          const char* key = p_;
+          if (!value(depth + 1)) return false;
+          if (static_cast<std::uint8_t>(*key) == tag::nil) return false;  // a nil key
+          if (!value(depth + 1)) return false;
+        }
+        return true;
+      }
+      default: return false;
+    }
+  }
+
+  const char* p_;
+  const char* end_;
+  bool refs_ = false;
+  std::uint32_t declared_ = 0;
+  std::uint32_t tables_ = 0;
+};
+
+}  // namespace
+
+bool valid_message(std::string_view bytes) noexcept {
+  std::uint32_t tables = 0;
+  return checker(bytes).header_and_value(tables);
+}
+
+bool decode_integer(std::string_view bytes, std::int64_t& out) noexcept {
+  if (bytes.size() < 2 || bytes[0] != 0) return false;
+  auto t = static_cast<std::uint8_t>(bytes[1]);
+  std::string_view rest = bytes.substr(2);
+  auto get = [&](auto v) {
+    if (rest.size() != sizeof v) return false;
+    std::memcpy(&v, rest.data(), sizeof v);
+    out = v;
+    return true;
+  };
+  if (t >= tag::fixint) {
+    out = t - tag::fixint;
+    return rest.empty();
+  }
+  switch (t) {
+    case tag::int8: return get(std::int8_t{});
+    case tag::int16: return get(std::int16_t{});
+    case tag::int32: return get(std::int32_t{});
+    case tag::int64: return get(std::int64_t{});
+    default: return false;
+  }
+}
+
 void append_packed_arg(std::string& packed, std::string_view encoded) {
   auto size = static_cast<std::uint32_t>(encoded.size());
   packed.append(reinterpret_cast<const char*>(&size), sizeof size);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,15 @@ void encode_value(const value& v, std::string& out);
 
 /// Appends one encoded argument to spawn_options::packed_args (size, then bytes).
 void append_packed_arg(std::string& packed, std::string_view encoded);
+
+/// True when `bytes` is a complete, well-formed encoding that push_message may
+/// read safely (every length and count in bounds, known tags, back-references
+/// to tables already begun, nesting within max_message_depth). For bytes that
+/// come from outside the process: the store's database file.
+bool valid_message(std::string_view bytes) noexcept;
+
+/// Reads an encoding of one integer; false for anything else.
+bool decode_integer(std::string_view bytes, std::int64_t& out) noexcept;
 
 /// Pushes the value encoded in `bytes`, which must be exactly one output of
 /// encode_message from this process (pointers are copied as they are; the bytes

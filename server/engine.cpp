@@ -31,9 +31,10 @@ void tune_allocator() {
 
 engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}}) {}
 
-engine::engine(engine_options opts) {
+engine::engine(engine_options opts) : storage_(opts.data_dir) {
   tune_allocator();
   clock_.register_in(registry_);
+  storage_.register_in(registry_);
   registry_.freeze();
   runtime::init_modules();
   for (const runtime::module_def* def : runtime::module_list()) {
@@ -45,6 +46,7 @@ engine::engine(engine_options opts) {
     }
   }
   clock_.start();
+  storage_.start();  // throws (naming the file) when the database cannot be used
   scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
   scheduler_->start();
 }
@@ -54,6 +56,7 @@ engine::~engine() { stop(); }
 void engine::stop() {
   if (scheduler_) scheduler_->stop();
   clock_.stop();
+  storage_.stop();
 }
 
 }  // namespace luad::server

@@ -7,6 +7,7 @@
 
 #include "dispatcher/clock.hpp"
 #include "dispatcher/registry.hpp"
+#include "dispatcher/storage.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace luad::server {
@@ -33,12 +34,14 @@ class engine {
 
   runtime::scheduler& scheduler() { return *scheduler_; }
   dispatcher::clock& clock() { return clock_; }
+  dispatcher::storage& storage() { return storage_; }
   /// Same as the destructor, callable earlier. Idempotent.
   void stop();
 
  private:
   dispatcher::registry registry_;
   dispatcher::clock clock_;
+  dispatcher::storage storage_;
   std::unique_ptr<runtime::scheduler> scheduler_;
 };
 

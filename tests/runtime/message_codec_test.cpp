@@ -32,6 +32,7 @@ void round_trip(const char* code, const char* check) {
   lua from;
   from.eval(code);
   std::string bytes = encode_top(from);
+  CHECK(valid_message(bytes));  // every encoding passes the validator
   lua to;
   push_message(to.L, bytes);
   CHECK(lua_gettop(to.L) == 1);
@@ -236,4 +237,55 @@ TEST_CASE("message_codec: max_bytes bounds the whole encoding") {
 }
 
 }  // namespace
+
+TEST_CASE("valid_message refuses truncated, padded and garbled encodings") {
+  lua from;
+  from.eval("local t = {1, 'two', {x = 3.5, y = true}} t.self = t t[4] = t[3] return t");
+  std::string good = encode_top(from);
+  REQUIRE(valid_message(good));
+  for (std::size_t n = 0; n < good.size(); ++n) CHECK_FALSE(valid_message(good.substr(0, n)));
+  CHECK_FALSE(valid_message(good + "x"));
+  std::string bad_tag = good;
+  bad_tag[1] = 0x3F;  // an unused tag
+  CHECK_FALSE(valid_message(bad_tag));
+  // Flipping any single byte never crashes the validator, and whatever it
+  // accepts can be decoded.
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string m = good;
+      m[i] = static_cast<char>(m[i] ^ (1 << bit));
+      if (valid_message(m)) {
+        lua to;
+        push_message(to.L, m);
+        CHECK(lua_gettop(to.L) == 1);
+      }
+    }
+  }
+  // A huge declared table in a short message is refused before any allocation.
+  std::string huge("\0\x0A\xFF\xFF\xFF\x7F\0\0\0\0", 10);
+  CHECK_FALSE(valid_message(huge));
+}
+
+TEST_CASE("decode_integer reads integer encodings only") {
+  for (std::int64_t v : {std::int64_t{0}, std::int64_t{127}, std::int64_t{128}, std::int64_t{-1},
+                         std::int64_t{-40000}, std::int64_t{1} << 40, INT64_MIN, INT64_MAX}) {
+    lua from;
+    lua_pushinteger(from.L, v);
+    std::string bytes = encode_top(from);
+    std::int64_t out = 0;
+    CHECK(decode_integer(bytes, out));
+    CHECK(out == v);
+    std::string plain;
+    encode_value(value(v), plain);
+    CHECK(decode_integer(plain, out));
+    CHECK(out == v);
+  }
+  for (const char* code : {"return 1.5", "return '1'", "return {1}", "return nil"}) {
+    lua from;
+    from.eval(code);
+    std::int64_t out = 0;
+    CHECK_FALSE(decode_integer(encode_top(from), out));
+  }
+}
+
 }  // namespace luad::runtime
