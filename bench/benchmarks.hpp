@@ -28,4 +28,8 @@ void bench_spawn_done(const options& opts);
 /// mem_receive_<N>_rss: RSS per process with N processes parked in receive.
 void bench_mem_receive(const options& opts);
 
+/// store_acked_<W>x<N>: durable writes/s from W processes writing N keys each,
+/// beside a one-transaction-per-write SQLite loop (bench/store.cpp).
+void bench_store(const options& opts);
+
 }  // namespace luad::bench

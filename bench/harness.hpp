@@ -26,6 +26,8 @@ struct options {
   std::size_t ring_laps = 100;         ///< laps of the ring
   std::size_t spawn_done = 1000000;    ///< children for spawn_done
   std::size_t idle_receive = 1000000;  ///< processes parked in receive for mem_receive
+  std::size_t store_writers = 1000;    ///< concurrent writer processes for store
+  std::size_t store_writes = 100;      ///< writes per store writer
   unsigned workers = 0;                ///< scheduler workers; 0 = one per core
   std::string only;                    ///< run just this benchmark (empty = all)
 };

@@ -32,6 +32,7 @@ constexpr benchmark benchmarks[] = {
     {"ring", luad::bench::bench_ring},
     {"spawn_done", luad::bench::bench_spawn_done},
     {"mem_receive", luad::bench::bench_mem_receive},
+    {"store", luad::bench::bench_store},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -39,9 +40,10 @@ constexpr benchmark benchmarks[] = {
                "luad_bench: %s\n"
                "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
                "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
-               "[--idle-receive N] [--workers N] [--only NAME]\n"
+               "[--idle-receive N] [--store-writers N] [--store-writes N] [--workers N] "
+               "[--only NAME]\n"
                "names: spawn_exit mem_idle yield_roundtrips timers pingpong oneway ring "
-               "spawn_done mem_receive\n",
+               "spawn_done mem_receive store\n",
                why);
   std::exit(2);
 }
@@ -78,6 +80,10 @@ options parse(int argc, char** argv) {
       opts.spawn_done = parse_count(arg);
     } else if (flag == "--idle-receive") {
       opts.idle_receive = parse_count(arg);
+    } else if (flag == "--store-writers") {
+      opts.store_writers = parse_count(arg);
+    } else if (flag == "--store-writes") {
+      opts.store_writes = parse_count(arg);
     } else if (flag == "--workers") {
       opts.workers = static_cast<unsigned>(parse_count(arg));
     } else if (flag == "--only") {

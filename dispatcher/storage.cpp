@@ -121,6 +121,10 @@ sqlite3* open_db(const std::string& path, int flags) {
   }
   sqlite3_busy_timeout(db, 5000);
   sqlite3_extended_result_codes(db, 1);
+  // Pages come from a memory map and a 64 MiB cache instead of one read()
+  // each: with the default 2 MB cache, half the writer's time went to syscalls.
+  sqlite3_exec(db, "PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824", nullptr, nullptr,
+               nullptr);
   return db;
 }
 
@@ -397,6 +401,7 @@ void storage::start() {
     if (!read_only_) {
       exec(wdb_, "PRAGMA journal_mode = WAL");
       exec(wdb_, "PRAGMA synchronous = FULL");
+      exec(wdb_, "PRAGMA wal_autocheckpoint = 10000");
     }
     prepare_schema(wdb_, read_only_);
     rdb_ = open_db(path_, SQLITE_OPEN_READONLY);
@@ -457,9 +462,10 @@ void storage::submit(command&& cmd, completion&& done) {
     done.fail({error_kind::canceled, "the store is shutting down", true, {}});
     return;
   }
+  bool was_empty = q.jobs.empty();
   q.jobs.push_back({std::move(cmd), std::move(done)});
   lock.unlock();
-  q.cv.notify_one();
+  if (was_empty) q.cv.notify_one();  // otherwise its thread is awake and will see it
 }
 
 std::uint64_t storage::commits() const {
