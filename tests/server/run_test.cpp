@@ -115,3 +115,42 @@ TEST_CASE("luad run on the actors example: a supervised pool survives a crash") 
   CHECK(r.out.find("\"answered\":") != std::string::npos);
   CHECK(r.out.find("\"missing\":[13") != std::string::npos);  // the job that crashed w2
 }
+
+TEST_CASE(
+    "luad run --allow and --data give a one-shot script the store; without them it is refused") {
+  auto data =
+      std::filesystem::temp_directory_path() / ("luad_run_data_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(data);
+  std::string script = write_script("luad_store_run.lua", R"(
+    local store = require("store")
+    local ok, err = store.incr("runs")
+    if not ok then return err.kind end
+    return ok)");
+  auto r = run_luad("run --data " + data.string() + " --allow store:cli " + script);
+  CHECK(r.code == 0);
+  CHECK(r.out == "1\n");
+  r = run_luad("run --data " + data.string() + " --allow store:cli " + script);
+  CHECK(r.out == "2\n");  // the file persisted between runs
+  CHECK(std::filesystem::exists(data / "luad.db"));
+  r = run_luad("run --data " + data.string() + " " + script);
+  CHECK(r.out == "\"permission_denied\"\n");
+  r = run_luad("run --allow store:cli " + script);
+  CHECK(r.out == "\"unavailable\"\n");
+  r = run_luad("run --allow store:bad/name " + script);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("bad store permission") != std::string::npos);
+  std::filesystem::remove_all(data);
+}
+
+TEST_CASE("luad run refuses a data directory whose database it cannot use") {
+  auto data =
+      std::filesystem::temp_directory_path() / ("luad_run_bad_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(data);
+  std::filesystem::create_directories(data);
+  std::ofstream(data / "luad.db") << std::string(4096, 'z');
+  auto r = run_luad("run --data " + data.string() + " examples/hello.lua");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("luad.db") != std::string::npos);
+  CHECK(r.err.find("not a database") != std::string::npos);
+  std::filesystem::remove_all(data);
+}
