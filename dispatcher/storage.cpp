@@ -419,9 +419,9 @@ void storage::start() {
 }
 
 void storage::stop() {
+  stopping_.store(true);
   for (queue* q : {&writes_, &reads_}) {
-    std::lock_guard lock(q->mu);
-    stopping_ = true;
+    std::lock_guard lock(q->mu);  // so that a thread about to wait sees the flag
     q->cv.notify_all();
   }
   if (writer_.joinable()) writer_.join();

@@ -98,7 +98,7 @@ class storage final : public handler {
   std::atomic<fault> fault_{fault::none};
   fault applied_fault_ = fault::none;  // writer thread only
   queue writes_, reads_;
-  bool stopping_ = false;  // under both queues' mutexes
+  std::atomic<bool> stopping_{false};
   std::thread writer_, reader_;
   mutable std::mutex stats_mu_;
   std::uint64_t commits_ = 0, committed_writes_ = 0;
