@@ -33,6 +33,7 @@ constexpr benchmark benchmarks[] = {
     {"spawn_done", luad::bench::bench_spawn_done},
     {"mem_receive", luad::bench::bench_mem_receive},
     {"store", luad::bench::bench_store},
+    {"http", luad::bench::bench_http},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -40,10 +41,10 @@ constexpr benchmark benchmarks[] = {
                "luad_bench: %s\n"
                "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
                "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
-               "[--idle-receive N] [--store-writers N] [--store-writes N] [--workers N] "
-               "[--only NAME]\n"
+               "[--idle-receive N] [--store-writers N] [--store-writes N] [--http-requests N] "
+               "[--workers N] [--only NAME]\n"
                "names: spawn_exit mem_idle yield_roundtrips timers pingpong oneway ring "
-               "spawn_done mem_receive store\n",
+               "spawn_done mem_receive store http\n",
                why);
   std::exit(2);
 }
@@ -84,6 +85,8 @@ options parse(int argc, char** argv) {
       opts.store_writers = parse_count(arg);
     } else if (flag == "--store-writes") {
       opts.store_writes = parse_count(arg);
+    } else if (flag == "--http-requests") {
+      opts.http_requests = parse_count(arg);
     } else if (flag == "--workers") {
       opts.workers = static_cast<unsigned>(parse_count(arg));
     } else if (flag == "--only") {

@@ -167,11 +167,7 @@ void prepare_schema(sqlite3* db, bool read_only) {
 // --- arguments --------------------------------------------------------------
 
 const runtime::value* field(const runtime::value& args, std::string_view name) {
-  if (const auto* m = args.get<runtime::value::map>()) {
-    for (const auto& [k, v] : *m)
-      if (k == name) return &v;
-  }
-  return nullptr;
+  return args.find(name);
 }
 
 std::string_view text_field(const runtime::value& args, std::string_view name) {

@@ -12,5 +12,6 @@ extern const runtime::module_def errors_module;      // modules/errors.cpp
 extern const runtime::module_def process_module;     // modules/process.cpp
 extern const runtime::module_def supervisor_module;  // modules/supervisor.cpp
 extern const runtime::module_def store_module;       // modules/store.cpp
+extern const runtime::module_def http_module;        // modules/http.cpp
 
 }  // namespace luad::modules

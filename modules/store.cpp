@@ -90,14 +90,10 @@ class store_yield final : public runtime::pooled_yield<store_yield> {
  private:
   // items = {{key = k, value = v}, ...}, then the cursor (nil at the end).
   static int push_list(lua_State* L, const value& v) {
-    const value::array* items = nullptr;
-    const std::string* cursor = nullptr;
-    if (const auto* m = v.get<value::map>()) {
-      for (const auto& [k, e] : *m) {
-        if (k == "items") items = e.get<value::array>();
-        if (k == "cursor") cursor = e.get<std::string>();
-      }
-    }
+    const value* found = v.find("items");
+    const value::array* items = found ? found->get<value::array>() : nullptr;
+    found = v.find("cursor");
+    const std::string* cursor = found ? found->get<std::string>() : nullptr;
     int n = items ? static_cast<int>(items->size()) : 0;
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; ++i) {

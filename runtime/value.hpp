@@ -36,6 +36,14 @@ struct value {
   const T* get() const {
     return std::get_if<T>(&data);
   }
+  /// In a map, the first entry named `key`; nullptr if absent or not a map.
+  const value* find(std::string_view key) const {
+    if (const map* m = get<map>()) {
+      for (const auto& [k, v] : *m)
+        if (k == key) return &v;
+    }
+    return nullptr;
+  }
   friend bool operator==(const value&, const value&) = default;
 };
 

@@ -34,6 +34,7 @@ engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}
 engine::engine(engine_options opts) : storage_(opts.data_dir) {
   tune_allocator();
   clock_.register_in(registry_);
+  fetch_.register_in(registry_);
   storage_.register_in(registry_);
   registry_.freeze();
   runtime::init_modules();
@@ -46,6 +47,7 @@ engine::engine(engine_options opts) : storage_(opts.data_dir) {
     }
   }
   clock_.start();
+  fetch_.start();
   storage_.start();  // throws (naming the file) when the database cannot be used
   scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
   scheduler_->start();
@@ -56,6 +58,7 @@ engine::~engine() { stop(); }
 void engine::stop() {
   if (scheduler_) scheduler_->stop();
   clock_.stop();
+  fetch_.stop();
   storage_.stop();
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dispatcher/clock.hpp"
+#include "dispatcher/fetch.hpp"
 #include "dispatcher/registry.hpp"
 #include "dispatcher/storage.hpp"
 #include "runtime/scheduler.hpp"
@@ -34,6 +35,7 @@ class engine {
 
   runtime::scheduler& scheduler() { return *scheduler_; }
   dispatcher::clock& clock() { return clock_; }
+  dispatcher::fetch& fetch() { return fetch_; }
   dispatcher::storage& storage() { return storage_; }
   /// Same as the destructor, callable earlier. Idempotent.
   void stop();
@@ -41,6 +43,7 @@ class engine {
  private:
   dispatcher::registry registry_;
   dispatcher::clock clock_;
+  dispatcher::fetch fetch_;
   dispatcher::storage storage_;
   std::unique_ptr<runtime::scheduler> scheduler_;
 };

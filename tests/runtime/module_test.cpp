@@ -33,8 +33,8 @@ TEST_CASE("every module's exports match its type manifest") {
       CHECK(exported);
     }
   }
-  CHECK(names ==
-        std::set<std::string>{"errors", "json", "log", "process", "store", "supervisor", "time"});
+  CHECK(names == std::set<std::string>{"errors", "http", "json", "log", "process", "store",
+                                       "supervisor", "time"});
   CHECK(find_module("nope") == nullptr);
 }
 
