@@ -55,7 +55,8 @@ int run_cli(int argc, char** argv) {
       ->add_option("--allow", run.permissions,
                    "Grant a permission (repeatable): http:HOST[:PORT], http:*, http:insecure, "
                    "store:NAMESPACE")
-      ->take_all()
+      ->allow_extra_args(false)  // one value per --allow, so FILE is not swallowed
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->check([](const std::string& p) { return luad::runtime::check_permission(p); });
   cmd_run->add_option("--data", run.data_dir, "Folder for the store's database (luad.db)");
   cmd_run->positionals_at_end();

@@ -154,3 +154,15 @@ TEST_CASE("luad run refuses a data directory whose database it cannot use") {
   CHECK(r.err.find("not a database") != std::string::npos);
   std::filesystem::remove_all(data);
 }
+
+TEST_CASE("luad run on the store example: --allow takes one value, so FILE and ARGS follow it") {
+  auto data = std::filesystem::temp_directory_path() / ("luad_visits_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(data);
+  std::string common = "run --data " + data.string() + " --allow store:visits examples/visits.lua ";
+  auto r = run_luad(common + "ada");
+  CHECK(r.code == 0);
+  CHECK(r.out == "{\"recent\":[\"ada\"],\"visits\":1}\n");
+  r = run_luad(common + "bob");
+  CHECK(r.out == "{\"recent\":[\"ada\",\"bob\"],\"visits\":2}\n");
+  std::filesystem::remove_all(data);
+}
