@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
-          libcli11-dev doctest-dev libssl-dev libsqlite3-dev ca-certificates)
+          libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {

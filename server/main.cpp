@@ -5,6 +5,7 @@
 
 #include "runtime/logging.hpp"
 #include "runtime/permissions.hpp"
+#include "server/config.hpp"
 #include "server/run.hpp"
 
 namespace {
@@ -61,6 +62,11 @@ int run_cli(int argc, char** argv) {
   cmd_run->add_option("--data", run.data_dir, "Folder for the store's database (luad.db)");
   cmd_run->positionals_at_end();
 
+  std::string check_file;
+  auto* cmd_check = app.add_subcommand(
+      "check", "Validate a daemon config file without starting anything (exit 0 if usable)");
+  cmd_check->add_option("config", check_file, "TOML config file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -69,6 +75,17 @@ int run_cli(int argc, char** argv) {
   }
   luad::runtime::init_logging(parse_level(log_level));
 
+  if (*cmd_check) {
+    try {
+      luad::server::config c = luad::server::load_config(check_file);
+      std::cout << check_file << ": ok (" << c.workflows.size() << " workflows, "
+                << c.profiles.size() << " profiles, data in " << c.storage.data_dir << ")\n";
+      return 0;
+    } catch (const luad::server::config_error& e) {
+      std::cerr << e.what() << '\n';
+      return luad::server::run_usage;
+    }
+  }
   if (*cmd_run) {
     if (!luad::server::parse_size(memory, run.limits.memory)) {
       std::cerr << "luad run: --memory: cannot read size '" << memory << "' (try 64MiB)\n";

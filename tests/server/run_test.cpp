@@ -156,7 +156,8 @@ TEST_CASE("luad run refuses a data directory whose database it cannot use") {
 }
 
 TEST_CASE("luad run on the store example: --allow takes one value, so FILE and ARGS follow it") {
-  auto data = std::filesystem::temp_directory_path() / ("luad_visits_" + std::to_string(::getpid()));
+  auto data =
+      std::filesystem::temp_directory_path() / ("luad_visits_" + std::to_string(::getpid()));
   std::filesystem::remove_all(data);
   std::string common = "run --data " + data.string() + " --allow store:visits examples/visits.lua ";
   auto r = run_luad(common + "ada");
@@ -165,4 +166,15 @@ TEST_CASE("luad run on the store example: --allow takes one value, so FILE and A
   r = run_luad(common + "bob");
   CHECK(r.out == "{\"recent\":[\"ada\",\"bob\"],\"visits\":2}\n");
   std::filesystem::remove_all(data);
+}
+
+TEST_CASE("luad check validates a config: 0 for the shipped one, 2 with the line for a bad one") {
+  auto r = run_luad("check configs/luad.toml");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("configs/luad.toml: ok (1 workflows, 2 profiles") == 0);
+  std::string bad = write_script("luad_bad.toml", "[server]\nworkers = 1\nsokcet = \"x\"\n");
+  r = run_luad("check " + bad);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("luad_bad.toml:3:") != std::string::npos);
+  CHECK(r.err.find("server.sokcet: unknown key") != std::string::npos);
 }

@@ -1,0 +1,366 @@
+// Reading the daemon's TOML config strictly: every table is read through a
+// `section` that remembers which keys were used, and a key nobody used is an
+// error with its line, like a wrong type or a bad value.
+#include "server/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "runtime/permissions.hpp"
+#include "server/run.hpp"
+
+namespace luad::server {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] void fail(const std::string& file, const toml::source_region& where,
+                       const std::string& key, const std::string& why) {
+  std::ostringstream out;
+  out << file;
+  if (where.begin.line) out << ':' << where.begin.line << ':' << where.begin.column;
+  out << ": " << key << ": " << why;
+  throw config_error(out.str());
+}
+
+// One TOML table being read. `prefix` names it in messages ("workflow[2].").
+class section {
+ public:
+  section(const std::string& file, const toml::table& t, std::string prefix)
+      : file_(file), table_(t), prefix_(std::move(prefix)) {}
+
+  // Fails on keys that no read asked for (typos, keys of another section).
+  void finish() const {
+    for (const auto& [k, node] : table_) {
+      std::string key(k.str());
+      if (!used_.count(key)) {
+        fail(file_, node.source(), prefix_ + key,
+             "unknown key" + (hint_.empty() ? std::string() : " (known: " + hint_ + ")"));
+      }
+    }
+  }
+
+  const toml::node* get(const char* key) {
+    used_.insert(key);
+    if (!hint_.empty()) hint_ += ", ";
+    hint_ += key;
+    return table_.get(key);
+  }
+
+  std::string name(const char* key) const { return prefix_ + key; }
+  const std::string& file() const { return file_; }
+  [[noreturn]] void bad(const toml::node& n, const char* key, const std::string& why) const {
+    fail(file_, n.source(), name(key), why);
+  }
+
+  void text(const char* key, std::string& out, std::initializer_list<const char*> allowed = {}) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    const auto* s = n->as_string();
+    if (!s) bad(*n, key, "expected a string");
+    std::string v = s->get();
+    if (allowed.size() &&
+        std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return v == a; })) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      bad(*n, key, "'" + v + "' is not one of " + list);
+    }
+    out = std::move(v);
+  }
+
+  template <class Int>
+  void integer(const char* key, Int& out, std::int64_t lo, std::int64_t hi) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    const auto* i = n->as_integer();
+    if (!i) bad(*n, key, "expected an integer");
+    std::int64_t v = i->get();
+    if (v < lo || v > hi) {
+      bad(*n, key,
+          std::to_string(v) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    out = static_cast<Int>(v);
+  }
+
+  void seconds(const char* key, double& out, double lo, double hi) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    double v;
+    if (const auto* f = n->as_floating_point())
+      v = f->get();
+    else if (const auto* i = n->as_integer())
+      v = static_cast<double>(i->get());
+    else
+      bad(*n, key, "expected a number of seconds");
+    if (!(v >= lo && v <= hi)) {
+      bad(*n, key,
+          "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " seconds");
+    }
+    out = v;
+  }
+
+  // "64MiB", "512k" or a plain integer of bytes.
+  void size(const char* key, std::size_t& out) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    if (const auto* i = n->as_integer()) {
+      if (i->get() < 0) bad(*n, key, "must not be negative");
+      out = static_cast<std::size_t>(i->get());
+    } else if (const auto* s = n->as_string()) {
+      if (!parse_size(s->get(), out))
+        bad(*n, key, "cannot read size '" + s->get() + "' (try \"64MiB\")");
+    } else {
+      bad(*n, key, "expected a size (\"64MiB\" or an integer of bytes)");
+    }
+  }
+
+  void strings(const char* key, std::vector<std::string>& out) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    const auto* a = n->as_array();
+    if (!a) bad(*n, key, "expected an array of strings");
+    out.clear();
+    for (const auto& e : *a) {
+      const auto* s = e.as_string();
+      if (!s) fail(file_, e.source(), name(key), "expected an array of strings");
+      out.push_back(s->get());
+    }
+  }
+
+  void ids(const char* key, std::vector<std::uint32_t>& out) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    const auto* a = n->as_array();
+    if (!a) bad(*n, key, "expected an array of numeric ids");
+    out.clear();
+    for (const auto& e : *a) {
+      const auto* i = e.as_integer();
+      if (!i || i->get() < 0 || i->get() > 0xFFFFFFFFll)
+        fail(file_, e.source(), name(key), "expected an array of numeric ids");
+      out.push_back(static_cast<std::uint32_t>(i->get()));
+    }
+  }
+
+  void permissions(const char* key, runtime::permission_list& out) {
+    strings(key, out);
+    if (const toml::node* n = table_.get(key)) {
+      for (const std::string& p : out) {
+        std::string why = runtime::check_permission(p);
+        if (!why.empty()) bad(*n, key, why);
+      }
+    }
+  }
+
+  // "all", "workflow" or a list of class names.
+  void classes(const char* key, runtime::class_set& out) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    static const std::pair<const char*, runtime::class_set> names[] = {
+        {"deterministic", runtime::deterministic},
+        {"nondeterministic", runtime::nondeterministic},
+        {"io", runtime::io},
+        {"network", runtime::network},
+        {"storage", runtime::storage},
+        {"workflow", runtime::workflow}};
+    auto one = [&](const std::string& v, const toml::node& at) -> runtime::class_set {
+      for (const auto& [nm, c] : names)
+        if (v == nm) return c;
+      fail(file_, at.source(), name(key),
+           "unknown class '" + v +
+               "' (known: deterministic, nondeterministic, io, network, storage, workflow)");
+    };
+    if (const auto* s = n->as_string()) {
+      if (s->get() == "all")
+        out = runtime::all_classes;
+      else if (s->get() == "workflow")
+        out = runtime::workflow_classes;
+      else
+        out = one(s->get(), *n);
+      return;
+    }
+    const auto* a = n->as_array();
+    if (!a) bad(*n, key, "expected \"all\", \"workflow\" or an array of class names");
+    out = 0;
+    for (const auto& e : *a) {
+      const auto* s = e.as_string();
+      if (!s) fail(file_, e.source(), name(key), "expected class names");
+      out |= one(s->get(), e);
+    }
+  }
+
+  // A sub-table (absent: an empty one).
+  const toml::table* table(const char* key) {
+    const toml::node* n = get(key);
+    if (!n) return nullptr;
+    const auto* t = n->as_table();
+    if (!t) bad(*n, key, "expected a table");
+    return t;
+  }
+  // An array of tables ([[workflow]]).
+  const toml::array* tables(const char* key) {
+    const toml::node* n = get(key);
+    if (!n) return nullptr;
+    const auto* a = n->as_array();
+    if (!a || !a->is_array_of_tables())
+      bad(*n, key, "expected [[" + std::string(key) + "]] tables");
+    return a;
+  }
+
+ private:
+  const std::string& file_;
+  const toml::table& table_;
+  std::string prefix_;
+  std::set<std::string> used_;
+  std::string hint_;
+};
+
+void read_process_limits(section& s, runtime::limits& l) {
+  s.size("memory", l.memory);
+  s.integer("instructions", l.instructions, 0, INT64_MAX);
+  s.integer("turn", l.turn, 100, 100'000'000);
+  s.size("mailbox", l.mailbox);
+  s.size("message_size", l.message_bytes);
+}
+
+std::string absolute_from(const fs::path& base, const std::string& p) {
+  fs::path path(p);
+  return (path.is_absolute() ? path : base / path).lexically_normal().string();
+}
+
+}  // namespace
+
+config parse_config(std::string_view text, const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    fail(path, e.source(), "syntax", std::string(e.description()));
+  }
+  config c;
+  c.path = path;
+  fs::path base = fs::path(path).parent_path();
+  if (base.empty()) base = ".";
+  base = fs::absolute(base);
+
+  section top(path, root, "");
+  if (const auto* t = top.table("server")) {
+    section s(path, *t, "server.");
+    s.text("socket", c.server.socket);
+    if (const toml::node* n = s.get("socket_mode")) {
+      std::int64_t mode = -1;
+      if (const auto* i = n->as_integer()) mode = i->get();
+      if (const auto* str = n->as_string()) {
+        try {
+          std::size_t used = 0;
+          mode = std::stoll(str->get(), &used, 8);
+          if (used != str->get().size()) mode = -1;
+        } catch (const std::exception&) {
+          mode = -1;
+        }
+      }
+      if (mode < 0 || mode > 0777) s.bad(*n, "socket_mode", "expected an octal mode like \"0660\"");
+      c.server.socket_mode = static_cast<std::uint32_t>(mode);
+    }
+    s.ids("allow_uids", c.server.allow_uids);
+    s.ids("allow_gids", c.server.allow_gids);
+    s.integer("workers", c.server.workers, 0, 1024);
+    s.text("log_level", c.server.log_level, {"debug", "info", "warn", "error"});
+    s.text("log_format", c.server.log_format, {"text", "json"});
+    s.seconds("grace_period", c.server.grace_period, 0, 3600);
+    s.finish();
+  }
+  if (!c.server.socket.empty()) c.server.socket = absolute_from(base, c.server.socket);
+
+  if (const auto* t = top.table("storage")) {
+    section s(path, *t, "storage.");
+    s.text("data_dir", c.storage.data_dir);
+    s.finish();
+  }
+  c.storage.data_dir = absolute_from(base, c.storage.data_dir);
+
+  if (const auto* t = top.table("limits")) {
+    section s(path, *t, "limits.");
+    read_process_limits(s, c.limits.process);
+    s.size("max_processes", c.limits.max_processes);
+    s.size("max_connections", c.limits.max_connections);
+    s.size("max_request_size", c.limits.max_request_bytes);
+    s.finish();
+  }
+
+  if (const auto* t = top.table("scripts")) {
+    section s(path, *t, "scripts.");
+    s.strings("roots", c.script_roots);
+    s.finish();
+    for (std::string& r : c.script_roots) r = absolute_from(base, r);
+  }
+
+  if (const auto* a = top.tables("profile")) {
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const auto& t = *a->get(i)->as_table();
+      section s(path, t, "profile[" + std::to_string(i + 1) + "].");
+      profile_config p;
+      s.text("name", p.name);
+      if (p.name.empty()) fail(path, t.source(), s.name("name"), "every profile needs a name");
+      if (!seen.insert(p.name).second)
+        fail(path, t.source(), s.name("name"), "profile '" + p.name + "' is defined twice");
+      s.permissions("permissions", p.permissions);
+      s.ids("uids", p.uids);
+      s.ids("gids", p.gids);
+      s.finish();
+      c.profiles.push_back(std::move(p));
+    }
+  }
+
+  if (const auto* a = top.tables("workflow")) {
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const auto& t = *a->get(i)->as_table();
+      section s(path, t, "workflow[" + std::to_string(i + 1) + "].");
+      workflow_config w;
+      w.limits = c.limits.process;
+      s.text("name", w.name);
+      if (w.name.empty()) fail(path, t.source(), s.name("name"), "every workflow needs a name");
+      if (!seen.insert(w.name).second)
+        fail(path, t.source(), s.name("name"), "workflow '" + w.name + "' is defined twice");
+      s.text("script", w.script);
+      if (w.script.empty())
+        fail(path, t.source(), s.name("script"), "every workflow needs a script");
+      w.script = absolute_from(base, w.script);
+      s.strings("args", w.args);
+      s.text("start", w.start, {"boot", "manual"});
+      s.text("restart", w.restart, {"permanent", "transient", "temporary"});
+      s.seconds("backoff", w.backoff_initial, 0, 3600);
+      s.seconds("backoff_max", w.backoff_max, 0, 86400);
+      s.integer("intensity", w.intensity, 0, 1'000'000);
+      s.seconds("period", w.period, 0.001, 86400);
+      s.permissions("permissions", w.permissions);
+      s.classes("classes", w.classes);
+      if (const auto* lt = s.table("limits")) {
+        section ls(path, *lt, s.name("limits."));
+        read_process_limits(ls, w.limits);
+        ls.finish();
+      }
+      s.finish();
+      c.workflows.push_back(std::move(w));
+    }
+  }
+  top.finish();
+  return c;
+}
+
+config load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw config_error(path + ": cannot read the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
+
+}  // namespace luad::server
