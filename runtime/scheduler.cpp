@@ -10,6 +10,8 @@
 // The table owns one reference to each live process; completions hold others.
 #include "runtime/scheduler.hpp"
 
+#include "runtime/message_codec.hpp"
+
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -225,6 +227,14 @@ bool scheduler::unregister_name(pid id) {
   names_.erase(it->second);
   name_of_.erase(it);
   return true;
+}
+
+void scheduler::cancel_all(const std::string& why) {
+  std::string payload;
+  encode_value(value(value::map{{"reason", why}}), payload);
+  table_->for_each([&](process* p) {
+    if (message* m = message::make(pid{}, "CANCEL", payload)) p->deliver(m);
+  });
 }
 
 pid scheduler::whereis(const std::string& name) {

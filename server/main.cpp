@@ -6,6 +6,7 @@
 #include "runtime/logging.hpp"
 #include "runtime/permissions.hpp"
 #include "server/config.hpp"
+#include "server/daemon.hpp"
 #include "server/run.hpp"
 
 namespace {
@@ -62,6 +63,11 @@ int run_cli(int argc, char** argv) {
   cmd_run->add_option("--data", run.data_dir, "Folder for the store's database (luad.db)");
   cmd_run->positionals_at_end();
 
+  std::string serve_config = "configs/luad.toml";
+  auto* cmd_serve =
+      app.add_subcommand("serve", "Run the daemon: workers, store, and the Unix socket");
+  cmd_serve->add_option("--config", serve_config, "TOML config file")->capture_default_str();
+
   std::string check_file;
   auto* cmd_check = app.add_subcommand(
       "check", "Validate a daemon config file without starting anything (exit 0 if usable)");
@@ -75,6 +81,7 @@ int run_cli(int argc, char** argv) {
   }
   luad::runtime::init_logging(parse_level(log_level));
 
+  if (*cmd_serve) return luad::server::serve(serve_config);
   if (*cmd_check) {
     try {
       luad::server::config c = luad::server::load_config(check_file);

@@ -1,0 +1,41 @@
+// The daemon (`luad serve`): the engine from a config file, plus a Unix socket
+// speaking newline-delimited JSON-RPC 2.0 (proto/PROTOCOL.md). One Asio thread
+// owns the socket and every connection; process exits arrive from workers and
+// are posted to it. Peers are checked with SO_PEERCRED before anything is read.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "server/config.hpp"
+
+namespace luad::server {
+
+class daemon {
+ public:
+  explicit daemon(config cfg);
+  ~daemon();
+  daemon(const daemon&) = delete;
+  daemon& operator=(const daemon&) = delete;
+
+  /// Opens storage, starts the engine and listens on the socket. Throws
+  /// std::runtime_error with a clear message (another daemon on the socket, a
+  /// socket that cannot be created, a database that cannot be used).
+  void start();
+  /// Serves until SIGTERM/SIGINT or a `shutdown` request, then stops: no new
+  /// connections, CANCEL to every process, up to the grace period, kill the
+  /// rest, close the store. Returns the exit code (0).
+  int run();
+  /// Asks run() to stop (any thread).
+  void request_stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// `luad serve --config FILE`: loads the config and runs the daemon. Returns
+/// the process exit code (2 for a bad config, 1 when it cannot start).
+int serve(const std::string& config_path);
+
+}  // namespace luad::server

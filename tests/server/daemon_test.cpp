@@ -1,0 +1,280 @@
+// The daemon over its real Unix socket: methods, errors for bad input, the
+// request size bound, many connections, a second daemon, a stale socket file.
+#include "server/daemon.hpp"
+
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/config.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A daemon on a socket in a fresh folder, served from a thread.
+struct running_daemon {
+  fs::path dir;
+  std::string socket;
+  std::unique_ptr<luad::server::daemon> d;
+  std::thread th;
+  int code = -1;
+
+  explicit running_daemon(const std::string& extra = "") {
+    static std::atomic<int> n{0};
+    dir = fs::temp_directory_path() /
+          ("luad_daemon_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "scripts");
+    std::ofstream(dir / "scripts" / "double.lua") << "return (...) * 2\n";
+    std::ofstream(dir / "secret.lua") << "return 'outside the roots'\n";
+    socket = (dir / "luad.sock").string();
+    std::string text =
+        "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n"
+        "[limits]\nmax_request_size = 4096\n"
+        "[scripts]\nroots = [\"scripts\"]\n"
+        "[[profile]]\nname = \"default\"\npermissions = [\"store:t\"]\n" +
+        extra;
+    d = std::make_unique<luad::server::daemon>(
+        luad::server::parse_config(text, (dir / "luad.toml").string()));
+    d->start();
+    th = std::thread([this] { code = d->run(); });
+  }
+  ~running_daemon() {
+    d->request_stop();
+    th.join();
+    fs::remove_all(dir);
+  }
+};
+
+// A blocking client: one line out, one line back.
+struct client {
+  int fd = -1;
+  std::string buffered;
+  explicit client(const std::string& path) {
+    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~client() { ::close(fd); }
+  bool send(const std::string& line) {
+    std::string s = line + "\n";
+    std::size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  // The next line, or "<closed>".
+  std::string line() {
+    for (;;) {
+      auto nl = buffered.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buffered.substr(0, nl);
+        buffered.erase(0, nl + 1);
+        return l;
+      }
+      char buf[4096];
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return "<closed>";
+      buffered.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  std::string call(const std::string& line_) {
+    REQUIRE(send(line_));
+    return line();
+  }
+};
+
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("daemon: ping, version, spawn with wait, info, kill and wait over the socket") {
+  running_daemon d;
+  client c(d.socket);
+  CHECK(c.call(R"({"jsonrpc":"2.0","id":1,"method":"ping"})") ==
+        R"({"jsonrpc":"2.0","id":1,"result":"pong"})");
+  CHECK(has(c.call(R"({"jsonrpc":"2.0","id":2,"method":"version"})"), R"("version":")"));
+  std::string r = c.call(
+      R"({"jsonrpc":"2.0","id":3,"method":"spawn","params":{"script":"double.lua","args":[21],"wait":true}})");
+  CHECK(has(r, R"("id":3)"));
+  CHECK(has(r, R"("reason":"normal","results":[42])"));
+  r = c.call(
+      R"J({"jsonrpc":"2.0","id":"s","method":"spawn","params":{"source":"return require('store').incr('n')","wait":true}})J");
+  CHECK(has(r, R"("results":[1])"));  // the default profile grants store:t
+  r = c.call(
+      R"J({"jsonrpc":"2.0","id":4,"method":"spawn","params":{"source":"require('process').receive('never')"}})J");
+  auto at = r.find(R"("pid":")");
+  REQUIRE(at != std::string::npos);
+  std::string pid = r.substr(at + 7, r.find('"', at + 7) - at - 7);
+  for (int i = 0; i < 500; ++i) {  // until it has parked in receive
+    r = c.call(R"({"jsonrpc":"2.0","id":5,"method":"info","params":{"pid":")" + pid + R"("}})");
+    if (has(r, "waiting_on")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  CHECK(has(r, R"("waiting_on":"message")"));
+  // wait on the running process, then kill it from a second connection.
+  REQUIRE(c.send(R"({"jsonrpc":"2.0","id":6,"method":"wait","params":{"pid":")" + pid + R"("}})"));
+  client k(d.socket);
+  CHECK(has(k.call(R"({"jsonrpc":"2.0","id":7,"method":"kill","params":{"pid":")" + pid +
+                   R"(","reason":"enough"}})"),
+            R"("result":true)"));
+  r = c.line();
+  CHECK(has(r, R"("id":6)"));
+  CHECK(has(r, R"("reason":"killed")"));
+  CHECK(has(r, R"("message":"enough")"));
+}
+
+TEST_CASE("daemon: bad requests get clear errors and the connection keeps working") {
+  running_daemon d;
+  client c(d.socket);
+  CHECK(has(c.call("not json at all"), R"("code":-32700)"));
+  CHECK(has(c.call(std::string("\x01\x02\xff\xfe garbage", 14)), R"("code":-32700)"));
+  CHECK(has(c.call("[1,2,3]"), R"("code":-32600)"));
+  CHECK(has(c.call(R"({"id":1})"), R"("code":-32600)"));
+  CHECK(has(c.call(R"({"id":1,"method":"fly"})"), "unknown method 'fly'"));
+  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":[1]})"), R"("code":-32602)"));
+  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{}})"), "exactly one of"));
+  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"script":5}})"), "must be a string"));
+  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"script":"../secret.lua"}})"),
+            "under the script roots"));
+  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"source":"x","profile":"admin"}})"),
+            "no profile named 'admin'"));
+  CHECK(has(c.call(R"({"id":1,"method":"info","params":{"pid":"nope"}})"), R"("code":-32602)"));
+  CHECK(has(c.call(R"({"id":1,"method":"info","params":{"pid":"0.999999"}})"), "no process"));
+  CHECK(has(c.call(R"({"id":9,"method":"ping"})"), R"("result":"pong")"));  // still fine
+}
+
+TEST_CASE("daemon: a line over the size limit is refused and only that connection closes") {
+  running_daemon d;
+  client big(d.socket);
+  big.send(std::string(100000, 'x'));  // limit is 4096 bytes in this config
+  std::string r = big.line();
+  CHECK(has(r, "longer than 4096 bytes"));
+  CHECK(big.line() == "<closed>");
+  client other(d.socket);
+  CHECK(has(other.call(R"({"id":1,"method":"ping"})"), "pong"));
+}
+
+TEST_CASE("daemon: many connections at once, and clients that vanish mid-request") {
+  running_daemon d;
+  {
+    client gone(d.socket);
+    gone.send(
+        R"J({"id":1,"method":"spawn","params":{"source":"require('time').sleep(0.05) return 1","wait":true}})J");
+  }  // disconnects before its answer
+  std::vector<std::unique_ptr<client>> clients;
+  for (int i = 0; i < 200; ++i) clients.push_back(std::make_unique<client>(d.socket));
+  for (int i = 0; i < 200; ++i)
+    REQUIRE(clients[i]->send(R"({"id":)" + std::to_string(i) +
+                             R"(,"method":"spawn","params":{"script":"double.lua","args":[)" +
+                             std::to_string(i) + R"(],"wait":true}})"));
+  int ok = 0;
+  for (int i = 0; i < 200; ++i)
+    ok += has(clients[i]->line(), R"("results":[)" + std::to_string(2 * i) + "]");
+  CHECK(ok == 200);
+}
+
+TEST_CASE("daemon: a second daemon on the same socket refuses; a stale socket file is reused") {
+  running_daemon d;
+  auto cfg = luad::server::parse_config("[server]\nsocket = \"luad.sock\"\n",
+                                        (d.dir / "other.toml").string());
+  luad::server::daemon second(cfg);
+  try {
+    second.start();
+    FAIL("a second daemon started on a live socket");
+  } catch (const std::exception& e) {
+    CHECK(has(e.what(), "another luad is already serving on"));
+  }
+  // A socket file nobody listens on (left by a crash) does not stop a start.
+  fs::path stale_dir = fs::temp_directory_path() / ("luad_stale_" + std::to_string(::getpid()));
+  fs::create_directories(stale_dir);
+  std::string stale = (stale_dir / "s.sock").string();
+  {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", stale.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    ::close(fd);  // the file stays, nobody listens
+  }
+  auto cfg2 = luad::server::parse_config("[server]\nsocket = \"s.sock\"\n",
+                                         (stale_dir / "c.toml").string());
+  {
+    luad::server::daemon third(cfg2);
+    third.start();
+    int code = -1;
+    std::thread serving([&] { code = third.run(); });
+    {
+      client c(stale);
+      CHECK(has(c.call(R"({"id":1,"method":"ping"})"), "pong"));
+    }
+    third.request_stop();
+    serving.join();
+    CHECK(code == 0);
+  }
+  CHECK_FALSE(fs::exists(stale));  // removed on the way out
+  fs::remove_all(stale_dir);
+}
+
+TEST_CASE("daemon: a peer whose uid is not allowed gets one error line and is disconnected") {
+  if (::geteuid() != 0) {
+    MESSAGE("needs root to connect as another uid; skipped this check");
+    return;
+  }
+  running_daemon d("");
+  ::chmod(d.socket.c_str(), 0666);  // let the other uid reach the socket at all
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string got = "setuid failed";
+    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::snprintf(a.sun_path, sizeof a.sun_path, "%s", d.socket.c_str());
+      got = "connect failed";
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        char buf[512];
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        got = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "nothing";
+        n = ::recv(fd, buf, sizeof buf, 0);  // then the daemon hangs up
+        got += n == 0 ? "|closed" : "|open";
+      }
+    }
+    (void)!::write(fds[1], got.data(), got.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string got;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(has(got, "uid 65534 may not use this daemon"));
+  CHECK(has(got, "|closed"));
+  client me(d.socket);  // the daemon goes on serving everyone else
+  CHECK(has(me.call(R"({"id":1,"method":"ping"})"), "pong"));
+}
