@@ -229,6 +229,10 @@ bool scheduler::unregister_name(pid id) {
   return true;
 }
 
+void scheduler::visit(const std::function<void(process&)>& f) {
+  table_->for_each([&](process* p) { f(*p); });
+}
+
 void scheduler::cancel_all(const std::string& why) {
   std::string payload;
   encode_value(value(value::map{{"reason", why}}), payload);

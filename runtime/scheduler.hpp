@@ -83,6 +83,9 @@ class scheduler {
   /// waits or is queued, at its next instruction-budget check if it runs.
   /// Returns false if no such process is alive.
   bool kill(pid id, exit_reason reason = exit_reason::killed, std::string why = {});
+  /// Calls `f(process&)` on every live process (a snapshot: processes may end
+  /// meanwhile; each is referenced while `f` runs). For listings, not hot paths.
+  void visit(const std::function<void(process&)>& f);
   /// Sends every live process a CANCEL message {reason = why} (as
   /// process.cancel does): a polite request to finish, before a shutdown.
   void cancel_all(const std::string& why);

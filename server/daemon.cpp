@@ -354,7 +354,8 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       throw rpc_error{k_not_found, "no profile named '" + profile + "'"};
     runtime::chunk_ptr code;
     if (!source.empty()) {
-      code = runtime::compile(source, "submitted");
+      std::string name = text_param(p, "name", false);
+      code = runtime::compile(source, name.empty() ? "submitted" : name);
     } else {
       // Only scripts under the configured roots (default: the config's folder).
       std::vector<std::string> roots = d.cfg.script_roots;
@@ -415,6 +416,22 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     if (!on.empty()) o["waiting_on"] = std::string(on);
     proc->release_ref();
     return o;
+  }
+  if (method == "list") {
+    std::string status = text_param(p, "status", false);
+    json::array listed;
+    sched.visit([&](runtime::process& proc) {
+      const char* st = proc.status();
+      if (!status.empty() && status != st) return;
+      json::object o{{"pid", proc.id().to_string()},
+                     {"status", st},
+                     {"script", proc.script_name()},
+                     {"memory", proc.memory_used()}};
+      std::string_view on = proc.waiting_on();
+      if (!on.empty()) o["waiting_on"] = std::string(on);
+      listed.push_back(std::move(o));
+    });
+    return listed;
   }
   if (method == "kill") {
     runtime::pid pid = pid_param(p);

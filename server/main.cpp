@@ -5,6 +5,7 @@
 
 #include "runtime/logging.hpp"
 #include "runtime/permissions.hpp"
+#include "server/client.hpp"
 #include "server/config.hpp"
 #include "server/daemon.hpp"
 #include "server/run.hpp"
@@ -68,6 +69,29 @@ int run_cli(int argc, char** argv) {
       app.add_subcommand("serve", "Run the daemon: workers, store, and the Unix socket");
   cmd_serve->add_option("--config", serve_config, "TOML config file")->capture_default_str();
 
+  luad::server::client_request client;
+  auto add_client = [&](const char* name, const char* what) {
+    auto* sub = app.add_subcommand(name, what);
+    sub->add_option("--socket", client.socket, "Daemon socket (default: $LUAD_SOCKET)");
+    sub->add_flag("--json", client.json, "Print the raw JSON result");
+    return sub;
+  };
+  auto* cmd_submit = add_client("submit", "Submit a script to the daemon as a new process");
+  cmd_submit->add_option("file", client.file, "Lua script (sent as source)")->required();
+  cmd_submit->add_option("args", client.args, "Arguments, as strings");
+  cmd_submit->add_flag("--wait", client.wait, "Wait for the exit and print the results");
+  cmd_submit->add_option("--profile", client.profile, "Permission profile from the config");
+  cmd_submit->positionals_at_end();
+  auto* cmd_ps = add_client("ps", "List the daemon's processes");
+  cmd_ps->add_option("--status", client.status, "Only runnable, running, waiting or receiving");
+  auto* cmd_info = add_client("info", "Show one process");
+  cmd_info->add_option("pid", client.pid, "Process id, e.g. 0.42")->required();
+  auto* cmd_kill = add_client("kill", "End a process with reason killed");
+  cmd_kill->add_option("pid", client.pid, "Process id")->required();
+  cmd_kill->add_option("reason", client.reason, "Message for the exit");
+  auto* cmd_stats = add_client("stats", "The daemon's counters");
+  auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
+
   std::string check_file;
   auto* cmd_check = app.add_subcommand(
       "check", "Validate a daemon config file without starting anything (exit 0 if usable)");
@@ -82,6 +106,12 @@ int run_cli(int argc, char** argv) {
   luad::runtime::init_logging(parse_level(log_level));
 
   if (*cmd_serve) return luad::server::serve(serve_config);
+  for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_stats, cmd_ping}) {
+    if (*sub) {
+      client.command = sub->get_name();
+      return luad::server::client_command(client);
+    }
+  }
   if (*cmd_check) {
     try {
       luad::server::config c = luad::server::load_config(check_file);

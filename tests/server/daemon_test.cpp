@@ -278,3 +278,69 @@ TEST_CASE("daemon: a peer whose uid is not allowed gets one error line and is di
   client me(d.socket);  // the daemon goes on serving everyone else
   CHECK(has(me.call(R"({"id":1,"method":"ping"})"), "pong"));
 }
+
+namespace {
+
+struct cli_result {
+  int code;
+  std::string out, err;
+};
+
+// Runs `luad ARGS` against the daemon at `socket`.
+cli_result luad_cli(const std::string& socket, const std::string& args) {
+  fs::path dir = fs::temp_directory_path() / ("luad_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string cmd = "LUAD_SOCKET='" + socket + "' '" + LUAD_BINARY + "' " + args + " >'" +
+                    (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
+  int status = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  cli_result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"),
+               slurp(dir / "err")};
+  fs::remove_all(dir);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") {
+  running_daemon d;
+  fs::path hi = d.dir / "hi.lua";
+  std::ofstream(hi) << "return (...) .. '!'\n";
+  fs::path slow = d.dir / "slow.lua";
+  std::ofstream(slow) << "require('time').sleep(60)\n";
+  fs::path bad = d.dir / "bad.lua";
+  std::ofstream(bad) << "error('boom')\n";
+
+  auto r = luad_cli(d.socket, "ping");
+  CHECK(r.code == 0);
+  CHECK(r.out == "pong\n");
+  r = luad_cli(d.socket, "submit --wait " + hi.string() + " hey");
+  CHECK(r.code == 0);
+  CHECK(r.out == "\"hey!\"\n");
+  r = luad_cli(d.socket, "submit --wait " + bad.string());
+  CHECK(r.code == 1);
+  CHECK(has(r.err, "boom"));
+  r = luad_cli(d.socket, "submit " + slow.string());
+  REQUIRE(r.code == 0);
+  std::string pid = r.out.substr(0, r.out.find('\n'));
+  CHECK(pid.find('.') != std::string::npos);
+  r = luad_cli(d.socket, "ps");
+  CHECK(has(r.out, "PID"));
+  CHECK(has(r.out, pid));
+  CHECK(has(r.out, "slow.lua"));
+  r = luad_cli(d.socket, "info --json " + pid);
+  CHECK(has(r.out, "\"script\":\"slow.lua\""));
+  r = luad_cli(d.socket, "kill " + pid);
+  CHECK(r.code == 0);
+  r = luad_cli(d.socket, "info " + pid);
+  CHECK(r.code == 1);
+  CHECK(has(r.err, "no process"));
+  r = luad_cli(d.socket, "stats");
+  CHECK(has(r.out, "spawned: "));
+  r = luad_cli((d.dir / "nope.sock").string(), "ping");
+  CHECK(r.code == 5);
+  CHECK(has(r.err, "cannot reach the daemon"));
+}

@@ -1,0 +1,172 @@
+// The client commands (`luad submit`, `ps`, `info`, `kill`, `stats`, `ping`):
+// one request over the daemon's socket, the reply printed for a person (or
+// as JSON with --json).
+#include "server/client.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <boost/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace luad::server {
+
+namespace {
+
+namespace json = boost::json;
+
+// One connection, one request, one reply line. Throws std::runtime_error.
+json::value call(const std::string& socket_path, const std::string& method, json::object params) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("cannot create a socket");
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof a.sun_path) throw std::runtime_error("socket path too long");
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket_path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot reach the daemon at " + socket_path +
+                             " (is `luad serve` running? --socket or LUAD_SOCKET set the path)");
+  }
+  std::string line = json::serialize(json::object{
+      {"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", std::move(params)}});
+  line += '\n';
+  for (std::size_t off = 0; off < line.size();) {
+    ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ::close(fd);
+      throw std::runtime_error("the daemon closed the connection");
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  std::string reply;
+  char buf[65536];
+  while (reply.find('\n') == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (reply.empty()) throw std::runtime_error("the daemon closed the connection");
+  boost::system::error_code ec;
+  json::value v = json::parse(reply.substr(0, reply.find('\n')), ec);
+  if (ec || !v.is_object()) throw std::runtime_error("the daemon sent something that is not JSON");
+  return v;
+}
+
+int exit_code_of(const json::object& exit) {
+  auto reason = exit.if_contains("reason");
+  std::string r = reason && reason->is_string() ? std::string(reason->get_string()) : "";
+  if (r == "normal") return 0;
+  if (r == "limit") return 3;
+  if (r == "killed" || r == "shutdown") return 4;
+  return 1;
+}
+
+void print_exit(const json::object& exit, bool as_json) {
+  if (as_json) {
+    std::cout << json::serialize(exit) << '\n';
+    return;
+  }
+  if (exit_code_of(exit) == 0) {
+    if (const auto* results = exit.if_contains("results"); results && results->is_array())
+      for (const auto& r : results->get_array()) std::cout << json::serialize(r) << '\n';
+    return;
+  }
+  std::cerr << json::serialize(exit) << '\n';
+}
+
+}  // namespace
+
+std::string default_socket() {
+  if (const char* env = std::getenv("LUAD_SOCKET"); env && *env) return env;
+  if (std::filesystem::exists("configs/run/luad.sock")) return "configs/run/luad.sock";
+  return "/run/luad/luad.sock";
+}
+
+int client_command(const client_request& req) {
+  json::object params;
+  const std::string& cmd = req.command;
+  std::string method = cmd;
+  if (cmd == "submit") {
+    std::ifstream in(req.file, std::ios::binary);
+    if (!in) {
+      std::cerr << "luad submit: cannot read " << req.file << '\n';
+      return 2;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    method = "spawn";
+    params["source"] = text.str();
+    params["name"] = std::filesystem::path(req.file).filename().string();
+    json::array args;
+    for (const auto& a : req.args) args.push_back(json::string(a));
+    params["args"] = std::move(args);
+    if (!req.profile.empty()) params["profile"] = req.profile;
+    if (req.wait) params["wait"] = true;
+  } else if (cmd == "ps") {
+    method = "list";
+    if (!req.status.empty()) params["status"] = req.status;
+  } else if (cmd == "info" || cmd == "kill") {
+    params["pid"] = req.pid;
+    if (cmd == "kill" && !req.reason.empty()) params["reason"] = req.reason;
+  }
+  json::value reply;
+  try {
+    reply = call(req.socket.empty() ? default_socket() : req.socket, method, std::move(params));
+  } catch (const std::exception& e) {
+    std::cerr << "luad " << cmd << ": " << e.what() << '\n';
+    return 5;
+  }
+  const json::object& o = reply.get_object();
+  if (const auto* err = o.if_contains("error")) {
+    const json::value* msg = err->is_object() ? err->get_object().if_contains("message") : nullptr;
+    std::cerr << "luad " << cmd << ": "
+              << (msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(*err))
+              << '\n';
+    return 1;
+  }
+  const json::value& result = o.at("result");
+  if (req.json && !(cmd == "submit" && req.wait)) {
+    std::cout << json::serialize(result) << '\n';
+    return 0;
+  }
+  if (cmd == "submit") {
+    if (req.wait) {
+      print_exit(result.get_object(), req.json);
+      return exit_code_of(result.get_object());
+    }
+    std::cout << json::value_to<std::string>(result.at("pid")) << '\n';
+  } else if (cmd == "ps") {
+    std::printf("%-12s %-10s %-13s %10s  %s\n", "PID", "STATUS", "WAITING ON", "MEMORY", "SCRIPT");
+    for (const auto& p : result.get_array()) {
+      const auto& q = p.get_object();
+      auto text = [&](const char* k) {
+        const auto* v = q.if_contains(k);
+        return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
+      };
+      std::printf("%-12s %-10s %-13s %10lld  %s\n", text("pid").c_str(), text("status").c_str(),
+                  text("waiting_on").c_str(),
+                  static_cast<long long>(q.at("memory").to_number<double>()),
+                  text("script").c_str());
+    }
+  } else if (cmd == "info" || cmd == "stats") {
+    for (const auto& [k, v] : result.get_object())
+      std::cout << k << ": " << (v.is_string() ? std::string(v.get_string()) : json::serialize(v))
+                << '\n';
+  } else if (cmd == "kill") {
+    std::cout << "killed " << req.pid << '\n';
+  } else {
+    std::cout << (result.is_string() ? std::string(result.get_string()) : json::serialize(result))
+              << '\n';
+  }
+  return 0;
+}
+
+}  // namespace luad::server

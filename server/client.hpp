@@ -1,0 +1,33 @@
+// The client side of `luad`: commands that talk to a running daemon over its
+// Unix socket (proto/PROTOCOL.md) and print the answer.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace luad::server {
+
+/// One client command and its arguments, from the command line.
+struct client_request {
+  std::string command;  ///< submit | ps | info | kill | stats | ping
+  std::string socket;   ///< empty: default_socket()
+  bool json = false;    ///< print the raw JSON result
+  std::string file;     ///< submit: the script, sent as source
+  std::vector<std::string> args;
+  std::string profile;
+  bool wait = false;
+  std::string pid;     ///< info, kill
+  std::string reason;  ///< kill
+  std::string status;  ///< ps: only processes in this state
+};
+
+/// $LUAD_SOCKET, else configs/run/luad.sock when it exists (a checkout
+/// running the shipped config), else /run/luad/luad.sock.
+std::string default_socket();
+
+/// Sends the request and prints the reply. Exit codes: 0 done; 1 the daemon
+/// refused or the submitted process failed; 2 usage; 3 the process hit a
+/// limit; 4 it was killed; 5 the daemon cannot be reached.
+int client_command(const client_request& req);
+
+}  // namespace luad::server
