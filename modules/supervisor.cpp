@@ -101,8 +101,9 @@ runtime::module_exports build() { return {{{"start", supervisor_start}}, {}}; }
 
 runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
                               const std::string& base, const std::string& root, runtime::pid parent,
-                              runtime::error* why) {
+                              runtime::error* why, const runtime::process_context* ctx) {
   runtime::spawn_options opts;
+  if (ctx) opts.ctx = *ctx;
   opts.ctx.script_root = root;
   opts.link_to = parent;
   opts.args = {spec, parent ? runtime::value(parent.to_string()) : runtime::value(),

@@ -23,6 +23,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "modules/supervisor.hpp"
 #include "runtime/code.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/process.hpp"
@@ -134,7 +135,13 @@ struct daemon::impl {
   std::deque<std::uint64_t> exit_order;
   std::unordered_map<std::uint64_t, std::vector<waiter>> waiters;
 
+  // Config workflows: name -> the pid of the supervisor running it (empty
+  // when not started). Written at start, read by the io thread.
+  std::mutex workflows_mu;
+  std::unordered_map<std::string, runtime::pid> workflow_pids;
+
   explicit impl(config c) : cfg(std::move(c)) {}
+  runtime::pid start_workflow(const workflow_config& w, std::string& why);
 
   void on_exit(const runtime::exit_info& e);
   void accept();
@@ -433,6 +440,25 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     });
     return listed;
   }
+  if (method == "workflows") {
+    json::array listed;
+    std::lock_guard lock(d.workflows_mu);
+    for (const auto& w : d.cfg.workflows) {
+      runtime::pid pid = d.workflow_pids[w.name];
+      runtime::process* sup = pid ? sched.find(pid) : nullptr;
+      if (sup) sup->release_ref();
+      json::object o{{"name", w.name},
+                     {"script", w.script},
+                     {"start", w.start},
+                     {"restart", w.restart},
+                     {"state", sup   ? "running"
+                               : pid ? "stopped"
+                                     : "not started"}};
+      if (sup) o["supervisor"] = pid.to_string();
+      listed.push_back(std::move(o));
+    }
+    return listed;
+  }
   if (method == "kill") {
     runtime::pid pid = pid_param(p);
     std::string reason = text_param(p, "reason", false);
@@ -446,6 +472,32 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     return true;
   }
   throw rpc_error{k_method_not_found, "unknown method '" + method + "'"};
+}
+
+// Each workflow runs under a supervisor of its own, so that its restart
+// policy, permissions, limits and module classes are its alone.
+runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string& why) {
+  runtime::value::array args;
+  for (const auto& a : w.args) args.emplace_back(a);
+  runtime::value::map child{
+      {"name", w.name}, {"script", w.script}, {"args", std::move(args)}, {"restart", w.restart}};
+  runtime::value::map spec{
+      {"strategy", "one_for_one"},
+      {"intensity", static_cast<std::int64_t>(w.intensity)},
+      {"period", w.period},
+      {"backoff", runtime::value::map{{"initial", w.backoff_initial}, {"max", w.backoff_max}}},
+      {"children", runtime::value::array{runtime::value(std::move(child))}}};
+  runtime::process_context ctx;
+  ctx.limits = w.limits;
+  ctx.permissions = w.permissions;
+  ctx.allowed_classes = w.classes;
+  ctx.owner = "workflow:" + w.name;
+  std::string folder = fs::path(w.script).parent_path().string();
+  runtime::error err;
+  runtime::pid pid = modules::start_supervisor(eng->scheduler(), runtime::value(std::move(spec)),
+                                               folder, folder, {}, &err, &ctx);
+  if (!pid) why = err.message;
+  return pid;
 }
 
 void daemon::impl::on_exit(const runtime::exit_info& e) {  // a worker thread
@@ -536,6 +588,17 @@ void daemon::start() {
     d.begin_stop();
   });
   d.accept();
+  for (const auto& w : d.cfg.workflows) {
+    if (w.start != "boot") continue;
+    std::string why;
+    runtime::pid pid = d.start_workflow(w, why);
+    std::lock_guard lock(d.workflows_mu);
+    d.workflow_pids[w.name] = pid;
+    if (pid)
+      runtime::logger().info("workflow {} started (supervisor {})", w.name, pid.to_string());
+    else
+      runtime::logger().error("workflow {} could not start: {}", w.name, why);
+  }
   runtime::logger().info("luad {} serving on {} (data in {})", k_version, path,
                          d.cfg.storage.data_dir);
 }

@@ -344,3 +344,47 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(r.code == 5);
   CHECK(has(r.err, "cannot reach the daemon"));
 }
+
+TEST_CASE("daemon: boot workflows start under their own supervisor, with their permissions") {
+  std::string extra =
+      "[[profile]]\nname = \"reader\"\npermissions = [\"store:wf\"]\n"
+      "[[workflow]]\nname = \"marker\"\nscript = \"scripts/marker.lua\"\nargs = [\"hello\"]\n"
+      "permissions = [\"store:wf\"]\n"
+      "[[workflow]]\nname = \"later\"\nscript = \"scripts/marker.lua\"\nstart = \"manual\"\n";
+  // The script must exist before the daemon starts, so no running_daemon here.
+  static std::atomic<int> n{100};
+  fs::path dir = fs::temp_directory_path() /
+                 ("luad_wf_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "scripts");
+  std::ofstream(dir / "scripts" / "marker.lua")
+      << "local word = ...\nassert(require('store').set('mark', word))\n"
+         "require('process').receive('never')\n";
+  std::string text = "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n" + extra;
+  luad::server::daemon dm(luad::server::parse_config(text, (dir / "luad.toml").string()));
+  dm.start();
+  int code = -1;
+  std::thread serving([&] { code = dm.run(); });
+  {
+    client c((dir / "luad.sock").string());
+    std::string r;
+    bool marked = false;
+    for (int i = 0; i < 500 && !marked; ++i) {
+      r = c.call(
+          R"J({"id":1,"method":"spawn","params":{"source":"return require('store').get('mark')","profile":"reader","wait":true}})J");
+      marked = has(r, R"("results":["hello"])");
+      if (!marked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    CHECK(marked);  // the workflow ran with store:wf and got its args
+    r = c.call(R"({"id":2,"method":"workflows"})");
+    CHECK(has(r, R"("name":"marker")"));
+    CHECK(has(r, R"("state":"running")"));
+    CHECK(has(r, R"("supervisor":")"));
+    CHECK(has(r, R"("name":"later")"));
+    CHECK(has(r, R"("state":"not started")"));
+  }
+  dm.request_stop();
+  serving.join();
+  CHECK(code == 0);
+  fs::remove_all(dir);
+}
