@@ -146,7 +146,8 @@ TEST_CASE("daemon: bad requests get clear errors and the connection keeps workin
   running_daemon d;
   client c(d.socket);
   CHECK(has(c.call("not json at all"), R"("code":-32700)"));
-  CHECK(has(c.call(std::string("\x01\x02\xff\xfe garbage", 14)), R"("code":-32700)"));
+  static const char garbage[] = "\x01\x02\xff\xfe garbage";
+  CHECK(has(c.call(std::string(garbage, sizeof garbage - 1)), R"("code":-32700)"));
   CHECK(has(c.call("[1,2,3]"), R"("code":-32600)"));
   CHECK(has(c.call(R"({"id":1})"), R"("code":-32600)"));
   CHECK(has(c.call(R"({"id":1,"method":"fly"})"), "unknown method 'fly'"));
