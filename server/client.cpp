@@ -113,6 +113,20 @@ int client_command(const client_request& req) {
   } else if (cmd == "ps") {
     method = "list";
     if (!req.status.empty()) params["status"] = req.status;
+  } else if (cmd == "send" || cmd == "cancel") {
+    params["to"] = req.pid;
+    if (cmd == "send") {
+      params["topic"] = req.topic;
+      boost::system::error_code ec;
+      json::value payload = json::parse(req.payload, ec);
+      if (ec) {
+        std::cerr << "luad send: the payload is not JSON: " << ec.message() << '\n';
+        return 2;
+      }
+      params["payload"] = std::move(payload);
+    } else if (!req.reason.empty()) {
+      params["reason"] = req.reason;
+    }
   } else if (cmd == "info" || cmd == "kill") {
     params["pid"] = req.pid;
     if (cmd == "kill" && !req.reason.empty()) params["reason"] = req.reason;
@@ -162,6 +176,8 @@ int client_command(const client_request& req) {
                 << '\n';
   } else if (cmd == "kill") {
     std::cout << "killed " << req.pid << '\n';
+  } else if (cmd == "send" || cmd == "cancel") {
+    std::cout << (cmd == "send" ? "sent to " : "canceled ") << req.pid << '\n';
   } else {
     std::cout << (result.is_string() ? std::string(result.get_string()) : json::serialize(result))
               << '\n';

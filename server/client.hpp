@@ -9,16 +9,18 @@ namespace luad::server {
 
 /// One client command and its arguments, from the command line.
 struct client_request {
-  std::string command;  ///< submit | ps | info | kill | stats | ping
+  std::string command;  ///< submit | ps | info | kill | send | cancel | stats | ping
   std::string socket;   ///< empty: default_socket()
   bool json = false;    ///< print the raw JSON result
   std::string file;     ///< submit: the script, sent as source
   std::vector<std::string> args;
   std::string profile;
   bool wait = false;
-  std::string pid;     ///< info, kill
-  std::string reason;  ///< kill
-  std::string status;  ///< ps: only processes in this state
+  std::string pid;               ///< info, kill; send and cancel: a pid or a registered name
+  std::string topic;             ///< send
+  std::string payload = "null";  ///< send: JSON text
+  std::string reason;            ///< kill
+  std::string status;            ///< ps: only processes in this state
 };
 
 /// $LUAD_SOCKET, else configs/run/luad.sock when it exists (a checkout

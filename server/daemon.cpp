@@ -26,6 +26,7 @@
 #include "modules/supervisor.hpp"
 #include "runtime/code.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
 #include "server/engine.hpp"
 
@@ -458,6 +459,35 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       listed.push_back(std::move(o));
     }
     return listed;
+  }
+  if (method == "send" || method == "cancel") {
+    // `to`: a pid ("0.42") or a registered name.
+    std::string to = text_param(p, "to", true);
+    auto target = runtime::pid::parse(to);
+    runtime::pid pid = target && *target ? *target : sched.whereis(to);
+    runtime::process* proc = pid ? sched.find(pid) : nullptr;
+    if (!proc) throw rpc_error{k_not_found, "no process or name '" + to + "'"};
+    std::string topic = "CANCEL";
+    runtime::value payload;
+    if (method == "send") {
+      topic = text_param(p, "topic", true);
+      if (topic.empty() || topic.size() > 256) {
+        proc->release_ref();
+        throw rpc_error{k_invalid_params, "\"topic\" must be 1-256 bytes"};
+      }
+      const json::value* v = p.if_contains("payload");
+      payload = v ? from_json(*v) : runtime::value();
+    } else {
+      std::string reason = text_param(p, "reason", false);
+      payload = runtime::value::map{{"reason", reason.empty() ? "canceled" : reason}};
+    }
+    std::string bytes;
+    runtime::encode_value(payload, bytes);
+    runtime::message* m = runtime::message::make(runtime::pid{}, topic, bytes);
+    if (m) proc->deliver(m);
+    proc->release_ref();
+    if (!m) throw rpc_error{k_failed, "out of memory"};
+    return true;
   }
   if (method == "kill") {
     runtime::pid pid = pid_param(p);

@@ -89,6 +89,13 @@ int run_cli(int argc, char** argv) {
   auto* cmd_kill = add_client("kill", "End a process with reason killed");
   cmd_kill->add_option("pid", client.pid, "Process id")->required();
   cmd_kill->add_option("reason", client.reason, "Message for the exit");
+  auto* cmd_send = add_client("send", "Send a message to a process");
+  cmd_send->add_option("to", client.pid, "Process id or registered name")->required();
+  cmd_send->add_option("topic", client.topic, "Message topic")->required();
+  cmd_send->add_option("payload", client.payload, "Payload as JSON (default null)");
+  auto* cmd_cancel = add_client("cancel", "Ask a process to finish (a CANCEL message)");
+  cmd_cancel->add_option("to", client.pid, "Process id or registered name")->required();
+  cmd_cancel->add_option("reason", client.reason, "Why");
   auto* cmd_stats = add_client("stats", "The daemon's counters");
   auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
 
@@ -106,7 +113,8 @@ int run_cli(int argc, char** argv) {
   luad::runtime::init_logging(parse_level(log_level));
 
   if (*cmd_serve) return luad::server::serve(serve_config);
-  for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_stats, cmd_ping}) {
+  for (auto* sub :
+       {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_stats, cmd_ping}) {
     if (*sub) {
       client.command = sub->get_name();
       return luad::server::client_command(client);

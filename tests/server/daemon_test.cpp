@@ -389,3 +389,38 @@ TEST_CASE("daemon: boot workflows start under their own supervisor, with their p
   CHECK(code == 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("daemon: send and cancel reach a process by pid or by name") {
+  running_daemon d;
+  fs::path echo = d.dir / "mailbox.lua";
+  std::ofstream(echo) << R"(
+local process = require("process")
+process.register("inbox")
+local m = process.receive("job")
+local c = process.receive("CANCEL")
+return m.payload.n, m.payload.list[2], c.payload.reason
+)";
+  auto r = luad_cli(d.socket, "submit " + echo.string());
+  REQUIRE(r.code == 0);
+  std::string pid = r.out.substr(0, r.out.find('\n'));
+  client c(d.socket);
+  std::string reply;
+  for (int i = 0; i < 500; ++i) {  // until it has registered its name
+    reply = c.call(
+        R"({"id":1,"method":"send","params":{"to":"inbox","topic":"job","payload":{"n":7,"list":["a","b"]}}})");
+    if (has(reply, R"("result":true)")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  CHECK(has(reply, R"("result":true)"));
+  r = luad_cli(d.socket, "cancel " + pid + " 'time is up'");
+  CHECK(r.code == 0);
+  reply = c.call(R"({"id":2,"method":"wait","params":{"pid":")" + pid + R"("}})");
+  CHECK(has(reply, R"("results":[7,"b","time is up"])"));
+  CHECK(has(c.call(R"({"id":3,"method":"send","params":{"to":"nobody","topic":"x"}})"),
+            "no process or name 'nobody'"));
+  CHECK(has(c.call(R"({"id":4,"method":"send","params":{"to":")" + pid + R"(","topic":""}})"),
+            R"("code":-32004)"));  // it has ended by now
+  r = luad_cli(d.socket, "send " + pid + " x '{bad json'");
+  CHECK(r.code == 2);
+  CHECK(has(r.err, "not JSON"));
+}
