@@ -32,6 +32,10 @@ void bench_mem_receive(const options& opts);
 /// beside a one-transaction-per-write SQLite loop (bench/store.cpp).
 void bench_store(const options& opts);
 
+/// daemon_jobs_16conn: `return 1` jobs submitted with wait through the socket
+/// by 16 connections, 64 in flight each (bench/daemon.cpp).
+void bench_daemon(const options& opts);
+
 /// http_luad / http_wrk / http_ratio: requests/s from 100 processes looping on
 /// http.get against a local keep-alive server, and wrk on the same server (bench/http.cpp).
 void bench_http(const options& opts);

@@ -28,6 +28,7 @@ struct options {
   std::size_t idle_receive = 1000000;  ///< processes parked in receive for mem_receive
   std::size_t store_writers = 1000;    ///< concurrent writer processes for store
   std::size_t store_writes = 100;      ///< writes per store writer
+  std::size_t daemon_jobs = 200000;    ///< jobs through the socket for daemon
   std::size_t http_requests = 200000;  ///< http.get calls in all for http (100 processes)
   unsigned workers = 0;                ///< scheduler workers; 0 = one per core
   std::string only;                    ///< run just this benchmark (empty = all)

@@ -33,6 +33,7 @@ constexpr benchmark benchmarks[] = {
     {"spawn_done", luad::bench::bench_spawn_done},
     {"mem_receive", luad::bench::bench_mem_receive},
     {"store", luad::bench::bench_store},
+    {"daemon", luad::bench::bench_daemon},
     {"http", luad::bench::bench_http},
 };
 
@@ -44,7 +45,7 @@ constexpr benchmark benchmarks[] = {
                "[--idle-receive N] [--store-writers N] [--store-writes N] [--http-requests N] "
                "[--workers N] [--only NAME]\n"
                "names: spawn_exit mem_idle yield_roundtrips timers pingpong oneway ring "
-               "spawn_done mem_receive store http\n",
+               "spawn_done mem_receive store http daemon\n",
                why);
   std::exit(2);
 }
@@ -81,6 +82,8 @@ options parse(int argc, char** argv) {
       opts.spawn_done = parse_count(arg);
     } else if (flag == "--idle-receive") {
       opts.idle_receive = parse_count(arg);
+    } else if (flag == "--daemon-jobs") {
+      opts.daemon_jobs = parse_count(arg);
     } else if (flag == "--store-writers") {
       opts.store_writers = parse_count(arg);
     } else if (flag == "--store-writes") {
