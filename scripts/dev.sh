@@ -40,6 +40,9 @@ run_tests() {  # run_tests DIR
 }
 
 case "${1:-}" in
+  deps)  # only install what is missing (scripts/container-build.sh uses it)
+    deps
+    ;;
   run)
     deps
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_WERROR=ON
