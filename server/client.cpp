@@ -127,6 +127,11 @@ int client_command(const client_request& req) {
     } else if (!req.reason.empty()) {
       params["reason"] = req.reason;
     }
+  } else if (cmd == "workflows") {
+    if (!req.action.empty()) {
+      params["action"] = req.action;
+      params["name"] = req.name;
+    }
   } else if (cmd == "info" || cmd == "kill") {
     params["pid"] = req.pid;
     if (cmd == "kill" && !req.reason.empty()) params["reason"] = req.reason;
@@ -169,6 +174,17 @@ int client_command(const client_request& req) {
                   text("waiting_on").c_str(),
                   static_cast<long long>(q.at("memory").to_number<double>()),
                   text("script").c_str());
+    }
+  } else if (cmd == "workflows") {
+    std::printf("%-16s %-12s %-10s %-10s %s\n", "NAME", "STATE", "START", "RESTART", "SUPERVISOR");
+    for (const auto& w : result.get_array()) {
+      const auto& q = w.get_object();
+      auto text = [&](const char* k) {
+        const auto* v = q.if_contains(k);
+        return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
+      };
+      std::printf("%-16s %-12s %-10s %-10s %s\n", text("name").c_str(), text("state").c_str(),
+                  text("start").c_str(), text("restart").c_str(), text("supervisor").c_str());
     }
   } else if (cmd == "info" || cmd == "stats") {
     for (const auto& [k, v] : result.get_object())

@@ -9,7 +9,7 @@ namespace luad::server {
 
 /// One client command and its arguments, from the command line.
 struct client_request {
-  std::string command;  ///< submit | ps | info | kill | send | cancel | stats | ping
+  std::string command;  ///< submit | ps | info | kill | send | cancel | workflows | stats | ping
   std::string socket;   ///< empty: default_socket()
   bool json = false;    ///< print the raw JSON result
   std::string file;     ///< submit: the script, sent as source
@@ -21,6 +21,8 @@ struct client_request {
   std::string payload = "null";  ///< send: JSON text
   std::string reason;            ///< kill
   std::string status;            ///< ps: only processes in this state
+  std::string action;            ///< workflows: start, stop or restart (empty: list)
+  std::string name;              ///< workflows: which one
 };
 
 /// $LUAD_SOCKET, else configs/run/luad.sock when it exists (a checkout

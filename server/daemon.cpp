@@ -442,6 +442,49 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     return listed;
   }
   if (method == "workflows") {
+    // With "action" start | stop | restart and "name", acts on one workflow
+    // first; then (always) lists them all.
+    std::string action = text_param(p, "action", false);
+    if (!action.empty()) {
+      std::string name = text_param(p, "name", true);
+      const workflow_config* w = nullptr;
+      for (const auto& c : d.cfg.workflows)
+        if (c.name == name) w = &c;
+      if (!w) throw rpc_error{k_not_found, "no workflow named '" + name + "'"};
+      if (action != "start" && action != "stop" && action != "restart")
+        throw rpc_error{k_invalid_params, "\"action\" is start, stop or restart"};
+      runtime::pid old;
+      {
+        std::lock_guard lock(d.workflows_mu);
+        old = d.workflow_pids[name];
+      }
+      bool running = false;
+      if (runtime::process* sup = old ? sched.find(old) : nullptr) {
+        running = true;
+        sup->release_ref();
+      }
+      if (action == "start" && running)
+        throw rpc_error{k_failed, "workflow '" + name + "' is already running"};
+      if (action == "stop" && !running)
+        throw rpc_error{k_failed, "workflow '" + name + "' is not running"};
+      if (action != "start" && running) {
+        // Its children are linked to the supervisor and end with it.
+        sched.kill(old, runtime::exit_reason::killed, "workflow stopped by a client");
+        for (int i = 0; i < 1000; ++i) {  // up to a second, on the io thread: admin only
+          runtime::process* still = sched.find(old);
+          if (!still) break;
+          still->release_ref();
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      }
+      if (action != "stop") {
+        std::string why;
+        runtime::pid pid = d.start_workflow(*w, why);
+        if (!pid) throw rpc_error{k_failed, "workflow '" + name + "' could not start: " + why};
+        std::lock_guard lock(d.workflows_mu);
+        d.workflow_pids[name] = pid;
+      }
+    }
     json::array listed;
     std::lock_guard lock(d.workflows_mu);
     for (const auto& w : d.cfg.workflows) {

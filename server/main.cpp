@@ -96,6 +96,11 @@ int run_cli(int argc, char** argv) {
   auto* cmd_cancel = add_client("cancel", "Ask a process to finish (a CANCEL message)");
   cmd_cancel->add_option("to", client.pid, "Process id or registered name")->required();
   cmd_cancel->add_option("reason", client.reason, "Why");
+  auto* cmd_workflows =
+      add_client("workflows", "List the config's workflows, or start/stop/restart one");
+  cmd_workflows->add_option("action", client.action, "start, stop or restart")
+      ->check(CLI::IsMember({"start", "stop", "restart"}));
+  cmd_workflows->add_option("name", client.name, "Workflow name");
   auto* cmd_stats = add_client("stats", "The daemon's counters");
   auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
 
@@ -113,8 +118,8 @@ int run_cli(int argc, char** argv) {
   luad::runtime::init_logging(parse_level(log_level));
 
   if (*cmd_serve) return luad::server::serve(serve_config);
-  for (auto* sub :
-       {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_stats, cmd_ping}) {
+  for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_workflows,
+                    cmd_stats, cmd_ping}) {
     if (*sub) {
       client.command = sub->get_name();
       return luad::server::client_command(client);

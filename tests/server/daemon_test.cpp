@@ -424,3 +424,39 @@ return m.payload.n, m.payload.list[2], c.payload.reason
   CHECK(r.code == 2);
   CHECK(has(r.err, "not JSON"));
 }
+
+TEST_CASE("daemon: workflows start, stop and restart by name") {
+  static std::atomic<int> n{200};
+  fs::path dir = fs::temp_directory_path() /
+                 ("luad_wfc_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "scripts");
+  std::ofstream(dir / "scripts" / "idle.lua") << "require('process').receive('never')\n";
+  std::string text =
+      "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n"
+      "[[workflow]]\nname = \"idle\"\nscript = \"scripts/idle.lua\"\nstart = \"manual\"\n";
+  luad::server::daemon dm(luad::server::parse_config(text, (dir / "luad.toml").string()));
+  dm.start();
+  std::thread serving([&] { dm.run(); });
+  std::string sock = (dir / "luad.sock").string();
+  auto r = luad_cli(sock, "workflows");
+  CHECK(has(r.out, "not started"));
+  r = luad_cli(sock, "workflows start idle");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "running"));
+  r = luad_cli(sock, "workflows start idle");
+  CHECK(r.code == 1);
+  CHECK(has(r.err, "already running"));
+  std::string first = luad_cli(sock, "workflows --json").out;
+  r = luad_cli(sock, "workflows restart idle");
+  CHECK(has(r.out, "running"));
+  std::string second = luad_cli(sock, "workflows --json").out;
+  CHECK(first != second);  // a new supervisor pid
+  r = luad_cli(sock, "workflows stop idle");
+  CHECK(has(r.out, "stopped"));
+  r = luad_cli(sock, "workflows stop nope");
+  CHECK(has(r.err, "no workflow named 'nope'"));
+  dm.request_stop();
+  serving.join();
+  fs::remove_all(dir);
+}
