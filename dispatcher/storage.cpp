@@ -166,19 +166,22 @@ void prepare_schema(sqlite3* db, bool read_only) {
 
 // --- arguments --------------------------------------------------------------
 
-const runtime::value* field(const runtime::value& args, std::string_view name) {
-  return args.find(name);
-}
-
 std::string_view text_field(const runtime::value& args, std::string_view name) {
-  const runtime::value* v = field(args, name);
+  const runtime::value* v = args.find(name);
   const std::string* s = v ? v->get<std::string>() : nullptr;
   return s ? std::string_view(*s) : std::string_view();
 }
 
 bool has_field(const runtime::value& args, std::string_view name) {
-  const runtime::value* v = field(args, name);
+  const runtime::value* v = args.find(name);
   return v && !v->is_nil();
+}
+
+std::int64_t integer_field(const runtime::value& args, std::string_view name,
+                           std::int64_t fallback) {
+  const runtime::value* v = args.find(name);
+  const std::int64_t* i = v ? v->get<std::int64_t>() : nullptr;
+  return i ? *i : fallback;
 }
 
 // The upper bound of keys starting with `prefix` (exclusive), or "" when there
@@ -264,7 +267,7 @@ runtime::outcome apply_write(writer_statements& st, const runtime::value& args, 
     rc = r == SQLITE_DONE ? SQLITE_OK : r;
   };
   if (op == "set") {
-    put(text_field(args, "value"), field(args, "ttl"));
+    put(text_field(args, "value"), args.find("ttl"));
     if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "set"));
     return runtime::outcome::success(true);
   }
@@ -278,8 +281,7 @@ runtime::outcome apply_write(writer_statements& st, const runtime::value& args, 
     return runtime::outcome::success(old.has_value());
   }
   if (op == "incr") {
-    const auto* by = field(args, "by") ? field(args, "by")->get<std::int64_t>() : nullptr;
-    std::int64_t delta = by ? *by : 1;
+    std::int64_t delta = integer_field(args, "by", 1);
     auto old = live_value(st.get, ns, key, now, rc);
     if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "incr"));
     std::int64_t current = 0;
@@ -337,8 +339,7 @@ runtime::outcome apply_read(reader_statements& st, sqlite3* db, const runtime::v
   if (op == "list") {
     std::string prefix(text_field(args, "prefix"));
     std::string after(text_field(args, "after"));
-    const auto* lim = field(args, "limit") ? field(args, "limit")->get<std::int64_t>() : nullptr;
-    std::int64_t limit = lim ? *lim : 100;
+    std::int64_t limit = integer_field(args, "limit", 100);
     // Start at the prefix, or just after the cursor: the smallest key above
     // `after` is `after` followed by a zero byte.
     std::string from = prefix;

@@ -83,5 +83,4 @@ message* mailbox::take(std::span<const std::string_view> topics) noexcept {
   return nullptr;
 }
 
-
 }  // namespace luad::runtime

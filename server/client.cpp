@@ -60,6 +60,12 @@ json::value call(const std::string& socket_path, const std::string& method, json
   return v;
 }
 
+// A table cell: the string field `key` of a listed item, or "-".
+std::string cell(const json::object& item, const char* key) {
+  const json::value* v = item.if_contains(key);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
+}
+
 int exit_code_of(const json::object& exit) {
   auto reason = exit.if_contains("reason");
   std::string r = reason && reason->is_string() ? std::string(reason->get_string()) : "";
@@ -166,25 +172,18 @@ int client_command(const client_request& req) {
     std::printf("%-12s %-10s %-13s %10s  %s\n", "PID", "STATUS", "WAITING ON", "MEMORY", "SCRIPT");
     for (const auto& p : result.get_array()) {
       const auto& q = p.get_object();
-      auto text = [&](const char* k) {
-        const auto* v = q.if_contains(k);
-        return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
-      };
-      std::printf("%-12s %-10s %-13s %10lld  %s\n", text("pid").c_str(), text("status").c_str(),
-                  text("waiting_on").c_str(),
+      std::printf("%-12s %-10s %-13s %10lld  %s\n", cell(q, "pid").c_str(),
+                  cell(q, "status").c_str(), cell(q, "waiting_on").c_str(),
                   static_cast<long long>(q.at("memory").to_number<double>()),
-                  text("script").c_str());
+                  cell(q, "script").c_str());
     }
   } else if (cmd == "workflows") {
     std::printf("%-16s %-12s %-10s %-10s %s\n", "NAME", "STATE", "START", "RESTART", "SUPERVISOR");
     for (const auto& w : result.get_array()) {
       const auto& q = w.get_object();
-      auto text = [&](const char* k) {
-        const auto* v = q.if_contains(k);
-        return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
-      };
-      std::printf("%-16s %-12s %-10s %-10s %s\n", text("name").c_str(), text("state").c_str(),
-                  text("start").c_str(), text("restart").c_str(), text("supervisor").c_str());
+      std::printf("%-16s %-12s %-10s %-10s %s\n", cell(q, "name").c_str(), cell(q, "state").c_str(),
+                  cell(q, "start").c_str(), cell(q, "restart").c_str(),
+                  cell(q, "supervisor").c_str());
     }
   } else if (cmd == "info" || cmd == "stats") {
     for (const auto& [k, v] : result.get_object())

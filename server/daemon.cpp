@@ -39,7 +39,6 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using local = asio::local::stream_protocol;
 
-constexpr const char* k_version = "0.1.0";
 constexpr std::size_t k_max_pending_bytes = 4 << 20;
 constexpr std::size_t k_exits_kept = 10000;
 
@@ -321,7 +320,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
                                            const json::value& id, bool& deferred) {
   runtime::scheduler& sched = d.eng->scheduler();
   if (method == "ping") return "pong";
-  if (method == "version") return json::object{{"version", k_version}};
+  if (method == "version") return json::object{{"version", luad_version}};
   if (method == "stats") {
     auto s = sched.stats();
     return json::object{{"alive", s.alive},
@@ -672,7 +671,7 @@ void daemon::start() {
     else
       runtime::logger().error("workflow {} could not start: {}", w.name, why);
   }
-  runtime::logger().info("luad {} serving on {} (data in {})", k_version, path,
+  runtime::logger().info("luad {} serving on {} (data in {})", luad_version, path,
                          d.cfg.storage.data_dir);
 }
 

@@ -11,6 +11,9 @@
 
 namespace luad::server {
 
+/// The release, as `luad --version` and the protocol's `version` report it.
+inline constexpr const char* luad_version = "0.1.0";
+
 class daemon {
  public:
   explicit daemon(config cfg);

@@ -12,8 +12,6 @@
 
 namespace {
 
-constexpr const char* k_version = "luad 0.1.0";
-
 luad::runtime::log_level parse_level(const std::string& s) {
   using luad::runtime::log_level;
   if (s == "debug") return log_level::debug;
@@ -26,7 +24,7 @@ luad::runtime::log_level parse_level(const std::string& s) {
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"luad: a Lua actor process server"};
-  app.set_version_flag("--version", k_version);
+  app.set_version_flag("--version", std::string("luad ") + luad::server::luad_version);
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug, info, warn or error")
