@@ -37,6 +37,8 @@ enum class exit_reason : std::uint8_t {
   shutdown,  ///< the scheduler stopped while it was alive
 };
 std::string_view reason_name(exit_reason r);
+/// How many exit reasons there are (for counters indexed by reason).
+inline constexpr std::size_t k_exit_reasons = 5;
 
 /// What a process leaves behind.
 struct exit_info {

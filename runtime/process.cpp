@@ -220,6 +220,9 @@ void process::after_command_yield() {
   if (pending_->has_command()) {
     dispatcher::command cmd = pending_->make_command();
     waiting_cmd_.store(static_cast<std::uint16_t>(cmd.id), std::memory_order_relaxed);
+    scheduler::counters()
+        .commands[static_cast<std::size_t>(cmd.id)]
+        .fetch_add(1, std::memory_order_relaxed);
     owner_.commands().submit(std::move(cmd), dispatcher::completion(this, token));
   }
   // A message that arrived before the wait opened did not see it: claim now.

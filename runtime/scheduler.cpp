@@ -251,6 +251,12 @@ void scheduler::retire(process* p, const exit_info& info) {
   if (p->has_name) unregister_name(p->id());  // names vanish with their process
   table_->erase(p->id());
   counters().exited.fetch_add(1, std::memory_order_relaxed);
+  counters().exits[static_cast<std::size_t>(info.reason)].fetch_add(1, std::memory_order_relaxed);
+  try {
+    if (opts_.exit_hook) opts_.exit_hook(info);
+  } catch (const std::exception& e) {
+    logger().error("exit hook for {} threw: {}", p->id().to_string(), e.what());
+  }
   try {
     p->call_on_exit(info);
   } catch (const std::exception& e) {
@@ -274,6 +280,10 @@ scheduler_stats scheduler::stats() const {
     s.yields += w->counters.yields.load(std::memory_order_relaxed);
     s.preemptions += w->counters.preemptions.load(std::memory_order_relaxed);
     s.steals += w->counters.steals.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < s.commands.size(); ++i)
+      s.commands[i] += w->counters.commands[i].load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < s.exits.size(); ++i)
+      s.exits[i] += w->counters.exits[i].load(std::memory_order_relaxed);
   }
   s.alive = table_->size();
   return s;

@@ -2,6 +2,7 @@
 // the process table, spawn/kill, and a shutdown that ends every process.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +35,10 @@ struct scheduler_stats {
   std::uint64_t steals = 0;        ///< processes taken from another worker's queue
   std::uint64_t dead_letters = 0;  ///< messages sent to pids that were not alive
   std::size_t alive = 0;
+  /// Commands sent to dispatchers, by command id (index 0 is unused).
+  std::array<std::uint64_t, static_cast<std::size_t>(dispatcher::command_id::max_id)> commands{};
+  /// Exits by exit_reason (normal, error, killed, limit, shutdown).
+  std::array<std::uint64_t, k_exit_reasons> exits{};
 };
 
 /// Decides whether `caller` may do `action` ("spawn" with the script path,
@@ -46,6 +51,9 @@ struct scheduler_options {
   std::uint32_t node = 0;                 ///< the node part of every pid
   std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
   permission_hook permit;                 ///< empty: everything is allowed
+  /// Called on a worker after any process has ended (after it left the
+  /// process table, before its own on_exit). Keep it short; may be empty.
+  std::function<void(const exit_info&)> exit_hook;
 
   /// Defaults, with `n` workers.
   static scheduler_options with_workers(unsigned n) {

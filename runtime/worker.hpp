@@ -2,6 +2,7 @@
 // front when they run dry; a parked worker sleeps until work is pushed to it.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -9,6 +10,9 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+
+#include "dispatcher/command.hpp"
+#include "runtime/limits.hpp"
 
 namespace luad::runtime {
 
@@ -19,6 +23,11 @@ class scheduler;
 /// workers never write the same line. Read (relaxed) by scheduler::stats().
 struct alignas(64) worker_counters {
   std::atomic<std::uint64_t> yields{0}, preemptions{0}, steals{0}, exited{0};
+  /// Commands sent, by command id (clock.sleep, fetch.request, store.op).
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(dispatcher::command_id::max_id)>
+      commands{};
+  /// Exits, by exit_reason.
+  std::array<std::atomic<std::uint64_t>, k_exit_reasons> exits{};
 };
 
 class worker {

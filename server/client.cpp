@@ -21,43 +21,63 @@ namespace {
 
 namespace json = boost::json;
 
-// One connection, one request, one reply line. Throws std::runtime_error.
-json::value call(const std::string& socket_path, const std::string& method, json::object params) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("cannot create a socket");
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof a.sun_path) throw std::runtime_error("socket path too long");
-  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket_path.c_str());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot reach the daemon at " + socket_path +
-                             " (is `luad serve` running? --socket or LUAD_SOCKET set the path)");
+// A connection to the daemon: requests out, reply and notification lines in.
+// Throws std::runtime_error.
+class rpc_connection {
+ public:
+  explicit rpc_connection(const std::string& socket_path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd_ < 0) throw std::runtime_error("cannot create a socket");
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof a.sun_path) throw std::runtime_error("socket path too long");
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket_path.c_str());
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("cannot reach the daemon at " + socket_path +
+                               " (is `luad serve` running? --socket or LUAD_SOCKET set the path)");
   }
-  std::string line = json::serialize(json::object{
-      {"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", std::move(params)}});
-  line += '\n';
-  for (std::size_t off = 0; off < line.size();) {
-    ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) {
-      ::close(fd);
-      throw std::runtime_error("the daemon closed the connection");
+  ~rpc_connection() { ::close(fd_); }
+  rpc_connection(const rpc_connection&) = delete;
+  rpc_connection& operator=(const rpc_connection&) = delete;
+
+  void request(const std::string& method, json::object params) {
+    std::string line = json::serialize(json::object{
+        {"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", std::move(params)}});
+    line += '\n';
+    for (std::size_t off = 0; off < line.size();) {
+      ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("the daemon closed the connection");
+      off += static_cast<std::size_t>(n);
     }
-    off += static_cast<std::size_t>(n);
   }
-  std::string reply;
-  char buf[65536];
-  while (reply.find('\n') == std::string::npos) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
+
+  /// The next line the daemon sends (a reply or a notification), parsed.
+  json::object next() {
+    std::size_t nl;
+    while ((nl = buffered_.find('\n')) == std::string::npos) {
+      char buf[65536];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) throw std::runtime_error("the daemon closed the connection");
+      buffered_.append(buf, static_cast<std::size_t>(n));
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(std::string_view(buffered_).substr(0, nl), ec);
+    buffered_.erase(0, nl + 1);
+    if (ec || !v.is_object())
+      throw std::runtime_error("the daemon sent something that is not JSON");
+    return std::move(v.get_object());
   }
-  ::close(fd);
-  if (reply.empty()) throw std::runtime_error("the daemon closed the connection");
-  boost::system::error_code ec;
-  json::value v = json::parse(reply.substr(0, reply.find('\n')), ec);
-  if (ec || !v.is_object()) throw std::runtime_error("the daemon sent something that is not JSON");
-  return v;
+
+ private:
+  int fd_ = -1;
+  std::string buffered_;
+};
+
+// One connection, one request, one reply.
+json::value call(const std::string& socket_path, const std::string& method, json::object params) {
+  rpc_connection conn(socket_path);
+  conn.request(method, std::move(params));
+  return conn.next();
 }
 
 // A table cell: the string field `key` of a listed item, or "-".
@@ -88,6 +108,81 @@ void print_exit(const json::object& exit, bool as_json) {
   std::cerr << json::serialize(exit) << '\n';
 }
 
+// "key: value" lines; nested objects as "outer.inner: value".
+void print_fields(const json::object& o, const std::string& prefix) {
+  for (const auto& [k, v] : o) {
+    std::string key = prefix + std::string(k);
+    if (v.is_object() && !v.get_object().empty()) {
+      print_fields(v.get_object(), key + ".");
+      continue;
+    }
+    std::cout << key << ": " << (v.is_string() ? std::string(v.get_string()) : json::serialize(v))
+              << '\n';
+  }
+}
+
+// "2026-11-22T10:00:00.000Z info  message {"k":1}" for a `log` notification.
+void print_log_line(const json::object& line, bool as_json) {
+  if (as_json) {
+    std::cout << json::serialize(line) << std::endl;
+    return;
+  }
+  std::string text = cell(line, "time") + " " + cell(line, "level");
+  text.resize(std::max<std::size_t>(text.size(), 30), ' ');
+  text += cell(line, "message");
+  if (const json::value* f = line.if_contains("fields")) text += " " + json::serialize(*f);
+  std::cout << text << std::endl;  // flushed: a follower is often piped
+}
+
+// `luad logs PID`: the process's recent lines, then (unless --no-follow) new
+// ones as they are logged, until it exits.
+int follow_logs(const client_request& req, const std::string& socket) {
+  rpc_connection conn(socket);
+  json::object params{{"pid", req.pid}, {"logs", true}};
+  if (!req.level.empty()) params["level"] = req.level;
+  conn.request("subscribe", std::move(params));
+  json::object reply = conn.next();
+  if (const auto* err = reply.if_contains("error")) {
+    const json::value* msg = err->is_object() ? err->get_object().if_contains("message") : nullptr;
+    std::cerr << "luad logs: "
+              << (msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(*err))
+              << '\n';
+    return 1;
+  }
+  const json::object& result = reply.at("result").get_object();
+  for (const auto& line : result.at("backlog").get_array())
+    print_log_line(line.get_object(), req.json);
+  auto print_end = [&](const json::object& exit) {
+    if (req.json) {
+      std::cout << json::serialize(json::object{{"exit", exit}}) << std::endl;
+    } else {
+      std::cout << "-- " << req.pid << " exited: " << cell(exit, "reason");
+      if (exit.contains("message")) std::cout << ": " << cell(exit, "message");
+      std::cout << std::endl;
+    }
+  };
+  if (const auto* exit = result.if_contains("exit")) {
+    print_end(exit->get_object());
+    return 0;
+  }
+  if (!req.follow) return 0;
+  for (;;) {
+    json::object note = conn.next();
+    std::string method = cell(note, "method");
+    const json::value* p = note.if_contains("params");
+    if (!p || !p->is_object()) continue;
+    if (method == "log") {
+      print_log_line(p->get_object(), req.json);
+    } else if (method == "dropped") {
+      std::cerr << "luad logs: " << json::serialize(p->get_object().at("lines"))
+                << " lines dropped (this client read too slowly)\n";
+    } else if (method == "exit") {
+      print_end(p->get_object());
+      return 0;
+    }
+  }
+}
+
 }  // namespace
 
 std::string default_socket() {
@@ -100,6 +195,15 @@ int client_command(const client_request& req) {
   json::object params;
   const std::string& cmd = req.command;
   std::string method = cmd;
+  std::string socket = req.socket.empty() ? default_socket() : req.socket;
+  if (cmd == "logs") {
+    try {
+      return follow_logs(req, socket);
+    } catch (const std::exception& e) {
+      std::cerr << "luad logs: " << e.what() << '\n';
+      return 5;
+    }
+  }
   if (cmd == "submit") {
     std::ifstream in(req.file, std::ios::binary);
     if (!in) {
@@ -116,9 +220,14 @@ int client_command(const client_request& req) {
     params["args"] = std::move(args);
     if (!req.profile.empty()) params["profile"] = req.profile;
     if (req.wait) params["wait"] = true;
+    json::object limits;
+    if (req.memory) limits["memory"] = req.memory;
+    if (req.instructions) limits["instructions"] = req.instructions;
+    if (!limits.empty()) params["limits"] = std::move(limits);
   } else if (cmd == "ps") {
     method = "list";
     if (!req.status.empty()) params["status"] = req.status;
+    if (!req.workflow.empty()) params["workflow"] = req.workflow;
   } else if (cmd == "send" || cmd == "cancel") {
     params["to"] = req.pid;
     if (cmd == "send") {
@@ -144,7 +253,7 @@ int client_command(const client_request& req) {
   }
   json::value reply;
   try {
-    reply = call(req.socket.empty() ? default_socket() : req.socket, method, std::move(params));
+    reply = call(socket, method, std::move(params));
   } catch (const std::exception& e) {
     std::cerr << "luad " << cmd << ": " << e.what() << '\n';
     return 5;
@@ -186,9 +295,17 @@ int client_command(const client_request& req) {
                   cell(q, "supervisor").c_str());
     }
   } else if (cmd == "info" || cmd == "stats") {
-    for (const auto& [k, v] : result.get_object())
-      std::cout << k << ": " << (v.is_string() ? std::string(v.get_string()) : json::serialize(v))
-                << '\n';
+    print_fields(result.get_object(), "");
+  } else if (cmd == "reload") {
+    const auto& r = result.get_object();
+    for (const char* what : {"added", "removed", "changed", "unchanged"}) {
+      std::cout << what << ":";
+      for (const auto& n : r.at(what).get_array()) std::cout << ' ' << n.get_string();
+      std::cout << '\n';
+    }
+    if (r.at("restart_needed").get_bool())
+      std::cout << "note: [server], [storage] or limits.max_processes changed; they take effect at "
+                   "the next start\n";
   } else if (cmd == "kill") {
     std::cout << "killed " << req.pid << '\n';
   } else if (cmd == "send" || cmd == "cancel") {

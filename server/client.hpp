@@ -2,6 +2,7 @@
 // Unix socket (proto/PROTOCOL.md) and print the answer.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,20 +10,26 @@ namespace luad::server {
 
 /// One client command and its arguments, from the command line.
 struct client_request {
-  std::string command;  ///< submit | ps | info | kill | send | cancel | workflows | stats | ping
+  std::string command;  ///< submit | ps | info | kill | send | cancel | workflows | stats |
+                        ///< logs | reload | ping
   std::string socket;   ///< empty: default_socket()
   bool json = false;    ///< print the raw JSON result
   std::string file;     ///< submit: the script, sent as source
   std::vector<std::string> args;
   std::string profile;
   bool wait = false;
-  std::string pid;               ///< info, kill; send and cancel: a pid or a registered name
-  std::string topic;             ///< send
-  std::string payload = "null";  ///< send: JSON text
-  std::string reason;            ///< kill
-  std::string status;            ///< ps: only processes in this state
-  std::string action;            ///< workflows: start, stop or restart (empty: list)
-  std::string name;              ///< workflows: which one
+  std::string pid;                ///< info, kill; send and cancel: a pid or a registered name
+  std::string topic;              ///< send
+  std::string payload = "null";   ///< send: JSON text
+  std::string reason;             ///< kill
+  std::string status;             ///< ps: only processes in this state
+  std::string workflow;           ///< ps: only processes of this workflow
+  std::string level;              ///< logs: lowest level shown (default: the daemon's)
+  bool follow = true;             ///< logs: keep printing new lines until the exit
+  std::int64_t memory = 0;        ///< submit: tighter memory limit in bytes (0: the default)
+  std::int64_t instructions = 0;  ///< submit: tighter instruction limit (0: the default)
+  std::string action;             ///< workflows: start, stop or restart (empty: list)
+  std::string name;               ///< workflows: which one
 };
 
 /// $LUAD_SOCKET, else configs/run/luad.sock when it exists (a checkout

@@ -30,10 +30,14 @@ struct server_config {
   std::string log_level = "info";   ///< debug | info | warn | error
   std::string log_format = "text";  ///< text | json
   double grace_period = 10;         ///< seconds between CANCEL and kill at shutdown
+
+  bool operator==(const server_config&) const = default;
 };
 
 struct storage_config {
   std::string data_dir = "data";  ///< relative paths are relative to the config file
+
+  bool operator==(const storage_config&) const = default;
 };
 
 struct limits_config {
@@ -65,6 +69,8 @@ struct workflow_config {
   runtime::permission_list permissions;
   runtime::limits limits;  ///< the [limits] defaults, overridden per workflow
   runtime::class_set classes = runtime::all_classes;
+
+  bool operator==(const workflow_config&) const = default;
 };
 
 struct config {

@@ -3,7 +3,7 @@
 //
 // DESIGN. Everything that touches a socket runs on one Asio thread (`io`).
 // Workers report exits through on_exit callbacks, which only record the exit
-// under `exits_mu` and post the waiting replies to `io`. A connection reads one
+// under `events_mu` and post the waiting replies to `io`. A connection reads one
 // line at a time (bounded by limits.max_request_size) and stops reading while
 // more than `k_max_pending_bytes` of replies wait to be written, so a client
 // that never reads cannot make the daemon buffer without bound.
@@ -16,10 +16,14 @@
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
+#include <ctime>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -41,6 +45,8 @@ using local = asio::local::stream_protocol;
 
 constexpr std::size_t k_max_pending_bytes = 4 << 20;
 constexpr std::size_t k_exits_kept = 10000;
+constexpr std::size_t k_log_lines_kept = 10000;
+constexpr std::size_t k_log_message_bytes = 16 << 10;  // longer lines are cut for followers
 
 // JSON-RPC error codes (the standard ones, then ours).
 constexpr int k_parse_error = -32700, k_invalid_request = -32600, k_method_not_found = -32601,
@@ -119,31 +125,66 @@ struct daemon::impl {
   asio::io_context io;
   local::acceptor acceptor{io};
   asio::signal_set signals{io, SIGTERM, SIGINT};
+  asio::signal_set hangup{io, SIGHUP};  // reload
   std::thread io_thread;
   bool stopping = false;  // io thread only
 
   struct connection;
   std::vector<std::weak_ptr<connection>> connections;  // io thread only
 
+  // Guards the exits, their waiters, the log backlog and the subscriptions
+  // together, so a client that subscribes misses no line and no exit.
+  std::mutex events_mu;
   // Exits of processes submitted through the socket, and who waits for them.
   struct waiter {
     std::weak_ptr<connection> conn;
     json::value id;
   };
-  std::mutex exits_mu;
   std::unordered_map<std::uint64_t, runtime::exit_info> exits;
   std::deque<std::uint64_t> exit_order;
   std::unordered_map<std::uint64_t, std::vector<waiter>> waiters;
+  // The last lines processes logged (at the daemon's level or above), and the
+  // clients following a process's log lines and exit.
+  struct log_line {
+    std::uint64_t serial;
+    std::string pid, workflow, time, message, fields;
+    runtime::log_level level;
+  };
+  std::deque<log_line> log_backlog;
+  runtime::log_level backlog_level = runtime::log_level::info;
+  struct subscriber {
+    std::weak_ptr<connection> conn;
+    bool logs;
+    runtime::log_level level;
+  };
+  std::unordered_map<std::uint64_t, std::vector<subscriber>> subscribers;
+  std::atomic<std::size_t> subscriptions{0};  // read without the lock by exit hooks
+  struct log_tap final : runtime::log_tap {
+    impl* d = nullptr;
+    void on_log(const runtime::log_record& rec) noexcept override;
+  } tap;
+  std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 
   // Config workflows: name -> the pid of the supervisor running it (empty
   // when not started). Written at start, read by the io thread.
   std::mutex workflows_mu;
   std::unordered_map<std::string, runtime::pid> workflow_pids;
 
-  explicit impl(config c) : cfg(std::move(c)) {}
+  explicit impl(config c) : cfg(std::move(c)) { tap.d = this; }
   runtime::pid start_workflow(const workflow_config& w, std::string& why);
+  /// Kills the workflow's supervisor (its children end with it) and waits up
+  /// to a second for it to be gone. Returns false if it was not running.
+  bool stop_workflow(const std::string& name);
+  /// Rereads the config file: workflows added, removed or changed; profiles,
+  /// script roots and per-process limit defaults. Throws config_error.
+  json::object reload();
 
+  void watch_hangup();
   void on_exit(const runtime::exit_info& e);
+  void on_any_exit(const runtime::exit_info& e);
+  void record_log(const runtime::log_record& rec);
+  json::object stats_json();
+  static json::object log_json(const log_line& line);
   void accept();
   void begin_stop();
 };
@@ -154,6 +195,7 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
   std::string in;
   std::deque<std::string> out;
   std::size_t pending_bytes = 0;
+  std::uint64_t dropped = 0;  // log notifications not sent (see notify)
   bool reading = false, writing = false, closed = false;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -223,6 +265,23 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
 
   void send_result(const json::value& id, json::value result) {
     send(json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}});
+  }
+
+  // A notification (no id): a log line or an exit a client subscribed to.
+  // Log lines for a client that does not read are dropped, not buffered
+  // without bound; the next line that fits is preceded by a count of them.
+  void notify(const char* method, const json::value& params, bool droppable) {
+    if (closed) return;
+    if (droppable && pending_bytes > k_max_pending_bytes) {
+      ++dropped;
+      return;
+    }
+    if (dropped > 0) {
+      send(json::object{
+          {"jsonrpc", "2.0"}, {"method", "dropped"}, {"params", {{"lines", dropped}}}});
+      dropped = 0;
+    }
+    send(json::object{{"jsonrpc", "2.0"}, {"method", method}, {"params", params}});
   }
 
   void write() {
@@ -308,6 +367,45 @@ std::string text_param(const json::object& p, const char* key, bool required) {
   return std::string(v->get_string());
 }
 
+bool bool_param(const json::object& p, const char* key, bool fallback) {
+  const json::value* v = p.if_contains(key);
+  if (!v || v->is_null()) return fallback;
+  if (!v->is_bool())
+    throw rpc_error{k_invalid_params, std::string("\"") + key + "\" must be true or false"};
+  return v->get_bool();
+}
+
+std::optional<runtime::log_level> parse_level(std::string_view s) {
+  using runtime::log_level;
+  for (log_level l : {log_level::debug, log_level::info, log_level::warn, log_level::error})
+    if (s == runtime::level_name(l)) return l;
+  return std::nullopt;
+}
+
+// A non-negative integer field of `limits`, or `fallback`; never above `cap`
+// (a client may tighten the configured defaults, not loosen them).
+template <class T>
+T limit_param(const json::object& limits, const char* key, T fallback, T cap) {
+  const json::value* v = limits.if_contains(key);
+  if (!v || v->is_null()) return fallback;
+  if (!v->is_int64() || v->get_int64() < 0)
+    throw rpc_error{k_invalid_params,
+                    std::string("\"limits.") + key + "\" must be a non-negative integer"};
+  auto n = static_cast<std::uint64_t>(v->get_int64());
+  if (cap != 0 && (n == 0 || n > cap))
+    throw rpc_error{k_denied, std::string("\"limits.") + key + "\" may not exceed " +
+                                  std::to_string(cap) + " (the daemon's default)"};
+  return static_cast<T>(n);
+}
+
+// Resident memory of the daemon, from /proc (0 where it cannot be read).
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
 runtime::pid pid_param(const json::object& p) {
   auto id = runtime::pid::parse(text_param(p, "pid", true));
   if (!id || !*id) throw rpc_error{k_invalid_params, "\"pid\" must look like \"0.42\""};
@@ -321,17 +419,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
   runtime::scheduler& sched = d.eng->scheduler();
   if (method == "ping") return "pong";
   if (method == "version") return json::object{{"version", luad_version}};
-  if (method == "stats") {
-    auto s = sched.stats();
-    return json::object{{"alive", s.alive},
-                        {"spawned", s.spawned},
-                        {"exited", s.exited},
-                        {"yields", s.yields},
-                        {"preemptions", s.preemptions},
-                        {"dead_letters", s.dead_letters},
-                        {"store_commits", d.eng->storage().commits()},
-                        {"store_writes", d.eng->storage().committed_writes()}};
-  }
+  if (method == "stats") return d.stats_json();
   if (method == "spawn") {
     std::string source = text_param(p, "source", false);
     std::string script = text_param(p, "script", false);
@@ -339,6 +427,20 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       throw rpc_error{k_invalid_params, "give exactly one of \"script\" and \"source\""};
     runtime::spawn_options so;
     so.ctx.limits = d.cfg.limits.process;
+    so.ctx.owner = "uid:" + std::to_string(uid);
+    if (const json::value* lv = p.if_contains("limits")) {
+      if (!lv->is_object()) throw rpc_error{k_invalid_params, "\"limits\" must be an object"};
+      const json::object& l = lv->get_object();
+      for (const auto& [k, v] : l)
+        if (k != "memory" && k != "instructions" && k != "mailbox" && k != "message_bytes")
+          throw rpc_error{k_invalid_params, "unknown limit '" + std::string(k) +
+                                                "' (memory, instructions, mailbox, message_bytes)"};
+      runtime::limits& lim = so.ctx.limits;
+      lim.memory = limit_param(l, "memory", lim.memory, lim.memory);
+      lim.instructions = limit_param(l, "instructions", lim.instructions, lim.instructions);
+      lim.mailbox = limit_param(l, "mailbox", lim.mailbox, lim.mailbox);
+      lim.message_bytes = limit_param(l, "message_bytes", lim.message_bytes, lim.message_bytes);
+    }
     if (const json::value* args = p.if_contains("args")) {
       if (!args->is_array()) throw rpc_error{k_invalid_params, "\"args\" must be an array"};
       for (const auto& a : args->get_array()) so.args.push_back(from_json(a));
@@ -388,7 +490,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     if (!pid) throw rpc_error{k_failed, why.message};
     const json::value* wait = p.if_contains("wait");
     if (wait && wait->is_bool() && wait->get_bool()) {
-      std::lock_guard lock(d.exits_mu);
+      std::lock_guard lock(d.events_mu);
       auto it = d.exits.find(pid.serial);
       if (it != d.exits.end()) return exit_json(it->second);
       d.waiters[pid.serial].push_back({weak_from_this(), id});
@@ -399,7 +501,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
   }
   if (method == "wait") {
     runtime::pid pid = pid_param(p);
-    std::lock_guard lock(d.exits_mu);
+    std::lock_guard lock(d.events_mu);
     auto it = d.exits.find(pid.serial);
     if (it != d.exits.end()) return exit_json(it->second);
     if (runtime::process* proc = sched.find(pid)) {
@@ -426,14 +528,18 @@ json::value daemon::impl::connection::call(const std::string& method, const json
   }
   if (method == "list") {
     std::string status = text_param(p, "status", false);
+    std::string workflow = text_param(p, "workflow", false);
+    std::string owner = workflow.empty() ? std::string() : "workflow:" + workflow;
     json::array listed;
     sched.visit([&](runtime::process& proc) {
       const char* st = proc.status();
       if (!status.empty() && status != st) return;
+      if (!owner.empty() && proc.context().owner != owner) return;
       json::object o{{"pid", proc.id().to_string()},
                      {"status", st},
                      {"script", proc.script_name()},
                      {"memory", proc.memory_used()}};
+      if (!proc.context().owner.empty()) o["owner"] = proc.context().owner;
       std::string_view on = proc.waiting_on();
       if (!on.empty()) o["waiting_on"] = std::string(on);
       listed.push_back(std::move(o));
@@ -466,16 +572,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
         throw rpc_error{k_failed, "workflow '" + name + "' is already running"};
       if (action == "stop" && !running)
         throw rpc_error{k_failed, "workflow '" + name + "' is not running"};
-      if (action != "start" && running) {
-        // Its children are linked to the supervisor and end with it.
-        sched.kill(old, runtime::exit_reason::killed, "workflow stopped by a client");
-        for (int i = 0; i < 1000; ++i) {  // up to a second, on the io thread: admin only
-          runtime::process* still = sched.find(old);
-          if (!still) break;
-          still->release_ref();
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-      }
+      if (action != "start" && running) d.stop_workflow(name);
       if (action != "stop") {
         std::string why;
         runtime::pid pid = d.start_workflow(*w, why);
@@ -539,6 +636,67 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       throw rpc_error{k_not_found, "no process " + pid.to_string()};
     return true;
   }
+  if (method == "subscribe") {
+    // Follow one process: its past log lines now, then `log` notifications,
+    // then one `exit` notification that ends the subscription.
+    runtime::pid pid = pid_param(p);
+    bool logs = bool_param(p, "logs", true);
+    bool backlog = bool_param(p, "backlog", true);
+    runtime::log_level level = d.backlog_level;
+    if (std::string l = text_param(p, "level", false); !l.empty()) {
+      auto parsed = parse_level(l);
+      if (!parsed) throw rpc_error{k_invalid_params, "\"level\" is debug, info, warn or error"};
+      level = *parsed;
+    }
+    std::lock_guard lock(d.events_mu);
+    json::array past;
+    if (backlog && logs)
+      for (const log_line& line : d.log_backlog)
+        if (line.serial == pid.serial && line.level >= level) past.push_back(log_json(line));
+    json::object result{{"pid", pid.to_string()}, {"backlog", std::move(past)}};
+    // Counted before looking the process up, so that its exit hook, which
+    // runs after the process left the table, cannot miss this subscriber.
+    d.subscriptions.fetch_add(1);
+    runtime::process* proc = sched.find(pid);
+    if (!proc) {
+      d.subscriptions.fetch_sub(1);
+      auto it = d.exits.find(pid.serial);
+      if (it == d.exits.end())
+        throw rpc_error{k_not_found,
+                        "no process " + pid.to_string() + " (or its exit is forgotten)"};
+      result["exit"] = exit_json(it->second);
+      return result;
+    }
+    proc->release_ref();
+    d.subscribers[pid.serial].push_back({weak_from_this(), logs, level});
+    result["subscribed"] = true;
+    return result;
+  }
+  if (method == "unsubscribe") {
+    runtime::pid pid = pid_param(p);
+    std::lock_guard lock(d.events_mu);
+    auto it = d.subscribers.find(pid.serial);
+    bool had = false;
+    if (it != d.subscribers.end()) {
+      auto& subs = it->second;
+      auto self = weak_from_this();
+      auto gone = std::remove_if(subs.begin(), subs.end(), [&](const subscriber& s) {
+        return !s.conn.owner_before(self) && !self.owner_before(s.conn);
+      });
+      had = gone != subs.end();
+      d.subscriptions.fetch_sub(static_cast<std::size_t>(subs.end() - gone));
+      subs.erase(gone, subs.end());
+      if (subs.empty()) d.subscribers.erase(it);
+    }
+    return had;
+  }
+  if (method == "reload") {
+    try {
+      return d.reload();
+    } catch (const config_error& e) {
+      throw rpc_error{k_failed, std::string("config not reloaded: ") + e.what()};
+    }
+  }
   if (method == "shutdown") {
     asio::post(d.io, [owner = &d] { owner->begin_stop(); });
     return true;
@@ -572,10 +730,214 @@ runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string&
   return pid;
 }
 
+bool daemon::impl::stop_workflow(const std::string& name) {
+  runtime::scheduler& sched = eng->scheduler();
+  runtime::pid old;
+  {
+    std::lock_guard lock(workflows_mu);
+    old = workflow_pids[name];
+  }
+  if (!old || !sched.kill(old, runtime::exit_reason::killed, "workflow stopped")) return false;
+  // Its children are linked to the supervisor and end with it.
+  for (int i = 0; i < 1000; ++i) {  // up to a second, on the io thread: admin only
+    runtime::process* still = sched.find(old);
+    if (!still) break;
+    still->release_ref();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+json::object daemon::impl::reload() {
+  config fresh = load_config(cfg.path);  // a bad file changes nothing
+  json::array added, removed, changed, unchanged;
+  auto find_in = [](const std::vector<workflow_config>& list, const std::string& name) {
+    const workflow_config* found = nullptr;
+    for (const auto& w : list)
+      if (w.name == name) found = &w;
+    return found;
+  };
+  auto is_running = [this](const std::string& name) {
+    runtime::pid pid;
+    {
+      std::lock_guard lock(workflows_mu);
+      pid = workflow_pids[name];
+    }
+    runtime::process* sup = pid ? eng->scheduler().find(pid) : nullptr;
+    if (sup) sup->release_ref();
+    return sup != nullptr;
+  };
+  auto start = [this](const workflow_config& w) {
+    std::string why;
+    runtime::pid pid = start_workflow(w, why);
+    std::lock_guard lock(workflows_mu);
+    workflow_pids[w.name] = pid;
+    if (pid)
+      runtime::logger().info("workflow {} started (supervisor {})", w.name, pid.to_string());
+    else
+      runtime::logger().error("workflow {} could not start: {}", w.name, why);
+  };
+  for (const auto& w : cfg.workflows) {
+    if (find_in(fresh.workflows, w.name)) continue;
+    removed.push_back(json::string(w.name));
+    if (stop_workflow(w.name)) runtime::logger().info("workflow {} removed: stopped", w.name);
+    std::lock_guard lock(workflows_mu);
+    workflow_pids.erase(w.name);
+  }
+  for (const auto& w : fresh.workflows) {
+    const workflow_config* before = find_in(cfg.workflows, w.name);
+    if (!before) {
+      added.push_back(json::string(w.name));
+      if (w.start == "boot") start(w);
+      continue;
+    }
+    if (*before == w) {
+      unchanged.push_back(json::string(w.name));
+      continue;
+    }
+    changed.push_back(json::string(w.name));
+    bool was_running = stop_workflow(w.name) || is_running(w.name);
+    if (was_running || w.start == "boot") start(w);
+  }
+  bool restart_needed = fresh.server != cfg.server || fresh.storage != cfg.storage ||
+                        fresh.limits.max_processes != cfg.limits.max_processes;
+  cfg.workflows = std::move(fresh.workflows);
+  cfg.profiles = std::move(fresh.profiles);
+  cfg.script_roots = std::move(fresh.script_roots);
+  cfg.limits.process = fresh.limits.process;
+  cfg.limits.max_connections = fresh.limits.max_connections;
+  cfg.limits.max_request_bytes = fresh.limits.max_request_bytes;
+  runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg.path,
+                         added.size(), removed.size(), changed.size());
+  if (restart_needed)
+    runtime::logger().warn(
+        "{}: changes to [server], [storage] or limits.max_processes take effect at the next start",
+        cfg.path);
+  return json::object{{"added", std::move(added)},
+                      {"removed", std::move(removed)},
+                      {"changed", std::move(changed)},
+                      {"unchanged", std::move(unchanged)},
+                      {"restart_needed", restart_needed}};
+}
+
+json::object daemon::impl::log_json(const log_line& line) {
+  json::object o{{"pid", line.pid},
+                 {"time", line.time},
+                 {"level", runtime::level_name(line.level)},
+                 {"message", line.message}};
+  if (!line.workflow.empty()) o["workflow"] = line.workflow;
+  if (!line.fields.empty()) {
+    boost::system::error_code ec;
+    json::value f = json::parse(line.fields, ec);
+    o["fields"] = ec ? json::value(json::string(line.fields)) : std::move(f);
+  }
+  return o;
+}
+
+void daemon::impl::log_tap::on_log(const runtime::log_record& rec) noexcept {
+  try {
+    d->record_log(rec);
+  } catch (...) {
+    // Out of memory: the line still reaches stderr; only followers miss it.
+  }
+}
+
+void daemon::impl::record_log(const runtime::log_record& rec) {  // a worker thread
+  log_line line{rec.pid_serial,
+                std::string(rec.pid),
+                std::string(rec.workflow),
+                runtime::utc_timestamp(std::chrono::system_clock::now()),
+                std::string(rec.message.substr(0, k_log_message_bytes)),
+                std::string(rec.fields.substr(0, k_log_message_bytes)),
+                rec.level};
+  if (rec.message.size() > k_log_message_bytes) line.message += "...(truncated)";
+  std::vector<std::weak_ptr<connection>> followers;
+  {
+    std::lock_guard lock(events_mu);
+    if (auto it = subscribers.find(rec.pid_serial); it != subscribers.end())
+      for (const subscriber& s : it->second)
+        if (s.logs && rec.level >= s.level) followers.push_back(s.conn);
+    if (rec.level >= backlog_level) {
+      log_backlog.push_back(line);
+      if (log_backlog.size() > k_log_lines_kept) log_backlog.pop_front();
+    }
+  }
+  if (followers.empty()) return;
+  asio::post(io, [followers = std::move(followers), params = json::value(log_json(line))] {
+    for (const auto& f : followers)
+      if (auto c = f.lock()) c->notify("log", params, true);
+  });
+}
+
+void daemon::impl::on_any_exit(const runtime::exit_info& e) {  // a worker thread
+  // Pairs with the subscriber's count-then-look-up: either it sees this
+  // process gone, or this sees its count.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (subscriptions.load() == 0) return;
+  std::vector<subscriber> followers;
+  {
+    std::lock_guard lock(events_mu);
+    auto it = subscribers.find(e.id.serial);
+    if (it == subscribers.end()) return;
+    followers = std::move(it->second);
+    subscribers.erase(it);
+    subscriptions.fetch_sub(followers.size());
+  }
+  asio::post(io, [followers = std::move(followers), params = json::value(exit_json(e))] {
+    for (const auto& f : followers)
+      if (auto c = f.conn.lock()) c->notify("exit", params, false);
+  });
+}
+
+json::object daemon::impl::stats_json() {
+  runtime::scheduler& sched = eng->scheduler();
+  auto s = sched.stats();
+  json::object by_state;
+  std::uint64_t lua_bytes = 0;
+  sched.visit([&](runtime::process& proc) {
+    json::value& n = by_state[proc.status()];
+    n = (n.is_int64() ? n.get_int64() : 0) + 1;
+    lua_bytes += proc.memory_used();
+  });
+  json::object exits_by;
+  for (std::size_t i = 0; i < s.exits.size(); ++i)
+    exits_by[runtime::reason_name(static_cast<runtime::exit_reason>(i))] = s.exits[i];
+  json::object commands;
+  for (std::size_t i = 1; i < s.commands.size(); ++i)
+    commands[dispatcher::command_name(static_cast<dispatcher::command_id>(i))] = s.commands[i];
+  auto f = eng->fetch().snapshot();
+  std::size_t open_connections = 0;
+  for (auto& w : connections) open_connections += w.expired() ? 0 : 1;
+  return json::object{
+      {"uptime",
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count()},
+      {"processes", json::object{{"alive", s.alive},
+                                 {"by_state", std::move(by_state)},
+                                 {"spawned", s.spawned},
+                                 {"exited", s.exited},
+                                 {"exits", std::move(exits_by)}}},
+      {"scheduler", json::object{{"workers", sched.worker_count()},
+                                 {"yields", s.yields},
+                                 {"preemptions", s.preemptions},
+                                 {"steals", s.steals},
+                                 {"dead_letters", s.dead_letters},
+                                 {"commands", std::move(commands)}}},
+      {"timers", json::object{{"pending", eng->clock().pending()}}},
+      {"fetch", json::object{{"in_flight", f.in_flight},
+                             {"queued", f.queued},
+                             {"idle_connections", f.idle_connections},
+                             {"connections_opened", f.connections_opened},
+                             {"completed", f.completed}}},
+      {"store", json::object{{"commits", eng->storage().commits()},
+                             {"writes", eng->storage().committed_writes()}}},
+      {"memory", json::object{{"resident", resident_bytes()}, {"lua", lua_bytes}}},
+      {"connections", open_connections}};
+}
+
 void daemon::impl::on_exit(const runtime::exit_info& e) {  // a worker thread
   std::vector<waiter> ready;
   {
-    std::lock_guard lock(exits_mu);
+    std::lock_guard lock(events_mu);
     exits[e.id.serial] = e;
     exit_order.push_back(e.id.serial);
     if (exit_order.size() > k_exits_kept) {
@@ -616,12 +978,26 @@ void daemon::impl::accept() {
   });
 }
 
+void daemon::impl::watch_hangup() {
+  hangup.async_wait([this](boost::system::error_code ec, int) {
+    if (ec) return;
+    runtime::logger().info("SIGHUP: reloading {}", cfg.path);
+    try {
+      reload();
+    } catch (const std::exception& e) {  // the old config stays in force
+      runtime::logger().error("config not reloaded: {}", e.what());
+    }
+    watch_hangup();
+  });
+}
+
 void daemon::impl::begin_stop() {
   if (stopping) return;
   stopping = true;
   boost::system::error_code ignored;
   acceptor.close(ignored);
   signals.cancel(ignored);
+  hangup.cancel(ignored);
   for (auto& w : connections)
     if (auto c = w.lock()) c->close();
 }
@@ -631,6 +1007,8 @@ daemon::daemon(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 daemon::~daemon() {
   request_stop();
   if (impl_->io_thread.joinable()) impl_->io_thread.join();
+  if (impl_->eng) impl_->eng->stop();  // no process logs or exits after this
+  runtime::set_log_tap(nullptr);
 }
 
 void daemon::start() {
@@ -648,6 +1026,7 @@ void daemon::start() {
   engine_options eo;
   eo.scheduler = runtime::scheduler_options::with_workers(d.cfg.server.workers);
   eo.scheduler.max_processes = d.cfg.limits.max_processes;
+  eo.scheduler.exit_hook = [&d](const runtime::exit_info& e) { d.on_any_exit(e); };
   eo.data_dir = d.cfg.storage.data_dir;
   d.eng = std::make_unique<engine>(std::move(eo));
   d.acceptor.open(local());
@@ -659,7 +1038,10 @@ void daemon::start() {
     runtime::logger().info("signal {}: shutting down", sig);
     d.begin_stop();
   });
+  d.watch_hangup();
   d.accept();
+  if (auto level = parse_level(d.cfg.server.log_level)) d.backlog_level = *level;
+  runtime::set_log_tap(&d.tap);
   for (const auto& w : d.cfg.workflows) {
     if (w.start != "boot") continue;
     std::string why;
@@ -687,6 +1069,7 @@ int daemon::run() {
   while (sched.alive() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   d.eng->stop();
+  runtime::set_log_tap(nullptr);
   boost::system::error_code ignored;
   fs::remove(d.cfg.server.socket, ignored);
   runtime::logger().info("stopped");
@@ -697,7 +1080,7 @@ void daemon::request_stop() {
   asio::post(impl_->io, [this] { impl_->begin_stop(); });
 }
 
-int serve(const std::string& config_path) {
+int serve(const std::string& config_path, const std::string& log_level) {
   config cfg;
   try {
     cfg = load_config(config_path);
@@ -705,6 +1088,10 @@ int serve(const std::string& config_path) {
     std::cerr << e.what() << '\n';
     return 2;
   }
+  auto level = parse_level(log_level.empty() ? cfg.server.log_level : log_level);
+  runtime::init_logging(level.value_or(runtime::log_level::info), cfg.server.log_format == "json"
+                                                                      ? runtime::log_format::json
+                                                                      : runtime::log_format::text);
   try {
     daemon d(std::move(cfg));
     d.start();

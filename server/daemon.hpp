@@ -37,8 +37,10 @@ class daemon {
   std::unique_ptr<impl> impl_;
 };
 
-/// `luad serve --config FILE`: loads the config and runs the daemon. Returns
-/// the process exit code (2 for a bad config, 1 when it cannot start).
-int serve(const std::string& config_path);
+/// `luad serve --config FILE`: loads the config, sets up logging (the
+/// config's level unless `log_level` is given, and its format) and runs the
+/// daemon. Returns the process exit code (2 for a bad config, 1 when it cannot
+/// start).
+int serve(const std::string& config_path, const std::string& log_level = {});
 
 }  // namespace luad::server

@@ -340,7 +340,9 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(r.code == 1);
   CHECK(has(r.err, "no process"));
   r = luad_cli(d.socket, "stats");
-  CHECK(has(r.out, "spawned: "));
+  CHECK(has(r.out, "processes.spawned: "));
+  CHECK(has(r.out, "processes.exits.killed: 1"));
+  CHECK(has(r.out, "scheduler.commands.clock.sleep: 1"));
   r = luad_cli((d.dir / "nope.sock").string(), "ping");
   CHECK(r.code == 5);
   CHECK(has(r.err, "cannot reach the daemon"));
