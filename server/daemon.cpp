@@ -5,8 +5,10 @@
 // Workers report exits through on_exit callbacks, which only record the exit
 // under `events_mu` and post the waiting replies to `io`. A connection reads one
 // line at a time (bounded by limits.max_request_size) and stops reading while
-// more than `k_max_pending_bytes` of replies wait to be written, so a client
-// that never reads cannot make the daemon buffer without bound.
+// more than `k_max_pending_bytes` of replies wait to be written or
+// `k_max_in_flight` of its requests wait for an exit, so a client that never
+// reads cannot make the daemon buffer without bound. Log notifications for
+// such a client are dropped (and counted) rather than queued.
 #include "server/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -44,6 +46,10 @@ namespace fs = std::filesystem;
 using local = asio::local::stream_protocol;
 
 constexpr std::size_t k_max_pending_bytes = 4 << 20;
+// Requests one connection may have waiting for an exit before the daemon
+// stops reading its next ones: with the byte bound above, what bounds the
+// memory a client that never reads can make the daemon hold.
+constexpr std::size_t k_max_in_flight = 64;
 constexpr std::size_t k_exits_kept = 10000;
 constexpr std::size_t k_log_lines_kept = 10000;
 constexpr std::size_t k_log_message_bytes = 16 << 10;  // longer lines are cut for followers
@@ -196,6 +202,7 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
   std::deque<std::string> out;
   std::size_t pending_bytes = 0;
   std::uint64_t dropped = 0;  // log notifications not sent (see notify)
+  std::size_t in_flight = 0;  // requests answered later (spawn with wait, wait)
   bool reading = false, writing = false, closed = false;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -225,7 +232,8 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
   }
 
   void read() {
-    if (reading || closed || pending_bytes > k_max_pending_bytes) return;
+    if (reading || closed || pending_bytes > k_max_pending_bytes || in_flight >= k_max_in_flight)
+      return;
     reading = true;
     auto self = shared_from_this();
     asio::async_read_until(
@@ -265,6 +273,13 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
 
   void send_result(const json::value& id, json::value result) {
     send(json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}});
+  }
+
+  // The answer to a request that waited (for an exit).
+  void finish_deferred(const json::value& id, const json::value& result) {
+    --in_flight;
+    send_result(id, result);
+    read();  // may have been paused at k_max_in_flight
   }
 
   // A notification (no id): a log line or an exit a client subscribed to.
@@ -346,7 +361,11 @@ void daemon::impl::connection::handle(const std::string& line) {
     bool deferred = false;
     json::value result = call(std::string(method->get_string()),
                               params ? params->get_object() : no_params, id, deferred);
-    if (!deferred) send_result(id, std::move(result));
+    if (deferred) {
+      ++in_flight;
+    } else {
+      send_result(id, std::move(result));
+    }
   } catch (const rpc_error& e) {
     send_error(&id, e.code, e.message);
   } catch (const std::exception& e) {
@@ -953,7 +972,7 @@ void daemon::impl::on_exit(const runtime::exit_info& e) {  // a worker thread
   if (ready.empty()) return;
   asio::post(io, [ready = std::move(ready), result = json::value(exit_json(e))] {
     for (const waiter& w : ready)
-      if (auto c = w.conn.lock()) c->send_result(w.id, result);
+      if (auto c = w.conn.lock()) c->finish_deferred(w.id, result);
   });
 }
 

@@ -17,94 +17,11 @@
 #include <vector>
 
 #include "server/config.hpp"
+#include "tests/server/daemon_support.hpp"
+
+using namespace luad_test;
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// A daemon on a socket in a fresh folder, served from a thread.
-struct running_daemon {
-  fs::path dir;
-  std::string socket;
-  std::unique_ptr<luad::server::daemon> d;
-  std::thread th;
-  int code = -1;
-
-  explicit running_daemon(const std::string& extra = "") {
-    static std::atomic<int> n{0};
-    dir = fs::temp_directory_path() /
-          ("luad_daemon_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir / "scripts");
-    std::ofstream(dir / "scripts" / "double.lua") << "return (...) * 2\n";
-    std::ofstream(dir / "secret.lua") << "return 'outside the roots'\n";
-    socket = (dir / "luad.sock").string();
-    std::string text =
-        "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n"
-        "[limits]\nmax_request_size = 4096\n"
-        "[scripts]\nroots = [\"scripts\"]\n"
-        "[[profile]]\nname = \"default\"\npermissions = [\"store:t\"]\n" +
-        extra;
-    d = std::make_unique<luad::server::daemon>(
-        luad::server::parse_config(text, (dir / "luad.toml").string()));
-    d->start();
-    th = std::thread([this] { code = d->run(); });
-  }
-  ~running_daemon() {
-    d->request_stop();
-    th.join();
-    fs::remove_all(dir);
-  }
-};
-
-// A blocking client: one line out, one line back.
-struct client {
-  int fd = -1;
-  std::string buffered;
-  explicit client(const std::string& path) {
-    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~client() { ::close(fd); }
-  bool send(const std::string& line) {
-    std::string s = line + "\n";
-    std::size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  // The next line, or "<closed>".
-  std::string line() {
-    for (;;) {
-      auto nl = buffered.find('\n');
-      if (nl != std::string::npos) {
-        std::string l = buffered.substr(0, nl);
-        buffered.erase(0, nl + 1);
-        return l;
-      }
-      char buf[4096];
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return "<closed>";
-      buffered.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  std::string call(const std::string& line_) {
-    REQUIRE(send(line_));
-    return line();
-  }
-};
-
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
-}  // namespace
 
 TEST_CASE("daemon: ping, version, spawn with wait, info, kill and wait over the socket") {
   running_daemon d;
@@ -279,32 +196,6 @@ TEST_CASE("daemon: a peer whose uid is not allowed gets one error line and is di
   client me(d.socket);  // the daemon goes on serving everyone else
   CHECK(has(me.call(R"({"id":1,"method":"ping"})"), "pong"));
 }
-
-namespace {
-
-struct cli_result {
-  int code;
-  std::string out, err;
-};
-
-// Runs `luad ARGS` against the daemon at `socket`.
-cli_result luad_cli(const std::string& socket, const std::string& args) {
-  fs::path dir = fs::temp_directory_path() / ("luad_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::string cmd = "LUAD_SOCKET='" + socket + "' '" + LUAD_BINARY + "' " + args + " >'" +
-                    (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
-  int status = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  cli_result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"),
-               slurp(dir / "err")};
-  fs::remove_all(dir);
-  return r;
-}
-
-}  // namespace
 
 TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") {
   running_daemon d;
