@@ -2,7 +2,8 @@
 # The developer entry point: installs missing Debian packages, configures and
 # builds with CMake, then runs the main job, the tests, a sanitizer build or
 # the benchmarks. Used by the README's quick start and by .ci/run.
-#   scripts/dev.sh run     build and `luad run examples/hello.lua`
+#   scripts/dev.sh run     build, start the daemon with configs/luad.toml in the
+#                          foreground and submit examples/hello.lua to it
 #   scripts/dev.sh test    build (warnings are errors) and run every test
 #   scripts/dev.sh asan    tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/dev.sh tsan    tests under ThreadSanitizer
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
-          libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates)
+          libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates lua-check)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
@@ -26,6 +27,25 @@ deps() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+}
+
+# What `run` shows once the daemon answers on the default config's socket.
+demo() {
+  local luad=./build/luad sock=configs/run/luad.sock i
+  for i in $(seq 100); do
+    "$luad" ping --socket "$sock" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$luad" ping --socket "$sock" >/dev/null 2>&1 || return 0  # serve failed: it said why
+  echo "# luad serves on $sock (Ctrl-C stops it). From another shell, try:"
+  echo "#   ./build/luad submit --wait examples/hello.lua you"
+  echo "#   ./build/luad ps; ./build/luad logs PID; ./build/luad workflows; ./build/luad stats"
+  echo "\$ luad submit --wait examples/hello.lua you"
+  "$luad" submit --socket "$sock" --wait examples/hello.lua you || true
+  echo "\$ luad ps"
+  "$luad" ps --socket "$sock" || true
+  echo "\$ luad workflows"
+  "$luad" workflows --socket "$sock" || true
 }
 
 build() {  # build DIR [cmake args...]
@@ -46,7 +66,8 @@ case "${1:-}" in
   run)
     deps
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_WERROR=ON
-    ./build/luad run examples/hello.lua
+    demo &  # talks to the daemon once it answers
+    exec ./build/luad serve --config configs/luad.toml
     ;;
   test)
     deps

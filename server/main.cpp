@@ -9,6 +9,7 @@
 #include "server/config.hpp"
 #include "server/daemon.hpp"
 #include "server/run.hpp"
+#include "server/types.hpp"
 
 namespace {
 
@@ -27,8 +28,10 @@ int run_cli(int argc, char** argv) {
   app.set_version_flag("--version", std::string("luad ") + luad::server::luad_version);
   app.require_subcommand(1);
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "debug, info, warn or error")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  auto* log_level_opt =
+      app.add_option("--log-level", log_level,
+                     "debug, info, warn or error (serve: default from the config)")
+          ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 
   luad::server::run_options run;
   std::string memory = "64MiB";
@@ -79,9 +82,24 @@ int run_cli(int argc, char** argv) {
   cmd_submit->add_option("args", client.args, "Arguments, as strings");
   cmd_submit->add_flag("--wait", client.wait, "Wait for the exit and print the results");
   cmd_submit->add_option("--profile", client.profile, "Permission profile from the config");
+  std::string submit_memory;
+  cmd_submit->add_option("--memory", submit_memory,
+                         "Lower memory limit than the daemon's default (e.g. 8MiB)");
+  cmd_submit->add_option("--instructions", client.instructions,
+                         "Lower instruction limit than the daemon's default");
   cmd_submit->positionals_at_end();
   auto* cmd_ps = add_client("ps", "List the daemon's processes");
   cmd_ps->add_option("--status", client.status, "Only runnable, running, waiting or receiving");
+  cmd_ps->add_option("--workflow", client.workflow, "Only the processes of this config workflow");
+  auto* cmd_logs =
+      add_client("logs", "Print a process's recent log lines, then follow until it exits");
+  cmd_logs->add_option("pid", client.pid, "Process id")->required();
+  cmd_logs->add_option("--level", client.level, "Lowest level shown (default: the daemon's)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  bool no_follow = false;
+  cmd_logs->add_flag("--no-follow", no_follow, "Print the recent lines only");
+  auto* cmd_reload =
+      add_client("reload", "Reread the config's workflows and profiles (as SIGHUP does)");
   auto* cmd_info = add_client("info", "Show one process");
   cmd_info->add_option("pid", client.pid, "Process id, e.g. 0.42")->required();
   auto* cmd_kill = add_client("kill", "End a process with reason killed");
@@ -107,6 +125,12 @@ int run_cli(int argc, char** argv) {
       "check", "Validate a daemon config file without starting anything (exit 0 if usable)");
   cmd_check->add_option("config", check_file, "TOML config file")->required();
 
+  std::string types_dir = "./luad-types";
+  auto* cmd_types = app.add_subcommand(
+      "types", "Write Lua language server definitions and a luacheck config for scripts");
+  cmd_types->add_option("--out", types_dir, "Folder for the files (created if missing)")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -115,11 +139,20 @@ int run_cli(int argc, char** argv) {
   }
   luad::runtime::init_logging(parse_level(log_level));
 
-  if (*cmd_serve) return luad::server::serve(serve_config);
+  if (*cmd_serve) return luad::server::serve(serve_config, log_level_opt->count() ? log_level : "");
   for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_workflows,
-                    cmd_stats, cmd_ping}) {
+                    cmd_stats, cmd_logs, cmd_reload, cmd_ping}) {
     if (*sub) {
       client.command = sub->get_name();
+      client.follow = !no_follow;
+      if (!submit_memory.empty()) {
+        std::size_t bytes = 0;
+        if (!luad::server::parse_size(submit_memory, bytes) || bytes == 0) {
+          std::cerr << "luad submit: --memory: cannot read size '" << submit_memory << "'\n";
+          return luad::server::run_usage;
+        }
+        client.memory = static_cast<std::int64_t>(bytes);
+      }
       return luad::server::client_command(client);
     }
   }
@@ -133,6 +166,11 @@ int run_cli(int argc, char** argv) {
       std::cerr << e.what() << '\n';
       return luad::server::run_usage;
     }
+  }
+  if (*cmd_types) {
+    int code = luad::server::write_types(types_dir, std::cerr);
+    if (code == 0) std::cout << "luad types: wrote " << types_dir << '\n';
+    return code;
   }
   if (*cmd_run) {
     if (!luad::server::parse_size(memory, run.limits.memory)) {
