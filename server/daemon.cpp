@@ -889,9 +889,9 @@ void daemon::impl::record_log(const runtime::log_record& rec) {  // a worker thr
 }
 
 void daemon::impl::on_any_exit(const runtime::exit_info& e) {  // a worker thread
-  // Pairs with the subscriber's count-then-look-up: either it sees this
-  // process gone, or this sees its count.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The subscriber counts itself before it finds the process in the table;
+  // this runs after the process left the table. If its look-up found the
+  // process, the table's lock orders its count before this load.
   if (subscriptions.load() == 0) return;
   std::vector<subscriber> followers;
   {
