@@ -1,5 +1,6 @@
-// The four process benchmarks: spawn/exit rate, idle memory, sleep(0) round
-// trips and mass 10 ms timers. Sizes come from `options`; see docs/performance.md.
+// The four process benchmarks: spawn/exit rate (with spawn_require, the
+// bytecode cache's effect), idle memory, sleep(0) round trips and mass 10 ms
+// timers. Sizes come from `options`; see docs/performance.md.
 #include "bench/benchmarks.hpp"
 
 #include <algorithm>
@@ -69,6 +70,61 @@ runtime::scheduler_options engine_options(const options& opts) {
   return runtime::scheduler_options::with_workers(opts.workers);
 }
 
+/// Spawns bench/lua/spawn_require.lua `n` times, taking the chunk from the
+/// scheduler's code cache per spawn as the daemon does; returns spawns/s.
+double spawn_require_rate(engine& eng, std::size_t n) {
+  const std::string root = std::string(LUAD_SOURCE_DIR).append("/bench/lua");
+  const std::string main = std::string(root).append("/spawn_require.lua");
+  exit_latch latch(n);
+  auto t0 = wall_clock::now();
+  for (std::size_t i = 0; i < n; ++i) {
+    runtime::spawn_options so;
+    so.ctx.script_root = root;
+    so.on_exit = latch.callback();
+    if (!eng.scheduler().spawn(eng.scheduler().code().get(main), std::move(so))) {
+      note("spawn refused");
+      std::exit(1);
+    }
+  }
+  latch.wait();
+  double wall = seconds_since(t0);
+  if (latch.abnormal() != 0) {
+    note(std::to_string(latch.abnormal()).append(" spawn_require processes ended abnormally"));
+    std::exit(1);
+  }
+  return static_cast<double>(n) / wall;
+}
+
+/// spawn_require_cached / _uncached: spawns/s of a script that requires a small
+/// package, with the bytecode cache (default) and with capacity_bytes = 0
+/// (both files read and parsed on every spawn), in one run.
+void bench_spawn_require(const options& opts) {
+  engine eng(engine_options(opts));
+  runtime::code_cache& code = eng.scheduler().code();
+  const std::size_t n = std::max<std::size_t>(1000, opts.spawn / 4);
+  spawn_require_rate(eng, 2000);  // warm-up
+  double cached = spawn_require_rate(eng, n);
+  runtime::code_cache_stats with_cache = code.stats();
+  runtime::code_cache_options off = code.options();
+  off.capacity_bytes = 0;
+  code.configure(off);
+  spawn_require_rate(eng, 2000);
+  double uncached = spawn_require_rate(eng, n);
+  runtime::code_cache_stats without = code.stats();
+  report("spawn_require_cached", cached, "procs/s");
+  report("spawn_require_uncached", uncached, "procs/s");
+  report("spawn_require_cache_ratio", cached / uncached, "x");
+  note(std::string("spawn_require: ")
+           .append(std::to_string(n))
+           .append(" spawns each; cached run ")
+           .append(std::to_string(with_cache.compiles))
+           .append(" compiles, ")
+           .append(std::to_string(with_cache.hits))
+           .append(" hits; uncached run ")
+           .append(std::to_string(without.compiles - with_cache.compiles))
+           .append(" compiles"));
+}
+
 }  // namespace
 
 void bench_spawn_exit(const options& opts) {
@@ -84,6 +140,8 @@ void bench_spawn_exit(const options& opts) {
   note("spawn_exit: " + std::to_string(opts.spawn) + " procs in " + std::to_string(wall * 1000) +
        " ms, " + std::to_string(eng.scheduler().worker_count()) + " workers, cpu " +
        std::to_string(cpu / wall) + " cores");
+  // Measured here so that `--only spawn_exit` shows what the bytecode cache saves.
+  bench_spawn_require(opts);
 }
 
 void bench_mem_idle(const options& opts) {

@@ -1,20 +1,25 @@
-// Compiled scripts: parse once, keep the dumped bytecode, load it per process.
+// Compiled scripts: parse once per content, keep the dumped bytecode in a
+// bounded cache shared by every process, and remember who required what.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/value.hpp"
 
 namespace luad::runtime {
 
-/// A compiled main chunk, shared read-only by every process that runs it.
+/// A compiled chunk, shared read-only by every process that runs it.
 /// Either `bytecode` is set, or `compile_error` says why the source is bad.
 struct chunk {
   std::string name;      ///< shown in errors and tracebacks, e.g. "hello.lua"
@@ -36,20 +41,99 @@ chunk_ptr compile(std::string_view source, std::string_view name);
 /// of kind `not_found` / `invalid`.
 chunk_ptr compile_file(const std::string& path);
 
-/// Compiled scripts by path, compiled on first use and kept for the life of
-/// the cache (hot reload comes later). Thread-safe.
+struct code_cache_options {
+  /// Bound on the bytecode kept (least recently used goes first); 0 = keep
+  /// nothing: every get() reads and compiles the file.
+  std::size_t capacity_bytes = std::size_t{64} << 20;
+  /// A cached path is stat()ed at most once per interval; 0 = on every get().
+  std::chrono::milliseconds recheck{1000};
+};
+
+/// Counters since the cache was made; a consistent snapshot.
+struct code_cache_stats {
+  std::uint64_t hits = 0;            ///< get() served a cached chunk (no compile)
+  std::uint64_t misses = 0;          ///< get() found no usable chunk
+  std::uint64_t compiles = 0;        ///< sources compiled (successfully or not)
+  std::uint64_t compile_errors = 0;  ///< compiles that failed (syntax, unreadable)
+  std::uint64_t evictions = 0;       ///< entries dropped to stay under capacity_bytes
+  std::size_t entries = 0;           ///< paths cached now
+  std::size_t bytes = 0;             ///< bytecode bytes cached now
+};
+
+/// Compiled scripts and packages by path. A path is recompiled only when its
+/// content changes: (mtime, size, inode) are checked at most once per
+/// `recheck`, and a changed stamp with the same content hash reuses the chunk.
+/// Chunks handed out stay valid after eviction or reload (shared ownership).
+/// Thread-safe: every member may be called from any thread.
 class code_cache {
  public:
+  explicit code_cache(code_cache_options opts = {});
+
+  /// Replaces the options; entries beyond the new capacity are evicted.
+  void configure(code_cache_options opts);
+  code_cache_options options() const;
+
+  /// The chunk for the file at `path` (used as given: pass canonical paths).
+  /// A missing file gives a chunk whose compile_error has kind `not_found`
+  /// (not cached); a syntax error is cached like code, per content.
   chunk_ptr get(const std::string& path);
   /// `script` resolved against folder `base` and made canonical, remembered so
   /// that spawning the same script again costs no file-system calls. Throws
   /// std::filesystem::filesystem_error like weakly_canonical.
   std::string resolve(const std::string& base, const std::string& script);
 
+  /// The next get(path) re-stats and re-reads the file, recompiling only if
+  /// the content changed (for a file watcher). Running processes keep theirs.
+  void invalidate(const std::string& path);
+  /// invalidate() for every path, and forgets resolve()'s answers (`reload`).
+  void invalidate_all();
+
+  code_cache_stats stats() const;
+  /// Why the last compile of `path` failed; nullopt if it compiled (or never ran).
+  std::optional<error> last_error(const std::string& path) const;
+  /// Every path currently cached, sorted (what a file watcher should watch).
+  std::vector<std::string> paths() const;
+
+  /// Records that the chunk at `from` required the file package at `to`.
+  void add_dependency(const std::string& from, const std::string& to);
+  /// Every file `script_path` required, directly or transitively, sorted
+  /// (without `script_path` itself). Edges are kept for the cache's life.
+  std::vector<std::string> dependencies(const std::string& script_path) const;
+
  private:
-  std::mutex mu_;
-  std::unordered_map<std::string, chunk_ptr> chunks_;
+  struct stamp {
+    std::int64_t mtime_ns = 0;
+    std::int64_t size = -1;
+    std::uint64_t inode = 0;
+    bool operator==(const stamp&) const = default;
+  };
+  struct entry {
+    chunk_ptr code;
+    stamp st;
+    std::uint64_t hash = 0;
+    std::chrono::steady_clock::time_point checked;
+    bool stale = false;  // invalidated: re-read before use
+    std::size_t bytes = 0;
+    std::list<std::string>::iterator lru;
+  };
+  using clock = std::chrono::steady_clock;
+
+  chunk_ptr fresh_hit(const std::string& path, clock::time_point now);
+  chunk_ptr load(const std::string& path, clock::time_point now);
+  chunk_ptr compile_counted(const std::string& path, std::string_view text);
+  void store(const std::string& path, const chunk_ptr& code, stamp st, std::uint64_t hash,
+             clock::time_point now);
+  void evict_locked();
+
+  mutable std::mutex mu_;
+  code_cache_options opts_;
+  std::unordered_map<std::string, entry> entries_;
+  std::list<std::string> lru_;  // most recently used first
+  std::size_t bytes_ = 0;
+  code_cache_stats counts_;
+  std::unordered_map<std::string, error> errors_;
   std::unordered_map<std::string, std::string> resolved_;
+  std::unordered_map<std::string, std::set<std::string>> deps_;
 };
 
 }  // namespace luad::runtime

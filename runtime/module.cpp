@@ -1,5 +1,6 @@
 // The module registry: one build per daemon, checked against its manifest, and
-// `require`, which builds a module's read-only table once per process.
+// `require`, which builds a module's read-only table once per process (or, for
+// any other name, loads a file package: runtime/package.cpp).
 #include "runtime/module.hpp"
 
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/package.hpp"
 #include "runtime/process.hpp"
 #include "runtime/yield.hpp"
 
@@ -126,7 +128,8 @@ const module_def* find_module(std::string_view name) {
 }
 
 int sandbox_require(lua_State* L) {
-  const char* name = luaL_checkstring(L, 1);
+  std::size_t len = 0;
+  const char* name = luaL_checklstring(L, 1, &len);
   lua_settop(L, 1);
   if (lua_getfield(L, LUA_REGISTRYINDEX, k_loaded) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -134,10 +137,11 @@ int sandbox_require(lua_State* L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, k_loaded);
   }
-  if (lua_getfield(L, 2, name) != LUA_TNIL) return 1;
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL) return 1;
   lua_pop(L, 1);
-  const module_def* def = find_module(name);
-  if (!def) return luaL_error(L, "module '%s' not found (available: %s)", name, g_names.c_str());
+  const module_def* def = find_module(std::string_view(name, len));
+  if (!def) return require_package(L, g_names.c_str());  // a Lua file below the script root
   class_set allowed = process::of(L)->context().allowed_classes;
   if (def->classes & ~allowed) {
     char msg[256];

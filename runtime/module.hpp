@@ -87,7 +87,10 @@ const module_exports& exports_of(const module_def& def);
 /// Looks a module up by name; nullptr if there is none.
 const module_def* find_module(std::string_view name);
 
-/// The `require` binding installed into every process's globals.
+/// The `require` binding installed into every process's globals: a registered
+/// module by name, else a Lua file below the script root (runtime/package.hpp).
+/// Results are cached per process. A plain C function (not trampolined): it
+/// runs a package's chunk with a continuation, so the chunk may yield.
 int sandbox_require(lua_State* L);
 
 /// If the table at `idx` is a module's (lazily filled) table, materialises all

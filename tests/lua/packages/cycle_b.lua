@@ -1,0 +1,3 @@
+-- The other half of the cycle.
+local a = require("cycle_a")
+return { a = a }

@@ -1,0 +1,2 @@
+-- A nested package, required by its dotted name.
+return { area = function(r) return math.pi * r * r end }

@@ -1,0 +1,2 @@
+-- Loops forever at its top level (for instruction-limit tests).
+while true do end
