@@ -74,6 +74,14 @@ class section {
     out = std::move(v);
   }
 
+  void boolean(const char* key, bool& out) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    const auto* b = n->as_boolean();
+    if (!b) bad(*n, key, "expected true or false");
+    out = b->get();
+  }
+
   template <class Int>
   void integer(const char* key, Int& out, std::int64_t lo, std::int64_t hi) {
     const toml::node* n = get(key);
@@ -296,6 +304,8 @@ config parse_config(std::string_view text, const std::string& path) {
   if (const auto* t = top.table("scripts")) {
     section s(path, *t, "scripts.");
     s.strings("roots", c.script_roots);
+    s.boolean("watch", c.scripts.watch);
+    s.size("cache_size", c.scripts.cache_bytes);
     s.finish();
     for (std::string& r : c.script_roots) r = absolute_from(base, r);
   }
@@ -336,6 +346,7 @@ config parse_config(std::string_view text, const std::string& path) {
       s.strings("args", w.args);
       s.text("start", w.start, {"boot", "manual"});
       s.text("restart", w.restart, {"permanent", "transient", "temporary"});
+      s.text("reload", w.reload, {"none", "restart"});
       s.seconds("backoff", w.backoff_initial, 0, 3600);
       s.seconds("backoff_max", w.backoff_max, 0, 86400);
       s.integer("intensity", w.intensity, 0, 1'000'000);

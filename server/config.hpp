@@ -47,6 +47,14 @@ struct limits_config {
   std::size_t max_request_bytes = std::size_t{16} << 20;
 };
 
+/// Compiled code: the bytecode cache and hot reload.
+struct scripts_config {
+  bool watch = true;  ///< follow changes under the roots and workflow folders (inotify)
+  std::size_t cache_bytes = std::size_t{64} << 20;  ///< bytecode kept (LRU); 0 = none
+
+  bool operator==(const scripts_config&) const = default;
+};
+
 /// A named permission set that clients may ask for when they submit.
 struct profile_config {
   std::string name;
@@ -62,6 +70,9 @@ struct workflow_config {
   std::vector<std::string> args;      ///< passed to the script as strings
   std::string start = "boot";         ///< boot | manual
   std::string restart = "permanent";  ///< permanent | transient | temporary
+  /// none | restart: on a change to its script or a file it required, restart
+  /// it on the new code (after CANCEL), if the new code compiles.
+  std::string reload = "none";
   double backoff_initial = 0.1;       ///< seconds before the first restart
   double backoff_max = 30;            ///< cap of the exponential backoff
   int intensity = 5;                  ///< restarts allowed within `period`...
@@ -79,6 +90,7 @@ struct config {
   storage_config storage;
   limits_config limits;
   std::vector<std::string> script_roots;  ///< absolute; empty = the config's folder
+  scripts_config scripts;
   std::vector<profile_config> profiles;
   std::vector<workflow_config> workflows;
 };

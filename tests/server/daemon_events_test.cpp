@@ -44,14 +44,15 @@ TEST_CASE("daemon: subscribe returns the backlog, then log lines, then the exit"
   std::string r = c.call(
       R"J({"id":1,"method":"spawn","params":{"source":"local log = require('log') log.info('one') require('process').receive('go') log.warn('two', {k = 1}) log.debug('hidden') return 5"}})J");
   std::string pid = pid_of(r);
-  client follower(d.socket);
-  std::string sub;
-  REQUIRE(eventually([&] {  // until 'one' is in the backlog
-    sub = follower.call(R"({"id":2,"method":"subscribe","params":{"pid":")" + pid + R"("}})");
-    if (has(sub, R"("message":"one")")) return true;
-    follower.call(R"({"id":3,"method":"unsubscribe","params":{"pid":")" + pid + R"("}})");
-    return false;
+  // Once it waits in receive, 'one' has been logged.
+  REQUIRE(eventually([&] {
+    return has(c.call(R"({"id":2,"method":"info","params":{"pid":")" + pid + R"("}})"),
+               R"("waiting_on":"message")");
   }));
+  client follower(d.socket);
+  std::string sub =
+      follower.call(R"({"id":2,"method":"subscribe","params":{"pid":")" + pid + R"("}})");
+  CHECK(has(sub, R"("message":"one")"));
   CHECK(has(sub, R"("subscribed":true)"));
   CHECK(has(sub, R"("level":"info")"));
   CHECK(has(c.call(R"({"id":4,"method":"send","params":{"to":")" + pid + R"(","topic":"go"}})"),
