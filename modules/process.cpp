@@ -205,6 +205,22 @@ int process_trap_exits(lua_State* L) {
   return 1;
 }
 
+// process.on_upgrade(on): UPGRADE messages {files} when the code it runs
+// changes on disk (the daemon watches); process.unload(name) then lets the
+// next require load a package's new code.
+int process_on_upgrade(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+  process* self = process::of(L);
+  lua_pushboolean(L, self->owner().set_upgrade_interest(*self, lua_toboolean(L, 1) != 0));
+  return 1;
+}
+
+int process_unload(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  lua_pushboolean(L, runtime::unload_package(L, name));
+  return 1;
+}
+
 // --- send ---------------------------------------------------------------------
 
 // Encodes and delivers; returns nullptr on success or a reason (static or `buf`).
@@ -564,6 +580,7 @@ constexpr param_type cancel_params[] = {{"pid", "luad.pid|string"}, {"reason", "
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
 constexpr param_type exit_params[] = {{"reason", "string?"}};
+constexpr param_type unload_params[] = {{"name", "string"}};
 constexpr param_type name_param[] = {{"name", "string"}};
 constexpr param_type whereis_return[] = {{"pid", "luad.pid?"}};
 constexpr param_type register_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
@@ -611,6 +628,12 @@ constexpr runtime::function_type manifest[] = {
      "Sends a CANCEL message {reason} that the process may handle, unlike kill."},
     {"trap_exits", trap_params, trap_returns,
      "When on, exits of linked processes arrive as EXIT messages instead of killing the caller."},
+    {"on_upgrade", trap_params, trap_returns,
+     "When on, the caller gets an UPGRADE message {files} when its script or a package it "
+     "requires changes on disk (in the daemon); returns the previous setting."},
+    {"unload", unload_params, bool_return,
+     "Forgets file package name in the caller's require cache, so the next require loads its "
+     "current code; false if it was not loaded."},
 };
 
 runtime::module_exports build() {
@@ -631,6 +654,8 @@ runtime::module_exports build() {
            {"demonitor", process_demonitor},
            {"trap_exits", process_trap_exits},
            {"info", process_info},
+           {"on_upgrade", process_on_upgrade},
+           {"unload", process_unload},
            {"cancel", process_cancel}},
           {&receive_yield::type}};
 }

@@ -74,6 +74,22 @@ int lazy_module_index(lua_State* L) {
 
 }  // namespace
 
+bool unload_package(lua_State* L, const char* name) {
+  if (find_module(name)) return false;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, k_loaded) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return false;
+  }
+  bool loaded = lua_getfield(L, -1, name) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (loaded) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, name);
+  }
+  lua_pop(L, 1);
+  return loaded;
+}
+
 void materialize_module(lua_State* L, int idx) {
   idx = lua_absindex(L, idx);
   const module_def* def = module_of(L, idx);

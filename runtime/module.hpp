@@ -93,6 +93,12 @@ const module_def* find_module(std::string_view name);
 /// runs a package's chunk with a continuation, so the chunk may yield.
 int sandbox_require(lua_State* L);
 
+/// Forgets file package `name` in the calling process's require cache, so
+/// that its next `require` loads the file's current code. Returns false when
+/// it was not loaded (registered modules are never unloaded). Raises only
+/// Lua's memory error.
+bool unload_package(lua_State* L, const char* name);
+
 /// If the table at `idx` is a module's (lazily filled) table, materialises all
 /// of its functions, so that iterating it lists them. No-op otherwise.
 void materialize_module(lua_State* L, int idx);

@@ -145,6 +145,8 @@ class process final : public dispatcher::completion_target {
   std::uint32_t globals_opened = 0;
   /// Set once the process registered a name (so exit only then takes the lock).
   bool has_name = false;
+  /// Set while the process asked for UPGRADE messages (process.on_upgrade).
+  bool wants_upgrade = false;
 
  private:
   static void* allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept;

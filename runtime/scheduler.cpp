@@ -12,6 +12,7 @@
 
 #include "runtime/message_codec.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -247,8 +248,51 @@ pid scheduler::whereis(const std::string& name) {
   return it == names_.end() ? pid{} : it->second;
 }
 
+bool scheduler::set_upgrade_interest(process& p, bool on) {
+  std::lock_guard lock(upgrade_mu_);
+  bool was = p.wants_upgrade;
+  p.wants_upgrade = on;
+  if (on) {
+    upgrade_[p.id().serial] = p.id();
+  } else {
+    upgrade_.erase(p.id().serial);
+  }
+  return was;
+}
+
+std::size_t scheduler::notify_upgrade(const std::vector<std::string>& changed, bool everything) {
+  std::vector<pid> interested;
+  {
+    std::lock_guard lock(upgrade_mu_);
+    for (const auto& [serial, id] : upgrade_) interested.push_back(id);
+  }
+  std::size_t told = 0;
+  for (pid id : interested) {
+    process* p = find(id);
+    if (!p) continue;
+    std::vector<std::string> uses = code_.dependencies(p->script_name());
+    uses.push_back(p->script_name());
+    value::array files;
+    for (const std::string& path : changed) {
+      bool used = everything || std::find(uses.begin(), uses.end(), path) != uses.end();
+      if (used) files.emplace_back(path);
+    }
+    if (!files.empty()) {
+      std::string bytes;
+      encode_value(value(value::map{{"files", value(std::move(files))}}), bytes);
+      if (message* m = message::make(pid{}, "UPGRADE", bytes)) {
+        p->deliver(m);
+        ++told;
+      }
+    }
+    p->release_ref();
+  }
+  return told;
+}
+
 void scheduler::retire(process* p, const exit_info& info) {
   if (p->has_name) unregister_name(p->id());  // names vanish with their process
+  if (p->wants_upgrade) set_upgrade_interest(*p, false);
   table_->erase(p->id());
   counters().exited.fetch_add(1, std::memory_order_relaxed);
   counters().exits[static_cast<std::size_t>(info.reason)].fetch_add(1, std::memory_order_relaxed);

@@ -114,6 +114,15 @@ class scheduler {
   /// The pid registered under `name`, or an empty pid.
   pid whereis(const std::string& name);
 
+  /// Turns UPGRADE messages for `p` on or off (process.on_upgrade). Returns
+  /// the previous setting.
+  bool set_upgrade_interest(process& p, bool on);
+  /// After code changed on disk: sends every process that asked for it an
+  /// UPGRADE message {files = {...}} naming the changed files among its
+  /// script and the packages its script requires (all of `changed` when
+  /// `everything`). Returns how many processes were told.
+  std::size_t notify_upgrade(const std::vector<std::string>& changed, bool everything);
+
   /// A new monitor reference, unique for the scheduler's life.
   std::uint64_t next_monitor_ref() { return next_ref_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -151,6 +160,8 @@ class scheduler {
   std::mutex names_mu_;
   std::unordered_map<std::string, pid> names_;
   std::unordered_map<std::uint64_t, std::string> name_of_;  // by serial
+  std::mutex upgrade_mu_;
+  std::unordered_map<std::uint64_t, pid> upgrade_;  // processes that want UPGRADE, by serial
 };
 
 }  // namespace luad::runtime

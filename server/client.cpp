@@ -242,6 +242,10 @@ int client_command(const client_request& req) {
     } else if (!req.reason.empty()) {
       params["reason"] = req.reason;
     }
+  } else if (cmd == "reload") {
+    if (!req.file.empty())
+      params["path"] =
+          std::filesystem::weakly_canonical(std::filesystem::absolute(req.file)).string();
   } else if (cmd == "workflows") {
     if (!req.action.empty()) {
       params["action"] = req.action;
@@ -298,6 +302,13 @@ int client_command(const client_request& req) {
     print_fields(result.get_object(), "");
   } else if (cmd == "reload") {
     const auto& r = result.get_object();
+    const auto& code = r.at("code").get_object();
+    for (const char* what : {"restarting", "not_compiling"}) {
+      std::cout << "code " << what << ":";
+      for (const auto& n : code.at(what).get_array()) std::cout << ' ' << n.get_string();
+      std::cout << '\n';
+    }
+    if (!req.file.empty()) return 0;
     for (const char* what : {"added", "removed", "changed", "unchanged"}) {
       std::cout << what << ":";
       for (const auto& n : r.at(what).get_array()) std::cout << ' ' << n.get_string();

@@ -26,11 +26,13 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "modules/supervisor.hpp"
 #include "runtime/code.hpp"
+#include "runtime/file_watch.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
@@ -171,6 +173,18 @@ struct daemon::impl {
   } tap;
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 
+  // Hot code loading (io thread only). The watcher follows the script roots
+  // and the workflows' folders; `running_code` is the compiled code each
+  // running workflow with reload = "restart" was started on, by path (its
+  // script, then the packages it was seen to require), so a change of content
+  // — not of mtime — restarts it. `code_errors`: workflows whose new code did
+  // not compile (they keep running the old).
+  std::unique_ptr<runtime::file_watcher> watcher;
+  std::unordered_map<std::string, std::unordered_map<std::string, runtime::chunk_ptr>> running_code;
+  std::unordered_map<std::string, std::string> code_errors;
+  std::set<std::string> restarting;
+  std::uint64_t file_changes = 0, code_restarts = 0, code_failures = 0;
+
   // Config workflows: name -> the pid of the supervisor running it (empty
   // when not started). Written at start, read by the io thread.
   std::mutex workflows_mu;
@@ -186,6 +200,14 @@ struct daemon::impl {
   json::object reload();
 
   void watch_hangup();
+  void watch_code();
+  /// Files changed on disk (or `luad reload`): forget their compiled code,
+  /// tell processes that asked (UPGRADE), restart reload = "restart"
+  /// workflows whose code changed, if it compiles.
+  json::object code_changed(const std::vector<std::string>& paths, bool everything);
+  void restart_on_new_code(const workflow_config& w);
+  void finish_code_restart(const std::string& name);
+  void remember_code(const workflow_config& w);
   void on_exit(const runtime::exit_info& e);
   void on_any_exit(const runtime::exit_info& e);
   void record_log(const runtime::log_record& rec);
@@ -614,6 +636,9 @@ json::value daemon::impl::connection::call(const std::string& method, const json
                                : pid ? "stopped"
                                      : "not started"}};
       if (sup) o["supervisor"] = pid.to_string();
+      if (w.reload != "none") o["reload"] = w.reload;
+      if (auto e = d.code_errors.find(w.name); e != d.code_errors.end())
+        o["code_error"] = e->second;
       listed.push_back(std::move(o));
     }
     return listed;
@@ -710,11 +735,20 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     return had;
   }
   if (method == "reload") {
+    // With "path": that file's code only. Without: the config, then all code.
+    std::string path = text_param(p, "path", false);
+    if (!path.empty()) {
+      std::string canonical = fs::weakly_canonical(fs::absolute(path)).string();
+      return json::object{{"code", d.code_changed({canonical}, false)}};
+    }
+    json::object result;
     try {
-      return d.reload();
+      result = d.reload();
     } catch (const config_error& e) {
       throw rpc_error{k_failed, std::string("config not reloaded: ") + e.what()};
     }
+    result["code"] = d.code_changed({}, true);
+    return result;
   }
   if (method == "shutdown") {
     asio::post(d.io, [owner = &d] { owner->begin_stop(); });
@@ -746,7 +780,178 @@ runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string&
   runtime::pid pid = modules::start_supervisor(eng->scheduler(), runtime::value(std::move(spec)),
                                                folder, folder, {}, &err, &ctx);
   if (!pid) why = err.message;
+  if (pid && w.reload == "restart") {
+    remember_code(w);
+  } else {
+    running_code.erase(w.name);
+  }
   return pid;
+}
+
+void daemon::impl::remember_code(const workflow_config& w) {
+  runtime::code_cache& code = eng->scheduler().code();
+  std::string script = fs::weakly_canonical(w.script).string();
+  auto& known = running_code[w.name];
+  known.clear();
+  known[script] = code.get(script);
+  for (const std::string& dep : code.dependencies(script)) known[dep] = code.get(dep);
+}
+
+void daemon::impl::watch_code() {
+  std::set<std::string> dirs;
+  std::vector<std::string> roots = cfg.script_roots;
+  if (roots.empty()) roots.push_back(fs::path(cfg.path).parent_path().string());
+  for (const auto& r : roots) dirs.insert(fs::weakly_canonical(r).string());
+  for (const auto& w : cfg.workflows)
+    dirs.insert(fs::weakly_canonical(fs::path(w.script).parent_path()).string());
+  watcher = std::make_unique<runtime::file_watcher>(
+      io, [this](std::vector<std::string> paths, bool everything) {
+        if (!stopping) code_changed(paths, everything);
+      });
+  for (const auto& dir : dirs) {
+    try {
+      watcher->watch(dir);
+    } catch (const std::exception& e) {
+      runtime::logger().warn("not watching {} for code changes: {}", dir, e.what());
+    }
+  }
+}
+
+json::object daemon::impl::code_changed(const std::vector<std::string>& paths, bool everything) {
+  runtime::scheduler& sched = eng->scheduler();
+  runtime::code_cache& code = sched.code();
+  ++file_changes;
+  bool folders = everything;
+  for (const auto& p : paths) {
+    code.invalidate(p);
+    folders |= fs::path(p).extension() != ".lua";  // a folder went or came: its files too
+  }
+  if (folders) code.invalidate_all();
+  std::size_t told = sched.notify_upgrade(paths, everything);
+  json::array restarted, failed;
+  for (const auto& w : cfg.workflows) {
+    if (w.reload != "restart" || restarting.count(w.name)) continue;
+    auto known = running_code.find(w.name);
+    if (known == running_code.end()) continue;  // not running, or not started by us
+    std::string script = fs::weakly_canonical(w.script).string();
+    std::vector<std::string> uses = code.dependencies(script);
+    uses.insert(uses.begin(), script);
+    bool changed = false;
+    std::string problem;
+    for (const auto& path : uses) {
+      runtime::chunk_ptr now = code.get(path);
+      auto was = known->second.find(path);
+      bool listed = std::find(paths.begin(), paths.end(), path) != paths.end();
+      if (now->compile_error) {
+        // A package that is gone may be one the new code no longer needs.
+        bool gone = now->compile_error->kind == runtime::error_kind::not_found && path != script;
+        if ((listed || everything || was == known->second.end() || was->second != now) && !gone)
+          problem = now->compile_error->message;
+        continue;
+      }
+      if (was == known->second.end()) {
+        changed |= listed;
+      } else {
+        changed |= was->second != now;
+      }
+    }
+    if (!problem.empty()) {
+      ++code_failures;
+      code_errors[w.name] = problem;
+      failed.push_back(json::string(w.name));
+      runtime::logger().error(
+          "workflow {}: the new code does not compile; the old code keeps running: {}", w.name,
+          problem);
+      continue;
+    }
+    code_errors.erase(w.name);
+    if (!changed) continue;
+    restarted.push_back(json::string(w.name));
+    restart_on_new_code(w);
+  }
+  if (!restarted.empty() || !failed.empty() || told > 0)
+    runtime::logger().info(
+        "code changed ({} files): {} workflows restarting, {} not compiling, {} "
+        "processes told to upgrade",
+        everything ? std::string("all") : std::to_string(paths.size()), restarted.size(),
+        failed.size(), told);
+  return json::object{{"restarting", std::move(restarted)},
+                      {"not_compiling", std::move(failed)},
+                      {"upgrade_messages", told}};
+}
+
+// CANCEL to the workflow's processes (not its supervisor), up to the grace
+// period (at most 5 s) for them to finish, then a fresh supervisor on the new
+// code. Runs on the io thread without blocking it.
+void daemon::impl::restart_on_new_code(const workflow_config& w) {
+  runtime::scheduler& sched = eng->scheduler();
+  runtime::pid sup;
+  {
+    std::lock_guard lock(workflows_mu);
+    sup = workflow_pids[w.name];
+  }
+  std::vector<runtime::pid> workers;
+  std::string owner = "workflow:" + w.name;
+  sched.visit([&](runtime::process& proc) {
+    if (proc.id() != sup && proc.context().owner == owner) workers.push_back(proc.id());
+  });
+  std::string bytes;
+  runtime::encode_value(runtime::value(runtime::value::map{{"reason", "code reload"}}), bytes);
+  for (runtime::pid id : workers) {
+    if (runtime::process* proc = sched.find(id)) {
+      if (runtime::message* m = runtime::message::make(runtime::pid{}, "CANCEL", bytes))
+        proc->deliver(m);
+      proc->release_ref();
+    }
+  }
+  restarting.insert(w.name);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(std::min(cfg.server.grace_period, 5.0)));
+  auto timer = std::make_shared<asio::steady_timer>(io);
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, name = w.name, workers, deadline, timer, poll] {
+    bool alive = false;
+    for (runtime::pid id : workers) {
+      if (runtime::process* proc = eng->scheduler().find(id)) {
+        proc->release_ref();
+        alive = true;
+      }
+    }
+    if (alive && !stopping && std::chrono::steady_clock::now() < deadline) {
+      timer->expires_after(std::chrono::milliseconds(20));
+      timer->async_wait([poll](boost::system::error_code ec) {
+        if (!ec) (*poll)();
+      });
+      return;
+    }
+    std::string finished = name;  // the closure dies on the next line: copy first
+    impl* self = this;
+    *poll = nullptr;  // (breaks the closure's reference to itself)
+    self->finish_code_restart(finished);
+  };
+  (*poll)();
+}
+
+void daemon::impl::finish_code_restart(const std::string& name) {
+  restarting.erase(name);
+  if (stopping) return;
+  const workflow_config* now = nullptr;
+  for (const auto& c : cfg.workflows)
+    if (c.name == name) now = &c;
+  if (!now) return;  // removed by a reload meanwhile
+  stop_workflow(name);
+  std::string why;
+  runtime::pid pid = start_workflow(*now, why);
+  std::lock_guard lock(workflows_mu);
+  workflow_pids[name] = pid;
+  if (pid) {
+    ++code_restarts;
+    runtime::logger().info("workflow {} restarted on new code (supervisor {})", name,
+                           pid.to_string());
+  } else {
+    runtime::logger().error("workflow {} could not restart on new code: {}", name, why);
+  }
 }
 
 bool daemon::impl::stop_workflow(const std::string& name) {
@@ -756,6 +961,7 @@ bool daemon::impl::stop_workflow(const std::string& name) {
     std::lock_guard lock(workflows_mu);
     old = workflow_pids[name];
   }
+  running_code.erase(name);
   if (!old || !sched.kill(old, runtime::exit_reason::killed, "workflow stopped")) return false;
   // Its children are linked to the supervisor and end with it.
   for (int i = 0; i < 1000; ++i) {  // up to a second, on the io thread: admin only
@@ -925,6 +1131,7 @@ json::object daemon::impl::stats_json() {
   for (std::size_t i = 1; i < s.commands.size(); ++i)
     commands[dispatcher::command_name(static_cast<dispatcher::command_id>(i))] = s.commands[i];
   auto f = eng->fetch().snapshot();
+  auto cs = sched.code().stats();
   std::size_t open_connections = 0;
   for (auto& w : connections) open_connections += w.expired() ? 0 : 1;
   return json::object{
@@ -950,6 +1157,18 @@ json::object daemon::impl::stats_json() {
       {"store", json::object{{"commits", eng->storage().commits()},
                              {"writes", eng->storage().committed_writes()}}},
       {"memory", json::object{{"resident", resident_bytes()}, {"lua", lua_bytes}}},
+      {"code",
+       json::object{{"cache_hits", cs.hits},
+                    {"cache_misses", cs.misses},
+                    {"compiles", cs.compiles},
+                    {"compile_errors", cs.compile_errors},
+                    {"evictions", cs.evictions},
+                    {"entries", cs.entries},
+                    {"bytes", cs.bytes},
+                    {"file_changes", file_changes},
+                    {"workflow_restarts", code_restarts},
+                    {"workflow_code_errors", code_failures},
+                    {"watching", watcher ? (watcher->polling() ? "polling" : "inotify") : "off"}}},
       {"connections", open_connections}};
 }
 
@@ -1017,6 +1236,7 @@ void daemon::impl::begin_stop() {
   acceptor.close(ignored);
   signals.cancel(ignored);
   hangup.cancel(ignored);
+  if (watcher) watcher->stop();
   for (auto& w : connections)
     if (auto c = w.lock()) c->close();
 }
@@ -1057,7 +1277,9 @@ void daemon::start() {
     runtime::logger().info("signal {}: shutting down", sig);
     d.begin_stop();
   });
+  d.eng->scheduler().code().configure({d.cfg.scripts.cache_bytes, std::chrono::milliseconds(1000)});
   d.watch_hangup();
+  if (d.cfg.scripts.watch) d.watch_code();
   d.accept();
   if (auto level = parse_level(d.cfg.server.log_level)) d.backlog_level = *level;
   runtime::set_log_tap(&d.tap);

@@ -98,8 +98,9 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   bool no_follow = false;
   cmd_logs->add_flag("--no-follow", no_follow, "Print the recent lines only");
-  auto* cmd_reload =
-      add_client("reload", "Reread the config's workflows and profiles (as SIGHUP does)");
+  auto* cmd_reload = add_client(
+      "reload", "Reread the config and pick up changed code (as SIGHUP does); or one file's code");
+  cmd_reload->add_option("path", client.file, "Only this script or package file");
   auto* cmd_info = add_client("info", "Show one process");
   cmd_info->add_option("pid", client.pid, "Process id, e.g. 0.42")->required();
   auto* cmd_kill = add_client("kill", "End a process with reason killed");

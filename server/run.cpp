@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <iostream>
 
@@ -71,6 +72,10 @@ int run_script(const run_options& opts) {
   runtime::spawn_options so;
   so.ctx.limits = opts.limits;
   so.ctx.permissions = opts.permissions;
+  // Packages (require) and spawned scripts come from the script's folder.
+  std::error_code ec;
+  auto folder = std::filesystem::weakly_canonical(std::filesystem::absolute(opts.file), ec);
+  if (!ec) so.ctx.script_root = folder.parent_path().string();
   for (const std::string& a : opts.args) so.args.emplace_back(a);
   std::promise<runtime::exit_info> exited;
   so.on_exit = [&exited](const runtime::exit_info& info) { exited.set_value(info); };

@@ -17,27 +17,6 @@
 using namespace luad_test;
 namespace json = boost::json;
 
-namespace {
-
-// The "pid" of a spawn reply.
-std::string pid_of(const std::string& reply) {
-  auto at = reply.find(R"("pid":")");
-  REQUIRE(at != std::string::npos);
-  return reply.substr(at + 7, reply.find('"', at + 7) - at - 7);
-}
-
-// Polls `probe` until it returns true or about five seconds have passed.
-template <class F>
-bool eventually(F probe) {
-  for (int i = 0; i < 1000; ++i) {
-    if (probe()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
-
-}  // namespace
-
 TEST_CASE("daemon: subscribe returns the backlog, then log lines, then the exit") {
   running_daemon d;
   client c(d.socket);

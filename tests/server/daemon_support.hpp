@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,12 +35,13 @@ struct running_daemon {
   std::unique_ptr<luad::server::daemon> d;
   std::thread th;
   int code = -1;
-  std::string limits;  ///< more keys for the [limits] section
+  std::string limits;   ///< more keys for the [limits] section
+  std::string scripts;  ///< more keys for the [scripts] section
 
   explicit running_daemon(const std::string& extra = "",
                           const std::vector<std::pair<std::string, std::string>>& files = {},
-                          std::string limits_extra = "")
-      : limits(std::move(limits_extra)) {
+                          std::string limits_extra = "", std::string scripts_extra = "")
+      : limits(std::move(limits_extra)), scripts(std::move(scripts_extra)) {
     static std::atomic<int> n{0};
     dir = fs::temp_directory_path() /
           ("luad_daemon_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
@@ -69,10 +71,8 @@ struct running_daemon {
     write("luad.toml",
           "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n"
           "[limits]\nmax_request_size = 4096\n" +
-              limits +
-              "[scripts]\nroots = [\"scripts\"]\n"
-              "[[profile]]\nname = \"default\"\npermissions = [\"store:t\"]\n" +
-              extra);
+              limits + "[scripts]\nroots = [\"scripts\"]\n" + scripts +
+              "[[profile]]\nname = \"default\"\npermissions = [\"store:t\"]\n" + extra);
   }
 };
 
@@ -118,6 +118,23 @@ struct client {
     return line();
   }
 };
+
+// The "pid" of a spawn reply.
+inline std::string pid_of(const std::string& reply) {
+  auto at = reply.find(R"("pid":")");
+  REQUIRE(at != std::string::npos);
+  return reply.substr(at + 7, reply.find('"', at + 7) - at - 7);
+}
+
+// Polls `probe` every 10 ms until it returns true, up to about ten seconds.
+template <class F>
+bool eventually(F probe) {
+  for (int i = 0; i < 1000; ++i) {
+    if (probe()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
 
 inline bool has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
