@@ -223,8 +223,9 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
   std::string in;
   std::deque<std::string> out;
   std::size_t pending_bytes = 0;
-  std::uint64_t dropped = 0;  // log notifications not sent (see notify)
-  std::size_t in_flight = 0;  // requests answered later (spawn with wait, wait)
+  std::uint64_t dropped = 0;                // log notifications not sent (see notify)
+  std::size_t in_flight = 0;                // requests answered later (spawn with wait, wait)
+  std::shared_ptr<connection> paused_self;  // set while reading is paused (see read)
   bool reading = false, writing = false, closed = false;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -254,8 +255,14 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
   }
 
   void read() {
-    if (reading || closed || pending_bytes > k_max_pending_bytes || in_flight >= k_max_in_flight)
+    if (reading || closed) return;
+    if (pending_bytes > k_max_pending_bytes || in_flight >= k_max_in_flight) {
+      // Paused: no read and maybe no write holds the connection now, and
+      // waiters only hold weak references. Keep it until reading resumes.
+      paused_self = shared_from_this();
       return;
+    }
+    auto keep = std::move(paused_self);
     reading = true;
     auto self = shared_from_this();
     asio::async_read_until(
@@ -270,6 +277,8 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
             return;
           }
           if (ec) {
+            if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+              runtime::logger().debug("connection closed while reading: {}", ec.message());
             self->close();
             return;
           }
@@ -325,25 +334,27 @@ struct daemon::impl::connection : std::enable_shared_from_this<connection> {
     if (writing || out.empty() || !sock.is_open()) return;
     writing = true;
     auto self = shared_from_this();
-    asio::async_write(sock, asio::buffer(out.front()),
-                      [self](boost::system::error_code ec, std::size_t) {
-                        self->writing = false;
-                        self->pending_bytes -= self->out.front().size();
-                        self->out.pop_front();
-                        if (ec) {
-                          self->close();
-                          return;
-                        }
-                        if (self->out.empty() && self->closed) {
-                          self->close();
-                          return;
-                        }
-                        self->write();
-                        self->read();  // resumes reading once replies drained
-                      });
+    asio::async_write(
+        sock, asio::buffer(out.front()), [self](boost::system::error_code ec, std::size_t) {
+          self->writing = false;
+          self->pending_bytes -= self->out.front().size();
+          self->out.pop_front();
+          if (ec) {
+            runtime::logger().debug("connection closed while writing: {}", ec.message());
+            self->close();
+            return;
+          }
+          if (self->out.empty() && self->closed) {
+            self->close();
+            return;
+          }
+          self->write();
+          self->read();  // resumes reading once replies drained
+        });
   }
 
   void close() {
+    auto keep = std::move(paused_self);  // (released last: it may be the last owner)
     closed = true;
     boost::system::error_code ignored;
     sock.close(ignored);

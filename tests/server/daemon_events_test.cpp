@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <sstream>
 
 #include "tests/server/daemon_support.hpp"
@@ -232,12 +233,14 @@ TEST_CASE("daemon: a client that never reads its replies is held back; others ar
   bool blocked = false;
   while (queued < total && std::chrono::steady_clock::now() < deadline) {
     ssize_t n = ::send(slow.fd, pending.data(), pending.size(), MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    int err = errno;
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
       blocked = true;  // the daemon stopped reading: its replies are not being taken
       pollfd p{slow.fd, POLLOUT, 0};
       if (::poll(&p, 1, 200) == 0) break;  // still stuck after 200 ms: held back for good
       continue;
     }
+    INFO("send failed: errno " << err << " after " << queued << " requests");
     REQUIRE(n > 0);
     pending.erase(0, static_cast<std::size_t>(n));
     if (pending.empty() && ++queued < total) pending = request(queued);

@@ -104,6 +104,12 @@ TEST_CASE("hot reload: a reload = restart workflow restarts on new code, after C
   CHECK(has(c.call(R"({"id":1,"method":"ping"})"), "pong"));
   d.write("scripts/wlib.lua", "return {version = 3}\n");
   CHECK(eventually([&] { return has(store_get(c, "version"), R"("results":[3])"); }));
+  // A touch, or a reload by hand with nothing changed, restarts nothing.
+  std::string now = supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w");
+  d.write("scripts/wlib.lua", "return {version = 3}\n");
+  CHECK(has(c.call(R"({"id":1,"method":"reload"})"), R"("restarting":[])"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the watcher's batch
+  CHECK(supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w") == now);
 }
 
 TEST_CASE("hot reload: process.on_upgrade gets UPGRADE and process.unload re-requires") {
