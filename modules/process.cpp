@@ -120,7 +120,8 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
       runtime::append_packed_arg(opts.packed_args, one);
     }
     runtime::error refused;
-    pid child = self->owner().spawn(code.get(target.string()), std::move(opts), &refused);
+    runtime::chunk_ptr chunk = code.get(target.string(), opts.context->pinned_code.get());
+    pid child = self->owner().spawn(std::move(chunk), std::move(opts), &refused);
     if (!child) {
       kind = refused.kind;
       std::snprintf(why, sizeof why, "%s", refused.message.c_str());

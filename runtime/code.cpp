@@ -133,6 +133,19 @@ chunk_ptr code_cache::get(const std::string& path) {
   return load(path, now);
 }
 
+chunk_ptr code_cache::get(const std::string& path, const code_pin* pin) {
+  if (pin) {
+    if (auto it = pin->chunks.find(path); it != pin->chunks.end()) return it->second;
+  }
+  return get(path);
+}
+
+chunk_ptr code_cache::cached(const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(path);
+  return it == entries_.end() ? nullptr : it->second.code;
+}
+
 // The cached chunk if it was checked less than `recheck` ago; counts the hit.
 chunk_ptr code_cache::fresh_hit(const std::string& path, clock::time_point now) {
   std::lock_guard lock(mu_);

@@ -41,6 +41,15 @@ chunk_ptr compile(std::string_view source, std::string_view name);
 /// of kind `not_found` / `invalid`.
 chunk_ptr compile_file(const std::string& path);
 
+/// Code that a group of processes keeps running whatever the files say now:
+/// chunks by canonical path. A process whose context holds a pin loads the
+/// pinned chunk for every path the pin has (its script, the packages it
+/// requires) and the current file for the rest. The daemon pins a workflow to
+/// its previous code when new code fails at once (a rollback).
+struct code_pin {
+  std::unordered_map<std::string, chunk_ptr> chunks;
+};
+
 struct code_cache_options {
   /// Bound on the bytecode kept (least recently used goes first); 0 = keep
   /// nothing: every get() reads and compiles the file.
@@ -77,6 +86,11 @@ class code_cache {
   /// A missing file gives a chunk whose compile_error has kind `not_found`
   /// (not cached); a syntax error is cached like code, per content.
   chunk_ptr get(const std::string& path);
+  /// `pin`'s chunk for `path` if it holds one (no file access), else get(path).
+  chunk_ptr get(const std::string& path, const code_pin* pin);
+  /// The chunk cached for `path` as it is, without looking at the file, or
+  /// nullptr (what ran before a change, for a snapshot taken as files change).
+  chunk_ptr cached(const std::string& path) const;
   /// `script` resolved against folder `base` and made canonical, remembered so
   /// that spawning the same script again costs no file-system calls. Throws
   /// std::filesystem::filesystem_error like weakly_canonical.

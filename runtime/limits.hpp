@@ -15,6 +15,8 @@
 
 namespace luad::runtime {
 
+struct code_pin;  // runtime/code.hpp
+
 /// Limits one process runs under. Exceeding memory or instructions ends the
 /// process with reason `limit`.
 struct limits {
@@ -63,6 +65,9 @@ struct process_context {
   /// What modules let it do: "http:HOST[:PORT]", "store:NAMESPACE"... (see
   /// runtime/permissions.hpp). Children inherit them.
   permission_list permissions;
+  /// Code to run instead of the files' current content (see code_pin in
+  /// runtime/code.hpp); null for almost every process. Children inherit it.
+  std::shared_ptr<const code_pin> pinned_code;
 
   bool operator==(const process_context&) const = default;
 };

@@ -136,7 +136,7 @@ bool try_candidate(process& p, const std::string& root, const std::string& rel, 
     return true;
   }
   code_cache& cache = p.owner().code();
-  chunk_ptr code = cache.get(real);
+  chunk_ptr code = cache.get(real, p.context().pinned_code.get());
   if (code->compile_error && code->compile_error->kind == error_kind::not_found) {
     tried += cat({"; no file '", file, "'"});  // deleted since the lstat
     return false;

@@ -297,7 +297,7 @@ void scheduler::retire(process* p, const exit_info& info) {
   counters().exited.fetch_add(1, std::memory_order_relaxed);
   counters().exits[static_cast<std::size_t>(info.reason)].fetch_add(1, std::memory_order_relaxed);
   try {
-    if (opts_.exit_hook) opts_.exit_hook(info);
+    if (opts_.exit_hook) opts_.exit_hook(info, p->context());
   } catch (const std::exception& e) {
     logger().error("exit hook for {} threw: {}", p->id().to_string(), e.what());
   }

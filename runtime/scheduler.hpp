@@ -52,8 +52,9 @@ struct scheduler_options {
   std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
   permission_hook permit;                 ///< empty: everything is allowed
   /// Called on a worker after any process has ended (after it left the
-  /// process table, before its own on_exit). Keep it short; may be empty.
-  std::function<void(const exit_info&)> exit_hook;
+  /// process table, before its own on_exit), with the context it ran in. Keep
+  /// it short; may be empty.
+  std::function<void(const exit_info&, const process_context&)> exit_hook;
 
   /// Defaults, with `n` workers.
   static scheduler_options with_workers(unsigned n) {

@@ -297,6 +297,7 @@ int client_command(const client_request& req) {
       std::printf("%-16s %-12s %-10s %-10s %s\n", cell(q, "name").c_str(), cell(q, "state").c_str(),
                   cell(q, "start").c_str(), cell(q, "restart").c_str(),
                   cell(q, "supervisor").c_str());
+      if (q.contains("code_error")) std::printf("  code: %s\n", cell(q, "code_error").c_str());
     }
   } else if (cmd == "info" || cmd == "stats") {
     print_fields(result.get_object(), "");

@@ -347,6 +347,7 @@ config parse_config(std::string_view text, const std::string& path) {
       s.text("start", w.start, {"boot", "manual"});
       s.text("restart", w.restart, {"permanent", "transient", "temporary"});
       s.text("reload", w.reload, {"none", "restart"});
+      s.seconds("reload_trial", w.reload_trial, 0, 86400);
       s.seconds("backoff", w.backoff_initial, 0, 3600);
       s.seconds("backoff_max", w.backoff_max, 0, 86400);
       s.integer("intensity", w.intensity, 0, 1'000'000);

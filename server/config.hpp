@@ -73,10 +73,14 @@ struct workflow_config {
   /// none | restart: on a change to its script or a file it required, restart
   /// it on the new code (after CANCEL), if the new code compiles.
   std::string reload = "none";
-  double backoff_initial = 0.1;       ///< seconds before the first restart
-  double backoff_max = 30;            ///< cap of the exponential backoff
-  int intensity = 5;                  ///< restarts allowed within `period`...
-  double period = 60;                 ///< ...seconds, then the supervisor gives up
+  /// After a reload restart, seconds the new code is on trial: if one of its
+  /// processes fails within them, the workflow goes back to its previous
+  /// code. 0: never roll back.
+  double reload_trial = 5;
+  double backoff_initial = 0.1;  ///< seconds before the first restart
+  double backoff_max = 30;       ///< cap of the exponential backoff
+  int intensity = 5;             ///< restarts allowed within `period`...
+  double period = 60;            ///< ...seconds, then the supervisor gives up
   runtime::permission_list permissions;
   runtime::limits limits;  ///< the [limits] defaults, overridden per workflow
   runtime::class_set classes = runtime::all_classes;

@@ -178,12 +178,25 @@ struct daemon::impl {
   // running workflow with reload = "restart" was started on, by path (its
   // script, then the packages it was seen to require), so a change of content
   // — not of mtime — restarts it. `code_errors`: workflows whose new code did
-  // not compile (they keep running the old).
+  // not compile (they keep running the old), or whose new code failed on
+  // trial and was rolled back.
   std::unique_ptr<runtime::file_watcher> watcher;
-  std::unordered_map<std::string, std::unordered_map<std::string, runtime::chunk_ptr>> running_code;
+  std::unordered_map<std::string, runtime::code_pin> running_code;
   std::unordered_map<std::string, std::string> code_errors;
   std::set<std::string> restarting;
-  std::uint64_t file_changes = 0, code_restarts = 0, code_failures = 0;
+  std::uint64_t file_changes = 0, code_restarts = 0, code_failures = 0, code_rollbacks = 0;
+  // Rollback: a workflow restarted on new code is on trial for its
+  // `reload_trial` seconds. If one of its processes started on the new code
+  // (serial >= first_serial) fails in that time, the workflow goes back to
+  // the code it ran before, pinned (rolled_back), until its files change again.
+  struct code_trial {
+    std::shared_ptr<const runtime::code_pin> previous;
+    std::uint64_t first_serial = 0;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::unordered_map<std::string, code_trial> trials;
+  std::atomic<std::size_t> trials_open{0};  // read by workers to skip the post
+  std::set<std::string> rolled_back;
 
   // Config workflows: name -> the pid of the supervisor running it (empty
   // when not started). Written at start, read by the io thread.
@@ -191,7 +204,10 @@ struct daemon::impl {
   std::unordered_map<std::string, runtime::pid> workflow_pids;
 
   explicit impl(config c) : cfg(std::move(c)) { tap.d = this; }
-  runtime::pid start_workflow(const workflow_config& w, std::string& why);
+  /// Starts `w` under a supervisor of its own, on `pin`'s code where it has
+  /// some (a rollback) or on the files as they are.
+  runtime::pid start_workflow(const workflow_config& w, std::string& why,
+                              std::shared_ptr<const runtime::code_pin> pin = nullptr);
   /// Kills the workflow's supervisor (its children end with it) and waits up
   /// to a second for it to be gone. Returns false if it was not running.
   bool stop_workflow(const std::string& name);
@@ -206,10 +222,15 @@ struct daemon::impl {
   /// workflows whose code changed, if it compiles.
   json::object code_changed(const std::vector<std::string>& paths, bool everything);
   void restart_on_new_code(const workflow_config& w);
-  void finish_code_restart(const std::string& name);
-  void remember_code(const workflow_config& w);
+  void finish_code_restart(const std::string& name,
+                           std::shared_ptr<const runtime::code_pin> previous);
+  void remember_code(const workflow_config& w, const runtime::code_pin* pin);
+  /// A process of workflow `name` failed: roll back if it ran new code on trial.
+  void on_workflow_failure(const std::string& name, std::uint64_t serial, const std::string& why);
+  void forget_trial(const std::string& name);
+  const workflow_config* workflow_named(const std::string& name) const;
   void on_exit(const runtime::exit_info& e);
-  void on_any_exit(const runtime::exit_info& e);
+  void on_any_exit(const runtime::exit_info& e, const runtime::process_context& ctx);
   void record_log(const runtime::log_record& rec);
   json::object stats_json();
   static json::object log_json(const log_line& line);
@@ -650,6 +671,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       if (w.reload != "none") o["reload"] = w.reload;
       if (auto e = d.code_errors.find(w.name); e != d.code_errors.end())
         o["code_error"] = e->second;
+      if (d.rolled_back.count(w.name)) o["code"] = "previous";
       listed.push_back(std::move(o));
     }
     return listed;
@@ -770,7 +792,8 @@ json::value daemon::impl::connection::call(const std::string& method, const json
 
 // Each workflow runs under a supervisor of its own, so that its restart
 // policy, permissions, limits and module classes are its alone.
-runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string& why) {
+runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string& why,
+                                          std::shared_ptr<const runtime::code_pin> pin) {
   runtime::value::array args;
   for (const auto& a : w.args) args.emplace_back(a);
   runtime::value::map child{
@@ -786,26 +809,42 @@ runtime::pid daemon::impl::start_workflow(const workflow_config& w, std::string&
   ctx.permissions = w.permissions;
   ctx.allowed_classes = w.classes;
   ctx.owner = "workflow:" + w.name;
+  ctx.pinned_code = pin;
   std::string folder = fs::path(w.script).parent_path().string();
   runtime::error err;
   runtime::pid pid = modules::start_supervisor(eng->scheduler(), runtime::value(std::move(spec)),
                                                folder, folder, {}, &err, &ctx);
   if (!pid) why = err.message;
   if (pid && w.reload == "restart") {
-    remember_code(w);
+    remember_code(w, pin.get());
   } else {
     running_code.erase(w.name);
+  }
+  if (pin) {
+    rolled_back.insert(w.name);
+  } else if (rolled_back.erase(w.name) > 0) {
+    code_errors.erase(w.name);  // started on the files again: the rollback is over
   }
   return pid;
 }
 
-void daemon::impl::remember_code(const workflow_config& w) {
+void daemon::impl::remember_code(const workflow_config& w, const runtime::code_pin* pin) {
   runtime::code_cache& code = eng->scheduler().code();
   std::string script = fs::weakly_canonical(w.script).string();
-  auto& known = running_code[w.name];
+  auto& known = running_code[w.name].chunks;
+  if (pin) {
+    known = pin->chunks;
+    return;
+  }
   known.clear();
   known[script] = code.get(script);
   for (const std::string& dep : code.dependencies(script)) known[dep] = code.get(dep);
+}
+
+const workflow_config* daemon::impl::workflow_named(const std::string& name) const {
+  for (const auto& w : cfg.workflows)
+    if (w.name == name) return &w;
+  return nullptr;
 }
 
 void daemon::impl::watch_code() {
@@ -832,6 +871,15 @@ json::object daemon::impl::code_changed(const std::vector<std::string>& paths, b
   runtime::scheduler& sched = eng->scheduler();
   runtime::code_cache& code = sched.code();
   ++file_changes;
+  // What each reload workflow runs now, for a rollback: packages it required
+  // since it started are still cached as they were before this change.
+  for (auto& [name, known] : running_code) {
+    const workflow_config* w = workflow_named(name);
+    if (!w || rolled_back.count(name)) continue;
+    for (const std::string& dep : code.dependencies(fs::weakly_canonical(w->script).string()))
+      if (!known.chunks.count(dep))
+        if (runtime::chunk_ptr was = code.cached(dep)) known.chunks.emplace(dep, std::move(was));
+  }
   bool folders = everything;
   for (const auto& p : paths) {
     code.invalidate(p);
@@ -847,25 +895,32 @@ json::object daemon::impl::code_changed(const std::vector<std::string>& paths, b
     std::string script = fs::weakly_canonical(w.script).string();
     std::vector<std::string> uses = code.dependencies(script);
     uses.insert(uses.begin(), script);
-    bool changed = false;
+    // A rolled-back workflow runs pinned code that differs from the files on
+    // purpose: only a new change to one of its files tries the files again.
+    bool pinned = rolled_back.count(w.name) > 0;
+    const auto& ran = known->second.chunks;
+    bool changed = false, touched = everything;
     std::string problem;
     for (const auto& path : uses) {
       runtime::chunk_ptr now = code.get(path);
-      auto was = known->second.find(path);
+      auto was = ran.find(path);
       bool listed = std::find(paths.begin(), paths.end(), path) != paths.end();
+      touched |= listed;
       if (now->compile_error) {
         // A package that is gone may be one the new code no longer needs.
         bool gone = now->compile_error->kind == runtime::error_kind::not_found && path != script;
-        if ((listed || everything || was == known->second.end() || was->second != now) && !gone)
-          problem = now->compile_error->message;
+        bool differs =
+            listed || everything || (!pinned && (was == ran.end() || was->second != now));
+        if (differs && !gone) problem = now->compile_error->message;
         continue;
       }
-      if (was == known->second.end()) {
+      if (was == ran.end()) {
         changed |= listed;
       } else {
         changed |= was->second != now;
       }
     }
+    if (pinned) changed = touched;
     if (!problem.empty()) {
       ++code_failures;
       code_errors[w.name] = problem;
@@ -875,6 +930,7 @@ json::object daemon::impl::code_changed(const std::vector<std::string>& paths, b
           problem);
       continue;
     }
+    if (pinned && !changed) continue;  // it keeps saying it was rolled back
     code_errors.erase(w.name);
     if (!changed) continue;
     restarted.push_back(json::string(w.name));
@@ -896,6 +952,8 @@ json::object daemon::impl::code_changed(const std::vector<std::string>& paths, b
 // code. Runs on the io thread without blocking it.
 void daemon::impl::restart_on_new_code(const workflow_config& w) {
   runtime::scheduler& sched = eng->scheduler();
+  // What it runs now is what a rollback goes back to.
+  auto previous = std::make_shared<const runtime::code_pin>(running_code[w.name]);
   runtime::pid sup;
   {
     std::lock_guard lock(workflows_mu);
@@ -921,7 +979,7 @@ void daemon::impl::restart_on_new_code(const workflow_config& w) {
                       std::chrono::duration<double>(std::min(cfg.server.grace_period, 5.0)));
   auto timer = std::make_shared<asio::steady_timer>(io);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, name = w.name, workers, deadline, timer, poll] {
+  *poll = [this, name = w.name, workers, deadline, timer, poll, previous] {
     bool alive = false;
     for (runtime::pid id : workers) {
       if (runtime::process* proc = eng->scheduler().find(id)) {
@@ -937,31 +995,77 @@ void daemon::impl::restart_on_new_code(const workflow_config& w) {
       return;
     }
     std::string finished = name;  // the closure dies on the next line: copy first
+    auto was = previous;
     impl* self = this;
     *poll = nullptr;  // (breaks the closure's reference to itself)
-    self->finish_code_restart(finished);
+    self->finish_code_restart(finished, std::move(was));
   };
   (*poll)();
 }
 
-void daemon::impl::finish_code_restart(const std::string& name) {
+void daemon::impl::finish_code_restart(const std::string& name,
+                                       std::shared_ptr<const runtime::code_pin> previous) {
   restarting.erase(name);
   if (stopping) return;
-  const workflow_config* now = nullptr;
-  for (const auto& c : cfg.workflows)
-    if (c.name == name) now = &c;
+  const workflow_config* now = workflow_named(name);
   if (!now) return;  // removed by a reload meanwhile
   stop_workflow(name);
   std::string why;
   runtime::pid pid = start_workflow(*now, why);
-  std::lock_guard lock(workflows_mu);
-  workflow_pids[name] = pid;
-  if (pid) {
-    ++code_restarts;
-    runtime::logger().info("workflow {} restarted on new code (supervisor {})", name,
-                           pid.to_string());
-  } else {
+  {
+    std::lock_guard lock(workflows_mu);
+    workflow_pids[name] = pid;
+  }
+  if (!pid) {
     runtime::logger().error("workflow {} could not restart on new code: {}", name, why);
+    return;
+  }
+  ++code_restarts;
+  runtime::logger().info("workflow {} restarted on new code (supervisor {})", name,
+                         pid.to_string());
+  if (now->reload_trial > 0 && previous) {
+    trials[name] = code_trial{std::move(previous), pid.serial,
+                              std::chrono::steady_clock::now() +
+                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(now->reload_trial))};
+    trials_open.store(trials.size());
+  }
+}
+
+void daemon::impl::forget_trial(const std::string& name) {
+  trials.erase(name);
+  trials_open.store(trials.size());
+}
+
+void daemon::impl::on_workflow_failure(const std::string& name, std::uint64_t serial,
+                                       const std::string& why) {
+  auto t = trials.find(name);
+  if (t == trials.end() || serial < t->second.first_serial) return;  // not new code on trial
+  bool in_time = std::chrono::steady_clock::now() < t->second.until;
+  std::shared_ptr<const runtime::code_pin> previous = std::move(t->second.previous);
+  forget_trial(name);
+  const workflow_config* w = workflow_named(name);
+  if (!in_time || !w || stopping || restarting.count(name)) return;
+  stop_workflow(name);
+  std::string start_failure;
+  runtime::pid pid = start_workflow(*w, start_failure, previous);
+  {
+    std::lock_guard lock(workflows_mu);
+    workflow_pids[name] = pid;
+  }
+  ++code_rollbacks;
+  char trial[32];
+  std::snprintf(trial, sizeof trial, "%g", w->reload_trial);
+  code_errors[name] = "the new code failed within " + std::string(trial) + " s of its start (" +
+                      why + "); running the previous code until its files change again";
+  if (pid) {
+    runtime::logger().error("workflow {}: {}; supervisor {}", name, code_errors[name],
+                            pid.to_string());
+  } else {
+    runtime::logger().error(
+        "workflow {}: the new code failed ({}) and the previous code could "
+        "not start: {}",
+        name, why, start_failure);
   }
 }
 
@@ -973,6 +1077,7 @@ bool daemon::impl::stop_workflow(const std::string& name) {
     old = workflow_pids[name];
   }
   running_code.erase(name);
+  forget_trial(name);
   if (!old || !sched.kill(old, runtime::exit_reason::killed, "workflow stopped")) return false;
   // Its children are linked to the supervisor and end with it.
   for (int i = 0; i < 1000; ++i) {  // up to a second, on the io thread: admin only
@@ -1105,7 +1210,15 @@ void daemon::impl::record_log(const runtime::log_record& rec) {  // a worker thr
   });
 }
 
-void daemon::impl::on_any_exit(const runtime::exit_info& e) {  // a worker thread
+void daemon::impl::on_any_exit(const runtime::exit_info& e,
+                               const runtime::process_context& ctx) {  // a worker thread
+  if (trials_open.load(std::memory_order_relaxed) > 0 &&
+      (e.reason == runtime::exit_reason::error || e.reason == runtime::exit_reason::limit) &&
+      ctx.owner.starts_with("workflow:") && !ctx.pinned_code) {
+    asio::post(io, [this, name = ctx.owner.substr(9), serial = e.id.serial, why = e.err.message] {
+      on_workflow_failure(name, serial, why);
+    });
+  }
   // The subscriber counts itself before it finds the process in the table;
   // this runs after the process left the table. If its look-up found the
   // process, the table's lock orders its count before this load.
@@ -1179,6 +1292,7 @@ json::object daemon::impl::stats_json() {
                     {"file_changes", file_changes},
                     {"workflow_restarts", code_restarts},
                     {"workflow_code_errors", code_failures},
+                    {"workflow_rollbacks", code_rollbacks},
                     {"watching", watcher ? (watcher->polling() ? "polling" : "inotify") : "off"}}},
       {"connections", open_connections}};
 }
@@ -1276,7 +1390,9 @@ void daemon::start() {
   engine_options eo;
   eo.scheduler = runtime::scheduler_options::with_workers(d.cfg.server.workers);
   eo.scheduler.max_processes = d.cfg.limits.max_processes;
-  eo.scheduler.exit_hook = [&d](const runtime::exit_info& e) { d.on_any_exit(e); };
+  eo.scheduler.exit_hook = [&d](const runtime::exit_info& e, const runtime::process_context& ctx) {
+    d.on_any_exit(e, ctx);
+  };
   eo.data_dir = d.cfg.storage.data_dir;
   d.eng = std::make_unique<engine>(std::move(eo));
   d.acceptor.open(local());

@@ -75,11 +75,13 @@ code_cache_options with(std::size_t capacity, std::chrono::milliseconds recheck)
 }
 
 luad::runtime::pid spawn_chunk(const chunk_ptr& code, std::future<exit_info>& fut,
-                               const std::string& root = {}) {
+                               const std::string& root = {},
+                               std::shared_ptr<const luad::runtime::code_pin> pin = nullptr) {
   auto done = std::make_shared<std::promise<exit_info>>();
   fut = done->get_future();
   luad::runtime::spawn_options opts;
   opts.ctx.script_root = root;
+  opts.ctx.pinned_code = std::move(pin);
   opts.on_exit = [done](const exit_info& info) { done->set_value(info); };
   luad::runtime::pid id = shared_engine().scheduler().spawn(code, std::move(opts));
   REQUIRE(static_cast<bool>(id));
@@ -168,6 +170,36 @@ TEST_CASE("code cache: a changed package reaches new processes; running ones kee
   e = wait_exit(old_run);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results == std::vector<value>{value("v1"), value("v1")});
+}
+
+TEST_CASE("code cache: a pinned process runs the pinned packages and scripts; others the files") {
+  temp_tree t;
+  t.write("pkg.lua", "return 'old'");
+  t.write("child.lua", "require('process').send((...), 'R', 'old child')");
+  t.write("main.lua", R"(
+    local process = require("process")
+    process.spawn("child.lua", process.self())
+    return require("pkg"), process.receive("R").payload)");
+  auto& cache = shared_engine().scheduler().code();
+  auto pin = std::make_shared<luad::runtime::code_pin>();
+  pin->chunks[t.path("pkg.lua")] = cache.get(t.path("pkg.lua"));
+  pin->chunks[t.path("child.lua")] = cache.get(t.path("child.lua"));
+  CHECK(cache.cached(t.path("pkg.lua")) == pin->chunks[t.path("pkg.lua")]);
+  CHECK(cache.cached(t.path("nothing.lua")) == nullptr);
+
+  t.write("pkg.lua", "return 'new'", 5s);
+  t.write("child.lua", "require('process').send((...), 'R', 'new child')", 5s);
+  cache.invalidate(t.path("pkg.lua"));
+  cache.invalidate(t.path("child.lua"));
+  std::future<exit_info> pinned, current;
+  spawn_chunk(cache.get(t.path("main.lua")), pinned, t.root().string(), pin);
+  spawn_chunk(cache.get(t.path("main.lua")), current, t.root().string());
+  auto e = wait_exit(pinned);
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(e.results == std::vector<value>{value("old"), value("old child")});
+  e = wait_exit(current);
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(e.results == std::vector<value>{value("new"), value("new child")});
 }
 
 TEST_CASE("code cache: the same content with a new mtime is not recompiled") {

@@ -43,6 +43,8 @@ TEST_CASE("the shipped configs/luad.toml loads, with every documented section") 
   CHECK(w.script == dir + "workflows/ticker.lua");
   CHECK(w.args == std::vector<std::string>{"1"});
   CHECK(w.restart == "permanent");
+  CHECK(w.reload == "restart");
+  CHECK(w.reload_trial == 5);
   CHECK(w.limits.memory == 16u << 20);  // its own table overrides [limits]
   CHECK(w.limits.turn == 10000);        // the rest comes from [limits]
   CHECK(w.classes == luad::runtime::all_classes);
@@ -111,6 +113,8 @@ TEST_CASE("workflows and profiles are checked entry by entry") {
   CHECK(error_of(two + two).find("workflow[2].name: workflow 'a' is defined twice") !=
         std::string::npos);
   CHECK(error_of(two + "restart = \"always\"\n").find("'always' is not one of permanent") !=
+        std::string::npos);
+  CHECK(error_of(two + "reload_trial = -1\n").find("workflow[1].reload_trial: must be between") !=
         std::string::npos);
   CHECK(error_of(two + "permissions = [\"fs:/\"]\n").find("unknown permission 'fs:/'") !=
         std::string::npos);

@@ -95,21 +95,61 @@ TEST_CASE("hot reload: a reload = restart workflow restarts on new code, after C
   auto cli = luad_cli(d.socket, "workflows --json");
   CHECK(has(cli.out, "code_error"));
 
-  // Code that crashes at once: restarted with backoff; the daemon is fine, and
-  // fixing the file brings the workflow back.
+  // Code that fails at once: the workflow goes back to the code it ran before
+  // (pinned: its processes load the old wlib), says so, and stays there when
+  // unrelated files change; the daemon is fine.
+  c.call(
+      R"J({"id":1,"method":"spawn","params":{"source":"require('store').set('version', 0)","wait":true}})J");
   d.write("scripts/wlib.lua", "error('broken on purpose')\n");
-  CHECK(eventually(
-      [&] { return supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w") != second; }));
-  CHECK_FALSE(has(c.call(R"({"id":1,"method":"workflows"})"), "code_error"));
+  CHECK(eventually([&] {
+    list = c.call(R"({"id":1,"method":"workflows"})");
+    return has(list, R"("code":"previous")");
+  }));
+  CHECK(has(list, "broken on purpose"));
+  CHECK(has(list, "running the previous code"));
+  CHECK(eventually([&] { return has(store_get(c, "version"), R"("results":[2])"); }));
+  CHECK(has(c.call(R"({"id":1,"method":"stats"})"), R"("workflow_rollbacks":1)"));
+  CHECK(has(luad_cli(d.socket, "workflows").out, "code: the new code failed"));
+  std::string pinned = supervisor_of(list, "w");
+  d.write("scripts/unrelated.lua", "return 1\n");
+  c.call(R"({"id":1,"method":"reload","params":{"path":")" +
+         (d.dir / "scripts/unrelated.lua").string() + "\"}}");
+  list = c.call(R"({"id":1,"method":"workflows"})");
+  CHECK(supervisor_of(list, "w") == pinned);
+  CHECK(has(list, R"("code":"previous")"));
   CHECK(has(c.call(R"({"id":1,"method":"ping"})"), "pong"));
+  // Fixing the file brings the workflow onto the files again.
   d.write("scripts/wlib.lua", "return {version = 3}\n");
   CHECK(eventually([&] { return has(store_get(c, "version"), R"("results":[3])"); }));
+  CHECK(eventually([&] {
+    list = c.call(R"({"id":1,"method":"workflows"})");
+    return !has(list, "code_error") && !has(list, R"("code":"previous")");
+  }));
   // A touch, or a reload by hand with nothing changed, restarts nothing.
   std::string now = supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w");
   d.write("scripts/wlib.lua", "return {version = 3}\n");
   CHECK(has(c.call(R"({"id":1,"method":"reload"})"), R"("restarting":[])"));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the watcher's batch
   CHECK(supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w") == now);
+}
+
+TEST_CASE("hot reload: with reload_trial = 0 failing new code is left to the supervisor") {
+  std::string extra =
+      "[[workflow]]\nname = \"w\"\nscript = \"scripts/w.lua\"\nreload = \"restart\"\n"
+      "reload_trial = 0\npermissions = [\"store:t\"]\nbackoff = 0.05\nintensity = 100\n";
+  running_daemon d(extra, {{"scripts/w.lua",
+                            "require('store').set('v', 1)\n"
+                            "require('process').receive('CANCEL')\n"}});
+  client c(d.socket);
+  REQUIRE(eventually([&] { return has(store_get(c, "v"), R"("results":[1])"); }));
+  std::string first = supervisor_of(c.call(R"({"id":1,"method":"workflows"})"), "w");
+  d.write("scripts/w.lua", "require('store').set('v', 2)\nerror('fails after its write')\n");
+  CHECK(eventually([&] { return has(store_get(c, "v"), R"("results":[2])"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // restarts with backoff
+  std::string list = c.call(R"({"id":1,"method":"workflows"})");
+  CHECK(supervisor_of(list, "w") != first);
+  CHECK_FALSE(has(list, "previous"));
+  CHECK(has(c.call(R"({"id":1,"method":"stats"})"), R"("workflow_rollbacks":0)"));
 }
 
 TEST_CASE("hot reload: process.on_upgrade gets UPGRADE and process.unload re-requires") {
