@@ -917,7 +917,9 @@ json::object daemon::impl::code_changed(const std::vector<std::string>& paths, b
       if (was == ran.end()) {
         changed |= listed;
       } else {
-        changed |= was->second != now;
+        // The same content compiles to the same bytecode: a cache of size 0
+        // hands out a new chunk on every get, and that is not a change.
+        changed |= was->second != now && was->second->bytecode != now->bytecode;
       }
     }
     if (pinned) changed = touched;

@@ -152,6 +152,35 @@ TEST_CASE("hot reload: with reload_trial = 0 failing new code is left to the sup
   CHECK(has(c.call(R"({"id":1,"method":"stats"})"), R"("workflow_rollbacks":0)"));
 }
 
+TEST_CASE("hot reload: without a cache (cache_size = 0) only new content restarts a workflow") {
+  std::string extra =
+      "[[workflow]]\nname = \"w\"\nscript = \"scripts/w.lua\"\nreload = \"restart\"\n"
+      "permissions = [\"store:t\"]\n";
+  running_daemon d(extra,
+                   {{"scripts/w.lua",
+                     "require('store').set('w', require('wl').v)\n"
+                     "require('process').receive('CANCEL')\n"},
+                    {"scripts/wl.lua", "return {v = 1}\n"}},
+                   "", "watch = false\ncache_size = 0\n");
+  client c(d.socket);
+  REQUIRE(eventually([&] { return has(store_get(c, "w"), R"("results":[1])"); }));
+  auto reload = [&](const std::string& file) {
+    return c.call(R"({"id":1,"method":"reload","params":{"path":")" + (d.dir / file).string() +
+                  "\"}}");
+  };
+  // The script rewritten with the same content (what ran is known: the
+  // bytecode matches) and another file changed: neither restarts it.
+  d.write("scripts/w.lua",
+          "require('store').set('w', require('wl').v)\n"
+          "require('process').receive('CANCEL')\n");
+  CHECK(has(reload("scripts/w.lua"), R"("restarting":[])"));
+  d.write("scripts/other.lua", "return 2\n");
+  CHECK(has(reload("scripts/other.lua"), R"("restarting":[])"));
+  d.write("scripts/wl.lua", "return {v = 2}\n");
+  CHECK(has(reload("scripts/wl.lua"), R"("restarting":["w"])"));
+  CHECK(eventually([&] { return has(store_get(c, "w"), R"("results":[2])"); }));
+}
+
 TEST_CASE("hot reload: process.on_upgrade gets UPGRADE and process.unload re-requires") {
   running_daemon d("", {{"scripts/pkg.lua", "return {v = 1}\n"},
                         {"scripts/up.lua",
