@@ -82,8 +82,7 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     const std::string& root = self->context().script_root;
     fs::path canon_root = root.empty() ? fs::path(code.resolve(base, ".")) : fs::path(root);
     fs::path target = code.resolve(base, script);
-    auto rel = target.lexically_relative(canon_root);
-    if (rel.empty() || *rel.begin() == "..") {
+    if (!runtime::path_inside(canon_root.string(), target.string())) {
       kind = error_kind::permission_denied;
       std::snprintf(why, sizeof why, "script '%s' is outside the script root '%s'", script,
                     canon_root.c_str());

@@ -328,4 +328,12 @@ std::vector<std::string> code_cache::dependencies(const std::string& script_path
   return {seen.begin(), seen.end()};
 }
 
+bool path_inside(std::string_view root, std::string_view path) {
+  if (root.empty() || path.empty()) return false;
+  if (root == "/") return path.size() > 1 && path.front() == '/';
+  if (root.back() == '/') root.remove_suffix(1);
+  return path.size() > root.size() + 1 && path.substr(0, root.size()) == root &&
+         path[root.size()] == '/';
+}
+
 }  // namespace luad::runtime

@@ -150,4 +150,9 @@ class code_cache {
   std::unordered_map<std::string, std::set<std::string>> deps_;
 };
 
+/// True when `path` lies strictly below the folder `root` (both canonical and
+/// absolute, as code_cache::resolve gives them): the one "is this script under
+/// its root" check of spawn, require and the daemon.
+bool path_inside(std::string_view root, std::string_view path);
+
 }  // namespace luad::runtime

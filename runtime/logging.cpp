@@ -128,6 +128,12 @@ std::string utc_timestamp(std::chrono::system_clock::time_point t) {
   return stamp;
 }
 
+std::optional<log_level> parse_level(std::string_view name) {
+  for (log_level l : {log_level::debug, log_level::info, log_level::warn, log_level::error})
+    if (name == level_name(l)) return l;
+  return std::nullopt;
+}
+
 const char* level_name(log_level level) {
   switch (level) {
     case log_level::debug: return "debug";

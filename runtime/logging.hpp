@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,8 @@ std::string utc_timestamp(std::chrono::system_clock::time_point t);
 
 /// "debug", "info", "warn" or "error".
 const char* level_name(log_level level);
+/// The level named `name` (as level_name spells it), or nullopt.
+std::optional<log_level> parse_level(std::string_view name);
 
 /// Sets up the "luad" stderr logger (UTC timestamps) at `level` in `format`.
 /// Safe to call more than once; the last call wins.

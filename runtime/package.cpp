@@ -98,12 +98,6 @@ file_state locate(const std::string& root, const std::string& rel, std::string& 
   }
 }
 
-bool inside(const std::string& root, const std::string& real) {
-  if (root == "/") return true;
-  return real.size() > root.size() && real.compare(0, root.size(), root) == 0 &&
-         real[root.size()] == '/';
-}
-
 // Checks one candidate, `rel` below `root`; true when the search is over
 // (found or failed), false to go on (with the place added to `tried`).
 bool try_candidate(process& p, const std::string& root, const std::string& rel, lookup& r,
@@ -120,7 +114,7 @@ bool try_candidate(process& p, const std::string& root, const std::string& rel, 
     r.message = cat({"module '", r.name, "': cannot read '", file, "': ", std::strerror(err)});
     return true;
   }
-  if (!inside(root, real)) {
+  if (!path_inside(root, real)) {
     r.what = found_kind::denied;
     r.denied = error{error_kind::permission_denied,
                      cat({"require '", r.name, "': '", file, "' resolves to '", real,

@@ -234,12 +234,30 @@ void scheduler::visit(const std::function<void(process&)>& f) {
   table_->for_each([&](process* p) { f(*p); });
 }
 
-void scheduler::cancel_all(const std::string& why) {
+namespace {
+
+std::string cancel_payload(std::string_view why) {
   std::string payload;
-  encode_value(value(value::map{{"reason", why}}), payload);
+  encode_value(value(value::map{{"reason", std::string(why)}}), payload);
+  return payload;
+}
+
+}  // namespace
+
+void scheduler::cancel_all(const std::string& why) {
+  std::string payload = cancel_payload(why);
   table_->for_each([&](process* p) {
     if (message* m = message::make(pid{}, "CANCEL", payload)) p->deliver(m);
   });
+}
+
+bool scheduler::cancel(pid id, std::string_view why) {
+  process* p = find(id);
+  if (!p) return false;
+  message* m = message::make(pid{}, "CANCEL", cancel_payload(why));
+  if (m) p->deliver(m);
+  p->release_ref();
+  return m != nullptr;
 }
 
 pid scheduler::whereis(const std::string& name) {

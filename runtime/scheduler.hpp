@@ -98,6 +98,9 @@ class scheduler {
   /// Sends every live process a CANCEL message {reason = why} (as
   /// process.cancel does): a polite request to finish, before a shutdown.
   void cancel_all(const std::string& why);
+  /// Sends the live process `id` a CANCEL message {reason = why}. False when
+  /// it is not alive (or the message cannot be made: out of memory).
+  bool cancel(pid id, std::string_view why);
 
   /// The live process `id` with a reference the caller must release_ref(), or
   /// nullptr.

@@ -448,13 +448,6 @@ bool bool_param(const json::object& p, const char* key, bool fallback) {
   return v->get_bool();
 }
 
-std::optional<runtime::log_level> parse_level(std::string_view s) {
-  using runtime::log_level;
-  for (log_level l : {log_level::debug, log_level::info, log_level::warn, log_level::error})
-    if (s == runtime::level_name(l)) return l;
-  return std::nullopt;
-}
-
 // A non-negative integer field of `limits`, or `fallback`; never above `cap`
 // (a client may tighten the configured defaults, not loosen them).
 template <class T>
@@ -544,11 +537,11 @@ json::value daemon::impl::connection::call(const std::string& method, const json
       if (roots.empty()) roots.push_back(fs::path(d.cfg.path).parent_path().string());
       std::string found_path;
       for (const auto& root : roots) {
-        fs::path candidate = fs::weakly_canonical(fs::path(root) / script);
-        auto rel = candidate.lexically_relative(fs::weakly_canonical(root));
-        if (!rel.empty() && *rel.begin() != ".." && fs::exists(candidate)) {
-          found_path = candidate.string();
-          so.ctx.script_root = fs::weakly_canonical(root).string();
+        std::string canon_root = fs::weakly_canonical(root).string();
+        std::string candidate = fs::weakly_canonical(fs::path(root) / script).string();
+        if (runtime::path_inside(canon_root, candidate) && fs::exists(candidate)) {
+          found_path = candidate;
+          so.ctx.script_root = canon_root;
           break;
         }
       }
@@ -721,7 +714,7 @@ json::value daemon::impl::connection::call(const std::string& method, const json
     bool backlog = bool_param(p, "backlog", true);
     runtime::log_level level = d.backlog_level;
     if (std::string l = text_param(p, "level", false); !l.empty()) {
-      auto parsed = parse_level(l);
+      auto parsed = runtime::parse_level(l);
       if (!parsed) throw rpc_error{k_invalid_params, "\"level\" is debug, info, warn or error"};
       level = *parsed;
     }
@@ -966,15 +959,7 @@ void daemon::impl::restart_on_new_code(const workflow_config& w) {
   sched.visit([&](runtime::process& proc) {
     if (proc.id() != sup && proc.context().owner == owner) workers.push_back(proc.id());
   });
-  std::string bytes;
-  runtime::encode_value(runtime::value(runtime::value::map{{"reason", "code reload"}}), bytes);
-  for (runtime::pid id : workers) {
-    if (runtime::process* proc = sched.find(id)) {
-      if (runtime::message* m = runtime::message::make(runtime::pid{}, "CANCEL", bytes))
-        proc->deliver(m);
-      proc->release_ref();
-    }
-  }
+  for (runtime::pid id : workers) sched.cancel(id, "code reload");
   restarting.insert(w.name);
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -1410,7 +1395,7 @@ void daemon::start() {
   d.watch_hangup();
   if (d.cfg.scripts.watch) d.watch_code();
   d.accept();
-  if (auto level = parse_level(d.cfg.server.log_level)) d.backlog_level = *level;
+  if (auto level = runtime::parse_level(d.cfg.server.log_level)) d.backlog_level = *level;
   runtime::set_log_tap(&d.tap);
   for (const auto& w : d.cfg.workflows) {
     if (w.start != "boot") continue;
@@ -1458,7 +1443,7 @@ int serve(const std::string& config_path, const std::string& log_level) {
     std::cerr << e.what() << '\n';
     return 2;
   }
-  auto level = parse_level(log_level.empty() ? cfg.server.log_level : log_level);
+  auto level = runtime::parse_level(log_level.empty() ? cfg.server.log_level : log_level);
   runtime::init_logging(level.value_or(runtime::log_level::info), cfg.server.log_format == "json"
                                                                       ? runtime::log_format::json
                                                                       : runtime::log_format::text);

@@ -11,18 +11,6 @@
 #include "server/run.hpp"
 #include "server/types.hpp"
 
-namespace {
-
-luad::runtime::log_level parse_level(const std::string& s) {
-  using luad::runtime::log_level;
-  if (s == "debug") return log_level::debug;
-  if (s == "warn") return log_level::warn;
-  if (s == "error") return log_level::error;
-  return log_level::info;
-}
-
-}  // namespace
-
 int run_cli(int argc, char** argv) {
   CLI::App app{"luad: a Lua actor process server"};
   app.set_version_flag("--version", std::string("luad ") + luad::server::luad_version);
@@ -138,7 +126,8 @@ int run_cli(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : luad::server::run_usage;
   }
-  luad::runtime::init_logging(parse_level(log_level));
+  luad::runtime::init_logging(
+      luad::runtime::parse_level(log_level).value_or(luad::runtime::log_level::info));
 
   if (*cmd_serve) return luad::server::serve(serve_config, log_level_opt->count() ? log_level : "");
   for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_workflows,
