@@ -50,6 +50,11 @@ struct exit_info {
   error err;                   ///< for every reason but normal
 };
 
+/// The one shape of an exit everywhere it is shown (the protocol, `luad run`,
+/// `luad submit --wait`): {pid, reason, results} for a normal exit, else
+/// {pid, reason, kind, message, retryable, traceback?}.
+value exit_value(const exit_info& e);
+
 /// What a process shares with the processes it spawns: its limits, module
 /// classes, script root and owner. Immutable, so one copy serves a whole tree
 /// of processes (a process carries only a pointer to it).

@@ -40,6 +40,21 @@ std::string_view reason_name(exit_reason r) {
   return "unknown";
 }
 
+value exit_value(const exit_info& e) {
+  value::map m;
+  m.emplace_back("pid", e.id.to_string());
+  m.emplace_back("reason", std::string(reason_name(e.reason)));
+  if (e.reason == exit_reason::normal) {
+    m.emplace_back("results", value::array(e.results.begin(), e.results.end()));
+  } else {
+    m.emplace_back("kind", std::string(kind_name(e.err.kind)));
+    m.emplace_back("message", e.err.message);
+    m.emplace_back("retryable", e.err.retryable);
+    if (!e.err.traceback.empty()) m.emplace_back("traceback", e.err.traceback);
+  }
+  return m;
+}
+
 /// Live processes by serial, sharded to keep spawn and exit off one lock.
 class process_table {
  public:

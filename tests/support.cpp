@@ -3,6 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
 #include <memory>
 
 namespace luad::test {
@@ -40,6 +44,27 @@ runtime::exit_info run_file(const std::string& relative) {
       static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
   REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
   return fut.get();
+}
+
+temp_dir::temp_dir(std::string_view tag) {
+  static std::atomic<unsigned> serial{0};
+  path_ = std::filesystem::temp_directory_path() /
+          (std::string(tag) + "_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::filesystem::path temp_dir::write(const std::filesystem::path& relative,
+                                      std::string_view text) const {
+  std::filesystem::path file = path_ / relative;
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream(file, std::ios::binary) << text;
+  return file;
 }
 
 }  // namespace luad::test

@@ -1,7 +1,9 @@
-// Test helpers: a shared in-process engine and one-call script runs.
+// Test helpers shared by every test: a shared in-process engine, one-call
+// script runs, eventually(), has() and a self-removing temporary folder.
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <string>
 #include <string_view>
@@ -50,5 +52,32 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
   }
   return true;
 }
+
+/// True when `text` contains `part`.
+inline bool has(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+/// A fresh, empty folder under the system's temp folder, named after `tag`,
+/// the test process and a counter (so tests never share one); removed with
+/// everything in it when the object goes.
+class temp_dir {
+ public:
+  explicit temp_dir(std::string_view tag = "luad");
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  /// path() / relative.
+  std::filesystem::path operator/(const std::filesystem::path& relative) const {
+    return path_ / relative;
+  }
+  /// Writes `text` to path() / relative (creating folders); returns the path.
+  std::filesystem::path write(const std::filesystem::path& relative, std::string_view text) const;
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace luad::test
