@@ -32,7 +32,7 @@
 
 #include "modules/supervisor.hpp"
 #include "runtime/code.hpp"
-#include "runtime/file_watch.hpp"
+#include "server/file_watch.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
@@ -180,7 +180,7 @@ struct daemon::impl {
   // — not of mtime — restarts it. `code_errors`: workflows whose new code did
   // not compile (they keep running the old), or whose new code failed on
   // trial and was rolled back.
-  std::unique_ptr<runtime::file_watcher> watcher;
+  std::unique_ptr<file_watcher> watcher;
   std::unordered_map<std::string, runtime::code_pin> running_code;
   std::unordered_map<std::string, std::string> code_errors;
   std::set<std::string> restarting;
@@ -847,7 +847,7 @@ void daemon::impl::watch_code() {
   for (const auto& r : roots) dirs.insert(fs::weakly_canonical(r).string());
   for (const auto& w : cfg.workflows)
     dirs.insert(fs::weakly_canonical(fs::path(w.script).parent_path()).string());
-  watcher = std::make_unique<runtime::file_watcher>(
+  watcher = std::make_unique<file_watcher>(
       io, [this](std::vector<std::string> paths, bool everything) {
         if (!stopping) code_changed(paths, everything);
       });

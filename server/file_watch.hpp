@@ -1,5 +1,6 @@
-// The file watcher behind hot code reloading: reports changed files under
-// directory trees, through inotify on an Asio io_context, or by polling mtimes.
+// The file watcher behind hot code reloading (only the daemon uses it): reports
+// changed files under directory trees, through inotify on an Asio io_context,
+// or by polling mtimes.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -11,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace luad::runtime {
+namespace luad::server {
 
 struct file_watch_options {
   /// After the first change, how long to gather more before reporting. A burst
@@ -63,4 +64,4 @@ class file_watcher {
   std::shared_ptr<state> state_;  // shared with pending handlers
 };
 
-}  // namespace luad::runtime
+}  // namespace luad::server

@@ -1,6 +1,6 @@
 // File watcher: edits, renames, deletions and new directories, through inotify
 // and through polling; bursts coalesced; the fall-back; no callback after destruction.
-#include "runtime/file_watch.hpp"
+#include "server/file_watch.hpp"
 
 #include "tests/support.hpp"
 
@@ -30,8 +30,8 @@ namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-using luad::runtime::file_watch_options;
-using luad::runtime::file_watcher;
+using luad::server::file_watch_options;
+using luad::server::file_watcher;
 using luad::test::eventually;
 using std::chrono::milliseconds;
 

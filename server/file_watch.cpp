@@ -11,7 +11,7 @@
 // limits) scans first and then drains the inotify queue: a change made before
 // the scan is still queued, one made after it shows up in the next scan, so
 // none falls in between.
-#include "runtime/file_watch.hpp"
+#include "server/file_watch.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
@@ -38,7 +38,7 @@
 
 #include "runtime/logging.hpp"
 
-namespace luad::runtime {
+namespace luad::server {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
@@ -348,7 +348,8 @@ void file_watcher::state::overflow() {
 
 void file_watcher::state::fall_back(const std::string& why) {
   if (polling) return;
-  logger().warn("file_watch: {}; polling every {} ms instead", why, opts.poll_interval.count());
+  runtime::logger().warn("file_watch: {}; polling every {} ms instead", why,
+                         opts.poll_interval.count());
   polling = true;  // from here on, handle() only notes
   files.clear();
   for (const std::string& root : roots) scan(root, files);
@@ -476,4 +477,4 @@ bool file_watcher::polling() const { return state_->polling; }
 
 void file_watcher::stop() { state_->stop(); }
 
-}  // namespace luad::runtime
+}  // namespace luad::server
