@@ -1,0 +1,60 @@
+// Peer and profile checks (access.hpp).
+#include "server/access.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "runtime/code.hpp"
+
+namespace luad::server {
+
+bool listed(const peer& p, const std::vector<std::uint32_t>& uids,
+            const std::vector<std::uint32_t>& gids) {
+  return std::find(uids.begin(), uids.end(), p.uid) != uids.end() ||
+         std::find(gids.begin(), gids.end(), p.gid) != gids.end();
+}
+
+runtime::status may_connect(const server_config& s, const peer& p) {
+  if (p.uid == ::geteuid() || p.uid == 0 || listed(p, s.allow_uids, s.allow_gids))
+    return runtime::done{};
+  return runtime::fail(runtime::error_kind::permission_denied,
+                       "uid " + std::to_string(p.uid) + " may not use this daemon");
+}
+
+runtime::result<const profile_config*> choose_profile(const config& cfg, std::string name,
+                                                      const peer& p) {
+  if (name.empty()) name = "default";
+  const profile_config* chosen = nullptr;
+  for (const auto& pr : cfg.profiles) {
+    if (pr.name != name) continue;
+    if (!(pr.uids.empty() && pr.gids.empty()) && !listed(p, pr.uids, pr.gids))
+      return runtime::fail(runtime::error_kind::permission_denied,
+                           "uid " + std::to_string(p.uid) + " may not use profile '" + name + "'");
+    chosen = &pr;
+  }
+  if (!chosen && name != "default")
+    return runtime::fail(runtime::error_kind::not_found, "no profile named '" + name + "'");
+  return chosen;
+}
+
+std::vector<std::string> script_roots(const config& cfg) {
+  std::vector<std::string> roots = cfg.script_roots;
+  if (roots.empty()) roots.push_back(std::filesystem::path(cfg.path).parent_path().string());
+  return roots;
+}
+
+runtime::result<script_location> find_script(const config& cfg, const std::string& script) {
+  namespace fs = std::filesystem;
+  for (const auto& root : script_roots(cfg)) {
+    std::string canon_root = fs::weakly_canonical(root).string();
+    std::string candidate = fs::weakly_canonical(fs::path(root) / script).string();
+    if (runtime::path_inside(canon_root, candidate) && fs::exists(candidate))
+      return script_location{candidate, canon_root};
+  }
+  return runtime::fail(runtime::error_kind::not_found,
+                       "no script '" + script + "' under the script roots");
+}
+
+}  // namespace luad::server

@@ -1,0 +1,198 @@
+// Config workflows: start, stop, list, and the reload diff (workflows.hpp).
+#include "server/workflows.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "modules/supervisor.hpp"
+#include "runtime/logging.hpp"
+#include "server/code_reload.hpp"
+
+namespace luad::server {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The supervisor spec of a workflow: one child, its restart policy and backoff.
+runtime::value supervisor_spec(const workflow_config& w) {
+  runtime::value::array args;
+  for (const auto& a : w.args) args.emplace_back(a);
+  runtime::value::map child{
+      {"name", w.name}, {"script", w.script}, {"args", std::move(args)}, {"restart", w.restart}};
+  return runtime::value::map{
+      {"strategy", "one_for_one"},
+      {"intensity", static_cast<std::int64_t>(w.intensity)},
+      {"period", w.period},
+      {"backoff", runtime::value::map{{"initial", w.backoff_initial}, {"max", w.backoff_max}}},
+      {"children", runtime::value::array{runtime::value(std::move(child))}}};
+}
+
+const workflow_config* find_in(const std::vector<workflow_config>& list, const std::string& name) {
+  const workflow_config* found = nullptr;
+  for (const auto& w : list)
+    if (w.name == name) found = &w;
+  return found;
+}
+
+}  // namespace
+
+// Each workflow runs under a supervisor of its own, so that its restart
+// policy, permissions, limits and module classes are its alone.
+runtime::result<runtime::pid> workflows::start(const workflow_config& w,
+                                               std::shared_ptr<const runtime::code_pin> pin,
+                                               bool keep_on_failure) {
+  runtime::process_context ctx;
+  ctx.limits = w.limits;
+  ctx.permissions = w.permissions;
+  ctx.allowed_classes = w.classes;
+  ctx.owner = "workflow:" + w.name;
+  ctx.pinned_code = pin;
+  std::string folder = fs::path(w.script).parent_path().string();
+  runtime::error err;
+  runtime::pid pid = modules::start_supervisor(eng_.scheduler(), supervisor_spec(w), folder, folder,
+                                               {}, &err, &ctx);
+  if (code_) code_->started(w, pin, static_cast<bool>(pid));
+  if (pid || !keep_on_failure) pids_[w.name] = pid;
+  if (!pid) return err;
+  return pid;
+}
+
+void workflows::start_logged(const workflow_config& w) {
+  auto pid = start(w);
+  if (pid)
+    runtime::logger().info("workflow {} started (supervisor {})", w.name, pid->to_string());
+  else
+    runtime::logger().error("workflow {} could not start: {}", w.name, pid.error().message);
+}
+
+void workflows::start_boot() {
+  for (const auto& w : cfg_.workflows)
+    if (w.start == "boot") start_logged(w);
+}
+
+void workflows::stop(const std::string& name, std::function<void(bool)> then) {
+  runtime::scheduler& sched = eng_.scheduler();
+  runtime::pid old = supervisor(name);
+  if (code_) code_->stopped(name);
+  if (!old || !sched.kill(old, runtime::exit_reason::killed, "workflow stopped")) {
+    asio::post(io_, [then = std::move(then)] { then(false); });
+    return;
+  }
+  // Its children are linked to the supervisor and end with it.
+  ev_.after_exit(old, sched, [then = std::move(then)] { then(true); });
+}
+
+runtime::pid workflows::supervisor(const std::string& name) const {
+  auto it = pids_.find(name);
+  return it == pids_.end() ? runtime::pid{} : it->second;
+}
+
+bool workflows::running(const std::string& name) {
+  runtime::pid pid = supervisor(name);
+  runtime::process* sup = pid ? eng_.scheduler().find(pid) : nullptr;
+  if (sup) sup->release_ref();
+  return sup != nullptr;
+}
+
+const workflow_config* workflows::named(const std::string& name) const {
+  return find_in(cfg_.workflows, name);
+}
+
+json::array workflows::list() {
+  json::array listed;
+  for (const auto& w : cfg_.workflows) {
+    runtime::pid pid = supervisor(w.name);
+    bool alive = running(w.name);
+    json::object o{{"name", w.name},
+                   {"script", w.script},
+                   {"start", w.start},
+                   {"restart", w.restart},
+                   {"state", alive ? "running"
+                             : pid ? "stopped"
+                                   : "not started"}};
+    if (alive) o["supervisor"] = pid.to_string();
+    if (w.reload != "none") o["reload"] = w.reload;
+    if (code_) code_->describe(w.name, o);
+    listed.push_back(std::move(o));
+  }
+  return listed;
+}
+
+// A reload in progress: stops are issued at once; the starts wait for them.
+struct workflows::reload_state {
+  json::object result;
+  std::vector<workflow_config> to_start;
+  std::size_t stops_left = 1;  // (one for reload() itself)
+  std::function<void(json::object)> done;
+};
+
+void workflows::reload(std::function<void(json::object)> done) {
+  config fresh = load_config(cfg_.path);  // a bad file changes nothing
+  auto st = std::make_shared<reload_state>();
+  st->done = std::move(done);
+  auto finish = [this, st] {
+    if (--st->stops_left > 0) return;
+    for (const auto& w : st->to_start) start_logged(w);
+    asio::post(io_, [st] { st->done(std::move(st->result)); });
+  };
+  json::array added, removed, changed, unchanged;
+  for (const auto& w : cfg_.workflows) {
+    if (find_in(fresh.workflows, w.name)) continue;
+    removed.push_back(json::string(w.name));
+    ++st->stops_left;
+    stop(w.name, [name = w.name, finish](bool was) {
+      if (was) runtime::logger().info("workflow {} removed: stopped", name);
+      finish();
+    });
+    pids_.erase(w.name);
+  }
+  for (const auto& w : fresh.workflows) {
+    const workflow_config* before = find_in(cfg_.workflows, w.name);
+    if (!before) {
+      added.push_back(json::string(w.name));
+      if (w.start == "boot") st->to_start.push_back(w);
+    } else if (*before == w) {
+      unchanged.push_back(json::string(w.name));
+    } else {
+      changed.push_back(json::string(w.name));
+      ++st->stops_left;
+      stop(w.name, [this, w, st, finish](bool was) {
+        if (was || running(w.name) || w.start == "boot") st->to_start.push_back(w);
+        finish();
+      });
+    }
+  }
+  bool restart_needed = fresh.server != cfg_.server || fresh.storage != cfg_.storage ||
+                        fresh.limits.max_processes != cfg_.limits.max_processes;
+  runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg_.path,
+                         added.size(), removed.size(), changed.size());
+  adopt(fresh);
+  if (restart_needed)
+    runtime::logger().warn(
+        "{}: changes to [server], [storage] or limits.max_processes take effect at the next start",
+        cfg_.path);
+  st->result = json::object{{"added", std::move(added)},
+                            {"removed", std::move(removed)},
+                            {"changed", std::move(changed)},
+                            {"unchanged", std::move(unchanged)},
+                            {"restart_needed", restart_needed}};
+  finish();
+}
+
+// What a reload takes from the new file at once; the rest waits for a restart.
+void workflows::adopt(config& fresh) {
+  cfg_.workflows = std::move(fresh.workflows);
+  cfg_.profiles = std::move(fresh.profiles);
+  cfg_.script_roots = std::move(fresh.script_roots);
+  cfg_.limits.process = fresh.limits.process;
+  cfg_.limits.max_connections = fresh.limits.max_connections;
+  cfg_.limits.max_request_bytes = fresh.limits.max_request_bytes;
+}
+
+}  // namespace luad::server
