@@ -2,6 +2,7 @@
 // (code_reload.hpp).
 #include "server/code_reload.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 

@@ -1,6 +1,7 @@
 // One client of the daemon's socket (connection.hpp).
 #include "server/connection.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <utility>

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <fstream>
 
+#include "runtime/process.hpp"
+
 namespace luad::server {
 
 namespace json = boost::json;

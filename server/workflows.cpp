@@ -1,6 +1,7 @@
 // Config workflows: start, stop, list, and the reload diff (workflows.hpp).
 #include "server/workflows.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
 #include <filesystem>
