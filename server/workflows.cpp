@@ -137,19 +137,33 @@ void workflows::reload(std::function<void(json::object)> done) {
   config fresh = load_config(cfg_.path);  // a bad file changes nothing
   auto st = std::make_shared<reload_state>();
   st->done = std::move(done);
-  auto finish = [this, st] {
-    if (--st->stops_left > 0) return;
-    for (const auto& w : st->to_start) start_logged(w);
-    asio::post(io_, [st] { st->done(std::move(st->result)); });
-  };
+  st->result = apply_diff(fresh, st);
+  bool restart_needed = fresh.server != cfg_.server || fresh.storage != cfg_.storage ||
+                        fresh.limits.max_processes != cfg_.limits.max_processes;
+  runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg_.path,
+                         st->result["added"].as_array().size(),
+                         st->result["removed"].as_array().size(),
+                         st->result["changed"].as_array().size());
+  adopt(fresh);
+  if (restart_needed)
+    runtime::logger().warn(
+        "{}: changes to [server], [storage] or limits.max_processes take effect at the next start",
+        cfg_.path);
+  st->result["restart_needed"] = restart_needed;
+  arrive(st);
+}
+
+// Stops the workflows removed or changed; the changed ones that ran, and the
+// added ones that start at boot, start once every stop is done (arrive()).
+json::object workflows::apply_diff(const config& fresh, const std::shared_ptr<reload_state>& st) {
   json::array added, removed, changed, unchanged;
   for (const auto& w : cfg_.workflows) {
     if (find_in(fresh.workflows, w.name)) continue;
     removed.push_back(json::string(w.name));
     ++st->stops_left;
-    stop(w.name, [name = w.name, finish](bool was) {
+    stop(w.name, [this, st, name = w.name](bool was) {
       if (was) runtime::logger().info("workflow {} removed: stopped", name);
-      finish();
+      arrive(st);
     });
     pids_.erase(w.name);
   }
@@ -163,27 +177,22 @@ void workflows::reload(std::function<void(json::object)> done) {
     } else {
       changed.push_back(json::string(w.name));
       ++st->stops_left;
-      stop(w.name, [this, w, st, finish](bool was) {
+      stop(w.name, [this, w, st](bool was) {
         if (was || running(w.name) || w.start == "boot") st->to_start.push_back(w);
-        finish();
+        arrive(st);
       });
     }
   }
-  bool restart_needed = fresh.server != cfg_.server || fresh.storage != cfg_.storage ||
-                        fresh.limits.max_processes != cfg_.limits.max_processes;
-  runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg_.path,
-                         added.size(), removed.size(), changed.size());
-  adopt(fresh);
-  if (restart_needed)
-    runtime::logger().warn(
-        "{}: changes to [server], [storage] or limits.max_processes take effect at the next start",
-        cfg_.path);
-  st->result = json::object{{"added", std::move(added)},
-                            {"removed", std::move(removed)},
-                            {"changed", std::move(changed)},
-                            {"unchanged", std::move(unchanged)},
-                            {"restart_needed", restart_needed}};
-  finish();
+  return json::object{{"added", std::move(added)},
+                      {"removed", std::move(removed)},
+                      {"changed", std::move(changed)},
+                      {"unchanged", std::move(unchanged)}};
+}
+
+void workflows::arrive(const std::shared_ptr<reload_state>& st) {
+  if (--st->stops_left > 0) return;
+  for (const auto& w : st->to_start) start_logged(w);
+  asio::post(io_, [st] { st->done(std::move(st->result)); });
 }
 
 // What a reload takes from the new file at once; the rest waits for a restart.

@@ -59,6 +59,8 @@ class workflows {
  private:
   struct reload_state;
   void start_logged(const workflow_config& w);
+  boost::json::object apply_diff(const config& fresh, const std::shared_ptr<reload_state>& st);
+  void arrive(const std::shared_ptr<reload_state>& st);
   void adopt(config& fresh);
 
   config& cfg_;
