@@ -75,7 +75,7 @@ runtime::result<runtime::pid> pid_param(const json::object& p) {
   auto text = text_param(p, "pid", true);
   if (!text) return text.error();
   auto id = runtime::pid::parse(*text);
-  if (!id || !*id) return fail(error_kind::invalid, "\"pid\" must look like \"0.42\"");
+  if (!id || !*id) return fail(error_kind::invalid, R"("pid" must look like "0.42")");
   return *id;
 }
 
@@ -164,7 +164,7 @@ outcome spawn(call& c) {
   auto script = text_param(c.params, "script");
   if (!script) return script.error();
   if (source->empty() == script->empty())
-    return fail(error_kind::invalid, "give exactly one of \"script\" and \"source\"");
+    return fail(error_kind::invalid, R"(give exactly one of "script" and "source")");
   runtime::spawn_options so;
   if (auto ok = spawn_options_of(c, so); !ok) return ok.error();
   auto code = spawn_code(c, *source, *script, so);

@@ -46,7 +46,7 @@ const workflow_config* find_in(const std::vector<workflow_config>& list, const s
 // Each workflow runs under a supervisor of its own, so that its restart
 // policy, permissions, limits and module classes are its alone.
 runtime::result<runtime::pid> workflows::start(const workflow_config& w,
-                                               std::shared_ptr<const runtime::code_pin> pin,
+                                               const std::shared_ptr<const runtime::code_pin>& pin,
                                                bool keep_on_failure) {
   runtime::process_context ctx;
   ctx.limits = w.limits;

@@ -35,7 +35,7 @@ class workflows {
   /// rollback) or on the files as they are, and records its supervisor (an
   /// empty pid on failure, unless `keep_on_failure`).
   runtime::result<runtime::pid> start(const workflow_config& w,
-                                      std::shared_ptr<const runtime::code_pin> pin = nullptr,
+                                      const std::shared_ptr<const runtime::code_pin>& pin = nullptr,
                                       bool keep_on_failure = false);
   /// Kills the workflow's supervisor (its linked children end with it) and
   /// calls `then(was_running)` on the io thread once it has left the process
