@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <string>
 
-#include "dispatcher/clock.hpp"
 #include "modules/modules.hpp"
+#include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
@@ -334,18 +334,19 @@ int push_timeout(lua_State* L) {
 
 // A waiting receive. Its topics are read again from argument 1, which stays on
 // the suspended frame's stack, so an idle receiver holds only these few bytes.
-class receive_yield final : public runtime::pooled_yield<receive_yield> {
+// Its command is the timeout's clock.sleep, sent only when there is a timeout
+// (has_command); a message ends the wait without any command.
+class receive_yield final
+    : public runtime::pooled_yield<receive_yield, runtime::command_id::clock_sleep> {
  public:
-  static constexpr runtime::yield_type type{"process.receive", dispatcher::command_id::clock_sleep};
+  static constexpr const char* type_name = "process.receive";
   double timeout = -1;  // < 0: forever
   bool waited = false;  // the wait (and its timer) is already open
 
   bool has_command() const override { return timeout > 0 && !waited; }
   bool wants_messages() const override { return true; }
   bool continues_wait() const override { return waited; }
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::clock_sleep, runtime::value(timeout)};
-  }
+  runtime::value args() const { return runtime::value(timeout); }
   int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
     topic_filter topics;
     check_topics(L, topics);  // checked once already: cannot raise now
@@ -657,7 +658,7 @@ runtime::module_exports build() {
            {"on_upgrade", process_on_upgrade},
            {"unload", process_unload},
            {"cancel", process_cancel}},
-          {&receive_yield::type}};
+          {receive_yield::type()}};
 }
 
 }  // namespace

@@ -48,15 +48,13 @@ int fail(lua_State* L, error_kind kind, const char* message) {
 }
 
 // A pending store operation: the command map, and which op it is (for the result).
-class store_yield final : public runtime::pooled_yield<store_yield> {
+class store_yield final : public runtime::pooled_yield<store_yield, runtime::command_id::store_op> {
  public:
-  static constexpr runtime::yield_type type{"store.op", dispatcher::command_id::store_op};
+  static constexpr const char* type_name = "store.op";
   op kind = op::get;
-  value args;
+  value operation;  // the storage.op map
 
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::store_op, std::move(args)};
-  }
+  value args() { return std::move(operation); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
     if (err) {
       lua_pushnil(L);
@@ -176,7 +174,7 @@ bool prepare(lua_State* L, const request& r, store_yield& y, char (&why)[256],
       m.emplace_back("limit", static_cast<std::int64_t>(r.limit));
     }
     y.kind = r.kind;
-    y.args = value(std::move(m));
+    y.operation = value(std::move(m));
     return true;
   } catch (const std::exception&) {
     kind = error_kind::limit;
@@ -310,7 +308,7 @@ runtime::module_exports build() {
            {"incr", store_incr},
            {"cas", store_cas},
            {"list", store_list}},
-          {&store_yield::type}};
+          {store_yield::type()}};
 }
 
 }  // namespace

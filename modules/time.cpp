@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <string>
 
-#include "dispatcher/clock.hpp"
 #include "modules/modules.hpp"
+#include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
@@ -19,14 +19,13 @@ namespace {
 
 using runtime::param_type;
 
-class sleep_yield final : public runtime::pooled_yield<sleep_yield> {
+class sleep_yield final
+    : public runtime::pooled_yield<sleep_yield, runtime::command_id::clock_sleep> {
  public:
-  static constexpr runtime::yield_type type{"time.sleep", dispatcher::command_id::clock_sleep};
+  static constexpr const char* type_name = "time.sleep";
   double seconds = 0;
 
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::clock_sleep, runtime::value(seconds)};
-  }
+  runtime::value args() const { return runtime::value(seconds); }
   int handle_result(lua_State* L, const runtime::value&, const runtime::error* err) override {
     if (!err) return 0;
     lua_pushnil(L);
@@ -59,7 +58,7 @@ int time_monotonic(lua_State* L) {
 
 // One time.after: a clock completion that, unless canceled first, sends
 // {topic, payload} to the process that set it. The Lua handle owns one reference.
-class timer_message final : public dispatcher::completion_target {
+class timer_message final : public runtime::completion_target {
  public:
   timer_message(runtime::scheduler& s, runtime::pid to, std::string topic, std::string payload)
       : sched_(s), to_(to), topic_(std::move(topic)), payload_(std::move(payload)) {}
@@ -107,8 +106,8 @@ timer_message* start_timer(lua_State* L, double seconds, std::string_view topic,
       return nullptr;
     }
     auto* t = new timer_message(self->owner(), self->id(), std::string(topic), std::move(payload));
-    self->owner().commands().submit({dispatcher::command_id::clock_sleep, runtime::value(seconds)},
-                                    dispatcher::completion(t));
+    self->owner().commands().submit({runtime::command_id::clock_sleep, runtime::value(seconds)},
+                                    runtime::completion(t));
     return t;
   } catch (...) {
     std::snprintf(why, sizeof why, "out of memory");
@@ -176,7 +175,7 @@ runtime::module_exports build() {
            {"monotonic", time_monotonic},
            {"after", time_after},
            {"cancel", time_cancel}},
-          {&sleep_yield::type}};
+          {sleep_yield::type()}};
 }
 
 }  // namespace

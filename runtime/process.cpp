@@ -218,12 +218,11 @@ void process::after_command_yield() {
     return;
   }
   if (pending_->has_command()) {
-    dispatcher::command cmd = pending_->make_command();
+    command cmd = pending_->make_command();
     waiting_cmd_.store(static_cast<std::uint16_t>(cmd.id), std::memory_order_relaxed);
-    scheduler::counters()
-        .commands[static_cast<std::size_t>(cmd.id)]
-        .fetch_add(1, std::memory_order_relaxed);
-    owner_.commands().submit(std::move(cmd), dispatcher::completion(this, token));
+    scheduler::counters().commands[static_cast<std::size_t>(cmd.id)].fetch_add(
+        1, std::memory_order_relaxed);
+    owner_.commands().submit(std::move(cmd), completion(this, token));
   }
   // A message that arrived before the wait opened did not see it: claim now.
   if (receiving && mailbox_.has_incoming() && claim_open_wait(k_receiving)) {
@@ -269,8 +268,7 @@ const char* process::status() const {
 std::string_view process::waiting_on() const {
   if (state_.load(std::memory_order_acquire) != waiting) return {};
   if (wait_.load(std::memory_order_relaxed) & k_receiving) return "message";
-  return dispatcher::command_name(
-      static_cast<dispatcher::command_id>(waiting_cmd_.load(std::memory_order_relaxed)));
+  return command_name(static_cast<command_id>(waiting_cmd_.load(std::memory_order_relaxed)));
 }
 
 process* process::target(pid to) {

@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include "dispatcher/command.hpp"
 #include "runtime/arena.hpp"
 #include "runtime/code.hpp"
+#include "runtime/command.hpp"
 #include "runtime/limits.hpp"
 #include "runtime/lua.hpp"
 #include "runtime/mailbox.hpp"
@@ -39,7 +39,7 @@ class yield_object;
 /// Why Lua last yielded to the scheduler (as opposed to a user coroutine yield).
 enum class suspend_kind : std::uint8_t { none, command, preempt, doom, exit };
 
-class process final : public dispatcher::completion_target {
+class process final : public completion_target {
  public:
   enum state : std::uint8_t { runnable, running, waiting, notified, done };
 
