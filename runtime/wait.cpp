@@ -10,9 +10,7 @@ namespace luad::runtime {
 
 wait_slot::~wait_slot() { delete box_; }
 
-void wait_slot::fail_now(error e) {
-  set(kind::boxed, new outcome(outcome::failure(std::move(e))));
-}
+void wait_slot::fail_now(error e) { set(kind::boxed, new outcome(outcome::failure(std::move(e)))); }
 
 wait_slot::opened wait_slot::open() {
   std::uint64_t token = word_.load(std::memory_order_relaxed) >> 2;  // only we change it

@@ -84,8 +84,8 @@ class wait_slot {
   enum class kind : std::uint8_t { nil, message, boxed, unstorable };
   void set(kind k, outcome* box = nullptr) noexcept;
 
-  yield_object* pending_ = nullptr;  // worker only
-  outcome* box_ = nullptr;           // written by the claimant, read by the continuation
+  yield_object* pending_ = nullptr;             // worker only
+  outcome* box_ = nullptr;                      // written by the claimant, read by the continuation
   std::atomic<std::uint64_t> word_{k_claimed};  // starts with none open
   std::atomic<std::uint16_t> cmd_{0};           // command id of the last command sent
   kind kind_ = kind::nil;
