@@ -10,6 +10,7 @@
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/yield.hpp"
 
@@ -94,24 +95,22 @@ int timer_gc(lua_State* L) {
   return 0;
 }
 
-// The C++ half of time.after; nullptr when out of memory or the payload cannot
-// be copied (reason in `why`).
-timer_message* start_timer(lua_State* L, double seconds, std::string_view topic,
-                           char (&why)[256]) noexcept {
+// The C++ half of time.after: the started timer, or why not (the payload
+// cannot be copied, or out of memory).
+runtime::result<timer_message*> start_timer(lua_State* L, double seconds,
+                                            std::string_view topic) noexcept {
   try {
     runtime::process* self = runtime::process::of(L);
     std::string payload, reason;
     if (!runtime::encode_message(L, 3, payload, reason, self->context().limits.message_bytes)) {
-      std::snprintf(why, sizeof why, "%s", reason.c_str());
-      return nullptr;
+      return runtime::fail(runtime::error_kind::invalid, std::move(reason));
     }
     auto* t = new timer_message(self->owner(), self->id(), std::string(topic), std::move(payload));
     self->owner().commands().submit({runtime::command_id::clock_sleep, runtime::value(seconds)},
                                     runtime::completion(t));
     return t;
   } catch (...) {
-    std::snprintf(why, sizeof why, "out of memory");
-    return nullptr;
+    return runtime::fail(runtime::error_kind::invalid, "out of memory");
   }
 }
 
@@ -130,14 +129,17 @@ int time_after(lua_State* L) {
     lua_setfield(L, -2, "__metatable");
   }
   lua_setmetatable(L, -2);
-  char why[256];
-  *slot = start_timer(L, static_cast<double>(s), std::string_view(topic, len), why);
-  if (!*slot) {
-    lua_pushnil(L);
-    runtime::push_error(L, runtime::error{runtime::error_kind::invalid, why, false, {}});
-    return 2;
+  int n = 1;
+  {
+    runtime::result<timer_message*> t =
+        start_timer(L, static_cast<double>(s), std::string_view(topic, len));
+    if (t) {
+      *slot = *t;
+    } else {
+      n = runtime::push_failure(L, t.error());
+    }
   }
-  return 1;
+  return n < 0 ? lua_error(L) : n;
 }
 
 int time_cancel(lua_State* L) {
