@@ -8,8 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "dispatcher/command.hpp"
+#include "dispatcher/registry.hpp"
 #include "dispatcher/url.hpp"
+#include "runtime/command.hpp"
 #include "runtime/permissions.hpp"
 
 namespace luad::dispatcher {

@@ -6,16 +6,6 @@
 
 namespace luad::dispatcher {
 
-std::string_view command_name(command_id id) {
-  switch (id) {
-    case command_id::clock_sleep: return "clock.sleep";
-    case command_id::fetch_request: return "fetch.request";
-    case command_id::store_op: return "storage.op";
-    case command_id::max_id: break;
-  }
-  return "unknown";
-}
-
 void registry::add(command_id id, handler& h) {
   auto i = static_cast<std::size_t>(id);
   if (frozen()) throw std::logic_error("command registry is frozen");

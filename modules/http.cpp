@@ -129,14 +129,13 @@ int push_failure(lua_State* L, const error& e) {
   return 2;
 }
 
-class request_yield final : public runtime::pooled_yield<request_yield> {
+class request_yield final
+    : public runtime::pooled_yield<request_yield, runtime::command_id::fetch_request> {
  public:
-  static constexpr runtime::yield_type type{"http.request", dispatcher::command_id::fetch_request};
-  value args;
+  static constexpr const char* type_name = "http.request";
+  value request;  // the fetch.request map
 
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::fetch_request, std::move(args)};
-  }
+  value args() { return std::move(request); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
     int n = err ? runtime::push_protected<error, push_failure>(L, *err)
                 : runtime::push_protected<value, push_response>(L, v);
@@ -328,7 +327,7 @@ int start_request(lua_State* L, int base) {
   request_yield* y = request_yield::acquire(L);
   error_kind kind = error_kind::invalid;
   char why[512];
-  if (!build_args(L, base, y->args, kind, why)) {
+  if (!build_args(L, base, y->request, kind, why)) {
     lua_pop(L, 1);  // the yield object
     y->release();
     return fail(L, kind, why);
@@ -387,7 +386,7 @@ constexpr runtime::function_type manifest[] = {
 
 runtime::module_exports build() {
   return {{{"request", http_request}, {"get", http_get}, {"post", http_post}},
-          {&request_yield::type}};
+          {request_yield::type()}};
 }
 
 }  // namespace

@@ -1,17 +1,17 @@
-// The one explicit list of modules a process can `require`.
+// The one explicit list of modules a process can `require`; the host passes it
+// to the scheduler (runtime::scheduler_options::modules).
 #include <array>
 
 #include "modules/modules.hpp"
 
-namespace luad::runtime {
+namespace luad::modules {
 
-std::span<const module_def* const> module_list() {
-  static const std::array<const module_def*, 8> list = {
-      &modules::time_module,   &modules::log_module,     &modules::json_module,
-      &modules::errors_module, &modules::process_module, &modules::supervisor_module,
-      &modules::store_module,  &modules::http_module,
+std::span<const runtime::module_def* const> all() {
+  static const std::array<const runtime::module_def*, 8> list = {
+      &time_module,    &log_module,        &json_module,  &errors_module,
+      &process_module, &supervisor_module, &store_module, &http_module,
   };
   return list;
 }
 
-}  // namespace luad::runtime
+}  // namespace luad::modules

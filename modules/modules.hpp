@@ -1,6 +1,9 @@
 // Every module's declaration; the explicit list lives in modules/list.cpp.
 #pragma once
 
+#include <span>
+#include <string_view>
+
 #include "runtime/module.hpp"
 
 namespace luad::modules {
@@ -14,4 +17,22 @@ extern const runtime::module_def supervisor_module;  // modules/supervisor.cpp
 extern const runtime::module_def store_module;       // modules/store.cpp
 extern const runtime::module_def http_module;        // modules/http.cpp
 
+/// Every module, in the order `luad types` lists them (modules/list.cpp).
+std::span<const runtime::module_def* const> all();
+
+/// The module named `name` in all(), or nullptr.
+inline const runtime::module_def* find(std::string_view name) {
+  for (const runtime::module_def* def : all()) {
+    if (def->name == name) return def;
+  }
+  return nullptr;
+}
+
 }  // namespace luad::modules
+
+// Transitional (issue 11): tests/server/types_test.cpp still names the old
+// runtime functions. Delete these two once it uses modules::all()/find().
+namespace luad::runtime {
+inline std::span<const module_def* const> module_list() { return modules::all(); }
+inline const module_def* find_module(std::string_view name) { return modules::find(name); }
+}  // namespace luad::runtime

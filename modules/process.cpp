@@ -6,11 +6,12 @@
 #include <filesystem>
 #include <string>
 
-#include "dispatcher/clock.hpp"
 #include "modules/modules.hpp"
+#include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/yield.hpp"
 
@@ -66,14 +67,14 @@ int process_self(lua_State* L) {
   return 1;
 }
 
-// The C++ half of spawn; writes a reason into `why` (a fixed buffer) on failure.
+// The C++ half of spawn: the child's pid, or why it did not start.
 struct spawn_link_options {
   bool link = false;
   std::uint64_t monitor_ref = 0;
 };
 
-pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_options how,
-                error_kind& kind, char (&why)[256]) noexcept {
+runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg,
+                                 spawn_link_options how) noexcept {
   try {
     namespace fs = std::filesystem;
     process* self = process::of(L);
@@ -83,15 +84,13 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     fs::path canon_root = root.empty() ? fs::path(code.resolve(base, ".")) : fs::path(root);
     fs::path target = code.resolve(base, script);
     if (!runtime::path_inside(canon_root.string(), target.string())) {
-      kind = error_kind::permission_denied;
-      std::snprintf(why, sizeof why, "script '%s' is outside the script root '%s'", script,
-                    canon_root.c_str());
-      return {};
+      return runtime::fail(error_kind::permission_denied, std::string("script '") + script +
+                                                              "' is outside the script root '" +
+                                                              canon_root.string() + "'");
     }
     if (!self->owner().permitted(*self, "spawn", target.string())) {
-      kind = error_kind::permission_denied;
-      std::snprintf(why, sizeof why, "this process may not spawn '%s'", script);
-      return {};
+      return runtime::fail(error_kind::permission_denied,
+                           std::string("this process may not spawn '") + script + "'");
     }
     runtime::spawn_options opts;
     if (root.empty()) {  // the first spawn below a top-level script fixes the root
@@ -111,34 +110,36 @@ pid spawn_child(lua_State* L, const char* script, int first_arg, spawn_link_opti
     for (int i = first_arg; i <= top; ++i) {
       one.clear();
       if (!runtime::encode_message(L, i, one, reason, self->context().limits.message_bytes)) {
-        kind = error_kind::invalid;
-        std::snprintf(why, sizeof why, "argument #%d cannot be copied: %s", i - first_arg + 1,
-                      reason.c_str());
-        return {};
+        return runtime::fail(error_kind::invalid, "argument #" + std::to_string(i - first_arg + 1) +
+                                                      " cannot be copied: " + reason);
       }
       runtime::append_packed_arg(opts.packed_args, one);
     }
     runtime::error refused;
     runtime::chunk_ptr chunk = code.get(target.string(), opts.context->pinned_code.get());
     pid child = self->owner().spawn(std::move(chunk), std::move(opts), &refused);
-    if (!child) {
-      kind = refused.kind;
-      std::snprintf(why, sizeof why, "%s", refused.message.c_str());
-    }
+    if (!child) return runtime::fail(refused.kind, std::move(refused.message));
     return child;
+  } catch (const std::bad_alloc&) {
+    return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
   } catch (const std::exception& e) {
-    kind = error_kind::internal;
-    std::snprintf(why, sizeof why, "spawn failed: %s", e.what());
-    return {};
+    return runtime::fail(error_kind::internal, std::string("spawn failed: ") + e.what());
   }
 }
 
 int spawn_with(lua_State* L, spawn_link_options how) {
   const char* script = luaL_checkstring(L, 1);
-  error_kind kind = error_kind::internal;
-  char why[256] = {};
-  pid child = spawn_child(L, script, 2, how, kind, why);
-  if (!child) return fail(L, kind, why);
+  pid child;
+  int n = 0;
+  {
+    runtime::result<pid> r = spawn_child(L, script, 2, how);
+    if (r) {
+      child = *r;
+    } else {
+      n = runtime::push_failure(L, r.error());
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   push_pid(L, child);
   if (!how.monitor_ref) return 1;
   lua_pushinteger(L, static_cast<lua_Integer>(how.monitor_ref));
@@ -334,18 +335,19 @@ int push_timeout(lua_State* L) {
 
 // A waiting receive. Its topics are read again from argument 1, which stays on
 // the suspended frame's stack, so an idle receiver holds only these few bytes.
-class receive_yield final : public runtime::pooled_yield<receive_yield> {
+// Its command is the timeout's clock.sleep, sent only when there is a timeout
+// (has_command); a message ends the wait without any command.
+class receive_yield final
+    : public runtime::pooled_yield<receive_yield, runtime::command_id::clock_sleep> {
  public:
-  static constexpr runtime::yield_type type{"process.receive", dispatcher::command_id::clock_sleep};
+  static constexpr const char* type_name = "process.receive";
   double timeout = -1;  // < 0: forever
   bool waited = false;  // the wait (and its timer) is already open
 
   bool has_command() const override { return timeout > 0 && !waited; }
   bool wants_messages() const override { return true; }
   bool continues_wait() const override { return waited; }
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::clock_sleep, runtime::value(timeout)};
-  }
+  runtime::value args() const { return runtime::value(timeout); }
   int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
     topic_filter topics;
     check_topics(L, topics);  // checked once already: cannot raise now
@@ -425,19 +427,17 @@ int process_exit(lua_State* L) {
   return end_self(L, runtime::suspend_kind::doom);
 }
 
-bool register_self(lua_State* L, const char* name, std::size_t len, char (&why)[256]) noexcept {
+runtime::status register_self(lua_State* L, const char* name, std::size_t len) noexcept {
   try {
     process* self = process::of(L);
     std::string reason;
     if (!self->owner().register_name(std::string(name, len), self->id(), reason)) {
-      std::snprintf(why, sizeof why, "%s", reason.c_str());
-      return false;
+      return runtime::fail(error_kind::invalid, std::move(reason));
     }
     self->has_name = true;
-    return true;
+    return runtime::done{};
   } catch (...) {
-    std::snprintf(why, sizeof why, "out of memory");
-    return false;
+    return runtime::fail(error_kind::invalid, "out of memory");  // (fits without allocating)
   }
 }
 
@@ -446,8 +446,12 @@ int process_register(lua_State* L) {
   const char* name = luaL_checklstring(L, 1, &len);
   luaL_argcheck(L, len > 0 && len <= 255, 1, "name must be 1 to 255 bytes");
   luaL_argcheck(L, !pid::parse(std::string_view(name, len)), 1, "a name cannot look like a pid");
-  char why[256];
-  if (!register_self(L, name, len, why)) return fail(L, error_kind::invalid, why);
+  int n = 0;
+  {
+    runtime::status r = register_self(L, name, len);
+    if (!r) n = runtime::push_failure(L, r.error());
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -657,7 +661,7 @@ runtime::module_exports build() {
            {"on_upgrade", process_on_upgrade},
            {"unload", process_unload},
            {"cancel", process_cancel}},
-          {&receive_yield::type}};
+          {receive_yield::type()}};
 }
 
 }  // namespace

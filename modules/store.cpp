@@ -15,6 +15,7 @@
 #include "runtime/message_codec.hpp"
 #include "runtime/permissions.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/yield.hpp"
 
 namespace luad::modules {
@@ -41,22 +42,14 @@ const char* op_name(op o) {
   return "?";
 }
 
-int fail(lua_State* L, error_kind kind, const char* message) {
-  lua_pushnil(L);
-  runtime::push_error(L, error{kind, message, false, {}});
-  return 2;
-}
-
 // A pending store operation: the command map, and which op it is (for the result).
-class store_yield final : public runtime::pooled_yield<store_yield> {
+class store_yield final : public runtime::pooled_yield<store_yield, runtime::command_id::store_op> {
  public:
-  static constexpr runtime::yield_type type{"store.op", dispatcher::command_id::store_op};
+  static constexpr const char* type_name = "store.op";
   op kind = op::get;
-  value args;
+  value operation;  // the storage.op map
 
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::store_op, std::move(args)};
-  }
+  value args() { return std::move(operation); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
     if (err) {
       lua_pushnil(L);
@@ -133,20 +126,27 @@ struct request {
   lua_Integer limit = 100;
 };
 
-// Builds the command for `r` into the pooled yield object, or says why not in
-// `why`. Never raises; all C++ objects live in the yield object or die here.
-bool prepare(lua_State* L, const request& r, store_yield& y, char (&why)[256],
-             error_kind& kind) noexcept {
+// "store.get: out of memory", or without the prefix when even that cannot be made.
+runtime::error out_of_memory(op kind) noexcept {
+  try {
+    return runtime::fail(error_kind::limit,
+                         std::string("store.") + op_name(kind) + ": out of memory");
+  } catch (...) {
+    return runtime::fail(error_kind::limit, "out of memory");  // (fits without allocating)
+  }
+}
+
+// Builds the command for `r` into the pooled yield object, or says why not.
+// Never raises; all C++ objects live in the yield object or die here.
+runtime::status prepare(lua_State* L, const request& r, store_yield& y) noexcept {
   try {
     process* self = process::of(L);
     const auto& perms = self->context().permissions;
     auto ns = runtime::default_store_namespace(perms);
     if (!ns) {
-      kind = error_kind::permission_denied;
-      std::snprintf(why, sizeof why,
-                    "store.%s: this process has no store namespace (grant store:NAME)",
-                    op_name(r.kind));
-      return false;
+      return runtime::fail(error_kind::permission_denied,
+                           std::string("store.") + op_name(r.kind) +
+                               ": this process has no store namespace (grant store:NAME)");
     }
     value::map m;
     m.emplace_back("op", op_name(r.kind));
@@ -154,20 +154,22 @@ bool prepare(lua_State* L, const request& r, store_yield& y, char (&why)[256],
     if (r.key) m.emplace_back("key", std::string(r.key, r.key_len));
     std::size_t max_bytes = self->context().limits.message_bytes;
     std::string bytes, reason;
+    runtime::error refused;
     auto encode = [&](int at, const char* name) {
       bytes.clear();
       if (!runtime::encode_message(L, at, bytes, reason, max_bytes)) {
-        kind = reason.find("larger than") != std::string::npos ? error_kind::limit
-                                                               : error_kind::invalid;
-        std::snprintf(why, sizeof why, "store.%s: the %s cannot be stored: %s", op_name(r.kind),
-                      name, reason.c_str());
+        refused =
+            runtime::fail(reason.find("larger than") != std::string::npos ? error_kind::limit
+                                                                          : error_kind::invalid,
+                          std::string("store.") + op_name(r.kind) + ": the " + name +
+                              " cannot be stored: " + reason);
         return false;
       }
       m.emplace_back(name, std::move(bytes));
       return true;
     };
-    if (r.value_at && !encode(r.value_at, "value")) return false;
-    if (r.expected_at && !encode(r.expected_at, "expected")) return false;
+    if (r.value_at && !encode(r.value_at, "value")) return refused;
+    if (r.expected_at && !encode(r.expected_at, "expected")) return refused;
     if (r.ttl >= 0) m.emplace_back("ttl", r.ttl);
     if (r.kind == op::incr) m.emplace_back("by", static_cast<std::int64_t>(r.by));
     if (r.kind == op::list) {
@@ -176,25 +178,26 @@ bool prepare(lua_State* L, const request& r, store_yield& y, char (&why)[256],
       m.emplace_back("limit", static_cast<std::int64_t>(r.limit));
     }
     y.kind = r.kind;
-    y.args = value(std::move(m));
-    return true;
+    y.operation = value(std::move(m));
+    return runtime::done{};
   } catch (const std::exception&) {
-    kind = error_kind::limit;
-    std::snprintf(why, sizeof why, "store.%s: out of memory", op_name(r.kind));
-    return false;
+    return out_of_memory(r.kind);
   }
 }
 
 // The common tail of every binding: arguments are checked; send the command.
 int start(lua_State* L, const request& r) {
-  char why[256];
-  error_kind kind = error_kind::invalid;
   store_yield* y = store_yield::acquire(L);
-  if (!prepare(L, r, *y, why, kind)) {
-    lua_pop(L, 1);  // the yield object acquire pushed
-    y->release();
-    return fail(L, kind, why);
+  int n = 0;
+  {
+    runtime::status ok = prepare(L, r, *y);
+    if (!ok) {
+      lua_pop(L, 1);  // the yield object acquire pushed
+      y->release();
+      n = runtime::push_failure(L, ok.error());
+    }
   }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   return -1;
 }
 
@@ -310,7 +313,7 @@ runtime::module_exports build() {
            {"incr", store_incr},
            {"cas", store_cas},
            {"list", store_list}},
-          {&store_yield::type}};
+          {store_yield::type()}};
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "supervisor_script.hpp"
 
 namespace luad::modules {
@@ -29,8 +30,9 @@ runtime::pid start_with(runtime::scheduler& s, runtime::spawn_options opts, runt
   return s.spawn(supervisor_chunk(), std::move(opts), why);
 }
 
-// The C++ half of supervisor.start; the spec is the table at index 1.
-runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) noexcept {
+// The C++ half of supervisor.start (the spec is the table at index 1): the
+// supervisor's pid, or why it did not start.
+runtime::result<runtime::pid> start_from_lua(lua_State* L) noexcept {
   try {
     process* self = process::of(L);
     runtime::code_cache& code = self->owner().code();
@@ -38,9 +40,7 @@ runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) no
         code.resolve(std::filesystem::path(self->script_name()).parent_path().string(), ".");
     std::string spec, reason;
     if (!runtime::encode_message(L, 1, spec, reason, self->context().limits.message_bytes)) {
-      kind = error_kind::invalid;
-      std::snprintf(why, sizeof why, "spec cannot be copied: %s", reason.c_str());
-      return {};
+      return runtime::fail(error_kind::invalid, "spec cannot be copied: " + reason);
     }
     runtime::spawn_options opts;
     if (self->context().script_root.empty()) {
@@ -59,29 +59,29 @@ runtime::pid start_from_lua(lua_State* L, char (&why)[256], error_kind& kind) no
     runtime::append_packed_arg(opts.packed_args, base_value);
     runtime::error refused;
     runtime::pid id = start_with(self->owner(), std::move(opts), &refused);
-    if (!id) {
-      kind = refused.kind;
-      std::snprintf(why, sizeof why, "%s", refused.message.c_str());
-    }
+    if (!id) return refused;
     return id;
+  } catch (const std::bad_alloc&) {
+    return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
   } catch (const std::exception& e) {
-    kind = error_kind::internal;
-    std::snprintf(why, sizeof why, "%s", e.what());
-    return {};
+    return runtime::fail(error_kind::internal, e.what());
   }
 }
 
 int supervisor_start(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  char why[256] = {};
-  error_kind kind = error_kind::internal;
-  runtime::pid id = start_from_lua(L, why, kind);
-  if (!id) {
-    lua_pushnil(L);
-    runtime::push_error(L, runtime::error{kind, why, false, {}});
-    return 2;
+  runtime::pid id;
+  int n = 0;
+  {
+    runtime::result<runtime::pid> r = start_from_lua(L);
+    if (r) {
+      id = *r;
+    } else {
+      n = runtime::push_failure(L, r.error());
+    }
   }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   lua_pushlightuserdata(L, id.to_pointer());
   return 1;
 }

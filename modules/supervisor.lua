@@ -36,7 +36,8 @@ local function start(i)
   if script:sub(1, 1) ~= "/" then script = spec.base .. "/" .. script end
   local pid, err = process.spawn_link(script, table.unpack(c.spec.args or {}))
   if not pid then
-    log.error("supervisor: cannot start child", { name = c.spec.name, error = err.message })
+    log.error("supervisor: cannot start child",
+      { name = c.spec.name, error = err.message, kind = err.kind })
     return false
   end
   c.pid = pid

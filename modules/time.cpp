@@ -5,11 +5,12 @@
 #include <cstdio>
 #include <string>
 
-#include "dispatcher/clock.hpp"
 #include "modules/modules.hpp"
+#include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/yield.hpp"
 
@@ -19,14 +20,13 @@ namespace {
 
 using runtime::param_type;
 
-class sleep_yield final : public runtime::pooled_yield<sleep_yield> {
+class sleep_yield final
+    : public runtime::pooled_yield<sleep_yield, runtime::command_id::clock_sleep> {
  public:
-  static constexpr runtime::yield_type type{"time.sleep", dispatcher::command_id::clock_sleep};
+  static constexpr const char* type_name = "time.sleep";
   double seconds = 0;
 
-  dispatcher::command make_command() override {
-    return {dispatcher::command_id::clock_sleep, runtime::value(seconds)};
-  }
+  runtime::value args() const { return runtime::value(seconds); }
   int handle_result(lua_State* L, const runtime::value&, const runtime::error* err) override {
     if (!err) return 0;
     lua_pushnil(L);
@@ -59,7 +59,7 @@ int time_monotonic(lua_State* L) {
 
 // One time.after: a clock completion that, unless canceled first, sends
 // {topic, payload} to the process that set it. The Lua handle owns one reference.
-class timer_message final : public dispatcher::completion_target {
+class timer_message final : public runtime::completion_target {
  public:
   timer_message(runtime::scheduler& s, runtime::pid to, std::string topic, std::string payload)
       : sched_(s), to_(to), topic_(std::move(topic)), payload_(std::move(payload)) {}
@@ -95,24 +95,22 @@ int timer_gc(lua_State* L) {
   return 0;
 }
 
-// The C++ half of time.after; nullptr when out of memory or the payload cannot
-// be copied (reason in `why`).
-timer_message* start_timer(lua_State* L, double seconds, std::string_view topic,
-                           char (&why)[256]) noexcept {
+// The C++ half of time.after: the started timer, or why not (the payload
+// cannot be copied, or out of memory).
+runtime::result<timer_message*> start_timer(lua_State* L, double seconds,
+                                            std::string_view topic) noexcept {
   try {
     runtime::process* self = runtime::process::of(L);
     std::string payload, reason;
     if (!runtime::encode_message(L, 3, payload, reason, self->context().limits.message_bytes)) {
-      std::snprintf(why, sizeof why, "%s", reason.c_str());
-      return nullptr;
+      return runtime::fail(runtime::error_kind::invalid, std::move(reason));
     }
     auto* t = new timer_message(self->owner(), self->id(), std::string(topic), std::move(payload));
-    self->owner().commands().submit({dispatcher::command_id::clock_sleep, runtime::value(seconds)},
-                                    dispatcher::completion(t));
+    self->owner().commands().submit({runtime::command_id::clock_sleep, runtime::value(seconds)},
+                                    runtime::completion(t));
     return t;
   } catch (...) {
-    std::snprintf(why, sizeof why, "out of memory");
-    return nullptr;
+    return runtime::fail(runtime::error_kind::invalid, "out of memory");
   }
 }
 
@@ -131,14 +129,17 @@ int time_after(lua_State* L) {
     lua_setfield(L, -2, "__metatable");
   }
   lua_setmetatable(L, -2);
-  char why[256];
-  *slot = start_timer(L, static_cast<double>(s), std::string_view(topic, len), why);
-  if (!*slot) {
-    lua_pushnil(L);
-    runtime::push_error(L, runtime::error{runtime::error_kind::invalid, why, false, {}});
-    return 2;
+  int n = 1;
+  {
+    runtime::result<timer_message*> t =
+        start_timer(L, static_cast<double>(s), std::string_view(topic, len));
+    if (t) {
+      *slot = *t;
+    } else {
+      n = runtime::push_failure(L, t.error());
+    }
   }
-  return 1;
+  return n < 0 ? lua_error(L) : n;
 }
 
 int time_cancel(lua_State* L) {
@@ -176,7 +177,7 @@ runtime::module_exports build() {
            {"monotonic", time_monotonic},
            {"after", time_after},
            {"cancel", time_cancel}},
-          {&sleep_yield::type}};
+          {sleep_yield::type()}};
 }
 
 }  // namespace

@@ -359,4 +359,16 @@ error to_error(lua_State* L, int idx) {
   }
 }
 
+namespace {
+int push_nil_error(lua_State* L, const error& e) {
+  lua_pushnil(L);
+  push_error(L, e);
+  return 2;
+}
+}  // namespace
+
+int push_failure(lua_State* L, const error& e) {
+  return push_protected<error, push_nil_error>(L, e);
+}
+
 }  // namespace luad::runtime

@@ -51,4 +51,9 @@ int push_protected(lua_State* L, const T& arg) {
   return lua_gettop(L) - base;
 }
 
+/// Pushes `nil, e`, a binding's answer to an expected failure (a
+/// runtime::result's error), under lua_pcall. Returns 2, or -1 with Lua's
+/// memory error on top: raise it with lua_error once the C++ objects are gone.
+int push_failure(lua_State* L, const error& e);
+
 }  // namespace luad::runtime

@@ -12,14 +12,12 @@
 
 #include "runtime/package.hpp"
 #include "runtime/process.hpp"
+#include "runtime/scheduler.hpp"
 #include "runtime/yield.hpp"
 
 namespace luad::runtime {
 
 namespace {
-
-std::vector<module_exports> g_exports;  // parallel to module_list()
-std::string g_names;                    // "time, log, json, errors" for errors
 
 void check_module(const module_def& def, const module_exports& ex) {
   std::string name(def.name);
@@ -61,7 +59,7 @@ int lazy_module_index(lua_State* L) {
   const module_def* def = module_of(L, 1);
   if (!def) return 0;
   const char* key = lua_tostring(L, 2);
-  for (const function_entry& f : exports_of(*def).functions) {
+  for (const function_entry& f : modules_of(L).exports_of(*def).functions) {
     if (std::strcmp(f.name, key) != 0) continue;
     push_binding(L, f.fn);
     lua_pushvalue(L, 2);
@@ -75,7 +73,7 @@ int lazy_module_index(lua_State* L) {
 }  // namespace
 
 bool unload_package(lua_State* L, const char* name) {
-  if (find_module(name)) return false;
+  if (modules_of(L).find(name)) return false;
   if (lua_getfield(L, LUA_REGISTRYINDEX, k_loaded) != LUA_TTABLE) {
     lua_pop(L, 1);
     return false;
@@ -94,7 +92,7 @@ void materialize_module(lua_State* L, int idx) {
   idx = lua_absindex(L, idx);
   const module_def* def = module_of(L, idx);
   if (!def) return;
-  for (const function_entry& f : exports_of(*def).functions) {
+  for (const function_entry& f : modules_of(L).exports_of(*def).functions) {
     if (lua_getfield(L, idx, f.name) == LUA_TNIL) {  // (materialises it)
       lua_pop(L, 1);
       continue;
@@ -115,33 +113,33 @@ std::string class_names(class_set classes) {
   return out;
 }
 
-void init_modules() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    for (const module_def* def : module_list()) {
-      module_exports ex = def->build();
-      check_module(*def, ex);
-      g_exports.push_back(std::move(ex));
-      if (!g_names.empty()) g_names += ", ";
-      g_names += def->name;
-    }
-  });
-}
-
-const module_exports& exports_of(const module_def& def) {
-  auto list = module_list();
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    if (list[i] == &def) return g_exports.at(i);
+module_registry::module_registry(std::span<const module_def* const> list)
+    : list_(list.begin(), list.end()) {
+  exports_.reserve(list_.size());
+  for (const module_def* def : list_) {
+    module_exports ex = def->build();
+    check_module(*def, ex);
+    exports_.push_back(std::move(ex));
+    if (!names_.empty()) names_ += ", ";
+    names_ += def->name;
   }
-  throw std::logic_error("module not in the module list");
 }
 
-const module_def* find_module(std::string_view name) {
-  for (const module_def* def : module_list()) {
+const module_exports& module_registry::exports_of(const module_def& def) const {
+  for (std::size_t i = 0; i < list_.size(); ++i) {
+    if (list_[i] == &def) return exports_[i];
+  }
+  throw std::logic_error("module " + std::string(def.name) + " is not in the module list");
+}
+
+const module_def* module_registry::find(std::string_view name) const {
+  for (const module_def* def : list_) {
     if (def->name == name) return def;
   }
   return nullptr;
 }
+
+const module_registry& modules_of(lua_State* L) { return process::of(L)->owner().modules(); }
 
 int sandbox_require(lua_State* L) {
   std::size_t len = 0;
@@ -156,8 +154,9 @@ int sandbox_require(lua_State* L) {
   lua_pushvalue(L, 1);
   if (lua_rawget(L, 2) != LUA_TNIL) return 1;
   lua_pop(L, 1);
-  const module_def* def = find_module(std::string_view(name, len));
-  if (!def) return require_package(L, g_names.c_str());  // a Lua file below the script root
+  const module_registry& modules = modules_of(L);
+  const module_def* def = modules.find(std::string_view(name, len));
+  if (!def) return require_package(L, modules.names().c_str());  // a Lua file below the script root
   class_set allowed = process::of(L)->context().allowed_classes;
   if (def->classes & ~allowed) {
     char msg[256];

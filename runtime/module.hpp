@@ -73,19 +73,31 @@ struct module_def {
   void (*constants)(lua_State* L, int table) = nullptr;
 };
 
-/// The explicit list of every module, in modules/list.cpp.
-std::span<const module_def* const> module_list();
+/// The modules a host gave its scheduler (as a host calls luaL_openlibs; the
+/// daemon's list is modules::all()), each built once and checked against its
+/// manifest. Read-only after construction, so thread-safe.
+class module_registry {
+ public:
+  /// Builds every module of `list`; throws std::logic_error on a broken
+  /// declaration (a function without manifest entry, a bad class set).
+  explicit module_registry(std::span<const module_def* const> list);
 
-/// Builds every module once and checks that functions and manifests agree.
-/// Called at startup; throws std::logic_error on a broken declaration.
-/// Thread-safe after it has returned.
-void init_modules();
+  std::span<const module_def* const> list() const { return list_; }
+  /// The cached exports of `def`; throws std::logic_error if it is not listed.
+  const module_exports& exports_of(const module_def& def) const;
+  /// Looks a module up by name; nullptr if there is none.
+  const module_def* find(std::string_view name) const;
+  /// "time, log, json, ..." for error messages.
+  const std::string& names() const { return names_; }
 
-/// The cached exports of `def` (init_modules must have run).
-const module_exports& exports_of(const module_def& def);
+ private:
+  std::vector<const module_def*> list_;
+  std::vector<module_exports> exports_;  // parallel to list_
+  std::string names_;
+};
 
-/// Looks a module up by name; nullptr if there is none.
-const module_def* find_module(std::string_view name);
+/// The module registry of the scheduler that runs `L`'s process.
+const module_registry& modules_of(lua_State* L);
 
 /// The `require` binding installed into every process's globals: a registered
 /// module by name, else a Lua file below the script root (runtime/package.hpp).

@@ -27,6 +27,7 @@
 #include "runtime/code.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace luad::runtime {
@@ -35,7 +36,6 @@ namespace {
 
 const char* const k_loading = "luad.loading";
 const char* const k_mark_meta = "luad.loading.mark";
-constexpr int k_internal = -3;  // find_protected failed in C++; `why` says how
 
 enum class found_kind : std::uint8_t { package, failure, denied };
 
@@ -204,10 +204,10 @@ int push_found(lua_State* L, const lookup& r) {
 }
 
 // The C++ half, kept apart so that its objects are gone before Lua raises.
-// Returns what push_found pushed (3 or 2), -1 with an error on top, or
-// k_internal with a reason in `why`.
-int find_protected(lua_State* L, std::string_view name, std::string_view requirer,
-                   const char* available, char (&why)[256]) noexcept {
+// Returns what push_found pushed (3 or 2) or -1 with an error on top; fails
+// when C++ failed (out of memory, a filesystem error while resolving).
+result<int> find_protected(lua_State* L, std::string_view name, std::string_view requirer,
+                           const char* available) noexcept {
   try {
     lookup r;
     r.name.assign(name);
@@ -215,10 +215,16 @@ int find_protected(lua_State* L, std::string_view name, std::string_view require
     r.available = available;
     find(*process::of(L), r);
     return push_protected<lookup, push_found>(L, r);
-  } catch (const std::exception& e) {  // bad_alloc, filesystem_error from resolve
-    std::snprintf(why, sizeof why, "%s", e.what());
-    return k_internal;
+  } catch (const std::bad_alloc&) {
+    return fail(error_kind::internal, "out of memory");  // (fits without allocating)
+  } catch (const std::exception& e) {                    // filesystem_error from resolve
+    return fail(error_kind::internal, e.what());
   }
+}
+
+int push_reason(lua_State* L, const error& e) {
+  lua_pushlstring(L, e.message.data(), e.message.size());
+  return 1;
 }
 
 // --- the loading list ---------------------------------------------------------
@@ -409,11 +415,20 @@ int require_package(lua_State* L, const char* available) {
   const char* requirer = lua_type(L, 4) == LUA_TSTRING ? lua_tolstring(L, 4, &requirer_len) : "";
   std::size_t len = 0;
   const char* name = lua_tolstring(L, 1, &len);
-  char why[256] = {};
-  int got = find_protected(L, std::string_view(name, len), std::string_view(requirer, requirer_len),
-                           available, why);
-  if (got == k_internal) return luaL_error(L, "require '%s': %s", name, why);
+  int got = 0;
+  bool internal = false;
+  {
+    result<int> r = find_protected(L, std::string_view(name, len),
+                                   std::string_view(requirer, requirer_len), available);
+    if (r) {
+      got = *r;
+    } else {  // the reason goes onto the Lua stack; raise once `r` is gone
+      internal = true;
+      got = push_protected<error, push_reason>(L, r.error());
+    }
+  }
   if (got < 0) return lua_error(L);
+  if (internal) return luaL_error(L, "require '%s': %s", name, lua_tostring(L, -1));
   if (!lua_toboolean(L, 5)) {  // [5] false, [6] the error
     if (lua_type(L, 6) == LUA_TSTRING) {
       luaL_where(L, 1);

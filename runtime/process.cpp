@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -82,7 +83,6 @@ void process::set_exit_message(std::string_view text) noexcept {
 
 process::~process() {
   if (L_) lua_close(L_);
-  delete outcome_box_;
   delete kill_why_.load();
 }
 
@@ -203,31 +203,25 @@ void process::run_turn(unsigned worker_index) {
 
 void process::after_command_yield() {
   scheduler::counters().yields.fetch_add(1, std::memory_order_relaxed);
-  bool receiving = pending_->wants_messages();
-  if (wait_seq_ == 0) {  // the first wait: tell later processes of this chunk what it took
+  if (wait_.never_opened()) {  // the first wait: tell later processes of this chunk what it took
     code_->start_bytes.store(static_cast<std::uint32_t>(heap_.small_bytes()),
                              std::memory_order_relaxed);
   }
-  if (!pending_->continues_wait()) ++wait_seq_;
-  std::uint64_t token = wait_seq_;
-  wait_.store((token << 2) | (receiving ? k_receiving : 0));
+  auto [token, receiving] = wait_.open();
   // A kill that raced with opening the wait either found it open and claims it
   // itself, or is visible here (both sequentially consistent): none is lost.
   if (auto k = kill_reason_.load()) {
     finish(static_cast<exit_reason>(k - 1), 0);
     return;
   }
-  if (pending_->has_command()) {
-    dispatcher::command cmd = pending_->make_command();
-    waiting_cmd_.store(static_cast<std::uint16_t>(cmd.id), std::memory_order_relaxed);
-    scheduler::counters()
-        .commands[static_cast<std::size_t>(cmd.id)]
-        .fetch_add(1, std::memory_order_relaxed);
-    owner_.commands().submit(std::move(cmd), dispatcher::completion(this, token));
+  if (std::optional<command> cmd = wait_.take_command()) {
+    scheduler::counters().commands[static_cast<std::size_t>(cmd->id)].fetch_add(
+        1, std::memory_order_relaxed);
+    owner_.commands().submit(std::move(*cmd), completion(this, token));
   }
   // A message that arrived before the wait opened did not see it: claim now.
-  if (receiving && mailbox_.has_incoming() && claim_open_wait(k_receiving)) {
-    set_outcome(outcome_kind::message);
+  if (receiving && mailbox_.has_incoming() && wait_.claim_open(wait_slot::k_receiving)) {
+    wait_.store_message();
     wake();
   }
   std::uint8_t expected = running;
@@ -239,38 +233,20 @@ void process::after_command_yield() {
   // Once waiting, a completion may run this process elsewhere: touch nothing.
 }
 
-bool process::claim_wait(std::uint64_t token) noexcept {
-  std::uint64_t w = wait_.load();
-  while ((w >> 2) == token && !(w & k_claimed)) {
-    if (wait_.compare_exchange_weak(w, w | k_claimed)) return true;
-  }
-  return false;
-}
-
-bool process::claim_open_wait(std::uint64_t need) noexcept {
-  std::uint64_t w = wait_.load();
-  while ((w & need) == need && !(w & k_claimed)) {
-    if (wait_.compare_exchange_weak(w, w | k_claimed)) return true;
-  }
-  return false;
-}
-
 const char* process::status() const {
   switch (state_.load(std::memory_order_acquire)) {
     case runnable:
     case notified: return "runnable";
     case running: return "running";
-    case waiting:
-      return (wait_.load(std::memory_order_relaxed) & k_receiving) ? "receiving" : "waiting";
+    case waiting: return wait_.receiving() ? "receiving" : "waiting";
     default: return "done";
   }
 }
 
 std::string_view process::waiting_on() const {
   if (state_.load(std::memory_order_acquire) != waiting) return {};
-  if (wait_.load(std::memory_order_relaxed) & k_receiving) return "message";
-  return dispatcher::command_name(
-      static_cast<dispatcher::command_id>(waiting_cmd_.load(std::memory_order_relaxed)));
+  if (wait_.receiving()) return "message";
+  return command_name(wait_.waiting_command());
 }
 
 process* process::target(pid to) {
@@ -283,26 +259,17 @@ process* process::target(pid to) {
 }
 
 void process::complete(std::uint64_t token, outcome&& result) noexcept {
-  if (!claim_wait(token)) return;  // an older wait, or a kill or message got here first
-  if (!result.err && result.val.is_nil()) {
-    set_outcome(outcome_kind::nil);
-  } else if (auto* box = new (std::nothrow) outcome(std::move(result))) {
-    set_outcome(outcome_kind::boxed, box);
-  } else {
-    set_outcome(outcome_kind::unstorable);
-  }
+  if (!wait_.claim(token)) return;  // an older wait, or a kill or message got here first
+  wait_.store(std::move(result));
   wake();
 }
 
-bool process::awaits(std::uint64_t token) const noexcept {
-  std::uint64_t w = wait_.load(std::memory_order_acquire);
-  return (w >> 2) == token && !(w & k_claimed);
-}
+bool process::awaits(std::uint64_t token) const noexcept { return wait_.awaits(token); }
 
 void process::deliver(message* m) noexcept {
   mailbox_.push(m);
-  if (claim_open_wait(k_receiving)) {
-    set_outcome(outcome_kind::message);
+  if (wait_.claim_open(wait_slot::k_receiving)) {
+    wait_.store_message();
     wake();
   }
 }
@@ -331,31 +298,7 @@ void process::request_kill(exit_reason reason, std::string why) {
   }
   std::uint8_t none = 0;
   if (!kill_reason_.compare_exchange_strong(none, static_cast<std::uint8_t>(reason) + 1)) return;
-  if (claim_open_wait(0)) wake();
-}
-
-void process::fail_pending_now(error e) {
-  set_outcome(outcome_kind::boxed, new outcome(outcome::failure(std::move(e))));
-}
-
-void process::set_outcome(outcome_kind kind, outcome* box) noexcept {
-  delete outcome_box_;
-  outcome_box_ = box;
-  outcome_kind_ = kind;
-}
-
-const outcome& process::last_outcome() const {
-  static const outcome nil = outcome::success({});
-  static const outcome message = outcome::success(value(true));
-  static const outcome oom = outcome::failure(
-      {error_kind::unavailable, "out of memory storing a command's result", true, {}});
-  switch (outcome_kind_) {
-    case outcome_kind::nil: return nil;
-    case outcome_kind::message: return message;
-    case outcome_kind::boxed: return *outcome_box_;
-    case outcome_kind::unstorable: break;
-  }
-  return oom;
+  if (wait_.claim_open(0)) wake();
 }
 
 void process::doom(exit_reason reason, const char* why) {
@@ -456,10 +399,7 @@ void process::finish_with(exit_info& info) {
     last_target_->release_ref();
     last_target_ = nullptr;
   }
-  if (pending_) {  // a wait that never resumed: its continuation will not run
-    pending_->release();
-    pending_ = nullptr;
-  }
+  wait_.abandon();  // a wait that never resumed: its continuation will not run
   try {
     signal_exit(info);
   } catch (const std::exception& e) {

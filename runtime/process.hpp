@@ -3,10 +3,11 @@
 // re-queue it while guaranteeing it never runs on two workers at once.
 //
 // DESIGN. `state_` moves runnable → running → (waiting | runnable | done).
-// Each wait has a token; `wait_` holds the open wait's token and two flags:
-// claimed, and "a message ends it" (receive). Exactly one party claims a wait:
-// the completion carrying its token, a sender (if the process is receiving),
-// or a kill. The claimant stores the outcome, then wakes the process: waiting →
+// Each wait has a token; `wait_` (runtime/wait.hpp) holds the open wait's
+// token, its claim flag and "a message ends it" (receive), the pending yield
+// object and the outcome. Exactly one party claims a wait: the completion
+// carrying its token, a sender (if the process is receiving), or a kill. The
+// claimant stores the outcome in the wait, then wakes the process: waiting →
 // runnable (and enqueues it) or, when the worker is still finishing the turn
 // that opened the wait, running → notified, which the worker sees when it tries
 // running → waiting, and re-queues the process itself. A late completion of an
@@ -24,22 +25,22 @@
 #include <utility>
 #include <vector>
 
-#include "dispatcher/command.hpp"
 #include "runtime/arena.hpp"
 #include "runtime/code.hpp"
+#include "runtime/command.hpp"
 #include "runtime/limits.hpp"
 #include "runtime/lua.hpp"
 #include "runtime/mailbox.hpp"
+#include "runtime/wait.hpp"
 
 namespace luad::runtime {
 
 class scheduler;
-class yield_object;
 
 /// Why Lua last yielded to the scheduler (as opposed to a user coroutine yield).
 enum class suspend_kind : std::uint8_t { none, command, preempt, doom, exit };
 
-class process final : public dispatcher::completion_target {
+class process final : public completion_target {
  public:
   enum state : std::uint8_t { runnable, running, waiting, notified, done };
 
@@ -90,11 +91,9 @@ class process final : public dispatcher::completion_target {
   std::string_view waiting_on() const;
 
   // --- used by the trampoline, sandbox and hook (worker thread only) -------
-  /// Records a command yield; the worker sends it after lua_resume returns.
-  void suspend_for(yield_object* y) {
-    pending_ = y;
-    suspend_ = suspend_kind::command;
-  }
+  /// The process's wait: the trampoline records a yield in it, the
+  /// continuation reads its outcome.
+  wait_slot& wait() { return wait_; }
   suspend_kind suspended() const { return suspend_; }
   /// Dooms the process with reason error and `text` as its message (process.exit).
   void set_exit_message(std::string_view text) noexcept;
@@ -108,17 +107,8 @@ class process final : public dispatcher::completion_target {
     if (status == LUA_ERRMEM || last_alloc_refused_)
       doom(exit_reason::limit, "memory limit exceeded");
   }
-  /// Completes the pending command at once with `e` (for a wait that cannot
-  /// suspend because a C call without continuation is on the stack).
-  void fail_pending_now(error e);
-  /// The outcome of the last command, for the continuation.
-  const outcome& last_outcome() const;
-  /// Drops the last command's result once its continuation has used it.
-  void clear_outcome() noexcept { set_outcome(outcome_kind::nil); }
   void count_hook(lua_State* L);
   void set_suspend(suspend_kind k) { suspend_ = k; }
-  /// Takes the pending yield object (the continuation then releases it).
-  yield_object* take_pending() { return std::exchange(pending_, nullptr); }
   /// True once the process has ended (any thread).
   bool ended() const { return state_.load(std::memory_order_acquire) == done; }
   /// The live process `to`, with a reference owned by this process (do not
@@ -184,20 +174,8 @@ class process final : public dispatcher::completion_target {
   arena heap_;
   std::size_t memory_limit() const { return ctx_->limits.memory ? ctx_->limits.memory : SIZE_MAX; }
   std::atomic<std::uint64_t> instructions_{0};  // written by the owner only
-  yield_object* pending_ = nullptr;
-  // How the last wait ended, stored by whoever claimed it before waking the
-  // process. Nil results and message wake-ups need no allocation; anything
-  // else is boxed, so an idle process carries one pointer, not an outcome.
-  enum class outcome_kind : std::uint8_t { nil, message, boxed, unstorable };
-  void set_outcome(outcome_kind kind, outcome* box = nullptr) noexcept;
-  outcome* outcome_box_ = nullptr;
+  wait_slot wait_;
   const char* doom_why_ = nullptr;
-  /// Open wait: token << 2 | k_receiving | k_claimed. Starts with none open.
-  static constexpr std::uint64_t k_claimed = 1, k_receiving = 2;
-  std::atomic<std::uint64_t> wait_{k_claimed};
-  std::uint64_t wait_seq_ = 0;  // worker only
-  bool claim_wait(std::uint64_t token) noexcept;
-  bool claim_open_wait(std::uint64_t need) noexcept;
   runtime::mailbox mailbox_;
   process* last_target_ = nullptr;  // holds a reference
   std::unique_ptr<rare> rare_;
@@ -206,10 +184,8 @@ class process final : public dispatcher::completion_target {
   int resume_args_ = 0;
   unsigned last_worker_ = 0;
   std::atomic<std::uint32_t> refs_{1};
-  std::atomic<std::uint16_t> waiting_cmd_{0};  // command id of the last command sent
   std::atomic<std::uint8_t> state_{runnable};
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
-  outcome_kind outcome_kind_ = outcome_kind::nil;
   suspend_kind suspend_ = suspend_kind::none;
   exit_reason doom_reason_ = exit_reason::normal;
   bool last_alloc_refused_ = false;

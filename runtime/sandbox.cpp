@@ -478,11 +478,11 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
       p->set_suspend(suspend_kind::none);
       if (why == suspend_kind::preempt) continue;  // keep running; preempt later
       if (why == suspend_kind::command) {
-        p->fail_pending_now({error_kind::invalid,
-                             "cannot wait here: a C call without continuation (metamethod, "
-                             "sort comparator, gsub callback) is on the stack",
-                             false,
-                             {}});
+        p->wait().fail_now({error_kind::invalid,
+                            "cannot wait here: a C call without continuation (metamethod, "
+                            "sort comparator, gsub callback) is on the stack",
+                            false,
+                            {}});
         continue;
       }
       if (why == suspend_kind::exit) {  // process.exit(): refused here, as at top level

@@ -121,10 +121,12 @@ class process_table {
   std::condition_variable empty_cv_;
 };
 
-scheduler::scheduler(scheduler_options opts, const dispatcher::registry& commands)
-    : commands_(commands), opts_(opts), table_(std::make_unique<process_table>()) {
+scheduler::scheduler(scheduler_options opts, const command_sink& commands)
+    : commands_(commands),
+      opts_(opts),
+      modules_(opts_.modules),
+      table_(std::make_unique<process_table>()) {
   init_sandbox();
-  init_modules();
   unsigned n = opts_.workers ? opts_.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
 }

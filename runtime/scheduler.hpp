@@ -14,9 +14,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "dispatcher/registry.hpp"
 #include "runtime/code.hpp"
+#include "runtime/command.hpp"
 #include "runtime/limits.hpp"
+#include "runtime/module.hpp"
 #include "runtime/pid.hpp"
 
 namespace luad::runtime {
@@ -36,7 +37,7 @@ struct scheduler_stats {
   std::uint64_t dead_letters = 0;  ///< messages sent to pids that were not alive
   std::size_t alive = 0;
   /// Commands sent to dispatchers, by command id (index 0 is unused).
-  std::array<std::uint64_t, static_cast<std::size_t>(dispatcher::command_id::max_id)> commands{};
+  std::array<std::uint64_t, static_cast<std::size_t>(command_id::max_id)> commands{};
   /// Exits by exit_reason (normal, error, killed, limit, shutdown).
   std::array<std::uint64_t, k_exit_reasons> exits{};
 };
@@ -47,7 +48,10 @@ using permission_hook =
     std::function<bool(const process& caller, std::string_view action, std::string_view target)>;
 
 struct scheduler_options {
-  unsigned workers = 0;                   ///< 0 = one per core
+  unsigned workers = 0;  ///< 0 = one per core
+  /// The modules processes may `require` (the daemon passes modules::all());
+  /// the list must outlive the scheduler.
+  std::span<const module_def* const> modules;
   std::uint32_t node = 0;                 ///< the node part of every pid
   std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
   permission_hook permit;                 ///< empty: everything is allowed
@@ -68,8 +72,10 @@ struct scheduler_options {
 /// thread, including bindings running on a worker.
 class scheduler {
  public:
-  /// `commands` must be frozen and outlive the scheduler.
-  scheduler(scheduler_options opts, const dispatcher::registry& commands);
+  /// Builds and checks `opts.modules` (throws std::logic_error on a broken
+  /// declaration). `commands` must be ready for submit from any thread and
+  /// outlive the scheduler.
+  scheduler(scheduler_options opts, const command_sink& commands);
   ~scheduler();  ///< calls stop()
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
@@ -138,7 +144,9 @@ class scheduler {
   // --- internal, used by process and worker --------------------------------
   /// Queues a runnable process, preferring the worker it last ran on.
   void enqueue(process* p);
-  const dispatcher::registry& commands() const { return commands_; }
+  const command_sink& commands() const { return commands_; }
+  /// The modules processes may `require` (read-only; any thread).
+  const module_registry& modules() const { return modules_; }
   /// Counters of the calling worker (a process only runs on a worker).
   static worker_counters& counters();
   /// Called by a worker when a process has ended.
@@ -150,8 +158,9 @@ class scheduler {
   void note_parked(int delta) { parked_.fetch_add(delta, std::memory_order_relaxed); }
 
  private:
-  const dispatcher::registry& commands_;
+  const command_sink& commands_;
   scheduler_options opts_;
+  module_registry modules_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<process_table> table_;
   std::atomic<std::uint64_t> next_serial_{1};

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <thread>
 
-#include "dispatcher/command.hpp"
+#include "runtime/command.hpp"
 #include "runtime/limits.hpp"
 
 namespace luad::runtime {
@@ -24,8 +24,7 @@ class scheduler;
 struct alignas(64) worker_counters {
   std::atomic<std::uint64_t> yields{0}, preemptions{0}, steals{0}, exited{0};
   /// Commands sent, by command id (clock.sleep, fetch.request, store.op).
-  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(dispatcher::command_id::max_id)>
-      commands{};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(command_id::max_id)> commands{};
   /// Exits, by exit_reason.
   std::array<std::atomic<std::uint64_t>, k_exit_reasons> exits{};
 };

@@ -15,27 +15,29 @@ int suspend_for_command(lua_State* L) {
   auto* y = static_cast<yield_object*>(lua_touserdata(L, -1));
   lua_pop(L, 1);
   process* p = process::of(L);
-  p->suspend_for(y);
+  p->wait().suspend_for(y);
   if (!lua_isyieldable(L)) {
     // Called from a C function without continuation (a metamethod, a sort
     // comparator): answer the command with an error instead of suspending.
-    p->set_suspend(suspend_kind::none);
-    p->fail_pending_now({error_kind::invalid,
-                         "cannot wait here: a C call without continuation (metamethod, sort "
-                         "comparator, gsub callback) is on the stack",
-                         false,
-                         {}});
+    p->wait().fail_now({error_kind::invalid,
+                        "cannot wait here: a C call without continuation (metamethod, sort "
+                        "comparator, gsub callback) is on the stack",
+                        false,
+                        {}});
     return resume_after_command(L, LUA_OK, 0);
   }
+  // The turn ends; the worker opens the wait and sends its command
+  // (process::after_command_yield).
+  p->set_suspend(suspend_kind::command);
   return lua_yieldk(L, 0, 0, resume_after_command);
 }
 
 int resume_after_command(lua_State* L, int, lua_KContext) {
-  process* p = process::of(L);
-  yield_object* y = p->take_pending();
-  const outcome& o = p->last_outcome();
+  wait_slot& w = process::of(L)->wait();
+  yield_object* y = w.take_pending();
+  const outcome& o = w.result();
   int n = y->handle_result(L, o.val, o.err ? &*o.err : nullptr);
-  p->clear_outcome();  // a big result (an HTTP body) need not outlive its use
+  w.clear_result();  // a big result (an HTTP body) need not outlive its use
   if (n >= 0) {
     y->release();
     return n;

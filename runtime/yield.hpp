@@ -6,17 +6,18 @@
 #include <new>
 #include <vector>
 
-#include "dispatcher/command.hpp"
+#include "runtime/command.hpp"
 #include "runtime/lua.hpp"
 #include "runtime/value.hpp"
 
 namespace luad::runtime {
 
 /// Describes one kind of yield a module can produce (listed in its exports so
-/// startup can check that a dispatcher handles every command id).
+/// startup can check that a dispatcher handles every command id). For a
+/// pooled_yield, `command` is the id its make_command really sends.
 struct yield_type {
   const char* name;
-  dispatcher::command_id command;
+  command_id command;
 };
 
 /// A pending request of a process. Lives from `acquire` (in the binding) until
@@ -26,7 +27,7 @@ class yield_object {
  public:
   virtual ~yield_object() = default;
   /// The command to send; called once, on the worker, right after the yield.
-  virtual dispatcher::command make_command() = 0;
+  virtual command make_command() = 0;
   /// Pushes the results for the script and returns their count, or pushes a
   /// new yield object and returns -1 to wait again. `err` is null on success.
   /// Must not raise: the runtime releases the object after it returns.
@@ -46,9 +47,23 @@ class yield_object {
 
 /// Pool of one yield type, per thread. An object acquired on one worker may be
 /// released on another; it then joins that worker's pool (capped).
-template <class Derived>
+///
+/// `Id` is the command the yield sends: make_command is final and builds
+/// `command{Id, derived.args()}`, and type() (for the module's exports) names
+/// the same id, so the engine's startup check checks what is really sent.
+/// Derived provides `static constexpr const char* type_name` and `value args()`.
+template <class Derived, command_id Id>
 class pooled_yield : public yield_object {
  public:
+  static constexpr command_id id = Id;
+
+  /// The yield type to list in the module's exports.
+  static const yield_type* type() {
+    static constexpr yield_type t{Derived::type_name, Id};
+    return &t;
+  }
+  command make_command() final { return command{Id, static_cast<Derived*>(this)->args()}; }
+
   /// Takes an object from the pool and pushes it as a light userdata: the
   /// binding fills its fields and returns -1. Check arguments before this.
   static Derived* acquire(lua_State* L) {

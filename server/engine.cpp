@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "modules/modules.hpp"
 #include "runtime/module.hpp"
 #include "runtime/yield.hpp"
 
@@ -29,6 +30,18 @@ void tune_allocator() {
 
 }  // namespace
 
+void check_yields(const runtime::module_registry& modules, const dispatcher::registry& commands) {
+  for (const runtime::module_def* def : modules.list()) {
+    for (const runtime::yield_type* y : modules.exports_of(*def).yields) {
+      if (!commands.has(y->command)) {
+        throw std::logic_error("module " + std::string(def->name) + " yields " + y->name + " (" +
+                               std::string(runtime::command_name(y->command)) +
+                               ") but no dispatcher handles it");
+      }
+    }
+  }
+}
+
 engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}}) {}
 
 engine::engine(engine_options opts) : storage_(opts.data_dir) {
@@ -37,19 +50,13 @@ engine::engine(engine_options opts) : storage_(opts.data_dir) {
   fetch_.register_in(registry_);
   storage_.register_in(registry_);
   registry_.freeze();
-  runtime::init_modules();
-  for (const runtime::module_def* def : runtime::module_list()) {
-    for (const runtime::yield_type* y : runtime::exports_of(*def).yields) {
-      if (!registry_.has(y->command)) {
-        throw std::logic_error("module " + std::string(def->name) + " yields " + y->name +
-                               " but no dispatcher handles it");
-      }
-    }
-  }
+  // The host chooses the modules, as a Lua host calls luaL_openlibs.
+  if (opts.scheduler.modules.empty()) opts.scheduler.modules = modules::all();
+  scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
+  check_yields(scheduler_->modules(), registry_);
   clock_.start();
   fetch_.start();
   storage_.start();  // throws (naming the file) when the database cannot be used
-  scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
   scheduler_->start();
 }
 

@@ -9,6 +9,7 @@
 #include "dispatcher/fetch.hpp"
 #include "dispatcher/registry.hpp"
 #include "dispatcher/storage.hpp"
+#include "modules/modules.hpp"  // (transitional shims for tests/server/types_test.cpp)
 #include "runtime/scheduler.hpp"
 
 namespace luad::server {
@@ -20,6 +21,10 @@ struct engine_options {
   /// Empty: store commands fail with `unavailable` ("no data directory").
   std::string data_dir;
 };
+
+/// Throws std::logic_error naming the module and yield type when a yield type
+/// of `modules` sends a command that `commands` has no handler for.
+void check_yields(const runtime::module_registry& modules, const dispatcher::registry& commands);
 
 class engine {
  public:
@@ -34,6 +39,8 @@ class engine {
   engine& operator=(const engine&) = delete;
 
   runtime::scheduler& scheduler() { return *scheduler_; }
+  /// The frozen command registry (command id → dispatcher).
+  const dispatcher::registry& commands() const { return registry_; }
   dispatcher::clock& clock() { return clock_; }
   dispatcher::fetch& fetch() { return fetch_; }
   dispatcher::storage& storage() { return storage_; }

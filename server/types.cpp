@@ -14,6 +14,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "modules/modules.hpp"
 #include "runtime/value.hpp"
 
 namespace luad::server {
@@ -335,7 +336,7 @@ int write_types(const std::string& out_dir, std::ostream& err) {
   bool ok = write_file(dir, "luad.lua", shared_definitions(), err) &&
             write_file(dir, ".luarc.json", luarc_json(library), err) &&
             write_file(dir, ".luacheckrc", luacheckrc(), err);
-  for (const runtime::module_def* def : runtime::module_list()) {
+  for (const runtime::module_def* def : modules::all()) {
     if (!ok) break;
     std::string file(def->name);
     file += ".lua";

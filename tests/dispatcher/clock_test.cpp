@@ -17,7 +17,7 @@ using namespace luad::dispatcher;
 
 // Counts completions and remembers their order (a double of many processes).
 struct counter final : completion_target {
-  std::atomic<int> ok{0}, canceled{0};
+  std::atomic<int> ok{0}, canceled{0}, invalid{0};
   std::mutex mu;
   std::vector<int> order;
   void add_ref() noexcept override {}
@@ -26,6 +26,7 @@ struct counter final : completion_target {
   void complete(std::uint64_t, luad::runtime::outcome&& o) noexcept override {
     if (o.err) {
       canceled++;
+      if (o.err->kind == luad::runtime::error_kind::invalid) invalid++;
     } else {
       ok++;
     }
@@ -76,6 +77,7 @@ TEST_CASE("a bad argument completes with invalid") {
   c.start();
   c.submit({command_id::clock_sleep, luad::runtime::value("soon")}, completion(&cnt));
   CHECK(cnt.canceled == 1);
+  CHECK(cnt.invalid == 1);
 }
 
 TEST_CASE("the clock holds a million pending timers and cancels them on stop") {

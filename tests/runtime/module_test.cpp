@@ -7,21 +7,23 @@
 #include <set>
 #include <string>
 
+#include "modules/modules.hpp"
 #include "runtime/yield.hpp"
 #include "tests/support.hpp"
 
 using namespace luad::runtime;
 
 TEST_CASE("every module's exports match its type manifest") {
-  luad::test::shared_engine();  // runs init_modules()
+  const module_registry& mods = luad::test::shared_engine().scheduler().modules();
+  CHECK(mods.list().size() == luad::modules::all().size());
   std::set<std::string> names;
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : mods.list()) {
     CAPTURE(def->name);
     CHECK(names.insert(std::string(def->name)).second);
-    CHECK(find_module(def->name) == def);
+    CHECK(mods.find(def->name) == def);
     CHECK(def->classes != 0);
     CHECK_FALSE(def->description.empty());
-    const module_exports& ex = exports_of(*def);
+    const module_exports& ex = mods.exports_of(*def);
     REQUIRE(ex.functions.size() == def->manifest.size());
     for (const function_type& t : def->manifest) {
       CAPTURE(t.name);
@@ -35,7 +37,7 @@ TEST_CASE("every module's exports match its type manifest") {
   }
   CHECK(names == std::set<std::string>{"errors", "http", "json", "log", "process", "store",
                                        "supervisor", "time"});
-  CHECK(find_module("nope") == nullptr);
+  CHECK(mods.find("nope") == nullptr);
 }
 
 TEST_CASE("class sets print in a fixed order") {
@@ -46,11 +48,30 @@ TEST_CASE("class sets print in a fixed order") {
 }
 
 TEST_CASE("a yielding module's yield types name commands the engine handles") {
-  luad::test::shared_engine();
-  const module_def* time = find_module("time");
-  REQUIRE(time);
-  const module_exports& ex = exports_of(*time);
-  REQUIRE(ex.yields.size() == 1);
-  CHECK(std::string(ex.yields[0]->name) == "time.sleep");
-  CHECK(ex.yields[0]->command == luad::dispatcher::command_id::clock_sleep);
+  luad::server::engine& eng = luad::test::shared_engine();
+  const module_registry& mods = eng.scheduler().modules();
+  std::size_t yields = 0;
+  for (const module_def* def : mods.list()) {
+    for (const yield_type* y : mods.exports_of(*def).yields) {
+      CAPTURE(y->name);
+      CHECK(eng.commands().has(y->command));
+      ++yields;
+    }
+  }
+  CHECK(yields == 4);  // time.sleep, process.receive, store.op, http.request
+  // What a yield object really sends: the command the scheduler counts, by id.
+  auto sent = [&](command_id id) {
+    return eng.scheduler().stats().commands[static_cast<std::size_t>(id)];
+  };
+  std::uint64_t sleeps = sent(command_id::clock_sleep);
+  auto e = luad::test::run_lua(
+      "require('time').sleep(0)\n"
+      "assert(require('process').receive('none', 0.001) == nil)\n");
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(sent(command_id::clock_sleep) >= sleeps + 2);
+  // The startup check refuses a yield whose command no dispatcher handles.
+  luad::dispatcher::registry none;
+  none.freeze();
+  CHECK_THROWS_WITH_AS(luad::server::check_yields(mods, none), doctest::Contains("time.sleep"),
+                       std::logic_error);
 }

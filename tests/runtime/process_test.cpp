@@ -1,6 +1,7 @@
 // Process lifecycle: results, arguments, exit reasons, limits and hostile scripts.
 #include <doctest/doctest.h>
 
+#include "runtime/process.hpp"
 #include "tests/support.hpp"
 
 using luad::runtime::error_kind;
@@ -206,4 +207,10 @@ TEST_CASE("a kill from C++ carries its reason text") {
   auto e = fut.get();
   CHECK(e.reason == exit_reason::killed);
   CHECK(e.err.message == "operator said so");
+}
+
+TEST_CASE("a process object stays small (idle processes are many)") {
+  // 384 bytes on x86-64 with libstdc++ when issue 11 gave the wait one owner;
+  // growing it costs every idle receiver. Measure before raising this.
+  CHECK(sizeof(luad::runtime::process) <= 384);
 }

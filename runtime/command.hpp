@@ -1,5 +1,6 @@
-// Commands (what a yielding process asks for) and completions (the one-shot
-// handle a dispatcher uses to hand the outcome back to the process).
+// The runtime's contract with dispatchers: commands (what a yielding process
+// asks for), completions (the one-shot handle that hands the outcome back) and
+// command_sink (where the scheduler sends commands; dispatcher::registry is one).
 #pragma once
 
 #include <cstdint>
@@ -8,12 +9,7 @@
 
 #include "runtime/value.hpp"
 
-namespace luad::dispatcher {
-
-using runtime::error;
-using runtime::error_kind;
-using runtime::outcome;
-using runtime::value;
+namespace luad::runtime {
 
 /// Every command a module can yield. Values are stable: a later issue journals
 /// them for durable workflows. Add new ids at the end.
@@ -96,4 +92,15 @@ class completion {
   std::uint64_t token_ = 0;
 };
 
-}  // namespace luad::dispatcher
+/// Where commands go. `submit` completes `done` now or later, from any thread;
+/// it is called from worker threads and must be safe to call concurrently.
+class command_sink {
+ public:
+  /// Routes `cmd` to whoever fulfils it; an unknown id completes with `invalid`.
+  virtual void submit(command&& cmd, completion&& done) const = 0;
+
+ protected:
+  ~command_sink() = default;
+};
+
+}  // namespace luad::runtime
