@@ -134,9 +134,21 @@ TEST_CASE("hot reload: a reload = restart workflow restarts on new code, after C
     listed = workflow_in(c.call("workflows"), "w");
     return !listed.contains("code_error") && !listed.contains("code");
   }));
-  // A touch, or a reload by hand with nothing changed, restarts nothing. The
-  // watcher's own batch for the touch counts in file_changes too: wait for it
-  // (else "nothing restarted" would pass before the watcher has looked).
+  // A touch, or a reload by hand with nothing changed, restarts nothing. A
+  // restart starts with a CANCEL to the workflow's worker, parked in
+  // receive('CANCEL'), inside the same step that counts the change in
+  // stats.code.file_changes. So once the watcher's batch for the touch is
+  // counted (the reload by hand counts one more), a worker still parked
+  // proves that nothing restarted, not merely that nothing has restarted yet.
+  std::string parked;
+  REQUIRE(eventually([&] {
+    parked.clear();
+    json::value procs = get(c.call("list", {{"workflow", "w"}}), "/result");
+    for (const auto& p : procs.as_array())
+      if (text(get(p, "/script")).ends_with("/w.lua")) parked = text(get(p, "/pid"));
+    return !parked.empty() &&
+           get(c.call("info", {{"pid", parked}}), "/result/waiting_on") == "message";
+  }));
   std::string now = supervisor_of(c.call("workflows"), "w");
   std::int64_t changes = code_stat(c, "file_changes");
   std::int64_t restarts = code_stat(c, "workflow_restarts");
@@ -145,6 +157,7 @@ TEST_CASE("hot reload: a reload = restart workflow restarts on new code, after C
   CHECK(get(r, "/result/code/restarting") == json::array{});
   CHECK(get(r, "/result/code/not_compiling") == json::array{});
   CHECK(eventually([&] { return code_stat(c, "file_changes") >= changes + 2; }));
+  CHECK(get(c.call("info", {{"pid", parked}}), "/result/waiting_on") == "message");
   CHECK(supervisor_of(c.call("workflows"), "w") == now);
   CHECK(code_stat(c, "workflow_restarts") == restarts);
 }
