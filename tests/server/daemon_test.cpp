@@ -1,5 +1,6 @@
-// The daemon over its real Unix socket: methods, errors for bad input, the
-// request size bound, many connections, a second daemon, a stale socket file.
+// The daemon over its real Unix socket, replies parsed as JSON: methods, errors
+// for bad input, the request size bound, many connections, a second daemon, a
+// stale socket file, and the client commands (`luad submit --wait` as `luad run`).
 #include "server/daemon.hpp"
 
 #include <doctest/doctest.h>
@@ -9,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <string>
