@@ -2,6 +2,8 @@
 #include "proto/json_rpc.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 namespace luad::proto {
 
@@ -100,7 +102,12 @@ runtime::value from_json(const json::value& j) {
     case json::kind::null: return {};
     case json::kind::bool_: return j.get_bool();
     case json::kind::int64: return j.get_int64();
-    case json::kind::uint64: return static_cast<double>(j.get_uint64());
+    case json::kind::uint64: {  // the parser makes uint64 only past int64; C++ code may not
+      std::uint64_t u = j.get_uint64();
+      if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        return static_cast<std::int64_t>(u);
+      return static_cast<double>(u);
+    }
     case json::kind::double_: return j.get_double();
     case json::kind::string: return std::string(j.get_string());
     case json::kind::array: {

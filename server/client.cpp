@@ -1,11 +1,14 @@
-// The client commands (`luad submit`, `ps`, `info`, `kill`, `stats`, `ping`):
-// one request over the daemon's socket, the reply printed for a person (or
-// as JSON with --json).
+// The client commands (`luad submit`, `ps`, `logs`, `reload`, ...): requests
+// built with proto/json_rpc over a blocking Asio Unix socket, the reply
+// printed for a person (or as JSON with --json).
 #include "server/client.hpp"
 
-#include <sys/socket.h>
 #include <sys/un.h>
-#include <unistd.h>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
 #include <cstdio>
@@ -14,70 +17,112 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
+
+#include "modules/json.hpp"
+#include "proto/json_rpc.hpp"
 
 namespace luad::server {
 
 namespace {
 
+namespace asio = boost::asio;
 namespace json = boost::json;
+using local = asio::local::stream_protocol;
 
-// A connection to the daemon: requests out, reply and notification lines in.
-// Throws std::runtime_error.
+// The longest line the client takes from the daemon: far above any real reply
+// (a `ps` of 100,000 processes is about 10 MiB), low enough that a runaway
+// peer cannot make the client buffer without end.
+constexpr std::size_t k_max_line = std::size_t{64} << 20;
+
+// A blocking connection to the daemon: requests out, reply and notification
+// lines in (proto/PROTOCOL.md). Throws std::runtime_error with the message
+// the command prints; every failure here means exit code 5.
 class rpc_connection {
  public:
   explicit rpc_connection(const std::string& socket_path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("cannot create a socket");
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof a.sun_path) throw std::runtime_error("socket path too long");
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket_path.c_str());
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    if (socket_path.size() >= sizeof(sockaddr_un::sun_path))
+      throw std::runtime_error("socket path too long");
+    boost::system::error_code ec;
+    socket_.connect(local::endpoint(socket_path), ec);
+    if (ec)
       throw std::runtime_error("cannot reach the daemon at " + socket_path +
                                " (is `luad serve` running? --socket or LUAD_SOCKET set the path)");
   }
-  ~rpc_connection() { ::close(fd_); }
-  rpc_connection(const rpc_connection&) = delete;
-  rpc_connection& operator=(const rpc_connection&) = delete;
 
-  void request(const std::string& method, json::object params) {
-    std::string line = json::serialize(json::object{
-        {"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", std::move(params)}});
-    line += '\n';
-    for (std::size_t off = 0; off < line.size();) {
-      ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) throw std::runtime_error("the daemon closed the connection");
-      off += static_cast<std::size_t>(n);
-    }
+  /// Sends one request; returns its id.
+  std::int64_t request(std::string_view method, json::object params) {
+    std::int64_t id = next_id_++;
+    std::string line = proto::frame(proto::make_request(id, method, std::move(params)));
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(line), ec);  // the daemon hanging up is EPIPE, not SIGPIPE
+    if (ec) throw std::runtime_error("the daemon closed the connection");
+    return id;
   }
 
   /// The next line the daemon sends (a reply or a notification), parsed.
   json::object next() {
-    std::size_t nl;
-    while ((nl = buffered_.find('\n')) == std::string::npos) {
-      char buf[65536];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) throw std::runtime_error("the daemon closed the connection");
-      buffered_.append(buf, static_cast<std::size_t>(n));
-    }
     boost::system::error_code ec;
-    json::value v = json::parse(std::string_view(buffered_).substr(0, nl), ec);
-    buffered_.erase(0, nl + 1);
+    std::size_t n =
+        asio::read_until(socket_, asio::dynamic_buffer(buffered_, k_max_line), '\n', ec);
+    if (ec == asio::error::not_found)
+      throw std::runtime_error("the daemon sent a line longer than 64 MiB");
+    if (ec) throw std::runtime_error("the daemon closed the connection");
+    json::value v = json::parse(std::string_view(buffered_).substr(0, n - 1), ec);
+    buffered_.erase(0, n);
     if (ec || !v.is_object())
       throw std::runtime_error("the daemon sent something that is not JSON");
     return std::move(v.get_object());
   }
 
+  /// The reply to request `id` (notifications before it are skipped). It has
+  /// a "result" or an "error" object, else this throws.
+  json::object reply_to(std::int64_t id) {
+    for (;;) {
+      json::object line = next();
+      const json::value* got = line.if_contains("id");
+      if (!got || got->is_null()) {
+        // A notification, or an error the daemon could not tie to a request
+        // (a refused peer, too many connections): that one is for us.
+        if (line.contains("error")) return check(std::move(line));
+        continue;
+      }
+      if (got->is_int64() && got->get_int64() == id) return check(std::move(line));
+    }
+  }
+
  private:
-  int fd_ = -1;
+  static json::object check(json::object reply) {
+    const json::value* err = reply.if_contains("error");
+    if (reply.contains("result") || (err && err->is_object())) return reply;
+    throw std::runtime_error("the daemon sent something that is not a JSON-RPC reply");
+  }
+
+  asio::io_context io_;
+  local::socket socket_{io_};
   std::string buffered_;
+  std::int64_t next_id_ = 1;
 };
 
 // One connection, one request, one reply.
-json::value call(const std::string& socket_path, const std::string& method, json::object params) {
+json::object call(const std::string& socket_path, std::string_view method, json::object params) {
   rpc_connection conn(socket_path);
-  conn.request(method, std::move(params));
-  return conn.next();
+  return conn.reply_to(conn.request(method, std::move(params)));
+}
+
+// The message of an error reply, or the error object as JSON.
+std::string error_text(const json::value& err) {
+  const json::value* msg = err.is_object() ? err.get_object().if_contains("message") : nullptr;
+  return msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(err);
+}
+
+// `v` as `luad run` prints values: through the runtime's JSON codec (keys
+// sorted, floats as "0.5" rather than Boost's "5E-1"), so `luad submit --wait`
+// and `luad run` print the same text for the same script.
+std::string as_run_prints(const json::value& v) {
+  std::string out, why;
+  if (modules::json_encode(proto::from_json(v), out, why)) return out;
+  return json::serialize(v);
 }
 
 // A table cell: the string field `key` of a listed item, or "-".
@@ -95,6 +140,8 @@ int exit_code_of(const json::object& exit) {
   return 1;
 }
 
+// An exit as `luad run` prints it: each result on a line of stdout, or the
+// whole exit (every field the daemon sent) on stderr; --json: the raw exit.
 void print_exit(const json::object& exit, bool as_json) {
   if (as_json) {
     std::cout << json::serialize(exit) << '\n';
@@ -102,10 +149,10 @@ void print_exit(const json::object& exit, bool as_json) {
   }
   if (exit_code_of(exit) == 0) {
     if (const auto* results = exit.if_contains("results"); results && results->is_array())
-      for (const auto& r : results->get_array()) std::cout << json::serialize(r) << '\n';
+      for (const auto& r : results->get_array()) std::cout << as_run_prints(r) << '\n';
     return;
   }
-  std::cerr << json::serialize(exit) << '\n';
+  std::cerr << as_run_prints(exit) << '\n';
 }
 
 // "key: value" lines; nested objects as "outer.inner: value".
@@ -140,13 +187,9 @@ int follow_logs(const client_request& req, const std::string& socket) {
   rpc_connection conn(socket);
   json::object params{{"pid", req.pid}, {"logs", true}};
   if (!req.level.empty()) params["level"] = req.level;
-  conn.request("subscribe", std::move(params));
-  json::object reply = conn.next();
+  json::object reply = conn.reply_to(conn.request("subscribe", std::move(params)));
   if (const auto* err = reply.if_contains("error")) {
-    const json::value* msg = err->is_object() ? err->get_object().if_contains("message") : nullptr;
-    std::cerr << "luad logs: "
-              << (msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(*err))
-              << '\n';
+    std::cerr << "luad logs: " << error_text(*err) << '\n';
     return 1;
   }
   const json::object& result = reply.at("result").get_object();
@@ -255,19 +298,15 @@ int client_command(const client_request& req) {
     params["pid"] = req.pid;
     if (cmd == "kill" && !req.reason.empty()) params["reason"] = req.reason;
   }
-  json::value reply;
+  json::object o;
   try {
-    reply = call(socket, method, std::move(params));
+    o = call(socket, method, std::move(params));
   } catch (const std::exception& e) {
     std::cerr << "luad " << cmd << ": " << e.what() << '\n';
     return 5;
   }
-  const json::object& o = reply.get_object();
   if (const auto* err = o.if_contains("error")) {
-    const json::value* msg = err->is_object() ? err->get_object().if_contains("message") : nullptr;
-    std::cerr << "luad " << cmd << ": "
-              << (msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(*err))
-              << '\n';
+    std::cerr << "luad " << cmd << ": " << error_text(*err) << '\n';
     return 1;
   }
   const json::value& result = o.at("result");

@@ -21,41 +21,44 @@ namespace json = boost::json;
 TEST_CASE("daemon: subscribe returns the backlog, then log lines, then the exit") {
   running_daemon d;
   client c(d.socket);
-  std::string r = c.call(
-      R"J({"id":1,"method":"spawn","params":{"source":"local log = require('log') log.info('one') require('process').receive('go') log.warn('two', {k = 1}) log.debug('hidden') return 5"}})J");
-  std::string pid = pid_of(r);
+  std::string pid = pid_of(c.call(
+      "spawn", {{"source",
+                 "local log = require('log') log.info('one') require('process').receive('go') "
+                 "log.warn('two', {k = 1}) log.debug('hidden') return 5"}}));
   // Once it waits in receive, 'one' has been logged.
   REQUIRE(eventually([&] {
-    return has(c.call(R"({"id":2,"method":"info","params":{"pid":")" + pid + R"("}})"),
-               R"("waiting_on":"message")");
+    return get(c.call("info", {{"pid", pid}}), "/result/waiting_on") == "message";
   }));
   client follower(d.socket);
-  std::string sub =
-      follower.call(R"({"id":2,"method":"subscribe","params":{"pid":")" + pid + R"("}})");
-  CHECK(has(sub, R"("message":"one")"));
-  CHECK(has(sub, R"("subscribed":true)"));
-  CHECK(has(sub, R"("level":"info")"));
-  CHECK(has(c.call(R"({"id":4,"method":"send","params":{"to":")" + pid + R"(","topic":"go"}})"),
-            R"("result":true)"));
-  std::string line = follower.line();
-  CHECK(has(line, R"("method":"log")"));
-  CHECK(has(line, R"("message":"two")"));
-  CHECK(has(line, R"("fields":{"k":1})"));
-  line = follower.line();  // debug is below the daemon's level: not sent
-  CHECK(has(line, R"("method":"exit")"));
-  CHECK(has(line, R"("results":[5])"));
+  json::value sub = follower.call("subscribe", {{"pid", pid}});
+  CHECK(text(get(sub, "/result/pid")) == pid);
+  CHECK(get(sub, "/result/subscribed") == true);
+  CHECK(get(sub, "/result/backlog/0/message") == "one");
+  CHECK(get(sub, "/result/backlog/0/level") == "info");
+  CHECK(text(get(sub, "/result/backlog/0/pid")) == pid);
+  CHECK(get(sub, "/result/backlog").as_array().size() == 1);
+  CHECK(get(c.call("send", {{"to", pid}, {"topic", "go"}}), "/result") == true);
+  json::value line = follower.next();
+  CHECK(get(line, "/method") == "log");
+  CHECK_FALSE(line.as_object().contains("id"));  // a notification
+  CHECK(get(line, "/params/message") == "two");
+  CHECK(get(line, "/params/level") == "warn");
+  CHECK(get(line, "/params/fields") == json::object{{"k", 1}});
+  line = follower.next();  // debug is below the daemon's level: not sent
+  CHECK(get(line, "/method") == "exit");
+  CHECK(text(get(line, "/params/pid")) == pid);
+  CHECK(get(line, "/params/reason") == "normal");
+  CHECK(get(line, "/params/results") == json::array{5});
   // After the exit: the backlog and the exit at once, no subscription.
-  r = follower.call(R"({"id":5,"method":"subscribe","params":{"pid":")" + pid + R"("}})");
-  CHECK(has(r, R"("exit":{)"));
-  CHECK(has(r, R"("message":"two")"));
-  CHECK_FALSE(has(r, "subscribed"));
-  CHECK(has(follower.call(R"({"id":6,"method":"subscribe","params":{"pid":"0.987654"}})"),
-            "no process 0.987654"));
-  CHECK(has(follower.call(R"({"id":7,"method":"subscribe","params":{"pid":")" + pid +
-                          R"(","level":"loud"}})"),
-            R"("code":-32602)"));
-  CHECK(has(follower.call(R"({"id":8,"method":"unsubscribe","params":{"pid":")" + pid + R"("}})"),
-            R"("result":false)"));
+  json::value r = follower.call("subscribe", {{"pid", pid}});
+  CHECK(get(r, "/result/exit/reason") == "normal");
+  CHECK(get(r, "/result/backlog/1/message") == "two");
+  CHECK_FALSE(get(r, "/result").as_object().contains("subscribed"));
+  r = follower.call("subscribe", {{"pid", "0.987654"}});
+  CHECK(code_of(r) == -32004);
+  CHECK(has(message_of(r), "no process 0.987654"));
+  CHECK(code_of(follower.call("subscribe", {{"pid", pid}, {"level", "loud"}})) == -32602);
+  CHECK(get(follower.call("unsubscribe", {{"pid", pid}}), "/result") == false);
 }
 
 TEST_CASE("daemon: luad logs follows a process until it exits; --no-follow prints the past") {
@@ -75,8 +78,15 @@ TEST_CASE("daemon: luad logs follows a process until it exits; --no-follow print
   CHECK(has(r.out, "-- " + pid + " exited: error"));
   CHECK(has(r.out, "gave up"));
   r = luad_cli(d.socket, "logs --no-follow --json " + pid);
-  CHECK(has(r.out, R"("message":"first line")"));
-  CHECK(has(r.out, R"("exit":{)"));
+  std::istringstream printed(r.out);
+  std::string first, second, last;
+  std::getline(printed, first);
+  std::getline(printed, second);
+  std::getline(printed, last);
+  CHECK(get(parse(first), "/message") == "first line");
+  CHECK(get(parse(second), "/fields/n") == 2);
+  CHECK(get(parse(last), "/exit/reason") == "error");
+  CHECK(has(text(get(parse(last), "/exit/message")), "gave up"));
   r = luad_cli(d.socket, "logs 0.99999");
   CHECK(r.code == 1);
   CHECK(has(r.err, "no process"));
@@ -86,19 +96,19 @@ TEST_CASE("daemon: workflow processes log with their workflow, and ps filters by
   running_daemon d("[[workflow]]\nname = \"talker\"\nscript = \"scripts/talker.lua\"\n",
                    {{"scripts/talker.lua",
                      "require('log').info('talking')\nrequire('process').receive('never')\n"}});
-  std::string listed;
+  json::object talker;  // the talker process in `ps --json`
   REQUIRE(eventually([&] {
-    listed = luad_cli(d.socket, "ps --json --workflow talker").out;
-    return has(listed, "talker.lua");
+    json::value listed = parse(luad_cli(d.socket, "ps --json --workflow talker").out);
+    for (const auto& p : listed.as_array())
+      if (has(text(get(p, "/script")), "talker.lua")) talker = p.as_object();
+    return !talker.empty();
   }));
-  CHECK(has(listed, R"("owner":"workflow:talker")"));
+  CHECK(talker["owner"] == "workflow:talker");
   CHECK_FALSE(has(luad_cli(d.socket, "ps --workflow nobody").out, "talker.lua"));
-  auto at = listed.find(R"("pid":")", listed.find("talker.lua") - 120);
-  std::string pid = listed.substr(at + 7, listed.find('"', at + 7) - at - 7);
   client c(d.socket);
-  std::string sub = c.call(R"({"id":1,"method":"subscribe","params":{"pid":")" + pid + R"("}})");
-  CHECK(has(sub, R"("message":"talking")"));
-  CHECK(has(sub, R"("workflow":"talker")"));
+  json::value sub = c.call("subscribe", {{"pid", talker["pid"]}});
+  CHECK(get(sub, "/result/backlog/0/message") == "talking");
+  CHECK(get(sub, "/result/backlog/0/workflow") == "talker");
 }
 
 TEST_CASE("daemon: reload adds, changes and removes workflows; a bad file changes nothing") {
@@ -108,59 +118,59 @@ TEST_CASE("daemon: reload adds, changes and removes workflows; a bad file change
       "[[workflow]]\nname = \"b\"\nscript = \"scripts/w.lua\"\n",
       {{"scripts/w.lua", worker}});
   client c(d.socket);
-  std::string before;
+  json::value before;
   REQUIRE(eventually([&] {
-    before = c.call(R"({"id":1,"method":"workflows"})");
-    return has(before, R"("name":"b","script")") && !has(before, "not started");
+    before = c.call("workflows");
+    return workflow_in(before, "a")["state"] == "running" &&
+           workflow_in(before, "b")["state"] == "running";
   }));
   d.write_config(
       "[[workflow]]\nname = \"a\"\nscript = \"scripts/w.lua\"\nargs = [\"new\"]\n"
       "[[workflow]]\nname = \"c\"\nscript = \"scripts/w.lua\"\n"
       "[[workflow]]\nname = \"m\"\nscript = \"scripts/w.lua\"\nstart = \"manual\"\n");
-  std::string r = c.call(R"({"id":2,"method":"reload"})");
-  CHECK(has(r, R"("added":["c","m"])"));
-  CHECK(has(r, R"("removed":["b"])"));
-  CHECK(has(r, R"("changed":["a"])"));
-  CHECK(has(r, R"("restart_needed":false)"));
-  std::string after = c.call(R"({"id":3,"method":"workflows"})");
-  CHECK_FALSE(has(after, R"("name":"b")"));
-  CHECK(has(after, R"("name":"c")"));
-  CHECK(has(after, R"("name":"m","script")"));
-  auto sup = [](const std::string& list, const std::string& name) {
-    auto at = list.find(R"("name":")" + name + "\"");
-    auto s = list.find(R"("supervisor":")", at);
-    return s == std::string::npos ? std::string() : list.substr(s, 30);
-  };
-  CHECK(sup(before, "a") != sup(after, "a"));  // restarted with its new args
-  CHECK(has(after.substr(after.find(R"("name":"m")")), R"("state":"not started")"));
+  json::value r = c.call("reload");
+  CHECK(get(r, "/result/added") == json::array{"c", "m"});
+  CHECK(get(r, "/result/removed") == json::array{"b"});
+  CHECK(get(r, "/result/changed") == json::array{"a"});
+  CHECK(get(r, "/result/restart_needed") == false);
+  json::value after = c.call("workflows");
+  CHECK(workflow_in(after, "b").empty());
+  CHECK(workflow_in(after, "c")["state"] == "running");
+  CHECK(workflow_in(after, "m")["state"] == "not started");
+  CHECK(supervisor_of(before, "a") != supervisor_of(after, "a"));  // restarted with its new args
+  CHECK_FALSE(supervisor_of(after, "a").empty());
   // A broken file: an error naming it, and every workflow keeps running.
   d.write_config("[[workflow]]\nname = 5\n");
+  r = c.call("reload");
+  CHECK(code_of(r) == -32000);
+  CHECK(has(message_of(r), "config not reloaded"));
+  CHECK(has(message_of(r), "luad.toml"));
   auto reloaded = luad_cli(d.socket, "reload");
   CHECK(reloaded.code == 1);
-  CHECK(has(reloaded.err, "config not reloaded"));
-  CHECK(has(reloaded.err, "luad.toml"));
-  std::string still = c.call(R"({"id":4,"method":"workflows"})");
-  CHECK(sup(still, "a") == sup(after, "a"));
-  CHECK(has(still, R"("name":"c")"));
+  CHECK(reloaded.err == "luad reload: " + message_of(r) + "\n");
+  json::value still = c.call("workflows");
+  CHECK(supervisor_of(still, "a") == supervisor_of(after, "a"));
+  CHECK(workflow_in(still, "c")["state"] == "running");
 }
 
 TEST_CASE("daemon: a client may tighten the limits of what it submits, not loosen them") {
   running_daemon d;
   client c(d.socket);
-  std::string r = c.call(
-      R"J({"id":1,"method":"spawn","params":{"source":"return #string.rep('x', 4000000)","limits":{"memory":1000000},"wait":true}})J");
-  CHECK(has(r, R"("reason":"limit")"));
-  r = c.call(
-      R"J({"id":2,"method":"spawn","params":{"source":"while true do end","limits":{"instructions":100000},"wait":true}})J");
-  CHECK(has(r, R"("reason":"limit")"));
-  r = c.call(
-      R"J({"id":3,"method":"spawn","params":{"source":"return 1","limits":{"memory":999999999999}}})J");
-  CHECK(has(r, "may not exceed"));
-  r = c.call(R"J({"id":4,"method":"spawn","params":{"source":"return 1","limits":{"cpu":1}}})J");
-  CHECK(has(r, "unknown limit 'cpu'"));
-  r = c.call(
-      R"J({"id":5,"method":"spawn","params":{"source":"return 1","limits":{"memory":-1}}})J");
-  CHECK(has(r, R"("code":-32602)"));
+  auto spawn = [&](const char* source, json::object limits, bool wait) {
+    return c.call("spawn", {{"source", source}, {"limits", std::move(limits)}, {"wait", wait}});
+  };
+  json::value r = spawn("return #string.rep('x', 4000000)", {{"memory", 1000000}}, true);
+  CHECK(get(r, "/result/reason") == "limit");
+  CHECK(get(r, "/result/kind") == "limit");
+  r = spawn("while true do end", {{"instructions", 100000}}, true);
+  CHECK(get(r, "/result/reason") == "limit");
+  r = spawn("return 1", {{"memory", 999999999999}}, false);
+  CHECK(code_of(r) == -32001);
+  CHECK(has(message_of(r), "may not exceed"));
+  r = spawn("return 1", {{"cpu", 1}}, false);
+  CHECK(code_of(r) == -32602);
+  CHECK(has(message_of(r), "unknown limit 'cpu'"));
+  CHECK(code_of(spawn("return 1", {{"memory", -1}}, false)) == -32602);
   fs::path big = d.dir / "big.lua";
   std::ofstream(big) << "return #string.rep('x', 4000000)\n";
   auto cli = luad_cli(d.socket, "submit --wait --memory 1MiB " + big.string());
@@ -181,9 +191,11 @@ TEST_CASE("daemon: a 1 GB line is cut off at the request limit; the daemon serve
     sent += static_cast<std::size_t>(n);
   }
   CHECK(sent < (std::size_t{64} << 20));
-  CHECK(has(big.line(), "longer than 4096 bytes"));
+  json::value refused = big.next();
+  CHECK(code_of(refused) == -32600);
+  CHECK(message_of(refused) == "request line longer than 4096 bytes");
   client other(d.socket);
-  CHECK(has(other.call(R"({"id":1,"method":"ping"})"), "pong"));
+  CHECK(get(other.call("ping"), "/result") == "pong");
 }
 
 TEST_CASE("daemon: 1,000 connections at once are all served; the next one is told why not") {
@@ -198,19 +210,20 @@ TEST_CASE("daemon: 1,000 connections at once are all served; the next one is tol
   std::vector<std::unique_ptr<client>> clients;
   for (int i = 0; i < 1000; ++i) clients.push_back(std::make_unique<client>(d.socket));
   for (int i = 0; i < 1000; ++i)
-    REQUIRE(clients[i]->send(R"({"id":)" + std::to_string(i) +
-                             R"(,"method":"spawn","params":{"script":"double.lua","args":[)" +
-                             std::to_string(i) + R"(],"wait":true}})"));
+    clients[i]->request("spawn", {{"script", "double.lua"}, {"args", {i}}, {"wait", true}});
   int ok = 0;
   for (int i = 0; i < 1000; ++i)
-    ok += has(clients[i]->line(), R"("results":[)" + std::to_string(2 * i) + "]");
+    ok += get(clients[i]->next(), "/result/results") == json::array{2 * i};
   CHECK(ok == 1000);
   client one_more(d.socket);
-  CHECK(has(one_more.line(), "too many connections"));
+  json::value refused = one_more.next();
+  CHECK(code_of(refused) == -32000);
+  CHECK(message_of(refused) == "too many connections");
   clients.pop_back();  // a place frees up
   CHECK(eventually([&] {
     client again(d.socket);
-    return has(again.call(R"({"id":1,"method":"ping"})"), "pong");
+    again.request("ping");
+    return get(again.next(), "/result") == "pong";
   }));
 }
 
@@ -252,21 +265,27 @@ TEST_CASE("daemon: a client that never reads its replies is held back; others ar
   CHECK(queued < 300);
   MESSAGE("requests taken before the daemon held back: " << queued);
   client other(d.socket);
-  CHECK(has(other.call(R"({"id":1,"method":"ping"})"), "pong"));
-  // Reading now gets every answer the daemon took a request for.
+  CHECK(get(other.call("ping"), "/result") == "pong");
+  // Reading now gets every answer the daemon took a request for (in any
+  // order: replies to waiting requests are matched by id).
   REQUIRE(::fcntl(slow.fd, F_SETFL, ::fcntl(slow.fd, F_GETFL) & ~O_NONBLOCK) == 0);
   int answered = 0;
-  for (int i = 0; i < queued; ++i) answered += has(slow.line(), std::string(65536, 'x'));
+  std::vector<bool> seen(static_cast<std::size_t>(queued), false);
+  const json::value x64k = json::array{std::string(65536, 'x')};
+  for (int i = 0; i < queued; ++i) {
+    json::value r = slow.next();
+    json::value id = get(r, "/id");
+    if (!id.is_int64() || id.get_int64() < 0 || id.get_int64() >= queued) continue;
+    auto at = static_cast<std::size_t>(id.get_int64());
+    answered += !seen[at] && get(r, "/result/results") == x64k;
+    seen[at] = true;
+  }
   CHECK(answered == queued);
 }
 
 TEST_CASE("daemon: the real luad serve logs JSON lines and reloads on SIGHUP") {
-  static std::atomic<int> n{0};
-  fs::path dir = fs::temp_directory_path() /
-                 ("luad_serve_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "scripts");
-  std::ofstream(dir / "scripts" / "idle.lua") << "require('process').receive('never')\n";
+  temp_dir dir("luad_serve");
+  dir.write("scripts/idle.lua", "require('process').receive('never')\n");
   std::string base =
       "[server]\nsocket = \"luad.sock\"\nlog_format = \"json\"\ngrace_period = 0.5\n"
       "[storage]\ndata_dir = \"data\"\n";
@@ -321,5 +340,4 @@ TEST_CASE("daemon: the real luad serve logs JSON lines and reloads on SIGHUP") {
   CHECK(bad == 0);
   CHECK(hello_line);
   CHECK(reload_line);
-  fs::remove_all(dir);
 }

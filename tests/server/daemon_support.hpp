@@ -1,5 +1,6 @@
 // Test support for the daemon: a daemon on a socket in a fresh folder, a
-// blocking line client, and `luad` client commands run as real processes.
+// blocking client that speaks proto/json_rpc (and raw lines, for bad input),
+// and `luad` client commands run as real processes.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -7,31 +8,41 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <boost/json.hpp>
 
-#include <atomic>
-#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "proto/json_rpc.hpp"
 #include "server/config.hpp"
 #include "server/daemon.hpp"
+#include "tests/support.hpp"
 
 namespace luad_test {
 
 namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace proto = luad::proto;
+using luad::test::eventually;
+using luad::test::has;
+using luad::test::temp_dir;
 
 // A daemon on a socket in a fresh folder, served from a thread. Its config
 // is written to DIR/luad.toml (so `reload` rereads it); `files` (path
 // relative to DIR, text) are written before it starts.
 struct running_daemon {
-  fs::path dir;
-  std::string socket;
+  temp_dir tmp{"luad_daemon"};
+  fs::path dir = tmp.path();
+  std::string socket = (dir / "luad.sock").string();
   std::unique_ptr<luad::server::daemon> d;
   std::thread th;
   int code = -1;
@@ -42,15 +53,9 @@ struct running_daemon {
                           const std::vector<std::pair<std::string, std::string>>& files = {},
                           std::string limits_extra = "", std::string scripts_extra = "")
       : limits(std::move(limits_extra)), scripts(std::move(scripts_extra)) {
-    static std::atomic<int> n{0};
-    dir = fs::temp_directory_path() /
-          ("luad_daemon_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir / "scripts");
-    std::ofstream(dir / "scripts" / "double.lua") << "return (...) * 2\n";
-    std::ofstream(dir / "secret.lua") << "return 'outside the roots'\n";
+    write("scripts/double.lua", "return (...) * 2\n");
+    write("secret.lua", "return 'outside the roots'\n");
     for (const auto& [path, text] : files) write(path, text);
-    socket = (dir / "luad.sock").string();
     write_config(extra);
     d = std::make_unique<luad::server::daemon>(
         luad::server::load_config((dir / "luad.toml").string()));
@@ -60,12 +65,11 @@ struct running_daemon {
   ~running_daemon() {
     d->request_stop();
     th.join();
-    fs::remove_all(dir);
   }
-  void write(const std::string& path, const std::string& text) const {
-    fs::create_directories((dir / path).parent_path());
-    std::ofstream(dir / path) << text;
-  }
+  running_daemon(const running_daemon&) = delete;
+  running_daemon& operator=(const running_daemon&) = delete;
+
+  void write(const std::string& path, const std::string& text) const { tmp.write(path, text); }
   /// The base config of every test daemon plus `extra`.
   void write_config(const std::string& extra) const {
     write("luad.toml",
@@ -76,10 +80,38 @@ struct running_daemon {
   }
 };
 
-// A blocking client: one line out, one line back.
+// The value at JSON pointer `ptr` ("/result/reason") in `v`, or the string
+// "<no PTR>" so that a failed CHECK shows what was missing.
+inline json::value get(const json::value& v, std::string_view ptr) {
+  boost::system::error_code ec;
+  const json::value* at = v.find_pointer(ptr, ec);
+  return at ? *at : json::value("<no " + std::string(ptr) + ">");
+}
+
+// A string value as it is, anything else as JSON text.
+inline std::string text(const json::value& v) {
+  return v.is_string() ? std::string(v.get_string()) : json::serialize(v);
+}
+
+// The error code of a reply, or 0 if it is not an error.
+inline int code_of(const json::value& reply) {
+  json::value c = get(reply, "/error/code");
+  return c.is_int64() ? static_cast<int>(c.get_int64()) : 0;
+}
+
+// The error message of a reply, or "" if it is not an error.
+inline std::string message_of(const json::value& reply) {
+  json::value m = get(reply, "/error/message");
+  return reply.as_object().contains("error") && m.is_string() ? std::string(m.get_string()) : "";
+}
+
+// A blocking client over the daemon's socket. call() speaks the protocol
+// through proto/json_rpc; send() and line() move raw lines, for bad input.
 struct client {
   int fd = -1;
   std::string buffered;
+  std::int64_t next_id = 1;
+
   explicit client(const std::string& path) {
     fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
@@ -88,17 +120,12 @@ struct client {
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   }
   ~client() { ::close(fd); }
-  bool send(const std::string& line) {
-    std::string s = line + "\n";
-    std::size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  // The next line, or "<closed>".
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Writes `line` and a '\n' as they are.
+  bool send(const std::string& line) { return send_all(line + "\n"); }
+  /// The next line, or "<closed>".
   std::string line() {
     for (;;) {
       auto nl = buffered.find('\n');
@@ -113,31 +140,69 @@ struct client {
       buffered.append(buf, static_cast<std::size_t>(n));
     }
   }
-  std::string call(const std::string& line_) {
-    REQUIRE(send(line_));
-    return line();
+  /// The next line as a JSON object (a reply or a notification).
+  json::value next() {
+    std::string l = line();
+    INFO("line: " << l);
+    boost::system::error_code ec;
+    json::value v = json::parse(l, ec);
+    REQUIRE_FALSE(ec);
+    REQUIRE(v.is_object());
+    return v;
+  }
+  /// Sends a request built by proto; returns its id (the reply comes later).
+  std::int64_t request(std::string_view method, json::object params = {}) {
+    std::int64_t id = next_id++;
+    REQUIRE(send_all(proto::frame(proto::make_request(id, method, std::move(params)))));
+    return id;
+  }
+  /// Sends a request and returns the next line, which must answer it.
+  json::value call(std::string_view method, json::object params = {}) {
+    std::int64_t id = request(method, std::move(params));
+    json::value reply = next();
+    INFO("reply: " << reply);
+    REQUIRE(get(reply, "/id") == id);
+    return reply;
+  }
+  /// Sends `raw` as a line and returns the next line, parsed.
+  json::value call_line(const std::string& raw) {
+    REQUIRE(send(raw));
+    return next();
+  }
+
+ private:
+  bool send_all(const std::string& s) {
+    for (std::size_t off = 0; off < s.size();) {
+      ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
   }
 };
 
 // The "pid" of a spawn reply.
-inline std::string pid_of(const std::string& reply) {
-  auto at = reply.find(R"("pid":")");
-  REQUIRE(at != std::string::npos);
-  return reply.substr(at + 7, reply.find('"', at + 7) - at - 7);
+inline std::string pid_of(const json::value& reply) {
+  json::value pid = get(reply, "/result/pid");
+  INFO("reply: " << reply);
+  REQUIRE(pid.is_string());
+  return std::string(pid.get_string());
 }
 
-// Polls `probe` every 10 ms until it returns true, up to about ten seconds.
-template <class F>
-bool eventually(F probe) {
-  for (int i = 0; i < 1000; ++i) {
-    if (probe()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
+// The workflow `name` in a `workflows` reply (an empty object if absent).
+inline json::object workflow_in(const json::value& reply, std::string_view name) {
+  json::value list = get(reply, "/result");
+  if (list.is_array())
+    for (const auto& w : list.get_array())
+      if (w.is_object() && text(get(w, "/name")) == name) return w.get_object();
+  return {};
 }
 
-inline bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
+// The supervisor pid of workflow `name` in a `workflows` reply, or "".
+inline std::string supervisor_of(const json::value& reply, std::string_view name) {
+  json::object w = workflow_in(reply, name);
+  const json::value* s = w.if_contains("supervisor");
+  return s && s->is_string() ? std::string(s->get_string()) : std::string();
 }
 
 struct cli_result {
@@ -147,8 +212,7 @@ struct cli_result {
 
 // Runs `luad ARGS` against the daemon at `socket`.
 inline cli_result luad_cli(const std::string& socket, const std::string& args) {
-  fs::path dir = fs::temp_directory_path() / ("luad_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  temp_dir dir("luad_cli");
   std::string cmd = "LUAD_SOCKET='" + socket + "' '" + LUAD_BINARY + "' " + args + " >'" +
                     (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
   int status = std::system(cmd.c_str());
@@ -156,10 +220,17 @@ inline cli_result luad_cli(const std::string& socket, const std::string& args) {
     std::ifstream in(p);
     return std::string(std::istreambuf_iterator<char>(in), {});
   };
-  cli_result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"),
-               slurp(dir / "err")};
-  fs::remove_all(dir);
-  return r;
+  return cli_result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"),
+                    slurp(dir / "err")};
+}
+
+// Parses `text` (a line a client command printed); REQUIREs it to be JSON.
+inline json::value parse(const std::string& text) {
+  INFO("text: " << text);
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  REQUIRE_FALSE(ec);
+  return v;
 }
 
 }  // namespace luad_test

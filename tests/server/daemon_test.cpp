@@ -1,5 +1,6 @@
-// The daemon over its real Unix socket: methods, errors for bad input, the
-// request size bound, many connections, a second daemon, a stale socket file.
+// The daemon over its real Unix socket, replies parsed as JSON: methods, errors
+// for bad input, the request size bound, many connections, a second daemon, a
+// stale socket file, and the client commands (`luad submit --wait` as `luad run`).
 #include "server/daemon.hpp"
 
 #include <doctest/doctest.h>
@@ -9,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -26,87 +26,93 @@ namespace fs = std::filesystem;
 TEST_CASE("daemon: ping, version, spawn with wait, info, kill and wait over the socket") {
   running_daemon d;
   client c(d.socket);
-  CHECK(c.call(R"({"jsonrpc":"2.0","id":1,"method":"ping"})") ==
-        R"({"jsonrpc":"2.0","id":1,"result":"pong"})");
-  CHECK(has(c.call(R"({"jsonrpc":"2.0","id":2,"method":"version"})"), R"("version":")"));
-  std::string r = c.call(
-      R"({"jsonrpc":"2.0","id":3,"method":"spawn","params":{"script":"double.lua","args":[21],"wait":true}})");
-  CHECK(has(r, R"("id":3)"));
-  CHECK(has(r, R"("reason":"normal","results":[42])"));
-  r = c.call(
-      R"J({"jsonrpc":"2.0","id":"s","method":"spawn","params":{"source":"return require('store').incr('n')","wait":true}})J");
-  CHECK(has(r, R"("results":[1])"));  // the default profile grants store:t
-  r = c.call(
-      R"J({"jsonrpc":"2.0","id":4,"method":"spawn","params":{"source":"require('process').receive('never')"}})J");
-  auto at = r.find(R"("pid":")");
-  REQUIRE(at != std::string::npos);
-  std::string pid = r.substr(at + 7, r.find('"', at + 7) - at - 7);
-  for (int i = 0; i < 500; ++i) {  // until it has parked in receive
-    r = c.call(R"({"jsonrpc":"2.0","id":5,"method":"info","params":{"pid":")" + pid + R"("}})");
-    if (has(r, "waiting_on")) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  CHECK(has(r, R"("waiting_on":"message")"));
+  CHECK(c.call_line(R"({"jsonrpc":"2.0","id":1,"method":"ping"})") ==
+        json::parse(R"({"jsonrpc":"2.0","id":1,"result":"pong"})"));
+  CHECK(get(c.call("version"), "/result/version").is_string());
+  json::value r = c.call("spawn", {{"script", "double.lua"}, {"args", {21}}, {"wait", true}});
+  CHECK(get(r, "/result/reason") == "normal");
+  CHECK(get(r, "/result/results") == json::array{42});
+  CHECK(get(r, "/result/pid").is_string());
+  r = c.call("spawn", {{"source", "return require('store').incr('n')"}, {"wait", true}});
+  CHECK(get(r, "/result/results") == json::array{1});  // the default profile grants store:t
+  std::string pid = pid_of(c.call("spawn", {{"source", "require('process').receive('never')"}}));
+  CHECK(eventually([&] {  // until it has parked in receive
+    r = c.call("info", {{"pid", pid}});
+    return get(r, "/result/waiting_on") == "message";
+  }));
+  CHECK(text(get(r, "/result/pid")) == pid);
   // wait on the running process, then kill it from a second connection.
-  REQUIRE(c.send(R"({"jsonrpc":"2.0","id":6,"method":"wait","params":{"pid":")" + pid + R"("}})"));
+  std::int64_t waiting = c.request("wait", {{"pid", pid}});
   client k(d.socket);
-  CHECK(has(k.call(R"({"jsonrpc":"2.0","id":7,"method":"kill","params":{"pid":")" + pid +
-                   R"(","reason":"enough"}})"),
-            R"("result":true)"));
-  r = c.line();
-  CHECK(has(r, R"("id":6)"));
-  CHECK(has(r, R"("reason":"killed")"));
-  CHECK(has(r, R"("message":"enough")"));
+  CHECK(get(k.call("kill", {{"pid", pid}, {"reason", "enough"}}), "/result") == true);
+  r = c.next();
+  CHECK(get(r, "/id") == waiting);
+  CHECK(get(r, "/result/reason") == "killed");
+  CHECK(get(r, "/result/message") == "enough");
+  CHECK(get(r, "/result/kind").is_string());
 }
 
 TEST_CASE("daemon: bad requests get clear errors and the connection keeps working") {
   running_daemon d;
   client c(d.socket);
-  CHECK(has(c.call("not json at all"), R"("code":-32700)"));
+  json::value r = c.call_line("not json at all");
+  CHECK(code_of(r) == -32700);
+  CHECK(get(r, "/id").is_null());
   static const char garbage[] = "\x01\x02\xff\xfe garbage";
-  CHECK(has(c.call(std::string(garbage, sizeof garbage - 1)), R"("code":-32700)"));
-  CHECK(has(c.call("[1,2,3]"), R"("code":-32600)"));
-  CHECK(has(c.call(R"({"id":1})"), R"("code":-32600)"));
-  CHECK(has(c.call(R"({"id":1,"method":"fly"})"), "unknown method 'fly'"));
-  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":[1]})"), R"("code":-32602)"));
-  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{}})"), "exactly one of"));
-  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"script":5}})"), "must be a string"));
-  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"script":"../secret.lua"}})"),
-            "under the script roots"));
-  CHECK(has(c.call(R"({"id":1,"method":"spawn","params":{"source":"x","profile":"admin"}})"),
-            "no profile named 'admin'"));
-  CHECK(has(c.call(R"({"id":1,"method":"info","params":{"pid":"nope"}})"), R"("code":-32602)"));
-  CHECK(has(c.call(R"({"id":1,"method":"info","params":{"pid":"0.999999"}})"), "no process"));
-  CHECK(has(c.call(R"({"id":9,"method":"ping"})"), R"("result":"pong")"));  // still fine
+  CHECK(code_of(c.call_line(std::string(garbage, sizeof garbage - 1))) == -32700);
+  CHECK(code_of(c.call_line("[1,2,3]")) == -32600);
+  r = c.call_line(R"({"id":1})");
+  CHECK(code_of(r) == -32600);
+  CHECK(get(r, "/id") == 1);
+  r = c.call_line(R"({"id":"f","method":"fly"})");
+  CHECK(code_of(r) == -32601);
+  CHECK(message_of(r) == "unknown method 'fly'");
+  CHECK(get(r, "/id") == "f");
+  CHECK(code_of(c.call_line(R"({"id":1,"method":"spawn","params":[1]})")) == -32602);
+  r = c.call("spawn");
+  CHECK(code_of(r) == -32602);
+  CHECK(has(message_of(r), "exactly one of"));
+  r = c.call("spawn", {{"script", 5}});
+  CHECK(code_of(r) == -32602);
+  CHECK(has(message_of(r), "must be a string"));
+  r = c.call("spawn", {{"script", "../secret.lua"}});
+  CHECK(code_of(r) == -32004);
+  CHECK(has(message_of(r), "under the script roots"));
+  r = c.call("spawn", {{"source", "x"}, {"profile", "admin"}});
+  CHECK(code_of(r) == -32004);
+  CHECK(has(message_of(r), "no profile named 'admin'"));
+  CHECK(code_of(c.call("info", {{"pid", "nope"}})) == -32602);
+  r = c.call("info", {{"pid", "0.999999"}});
+  CHECK(code_of(r) == -32004);
+  CHECK(has(message_of(r), "no process"));
+  CHECK(get(c.call("ping"), "/result") == "pong");  // still fine
 }
 
 TEST_CASE("daemon: a line over the size limit is refused and only that connection closes") {
   running_daemon d;
   client big(d.socket);
   big.send(std::string(100000, 'x'));  // limit is 4096 bytes in this config
-  std::string r = big.line();
-  CHECK(has(r, "longer than 4096 bytes"));
+  json::value r = big.next();
+  CHECK(code_of(r) == -32600);
+  CHECK(message_of(r) == "request line longer than 4096 bytes");
   CHECK(big.line() == "<closed>");
   client other(d.socket);
-  CHECK(has(other.call(R"({"id":1,"method":"ping"})"), "pong"));
+  CHECK(get(other.call("ping"), "/result") == "pong");
 }
 
 TEST_CASE("daemon: many connections at once, and clients that vanish mid-request") {
   running_daemon d;
   {
     client gone(d.socket);
-    gone.send(
-        R"J({"id":1,"method":"spawn","params":{"source":"require('time').sleep(0.05) return 1","wait":true}})J");
+    gone.request("spawn", {{"source", "require('time').sleep(0.05) return 1"}, {"wait", true}});
   }  // disconnects before its answer
   std::vector<std::unique_ptr<client>> clients;
   for (int i = 0; i < 200; ++i) clients.push_back(std::make_unique<client>(d.socket));
   for (int i = 0; i < 200; ++i)
-    REQUIRE(clients[i]->send(R"({"id":)" + std::to_string(i) +
-                             R"(,"method":"spawn","params":{"script":"double.lua","args":[)" +
-                             std::to_string(i) + R"(],"wait":true}})"));
+    clients[i]->request("spawn", {{"script", "double.lua"}, {"args", {i}}, {"wait", true}});
   int ok = 0;
   for (int i = 0; i < 200; ++i)
-    ok += has(clients[i]->line(), R"("results":[)" + std::to_string(2 * i) + "]");
+    ok += get(clients[i]->next(), "/result/results") == json::array{2 * i};
   CHECK(ok == 200);
 }
 
@@ -122,8 +128,7 @@ TEST_CASE("daemon: a second daemon on the same socket refuses; a stale socket fi
     CHECK(has(e.what(), "another luad is already serving on"));
   }
   // A socket file nobody listens on (left by a crash) does not stop a start.
-  fs::path stale_dir = fs::temp_directory_path() / ("luad_stale_" + std::to_string(::getpid()));
-  fs::create_directories(stale_dir);
+  temp_dir stale_dir("luad_stale");
   std::string stale = (stale_dir / "s.sock").string();
   {
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -142,14 +147,13 @@ TEST_CASE("daemon: a second daemon on the same socket refuses; a stale socket fi
     std::thread serving([&] { code = third.run(); });
     {
       client c(stale);
-      CHECK(has(c.call(R"({"id":1,"method":"ping"})"), "pong"));
+      CHECK(get(c.call("ping"), "/result") == "pong");
     }
     third.request_stop();
     serving.join();
     CHECK(code == 0);
   }
   CHECK_FALSE(fs::exists(stale));  // removed on the way out
-  fs::remove_all(stale_dir);
 }
 
 TEST_CASE("daemon: a peer whose uid is not allowed gets one error line and is disconnected") {
@@ -191,10 +195,15 @@ TEST_CASE("daemon: a peer whose uid is not allowed gets one error line and is di
   ::close(fds[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
-  CHECK(has(got, "uid 65534 may not use this daemon"));
-  CHECK(has(got, "|closed"));
+  auto bar = got.find('|');
+  REQUIRE(bar != std::string::npos);
+  json::value refused = parse(got.substr(0, bar));
+  CHECK(code_of(refused) == -32001);
+  CHECK(message_of(refused) == "uid 65534 may not use this daemon");
+  CHECK(get(refused, "/id").is_null());
+  CHECK(got.substr(bar) == "|closed");
   client me(d.socket);  // the daemon goes on serving everyone else
-  CHECK(has(me.call(R"({"id":1,"method":"ping"})"), "pong"));
+  CHECK(get(me.call("ping"), "/result") == "pong");
 }
 
 TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") {
@@ -214,7 +223,9 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(r.out == "\"hey!\"\n");
   r = luad_cli(d.socket, "submit --wait " + bad.string());
   CHECK(r.code == 1);
-  CHECK(has(r.err, "boom"));
+  json::value failed = parse(r.err);
+  CHECK(get(failed, "/reason") == "error");
+  CHECK(has(text(get(failed, "/message")), "boom"));
   r = luad_cli(d.socket, "submit " + slow.string());
   REQUIRE(r.code == 0);
   std::string pid = r.out.substr(0, r.out.find('\n'));
@@ -224,7 +235,7 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(has(r.out, pid));
   CHECK(has(r.out, "slow.lua"));
   r = luad_cli(d.socket, "info --json " + pid);
-  CHECK(has(r.out, "\"script\":\"slow.lua\""));
+  CHECK(get(parse(r.out), "/script") == "slow.lua");
   r = luad_cli(d.socket, "kill " + pid);
   CHECK(r.code == 0);
   r = luad_cli(d.socket, "info " + pid);
@@ -239,6 +250,37 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(has(r.err, "cannot reach the daemon"));
 }
 
+TEST_CASE("daemon: luad submit --wait prints what luad run prints") {
+  running_daemon d;
+  fs::path values =
+      d.tmp.write("values.lua", "return 0.5, 2.0, 42, 'x', {b = 1, a = {1, 2.5}}, true\n");
+  auto ran = luad_cli(d.socket, "run " + values.string());
+  auto submitted = luad_cli(d.socket, "submit --wait " + values.string());
+  CHECK(ran.code == 0);
+  CHECK(submitted.code == 0);
+  CHECK(ran.out == "0.5\n2.0\n42\n\"x\"\n{\"a\":[1,2.5],\"b\":1}\ntrue\n");
+  CHECK(submitted.out == ran.out);  // not Boost's "5E-1", keys sorted
+  // A failure: the exit on stderr, with every field the daemon sent.
+  fs::path bad = d.tmp.write(
+      "bad.lua", "error({kind = 'unavailable', message = 'db down', retryable = true})\n");
+  ran = luad_cli(d.socket, "run " + bad.string());
+  submitted = luad_cli(d.socket, "submit --wait " + bad.string());
+  CHECK(ran.code == 1);
+  CHECK(submitted.code == 1);
+  json::value run_exit = parse(ran.err), submit_exit = parse(submitted.err);
+  client c(d.socket);
+  json::value reply = c.call("wait", {{"pid", get(submit_exit, "/pid")}});
+  CHECK(get(reply, "/result") == submit_exit);  // nothing dropped, nothing added
+  for (const auto& [key, v] : submit_exit.as_object()) {
+    INFO("key: " << key);
+    CHECK(run_exit.as_object().contains(key));  // the shape `luad run` prints
+    if (key != "pid" && key != "traceback") CHECK(run_exit.at(key) == v);
+  }
+  CHECK(get(submit_exit, "/reason") == "error");
+  CHECK(get(submit_exit, "/kind") == "unavailable");
+  CHECK(get(submit_exit, "/message") == "db down");
+}
+
 TEST_CASE("daemon: boot workflows start under their own supervisor, with their permissions") {
   std::string extra =
       "[[profile]]\nname = \"reader\"\npermissions = [\"store:wf\"]\n"
@@ -246,14 +288,10 @@ TEST_CASE("daemon: boot workflows start under their own supervisor, with their p
       "permissions = [\"store:wf\"]\n"
       "[[workflow]]\nname = \"later\"\nscript = \"scripts/marker.lua\"\nstart = \"manual\"\n";
   // The script must exist before the daemon starts, so no running_daemon here.
-  static std::atomic<int> n{100};
-  fs::path dir = fs::temp_directory_path() /
-                 ("luad_wf_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "scripts");
-  std::ofstream(dir / "scripts" / "marker.lua")
-      << "local word = ...\nassert(require('store').set('mark', word))\n"
-         "require('process').receive('never')\n";
+  temp_dir dir("luad_wf");
+  dir.write("scripts/marker.lua",
+            "local word = ...\nassert(require('store').set('mark', word))\n"
+            "require('process').receive('never')\n");
   std::string text = "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n" + extra;
   luad::server::daemon dm(luad::server::parse_config(text, (dir / "luad.toml").string()));
   dm.start();
@@ -261,26 +299,23 @@ TEST_CASE("daemon: boot workflows start under their own supervisor, with their p
   std::thread serving([&] { code = dm.run(); });
   {
     client c((dir / "luad.sock").string());
-    std::string r;
-    bool marked = false;
-    for (int i = 0; i < 500 && !marked; ++i) {
-      r = c.call(
-          R"J({"id":1,"method":"spawn","params":{"source":"return require('store').get('mark')","profile":"reader","wait":true}})J");
-      marked = has(r, R"("results":["hello"])");
-      if (!marked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    CHECK(marked);  // the workflow ran with store:wf and got its args
-    r = c.call(R"({"id":2,"method":"workflows"})");
-    CHECK(has(r, R"("name":"marker")"));
-    CHECK(has(r, R"("state":"running")"));
-    CHECK(has(r, R"("supervisor":")"));
-    CHECK(has(r, R"("name":"later")"));
-    CHECK(has(r, R"("state":"not started")"));
+    // The workflow ran with store:wf and got its args.
+    CHECK(eventually([&] {
+      json::value r = c.call("spawn", {{"source", "return require('store').get('mark')"},
+                                       {"profile", "reader"},
+                                       {"wait", true}});
+      return get(r, "/result/results") == json::array{"hello"};
+    }));
+    json::value r = c.call("workflows");
+    json::object marker = workflow_in(r, "marker");
+    CHECK(marker["state"] == "running");
+    CHECK(marker["supervisor"].is_string());
+    CHECK(workflow_in(r, "later")["state"] == "not started");
+    CHECK_FALSE(workflow_in(r, "later").contains("supervisor"));
   }
   dm.request_stop();
   serving.join();
   CHECK(code == 0);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("daemon: send and cancel reach a process by pid or by name") {
@@ -297,34 +332,28 @@ return m.payload.n, m.payload.list[2], c.payload.reason
   REQUIRE(r.code == 0);
   std::string pid = r.out.substr(0, r.out.find('\n'));
   client c(d.socket);
-  std::string reply;
-  for (int i = 0; i < 500; ++i) {  // until it has registered its name
+  json::value reply;
+  CHECK(eventually([&] {  // until it has registered its name
     reply = c.call(
-        R"({"id":1,"method":"send","params":{"to":"inbox","topic":"job","payload":{"n":7,"list":["a","b"]}}})");
-    if (has(reply, R"("result":true)")) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  CHECK(has(reply, R"("result":true)"));
+        "send", {{"to", "inbox"}, {"topic", "job"}, {"payload", {{"n", 7}, {"list", {"a", "b"}}}}});
+    return get(reply, "/result") == true;
+  }));
   r = luad_cli(d.socket, "cancel " + pid + " 'time is up'");
   CHECK(r.code == 0);
-  reply = c.call(R"({"id":2,"method":"wait","params":{"pid":")" + pid + R"("}})");
-  CHECK(has(reply, R"("results":[7,"b","time is up"])"));
-  CHECK(has(c.call(R"({"id":3,"method":"send","params":{"to":"nobody","topic":"x"}})"),
-            "no process or name 'nobody'"));
-  CHECK(has(c.call(R"({"id":4,"method":"send","params":{"to":")" + pid + R"(","topic":""}})"),
-            R"("code":-32004)"));  // it has ended by now
+  reply = c.call("wait", {{"pid", pid}});
+  CHECK(get(reply, "/result/results") == json::parse(R"([7,"b","time is up"])"));
+  reply = c.call("send", {{"to", "nobody"}, {"topic", "x"}});
+  CHECK(code_of(reply) == -32004);
+  CHECK(message_of(reply) == "no process or name 'nobody'");
+  CHECK(code_of(c.call("send", {{"to", pid}, {"topic", ""}})) == -32004);  // it has ended
   r = luad_cli(d.socket, "send " + pid + " x '{bad json'");
   CHECK(r.code == 2);
   CHECK(has(r.err, "not JSON"));
 }
 
 TEST_CASE("daemon: workflows start, stop and restart by name") {
-  static std::atomic<int> n{200};
-  fs::path dir = fs::temp_directory_path() /
-                 ("luad_wfc_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "scripts");
-  std::ofstream(dir / "scripts" / "idle.lua") << "require('process').receive('never')\n";
+  temp_dir dir("luad_wfc");
+  dir.write("scripts/idle.lua", "require('process').receive('never')\n");
   std::string text =
       "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\n"
       "[[workflow]]\nname = \"idle\"\nscript = \"scripts/idle.lua\"\nstart = \"manual\"\n";
@@ -340,16 +369,18 @@ TEST_CASE("daemon: workflows start, stop and restart by name") {
   r = luad_cli(sock, "workflows start idle");
   CHECK(r.code == 1);
   CHECK(has(r.err, "already running"));
-  std::string first = luad_cli(sock, "workflows --json").out;
+  json::value first = parse(luad_cli(sock, "workflows --json").out);
   r = luad_cli(sock, "workflows restart idle");
   CHECK(has(r.out, "running"));
-  std::string second = luad_cli(sock, "workflows --json").out;
-  CHECK(first != second);  // a new supervisor pid
+  json::value second = parse(luad_cli(sock, "workflows --json").out);
+  CHECK(get(first, "/0/name") == "idle");
+  CHECK(get(first, "/0/supervisor").is_string());
+  CHECK(get(second, "/0/supervisor").is_string());
+  CHECK(get(first, "/0/supervisor") != get(second, "/0/supervisor"));  // a new supervisor
   r = luad_cli(sock, "workflows stop idle");
   CHECK(has(r.out, "stopped"));
   r = luad_cli(sock, "workflows stop nope");
   CHECK(has(r.err, "no workflow named 'nope'"));
   dm.request_stop();
   serving.join();
-  fs::remove_all(dir);
 }
