@@ -1,4 +1,5 @@
-// Test helpers: a shared engine and spawning a script with a future for its exit.
+// Test helpers: a shared engine, spawning a script with a future for its exit,
+// and temporary folders.
 #include "tests/support.hpp"
 
 #include <doctest/doctest.h>
@@ -52,6 +53,7 @@ temp_dir::temp_dir(std::string_view tag) {
           (std::string(tag) + "_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
   std::filesystem::remove_all(path_);
   std::filesystem::create_directories(path_);
+  path_ = std::filesystem::canonical(path_);
 }
 
 temp_dir::~temp_dir() {
@@ -64,6 +66,16 @@ std::filesystem::path temp_dir::write(const std::filesystem::path& relative,
   std::filesystem::path file = path_ / relative;
   std::filesystem::create_directories(file.parent_path());
   std::ofstream(file, std::ios::binary) << text;
+  return file;
+}
+
+std::filesystem::path temp_dir::write(const std::filesystem::path& relative, std::string_view text,
+                                      std::chrono::seconds later) const {
+  std::filesystem::path file = path_ / relative;
+  auto before = std::filesystem::exists(file) ? std::filesystem::last_write_time(file)
+                                              : std::filesystem::file_time_type::clock::now();
+  write(relative, text);
+  std::filesystem::last_write_time(file, before + later);
   return file;
 }
 

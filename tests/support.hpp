@@ -60,7 +60,8 @@ inline bool has(std::string_view text, std::string_view part) {
 
 /// A fresh, empty folder under the system's temp folder, named after `tag`,
 /// the test process and a counter (so tests never share one); removed with
-/// everything in it when the object goes.
+/// everything in it when the object goes. path() is canonical (no symlinks),
+/// as the paths in luad's own messages are.
 class temp_dir {
  public:
   explicit temp_dir(std::string_view tag = "luad");
@@ -75,6 +76,11 @@ class temp_dir {
   }
   /// Writes `text` to path() / relative (creating folders); returns the path.
   std::filesystem::path write(const std::filesystem::path& relative, std::string_view text) const;
+  /// Like write, then moves the file's modification time `later` past what it
+  /// was before (or now, for a new file), so that a change shows even where
+  /// timestamps are coarse.
+  std::filesystem::path write(const std::filesystem::path& relative, std::string_view text,
+                              std::chrono::seconds later) const;
 
  private:
   std::filesystem::path path_;
