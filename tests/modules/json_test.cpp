@@ -63,7 +63,7 @@ struct json_lua {
   }
 };
 
-TEST_CASE("module manifest matches its functions") {
+TEST_CASE("json module: manifest matches its functions") {
   auto exports = json_module.build();
   REQUIRE(exports.functions.size() == json_module.manifest.size());
   for (std::size_t i = 0; i < exports.functions.size(); ++i) {
@@ -104,7 +104,7 @@ TEST_CASE("json failures are nil plus a structured invalid error") {
   CHECK(has(j.run("json.decode({})"), "bad argument #1"));
 }
 
-TEST_CASE("running out of Lua memory raises and leaks nothing") {
+TEST_CASE("json module: running out of Lua memory raises and leaks nothing") {
   json_lua j;
   REQUIRE(j.run("big = string.rep('[\"abcdefghijklmnopqrstuvwxyz\"],', 20000)") == "ok");
   REQUIRE(j.run("text = '[' .. big .. '1]'") == "ok");

@@ -44,7 +44,7 @@ std::string decode_fails(std::string_view text) {
 
 std::string nested(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
-TEST_CASE("encode scalars") {
+TEST_CASE("json codec: encode scalars") {
   CHECK(encode(value{}) == "null");
   CHECK(encode(true) == "true");
   CHECK(encode(false) == "false");
@@ -60,7 +60,7 @@ TEST_CASE("encode scalars") {
   CHECK(encode("") == "\"\"");
 }
 
-TEST_CASE("floats round trip exactly and stay floats") {
+TEST_CASE("json codec: floats round trip exactly and stay floats") {
   for (double d : {0.1, 1.0 / 3, 1e300, -2.5, 123456789.0, 5e-324, 1.7976931348623157e308}) {
     value back = decode(encode(d));
     REQUIRE(back.get<double>() != nullptr);
@@ -69,14 +69,14 @@ TEST_CASE("floats round trip exactly and stay floats") {
   CHECK(std::signbit(*decode(encode(-0.0)).get<double>()));
 }
 
-TEST_CASE("non-finite numbers are refused") {
+TEST_CASE("json codec: non-finite numbers are refused") {
   CHECK(encode_fails(std::nan("")) == "cannot encode NaN");
   CHECK(encode_fails(std::numeric_limits<double>::infinity()) == "cannot encode infinity");
   CHECK(encode_fails(value::array{-std::numeric_limits<double>::infinity()}) ==
         "cannot encode infinity");
 }
 
-TEST_CASE("strings are escaped per RFC 8259") {
+TEST_CASE("json codec: strings are escaped per RFC 8259") {
   CHECK(encode("a\"b\\c/d") == R"("a\"b\\c/d")");
   CHECK(encode("\b\f\n\r\t") == R"("\b\f\n\r\t")");
   CHECK(encode(std::string("\0\x1f\x7f", 3)) == "\"\\u0000\\u001f\x7f\"");
@@ -84,7 +84,7 @@ TEST_CASE("strings are escaped per RFC 8259") {
         "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
 }
 
-TEST_CASE("invalid UTF-8 is refused") {
+TEST_CASE("json codec: invalid UTF-8 is refused") {
   for (const char* bad :
        {"\x80", "\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\xff"}) {
     CHECK_MESSAGE(encode_fails(bad) == "string is not valid UTF-8", bad);
@@ -92,7 +92,7 @@ TEST_CASE("invalid UTF-8 is refused") {
   CHECK(encode_fails(value::map{{"\xff", 1}}) == "map key is not valid UTF-8");
 }
 
-TEST_CASE("map keys are sorted bytewise, whatever the insertion order") {
+TEST_CASE("json codec: map keys are sorted bytewise, whatever the insertion order") {
   value a = value::map{{"b", 1}, {"a", 2}, {"\xc3\xa9", 3}, {"Z", 4}, {"", 5}};
   value b = value::map{{"\xc3\xa9", 3}, {"", 5}, {"Z", 4}, {"a", 2}, {"b", 1}};
   CHECK(encode(a) == R"({"":5,"Z":4,"a":2,"b":1,"é":3})");
@@ -102,12 +102,12 @@ TEST_CASE("map keys are sorted bytewise, whatever the insertion order") {
   CHECK(encode_fails(value::map{{"a", 1}, {"a", 2}}) == "duplicate map key \"a\"");
 }
 
-TEST_CASE("nil inside containers encodes as null") {
+TEST_CASE("json codec: nil inside containers encodes as null") {
   CHECK(encode(value::array{1, value{}, 3}) == "[1,null,3]");
   CHECK(encode(value::map{{"a", value{}}}) == R"({"a":null})");
 }
 
-TEST_CASE("encode nesting limit") {
+TEST_CASE("json codec: encode nesting limit") {
   value v = 1;
   for (int i = 0; i < json_max_depth; ++i) v = value::array{v};
   CHECK(encode(v).size() == 2 * json_max_depth + 1);
@@ -115,7 +115,7 @@ TEST_CASE("encode nesting limit") {
   CHECK(encode_fails(v) == "nesting deeper than 200 levels");
 }
 
-TEST_CASE("decode literals and numbers") {
+TEST_CASE("json codec: decode literals and numbers") {
   CHECK(decode("null").is_nil());
   CHECK(decode(" true ") == value(true));
   CHECK(decode("false") == value(false));
@@ -134,7 +134,7 @@ TEST_CASE("decode literals and numbers") {
   CHECK(decode("0.0000000000000000000001e-400") == value(0.0));
 }
 
-TEST_CASE("decode strings") {
+TEST_CASE("json codec: decode strings") {
   CHECK(decode(R"("a\"b\\c\/d\b\f\n\r\t")") == value("a\"b\\c/d\b\f\n\r\t"));
   CHECK(decode(R"("\u00e9\u20AC")") == value("\xc3\xa9\xe2\x82\xac"));
   CHECK(decode(R"("\ud83d\ude00")") == value("\xf0\x9f\x98\x80"));
@@ -143,7 +143,7 @@ TEST_CASE("decode strings") {
   CHECK(decode("\"\x7f\"") == value("\x7f"));
 }
 
-TEST_CASE("decode arrays and objects") {
+TEST_CASE("json codec: decode arrays and objects") {
   CHECK(decode("[]") == value(value::array{}));
   CHECK(decode("{}") == value(value::map{}));
   CHECK(decode(" [ 1 , \"a\" , null , [ ] ] ") ==
@@ -153,7 +153,7 @@ TEST_CASE("decode arrays and objects") {
   CHECK(decode(nested(json_max_depth)).get<value::array>() != nullptr);
 }
 
-TEST_CASE("decode errors say where and what") {
+TEST_CASE("json codec: decode errors say where and what") {
   CHECK(decode_fails("") == "line 1 column 1: unexpected end of input");
   CHECK(decode_fails("  \n ") == "line 2 column 2: unexpected end of input");
   CHECK(decode_fails("[1,\n 2,]") == "line 2 column 4: unexpected character ']'");
@@ -171,7 +171,7 @@ TEST_CASE("decode errors say where and what") {
   CHECK(decode_fails("'a'") == "line 1 column 1: unexpected character '''");
 }
 
-TEST_CASE("decode refuses malformed numbers") {
+TEST_CASE("json codec: decode refuses malformed numbers") {
   CHECK(decode_fails("01") == "line 1 column 1: leading zeros are not allowed");
   CHECK(decode_fails("-01") == "line 1 column 1: leading zeros are not allowed");
   CHECK(decode_fails("-") == "line 1 column 2: expected a digit");
@@ -188,7 +188,7 @@ TEST_CASE("decode refuses malformed numbers") {
   CHECK(decode_fails("-1e400") == "line 1 column 1: number out of range");
 }
 
-TEST_CASE("decode refuses malformed strings") {
+TEST_CASE("json codec: decode refuses malformed strings") {
   CHECK(decode_fails("\"abc") == "line 1 column 5: unterminated string");
   CHECK(decode_fails("\"a\tb\"") ==
         "line 1 column 3: control character in string (must be escaped)");
@@ -206,7 +206,7 @@ TEST_CASE("decode refuses malformed strings") {
   CHECK(decode_fails("\"\xc0\xaf\"") == "line 1 column 2: invalid UTF-8 in string");
 }
 
-TEST_CASE("decode nesting limit") {
+TEST_CASE("json codec: decode nesting limit") {
   CHECK(decode_fails(nested(json_max_depth + 1)) ==
         "line 1 column 201: nesting deeper than 200 levels");
   CHECK(decode_fails(std::string(100000, '[')) ==
@@ -216,7 +216,7 @@ TEST_CASE("decode nesting limit") {
   CHECK(decode_fails(objects) == "line 1 column 1001: nesting deeper than 200 levels");
 }
 
-TEST_CASE("encode then decode gives the value back") {
+TEST_CASE("json codec: encode then decode gives the value back") {
   value v = value::map{
       {"a", value::array{1, 2.25, "x", true, false, value{}, value::map{}}},
       {"b", value::map{{"nested", value::array{value::array{-1}}}}},
