@@ -31,6 +31,10 @@ std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view 
 runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts,
                            server::engine* eng, std::chrono::seconds timeout) {
   auto fut = spawn_lua(eng ? *eng : shared_engine(), source, std::move(opts));
+  return wait_exit(fut, timeout);
+}
+
+runtime::exit_info wait_exit(std::future<runtime::exit_info>& fut, std::chrono::seconds timeout) {
   REQUIRE(fut.wait_for(timeout) == std::future_status::ready);
   return fut.get();
 }
@@ -43,8 +47,7 @@ runtime::exit_info run_file(const std::string& relative) {
   auto& eng = shared_engine();
   REQUIRE(
       static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
-  REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
-  return fut.get();
+  return wait_exit(fut);
 }
 
 temp_dir::temp_dir(std::string_view tag) {

@@ -36,6 +36,11 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts 
 /// working directory) and waits for its exit.
 runtime::exit_info run_file(const std::string& relative);
 
+/// Waits for the exit behind `fut` (from spawn_lua or any on_exit promise) and
+/// returns it; fails the current test if it takes longer than `timeout`.
+runtime::exit_info wait_exit(std::future<runtime::exit_info>& fut,
+                             std::chrono::seconds timeout = std::chrono::seconds(60));
+
 /// A process's exit as a pending future, for tests that run several at once.
 /// When `id` is given, it receives the new process's pid.
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,

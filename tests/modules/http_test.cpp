@@ -359,8 +359,7 @@ TEST_CASE("http: killing a process mid-request closes its connection") {
   REQUIRE(eventually([&] { return server.requests() == 1; }));
   CHECK(eng.fetch().snapshot().in_flight == 1);
   REQUIRE(eng.scheduler().kill(id));
-  REQUIRE(done.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
-  CHECK(done.get().reason == exit_reason::killed);
+  CHECK(wait_exit(done, std::chrono::seconds(10)).reason == exit_reason::killed);
   CHECK(eventually([&] { return server.closed() == 1; }));
   CHECK(eventually([&] { return eng.fetch().snapshot().in_flight == 0; }));
 }
@@ -383,8 +382,7 @@ TEST_CASE("http: 1,000 processes request at once") {
   }
   int ok = 0;
   for (int i = 0; i < n; ++i) {
-    REQUIRE(exits[i].wait_for(std::chrono::seconds(60)) == std::future_status::ready);
-    exit_info info = exits[i].get();
+    exit_info info = wait_exit(exits[i]);
     if (info.reason == exit_reason::normal && info.results.size() == 2 &&
         info.results[0] == value(200) && info.results[1] == value(std::to_string(i))) {
       ++ok;

@@ -28,6 +28,7 @@ using luad::test::eventually;
 using luad::test::has;
 using luad::test::shared_engine;
 using luad::test::temp_dir;
+using luad::test::wait_exit;
 using namespace std::chrono_literals;
 
 code_cache_options with(std::size_t capacity, std::chrono::milliseconds recheck) {
@@ -49,11 +50,6 @@ luad::runtime::pid spawn_chunk(const chunk_ptr& code, std::future<exit_info>& fu
   luad::runtime::pid id = shared_engine().scheduler().spawn(code, std::move(opts));
   REQUIRE(static_cast<bool>(id));
   return id;
-}
-
-exit_info wait_exit(std::future<exit_info>& fut) {
-  REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return fut.get();
 }
 
 bool waiting(luad::runtime::pid id) {

@@ -24,6 +24,7 @@ using luad::test::has;
 using luad::test::run_lua;
 using luad::test::shared_engine;
 using luad::test::temp_dir;
+using luad::test::wait_exit;
 
 // The fixture packages, as a canonical path (what error messages show).
 std::string packages() {
@@ -55,11 +56,6 @@ std::future<exit_info> spawn_file(const std::string& main, const std::string& ro
   REQUIRE(static_cast<bool>(got));
   if (id) *id = got;
   return fut;
-}
-
-exit_info wait_exit(std::future<exit_info>& fut) {
-  REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return fut.get();
 }
 
 // True once process `id` waits in receive.
