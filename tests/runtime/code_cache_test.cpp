@@ -85,14 +85,18 @@ TEST_CASE("code cache: 100 gets of one file compile it once") {
 
 TEST_CASE("code cache: changed content is recompiled; running processes keep their code") {
   temp_dir t("luad-code");
-  t.write("job.lua", "require('time').sleep(0.2) return 'v1'");
+  // The first version runs until go.lua exists: it is surely running when the
+  // file changes, however slow the machine.
+  t.write("job.lua",
+          "local time = require('time')\n"
+          "repeat time.sleep(0.005) until pcall(require, 'go') return 'v1'");
   code_cache cache(with(std::size_t{1} << 20, 0ms));
   chunk_ptr v1 = cache.get((t / "job.lua").string());
   std::future<exit_info> old_run;
-  auto old_id = spawn_chunk(v1, old_run);
+  auto old_id = spawn_chunk(v1, old_run, t.path().string());
   REQUIRE(eventually([&] { return waiting(old_id); }));
 
-  t.write("job.lua", "require('time').sleep(0.01) return 'v2'", 5s);
+  t.write("job.lua", "return 'v2'", 5s);
   chunk_ptr v2 = cache.get((t / "job.lua").string());
   CHECK(v2 != v1);
   CHECK(cache.stats().compiles == 2);
@@ -101,6 +105,7 @@ TEST_CASE("code cache: changed content is recompiled; running processes keep the
   auto e = wait_exit(new_run);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value("v2"));
+  t.write("go.lua", "return true");
   e = wait_exit(old_run);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value("v1"));
@@ -111,8 +116,8 @@ TEST_CASE("code cache: a changed package reaches new processes; running ones kee
   temp_dir t("luad-code");
   t.write("pkg.lua", "return 'v1'");
   t.write("main.lua", R"(
-    local first = require("pkg")
-    require("time").sleep(0.2)
+    local first, time = require("pkg"), require("time")
+    repeat time.sleep(0.005) until pcall(require, "go")  -- running while pkg changes
     return first, require("pkg"))");
   auto& cache = shared_engine().scheduler().code();
   std::future<exit_info> old_run;
@@ -121,6 +126,7 @@ TEST_CASE("code cache: a changed package reaches new processes; running ones kee
 
   t.write("pkg.lua", "return 'v2'", 5s);
   cache.invalidate((t / "pkg.lua").string());  // what the file watcher does
+  t.write("go.lua", "return true");            // the change is done: both may finish
   std::future<exit_info> new_run;
   spawn_chunk(cache.get((t / "main.lua").string()), new_run, t.path().string());
   auto e = wait_exit(new_run);
