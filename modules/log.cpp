@@ -1,9 +1,10 @@
 // The `log` module: debug/info/warn/error lines through the daemon's logger,
 // tagged with the pid; optional fields are written as a JSON object.
 #include <string>
+#include <utility>
 
-#include "modules/json.hpp"
 #include "modules/modules.hpp"
+#include "runtime/json.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/lua_value.hpp"
 
@@ -14,17 +15,20 @@ namespace {
 using runtime::log_level;
 using runtime::param_type;
 
+// The fields table at index 2 as JSON, or why it cannot be logged.
+std::string fields_json(lua_State* L) {
+  runtime::value v;
+  std::string why;
+  if (!runtime::to_value(L, 2, v, why)) return "(fields not loggable: " + why + ")";
+  runtime::result<std::string> text = runtime::json_encode(v);
+  if (!text) return "(fields not loggable: " + text.error().message + ")";
+  return std::move(*text);
+}
+
 // All C++ work happens here, after argument checks; nothing here raises.
 void emit(lua_State* L, log_level level, const char* msg, std::size_t len, bool has_fields) {
   try {
-    std::string fields;
-    if (has_fields) {
-      runtime::value v;
-      std::string why;
-      if (!runtime::to_value(L, 2, v, why) || !json_encode(v, fields, why)) {
-        fields = "(fields not loggable: " + why + ")";
-      }
-    }
+    std::string fields = has_fields ? fields_json(L) : std::string();
     runtime::log_from(L, level, std::string_view(msg, len), fields);
   } catch (...) {
     // Out of memory while formatting: drop the line rather than the process.

@@ -55,6 +55,9 @@ build() {  # build DIR [cmake args...]
   cmake --build "$dir" -j"$JOBS"
 }
 
+# Each doctest case is its own CTest test (a failure names it). They run one at
+# a time: cases share no paths or sockets, but timing tests (timer lateness,
+# 100k-process runs) are more honest unshared; CTEST_PARALLEL_LEVEL=2 overrides.
 run_tests() {  # run_tests DIR
   ctest --test-dir "$1" --output-on-failure --timeout 1200
 }

@@ -6,26 +6,39 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <utility>
 
-#include "modules/json.hpp"
 #include "runtime/code.hpp"
+#include "runtime/json.hpp"
 #include "server/engine.hpp"
 
 namespace luad::server {
 
 namespace {
 
-std::string error_json(const runtime::exit_info& info) {
-  runtime::value::map m;
-  m.emplace_back("pid", info.id.to_string());
-  m.emplace_back("reason", std::string(runtime::reason_name(info.reason)));
-  m.emplace_back("kind", std::string(runtime::kind_name(info.err.kind)));
-  m.emplace_back("message", info.err.message);
-  m.emplace_back("retryable", info.err.retryable);
-  if (!info.err.traceback.empty()) m.emplace_back("traceback", info.err.traceback);
-  std::string out, why;
-  if (!modules::json_encode(runtime::value(std::move(m)), out, why)) out = R"({"reason":"error"})";
-  return out;
+// An exit as one JSON line: runtime::exit_value through the runtime codec,
+// the shape `luad submit --wait` prints too.
+std::string exit_json(const runtime::exit_info& info) {
+  runtime::result<std::string> text = runtime::json_encode(runtime::exit_value(info));
+  if (text) return std::move(*text);
+  // A message or traceback that is not valid UTF-8 cannot be JSON text.
+  return R"({"reason":"error"})";
+}
+
+// Prints a normal exit's results on stdout, one JSON line each. A result that
+// is not JSON (a string that is not UTF-8, NaN) turns the exit into a failure
+// of kind invalid; the lines before it stay printed.
+void print_results(runtime::exit_info& info) {
+  for (const runtime::value& v : info.results) {
+    runtime::result<std::string> text = runtime::json_encode(v);
+    if (!text) {
+      info.reason = runtime::exit_reason::error;
+      info.err =
+          runtime::fail(runtime::error_kind::invalid, "result not JSON: " + text.error().message);
+      return;
+    }
+    std::cout << *text << '\n';
+  }
 }
 
 int status_of(runtime::exit_reason r) {
@@ -93,18 +106,10 @@ int run_script(const run_options& opts) {
   runtime::exit_info info = exited.get_future().get();
   eng.stop();
 
+  if (info.reason == runtime::exit_reason::normal) print_results(info);
   if (info.reason != runtime::exit_reason::normal) {
-    std::cerr << error_json(info) << '\n';
+    std::cerr << exit_json(info) << '\n';
     return status_of(info.reason);
-  }
-  for (const runtime::value& v : info.results) {
-    std::string out, why;
-    if (!modules::json_encode(v, out, why)) {
-      std::cerr << R"({"reason":"error","kind":"invalid","message":")"
-                << "result not JSON: " << why << "\"}\n";
-      return run_error;
-    }
-    std::cout << out << '\n';
   }
   std::cout.flush();
   return run_ok;

@@ -5,16 +5,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <ostream>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "modules/modules.hpp"
+#include "runtime/json.hpp"
 #include "runtime/value.hpp"
 
 namespace luad::server {
@@ -153,20 +155,11 @@ void render_function(std::string& out, std::string_view table, const runtime::fu
   out += '\n';
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
-      continue;
-    }
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-  return out;
+// `s` as a JSON string, through the runtime codec; nullopt if `s` is not UTF-8.
+std::optional<std::string> json_string(const std::string& s) {
+  runtime::result<std::string> text = runtime::json_encode(runtime::value(s));
+  if (!text) return std::nullopt;
+  return std::move(*text);
 }
 
 // Writes `text` to `dir/name`; false after a message to `err`.
@@ -279,7 +272,7 @@ std::string luarc_json(const std::string& library_dir) {
     "package": "disable"
   },
   "workspace.library": [)";
-  out += json_string(library_dir);
+  out += json_string(library_dir).value_or("");  // write_types refuses a path that is not UTF-8
   out += "]\n}\n";
   return out;
 }
@@ -332,6 +325,11 @@ int write_types(const std::string& out_dir, std::ostream& err) {
   if (ec) absolute = dir;
   std::string library = absolute.string();
   if (library.size() > 1 && library.back() == '/') library.pop_back();
+  if (!json_string(library)) {
+    err << "luad types: " << library
+        << ": .luarc.json can only name a folder whose path is UTF-8\n";
+    return 1;
+  }
 
   bool ok = write_file(dir, "luad.lua", shared_definitions(), err) &&
             write_file(dir, ".luarc.json", luarc_json(library), err) &&

@@ -1,4 +1,5 @@
-// Test helpers: a shared engine and spawning a script with a future for its exit.
+// Test helpers: a shared engine, spawning a script with a future for its exit,
+// and temporary folders.
 #include "tests/support.hpp"
 
 #include <doctest/doctest.h>
@@ -30,6 +31,10 @@ std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view 
 runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts,
                            server::engine* eng, std::chrono::seconds timeout) {
   auto fut = spawn_lua(eng ? *eng : shared_engine(), source, std::move(opts));
+  return wait_exit(fut, timeout);
+}
+
+runtime::exit_info wait_exit(std::future<runtime::exit_info>& fut, std::chrono::seconds timeout) {
   REQUIRE(fut.wait_for(timeout) == std::future_status::ready);
   return fut.get();
 }
@@ -42,8 +47,7 @@ runtime::exit_info run_file(const std::string& relative) {
   auto& eng = shared_engine();
   REQUIRE(
       static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
-  REQUIRE(fut.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
-  return fut.get();
+  return wait_exit(fut);
 }
 
 temp_dir::temp_dir(std::string_view tag) {
@@ -52,6 +56,7 @@ temp_dir::temp_dir(std::string_view tag) {
           (std::string(tag) + "_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
   std::filesystem::remove_all(path_);
   std::filesystem::create_directories(path_);
+  path_ = std::filesystem::canonical(path_);
 }
 
 temp_dir::~temp_dir() {
@@ -64,6 +69,16 @@ std::filesystem::path temp_dir::write(const std::filesystem::path& relative,
   std::filesystem::path file = path_ / relative;
   std::filesystem::create_directories(file.parent_path());
   std::ofstream(file, std::ios::binary) << text;
+  return file;
+}
+
+std::filesystem::path temp_dir::write(const std::filesystem::path& relative, std::string_view text,
+                                      std::chrono::seconds later) const {
+  std::filesystem::path file = path_ / relative;
+  auto before = std::filesystem::exists(file) ? std::filesystem::last_write_time(file)
+                                              : std::filesystem::file_time_type::clock::now();
+  write(relative, text);
+  std::filesystem::last_write_time(file, before + later);
   return file;
 }
 

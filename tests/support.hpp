@@ -36,6 +36,11 @@ runtime::exit_info run_lua(std::string_view source, runtime::spawn_options opts 
 /// working directory) and waits for its exit.
 runtime::exit_info run_file(const std::string& relative);
 
+/// Waits for the exit behind `fut` (from spawn_lua or any on_exit promise) and
+/// returns it; fails the current test if it takes longer than `timeout`.
+runtime::exit_info wait_exit(std::future<runtime::exit_info>& fut,
+                             std::chrono::seconds timeout = std::chrono::seconds(60));
+
 /// A process's exit as a pending future, for tests that run several at once.
 /// When `id` is given, it receives the new process's pid.
 std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view source,
@@ -60,7 +65,8 @@ inline bool has(std::string_view text, std::string_view part) {
 
 /// A fresh, empty folder under the system's temp folder, named after `tag`,
 /// the test process and a counter (so tests never share one); removed with
-/// everything in it when the object goes.
+/// everything in it when the object goes. path() is canonical (no symlinks),
+/// as the paths in luad's own messages are.
 class temp_dir {
  public:
   explicit temp_dir(std::string_view tag = "luad");
@@ -75,6 +81,11 @@ class temp_dir {
   }
   /// Writes `text` to path() / relative (creating folders); returns the path.
   std::filesystem::path write(const std::filesystem::path& relative, std::string_view text) const;
+  /// Like write, then moves the file's modification time `later` past what it
+  /// was before (or now, for a new file), so that a change shows even where
+  /// timestamps are coarse.
+  std::filesystem::path write(const std::filesystem::path& relative, std::string_view text,
+                              std::chrono::seconds later) const;
 
  private:
   std::filesystem::path path_;

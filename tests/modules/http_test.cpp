@@ -161,7 +161,7 @@ TEST_CASE("http: connecting to a server that never accepts times out") {
                                "/', {connect_timeout = 0.2, timeout = 5})\n" + fails,
                            std::move(opts));
   CHECK(text(info, 0) == "timeout");
-  CHECK(text(info, 1).find("connecting to 127.0.0.1:" + port) != std::string::npos);
+  CHECK(has(text(info, 1), "connecting to 127.0.0.1:" + port));
   ::close(filler);
   ::close(listener);
 }
@@ -171,7 +171,7 @@ TEST_CASE("http: a server closing mid-body gives unavailable") {
   exit_info info =
       run_http(server, "local r, e = http.get(base .. '/truncated')\n" + std::string(fails));
   CHECK(text(info, 0) == "unavailable");
-  CHECK(text(info, 1).find("closed the connection") != std::string::npos);
+  CHECK(has(text(info, 1), "closed the connection"));
 }
 
 TEST_CASE("http: a body over max_body gives limit, one under it arrives whole") {
@@ -187,7 +187,7 @@ TEST_CASE("http: a body over max_body gives limit, one under it arrives whole") 
   CHECK(text(info, 1) == "limit");
   CHECK(text(info, 2) == "limit");
   CHECK(text(info, 3) == "limit");
-  CHECK(text(info, 4).find("max_body (100000 bytes)") != std::string::npos);
+  CHECK(has(text(info, 4), "max_body (100000 bytes)"));
 }
 
 TEST_CASE("http: a body larger than the process may hold gives limit") {
@@ -199,7 +199,7 @@ TEST_CASE("http: a body larger than the process may hold gives limit") {
   exit_info info =
       run_lua("local r, e = require('http').get(...)\n" + std::string(fails), std::move(opts));
   CHECK(text(info, 0) == "limit");
-  CHECK(text(info, 1).find("memory limit") != std::string::npos);
+  CHECK(has(text(info, 1), "memory limit"));
   CHECK(server.requests() == 1);
 }
 
@@ -219,7 +219,7 @@ TEST_CASE("http: a refused connection gives unavailable") {
       run_lua("local r, e = require('http').get('http://127.0.0.1:" + port + "/x')\n" + fails,
               std::move(opts));
   CHECK(text(info, 0) == "unavailable");
-  CHECK(text(info, 1).find("refused") != std::string::npos);
+  CHECK(has(text(info, 1), "refused"));
 }
 
 TEST_CASE("http: a host name that does not resolve gives unavailable") {
@@ -232,7 +232,7 @@ TEST_CASE("http: a host name that does not resolve gives unavailable") {
   // `unavailable` when the resolver answers (NXDOMAIN); `timeout` on a machine
   // whose resolver never does. Either way a clear error naming the host.
   CHECK((text(info, 0) == "unavailable" || text(info, 0) == "timeout"));
-  CHECK(text(info, 1).find("nothing-here.invalid") != std::string::npos);
+  CHECK(has(text(info, 1), "nothing-here.invalid"));
 }
 
 TEST_CASE("http: bad URLs, schemes, methods and headers give invalid") {
@@ -255,8 +255,8 @@ TEST_CASE("http: bad URLs, schemes, methods and headers give invalid") {
     return table.concat(kinds, ' '), m1, m2
   )");
   CHECK(text(info, 0) == "invalid invalid invalid invalid invalid invalid invalid invalid");
-  CHECK(text(info, 1).find("bad URL") != std::string::npos);
-  CHECK(text(info, 2).find("unsupported scheme 'ftp'") != std::string::npos);
+  CHECK(has(text(info, 1), "bad URL"));
+  CHECK(has(text(info, 2), "unsupported scheme 'ftp'"));
   CHECK(server.requests() == 0);
 }
 
@@ -272,7 +272,7 @@ TEST_CASE("http: arguments of the wrong type raise") {
     CHECK(info.reason == exit_reason::error);
   }
   exit_info typo = run_http(server, "http.get(base, {timout = 1})");
-  CHECK(typo.err.message.find("unknown option 'timout'") != std::string::npos);
+  CHECK(has(typo.err.message, "unknown option 'timout'"));
   CHECK(server.accepted() == 0);
 }
 
@@ -281,7 +281,7 @@ TEST_CASE("http: without permission nothing connects") {
   exit_info info = run_http(server, "local r, e = http.get(base .. '/')\n" + std::string(fails),
                             {"http:127.0.0.1:1", "http:example.org"});
   CHECK(text(info, 0) == "permission_denied");
-  CHECK(text(info, 1).find("--allow " + server.permission()) != std::string::npos);
+  CHECK(has(text(info, 1), "--allow " + server.permission()));
   info = run_http(server, "local r, e = http.get(base .. '/')\n" + std::string(fails), {});
   CHECK(text(info, 0) == "permission_denied");
   CHECK(server.accepted() == 0);
@@ -309,7 +309,7 @@ TEST_CASE("http: redirects are followed only when asked, each hop permitted") {
                        "if r then return r.status, r.url end\nreturn e.kind, e.message";
   info = run_http(server, script);
   CHECK(text(info, 0) == "permission_denied");
-  CHECK(text(info, 1).find("localhost:" + std::to_string(server.port())) != std::string::npos);
+  CHECK(has(text(info, 1), "localhost:" + std::to_string(server.port())));
   int requests = server.requests();
   info = run_http(server, script,
                   {server.permission(), "http:localhost:" + std::to_string(server.port())});
@@ -359,8 +359,7 @@ TEST_CASE("http: killing a process mid-request closes its connection") {
   REQUIRE(eventually([&] { return server.requests() == 1; }));
   CHECK(eng.fetch().snapshot().in_flight == 1);
   REQUIRE(eng.scheduler().kill(id));
-  REQUIRE(done.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
-  CHECK(done.get().reason == exit_reason::killed);
+  CHECK(wait_exit(done, std::chrono::seconds(10)).reason == exit_reason::killed);
   CHECK(eventually([&] { return server.closed() == 1; }));
   CHECK(eventually([&] { return eng.fetch().snapshot().in_flight == 0; }));
 }
@@ -383,8 +382,7 @@ TEST_CASE("http: 1,000 processes request at once") {
   }
   int ok = 0;
   for (int i = 0; i < n; ++i) {
-    REQUIRE(exits[i].wait_for(std::chrono::seconds(60)) == std::future_status::ready);
-    exit_info info = exits[i].get();
+    exit_info info = wait_exit(exits[i]);
     if (info.reason == exit_reason::normal && info.results.size() == 2 &&
         info.results[0] == value(200) && info.results[1] == value(std::to_string(i))) {
       ++ok;
@@ -404,11 +402,11 @@ TEST_CASE("http: TLS verifies certificates unless http:insecure allows turning i
   std::string get = "local r, e = http.get(base .. '/status/200'";
   exit_info info = run_http(server, get + ")\n" + fails);
   CHECK(text(info, 0) == "unavailable");
-  CHECK(text(info, 1).find("certificate verify failed") != std::string::npos);
+  CHECK(has(text(info, 1), "certificate verify failed"));
 
   info = run_http(server, get + ", {tls = {verify = false}})\n" + fails);
   CHECK(text(info, 0) == "permission_denied");
-  CHECK(text(info, 1).find("http:insecure") != std::string::npos);
+  CHECK(has(text(info, 1), "http:insecure"));
 
   int before = server.accepted();
   info = run_http(server, get + ", {tls = {verify = false}})\nreturn r.status, r.body",

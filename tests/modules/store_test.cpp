@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,28 +22,17 @@ using luad::runtime::exit_reason;
 using luad::runtime::value;
 using luad::server::engine;
 using luad::server::engine_options;
+using luad::test::eventually;
+using luad::test::has;
 using luad::test::run_lua;
+using luad::test::temp_dir;
 
 namespace {
-
-// A fresh folder under /tmp, removed when the test ends.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           ("luad_store_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
 
 engine_options with_data(const temp_dir& d) {
   engine_options o;
   o.scheduler = luad::runtime::scheduler_options::with_workers(2);
-  o.data_dir = d.str();
+  o.data_dir = d.path().string();
   return o;
 }
 
@@ -79,7 +67,7 @@ long long count_rows(const std::string& db_path, const char* where = "1") {
 }  // namespace
 
 TEST_CASE("store: get, set, delete, incr, cas and list from Lua") {
-  temp_dir d;
+  temp_dir d("luad_store");
   engine eng(with_data(d));
   auto r = run_ok(eng, R"(
     local store = require("store")
@@ -115,7 +103,7 @@ TEST_CASE("store: get, set, delete, incr, cas and list from Lua") {
 }
 
 TEST_CASE("store: misuse raises, bad values fail with invalid or limit") {
-  temp_dir d;
+  temp_dir d("luad_store");
   engine eng(with_data(d));
   luad::runtime::spawn_options o = granted({"store:demo"});
   o.ctx.limits.message_bytes = 1000;
@@ -138,7 +126,7 @@ TEST_CASE("store: misuse raises, bad values fail with invalid or limit") {
 }
 
 TEST_CASE("store: a process sees only its own namespace and needs a permission") {
-  temp_dir d;
+  temp_dir d("luad_store");
   engine eng(with_data(d));
   run_ok(eng, "assert(require('store').set('k', 'from a'))", {"store:a"});
   auto b = run_ok(eng, "return require('store').get('k')", {"store:b"});
@@ -150,7 +138,7 @@ TEST_CASE("store: a process sees only its own namespace and needs a permission")
     return v, err.kind, err.message)",
                      {});
   CHECK(none.at(1) == value("permission_denied"));
-  CHECK(none.at(2).get<std::string>()->find("store:NAME") != std::string::npos);
+  CHECK(has(*none.at(2).get<std::string>(), "store:NAME"));
   // Children inherit the namespace.
   auto child = run_ok(eng, R"(
     local process = require("process")
@@ -165,11 +153,11 @@ TEST_CASE("store: without a data directory every call fails with unavailable") {
     local v, err = require('store').set('k', 1)
     return err.kind, err.message)");
   CHECK(r.at(0) == value("unavailable"));
-  CHECK(r.at(1).get<std::string>()->find("--data") != std::string::npos);
+  CHECK(has(*r.at(1).get<std::string>(), "--data"));
 }
 
 TEST_CASE("store: values survive a restart; expired keys are invisible, then deleted") {
-  temp_dir d;
+  temp_dir d("luad_store");
   {
     engine eng(with_data(d));
     run_ok(eng, R"(
@@ -181,22 +169,22 @@ TEST_CASE("store: values survive a restart; expired keys are invisible, then del
   engine eng(with_data(d));
   auto r = run_ok(eng, R"(
     local store = require("store")
-    require("time").sleep(0.1)
+    require("time").sleep(0.1)  -- lets the 0.05 s ttl of "brief" run out
     local items = store.list()
     return store.get("kept")[3], store.get("brief"), #items)");
   CHECK(r.at(0) == value(3));
   CHECK(r.at(1).is_nil());
   CHECK(r.at(2) == value(1));
   // The background sweep (every second when idle) removes the expired row.
-  std::string db = (d.path / "luad.db").string();
-  CHECK(luad::test::eventually([&] { return count_rows(db, "key = x'6272696566'") == 0; },
-                               std::chrono::seconds(5)));
+  std::string db = (d.path() / "luad.db").string();
+  CHECK(eventually([&] { return count_rows(db, "key = x'6272696566'") == 0; },
+                   std::chrono::seconds(5)));
   CHECK(count_rows(db) == 1);
 }
 
 TEST_CASE("store: a newer schema, a corrupt file or a foreign database is refused clearly") {
-  temp_dir d;
-  std::string db = (d.path / "luad.db").string();
+  temp_dir d("luad_store");
+  std::string db = (d.path() / "luad.db").string();
   { engine eng(with_data(d)); }  // creates the schema
   {
     sqlite3* h = nullptr;
@@ -214,14 +202,14 @@ TEST_CASE("store: a newer schema, a corrupt file or a foreign database is refuse
     return std::string("opened");
   };
   std::string m = message_of();
-  CHECK(m.find("newer luad") != std::string::npos);
-  CHECK(m.find(db) != std::string::npos);
+  CHECK(has(m, "newer luad"));
+  CHECK(has(m, db));
 
-  fs::remove_all(d.path);
-  fs::create_directories(d.path);
+  fs::remove_all(d.path());
+  fs::create_directories(d.path());
   std::ofstream(db) << std::string(8192, 'x');  // not a database at all
   m = message_of();
-  CHECK(m.find("not a database") != std::string::npos);
+  CHECK(has(m, "not a database"));
 
   fs::remove(db);
   {
@@ -232,11 +220,11 @@ TEST_CASE("store: a newer schema, a corrupt file or a foreign database is refuse
     sqlite3_close(h);
   }
   m = message_of();
-  CHECK(m.find("not a luad store") != std::string::npos);
+  CHECK(has(m, "not a luad store"));
 }
 
 TEST_CASE("store: concurrent writers are committed in groups and all acknowledged") {
-  temp_dir d;
+  temp_dir d("luad_store");
   engine eng(with_data(d));
   constexpr int writers = 1000 / luad::test::sanitizer_scale;
   luad::runtime::spawn_options o = granted({"store:demo"});
@@ -251,14 +239,14 @@ TEST_CASE("store: concurrent writers are committed in groups and all acknowledge
                    o, &eng);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value(writers * 10));
-  CHECK(count_rows((d.path / "luad.db").string()) == writers * 10);
+  CHECK(count_rows((d.path() / "luad.db").string()) == writers * 10);
   // Group commit: far fewer transactions than writes.
   CHECK(eng.storage().committed_writes() >= static_cast<std::uint64_t>(writers * 10));
   CHECK(eng.storage().commits() < eng.storage().committed_writes() / 4);
 }
 
 TEST_CASE("store: a full disk or a read-only file fails writers with unavailable, not a crash") {
-  temp_dir d;
+  temp_dir d("luad_store");
   engine eng(with_data(d));
   run_ok(eng, "assert(require('store').set('before', 1))");
   eng.storage().inject(luad::dispatcher::storage::fault::disk_full);
@@ -288,9 +276,9 @@ TEST_CASE("store: a full disk or a read-only file fails writers with unavailable
 }
 
 TEST_CASE("store: kill -9 during a write burst loses no acknowledged write") {
-  temp_dir d;
-  std::string out = (d.path / "acked.txt").string();
-  std::string data = (d.path / "data").string();
+  temp_dir d("luad_store");
+  std::string out = (d.path() / "acked.txt").string();
+  std::string data = (d.path() / "data").string();
   pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
@@ -311,8 +299,7 @@ TEST_CASE("store: kill -9 during a write burst loses no acknowledged write") {
     }
     return keys;
   };
-  REQUIRE(luad::test::eventually([&] { return acked_keys().size() >= 2000; },
-                                 std::chrono::seconds(60)));
+  REQUIRE(eventually([&] { return acked_keys().size() >= 2000; }, std::chrono::seconds(60)));
   ::kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);

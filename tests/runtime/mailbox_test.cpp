@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support.hpp"
+
 using luad::runtime::mailbox;
 using luad::runtime::message;
 using luad::runtime::pid;
@@ -59,18 +61,19 @@ TEST_CASE("concurrent senders: nothing lost, each sender's order kept") {
   }
   std::vector<int> next(senders + 1, 0);
   int received = 0;
-  while (received < senders * per_sender) {
-    message* m = box.take({});
-    if (!m) {
-      std::this_thread::yield();
-      continue;
+  // Takes what has arrived, in order per sender; bounded, so a lost message
+  // fails the test instead of hanging it.
+  auto drained = [&] {
+    while (message* m = box.take({})) {
+      auto from = static_cast<std::size_t>(m->from.serial);
+      CHECK(std::stoi(std::string(m->body())) == next[from]);
+      next[from]++;
+      received++;
+      message::destroy(m);
     }
-    auto from = static_cast<std::size_t>(m->from.serial);
-    CHECK(std::stoi(std::string(m->body())) == next[from]);
-    next[from]++;
-    received++;
-    message::destroy(m);
-  }
+    return received == senders * per_sender;
+  };
+  CHECK(luad::test::eventually(drained, std::chrono::seconds(60)));  // then join the senders
   for (auto& t : threads) t.join();
   CHECK_FALSE(box.has_incoming());
   CHECK(box.length() == 0);

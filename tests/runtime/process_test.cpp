@@ -7,6 +7,7 @@
 using luad::runtime::error_kind;
 using luad::runtime::exit_reason;
 using luad::runtime::value;
+using luad::test::has;
 using luad::test::run_lua;
 
 TEST_CASE("a process returns its values and receives its arguments") {
@@ -29,9 +30,9 @@ TEST_CASE("a runtime error ends the process with a structured error and a traceb
       "local function inner() error('boom') end\nlocal function outer() inner() end\nouter()");
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.kind == error_kind::runtime);
-  CHECK(e.err.message.find("test.lua:1: boom") != std::string::npos);
-  CHECK(e.err.traceback.find("inner") != std::string::npos);
-  CHECK(e.err.traceback.find("outer") != std::string::npos);
+  CHECK(has(e.err.message, "test.lua:1: boom"));
+  CHECK(has(e.err.traceback, "inner"));
+  CHECK(has(e.err.traceback, "outer"));
 }
 
 TEST_CASE("a structured error object keeps its kind when it ends a process") {
@@ -46,13 +47,13 @@ TEST_CASE("a syntax error ends the process with kind syntax") {
   auto e = run_lua("local x = = 1");
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.kind == error_kind::syntax);
-  CHECK(e.err.message.find("test.lua:1:") != std::string::npos);
+  CHECK(has(e.err.message, "test.lua:1:"));
 }
 
 TEST_CASE("a binary chunk is refused as a script") {
   auto e = run_lua(std::string("\x1bLua\x54\x00", 6));
   REQUIRE(e.reason == exit_reason::error);
-  CHECK(e.err.message.find("binary") != std::string::npos);
+  CHECK(has(e.err.message, "binary"));
 }
 
 TEST_CASE("a memory bomb ends with reason limit and pcall cannot catch it") {
@@ -81,26 +82,26 @@ TEST_CASE("an infinite loop is ended by the instruction limit, even inside pcall
   opts.ctx.limits.instructions = 2'000'000;
   auto e = run_lua("while true do pcall(function() while true do end end) end", opts);
   CHECK(e.reason == exit_reason::limit);
-  CHECK(e.err.message.find("instruction") != std::string::npos);
+  CHECK(has(e.err.message, "instruction"));
 }
 
 TEST_CASE("deep recursion ends the process with a stack overflow error") {
   auto e = run_lua("local function f(n) return 1 + f(n + 1) end return f(1)");
   REQUIRE(e.reason == exit_reason::error);
-  CHECK(e.err.message.find("stack overflow") != std::string::npos);
+  CHECK(has(e.err.message, "stack overflow"));
 }
 
 TEST_CASE("return values that cannot leave the process are an error") {
   auto e = run_lua("return function() end");
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.kind == error_kind::invalid);
-  CHECK(e.err.message.find("return value #1") != std::string::npos);
+  CHECK(has(e.err.message, "return value #1"));
 }
 
 TEST_CASE("yielding from the main chunk with coroutine.yield is an error") {
   auto e = run_lua("coroutine.yield(1)");
   REQUIRE(e.reason == exit_reason::error);
-  CHECK(e.err.message.find("outside a coroutine") != std::string::npos);
+  CHECK(has(e.err.message, "outside a coroutine"));
 }
 
 TEST_CASE("running out of memory inside a binding under pcall still ends with limit") {
@@ -155,7 +156,7 @@ TEST_CASE("deeply nested pcalls and coroutines fail with an error, not a crash")
     end
     return nest(1)())");
   REQUIRE(e.reason == exit_reason::error);
-  CHECK(e.err.message.find("C stack overflow") != std::string::npos);
+  CHECK(has(e.err.message, "C stack overflow"));
 }
 
 TEST_CASE("a coroutine bomb ends with reason limit") {
@@ -169,10 +170,10 @@ TEST_CASE("non-string error objects are reported by type") {
   auto e = run_lua("error({code = 1})");
   REQUIRE(e.reason == exit_reason::error);
   CHECK(e.err.kind == error_kind::runtime);
-  CHECK(e.err.message.find("table") != std::string::npos);
+  CHECK(has(e.err.message, "table"));
   e = run_lua("error()");
   REQUIRE(e.reason == exit_reason::error);
-  CHECK(e.err.message.find("nil") != std::string::npos);
+  CHECK(has(e.err.message, "nil"));
 }
 
 TEST_CASE("string.rep past the size limit is a clean error; _ENV tricks stay inside") {

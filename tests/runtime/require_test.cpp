@@ -1,12 +1,9 @@
 // require of file packages: resolution below the script root, per-process
 // caching, errors, the root rule, cycles, yields and kills inside a package.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -23,8 +20,11 @@ using luad::runtime::exit_reason;
 using luad::runtime::spawn_options;
 using luad::runtime::value;
 using luad::test::eventually;
+using luad::test::has;
 using luad::test::run_lua;
 using luad::test::shared_engine;
+using luad::test::temp_dir;
+using luad::test::wait_exit;
 
 // The fixture packages, as a canonical path (what error messages show).
 std::string packages() {
@@ -37,47 +37,11 @@ exit_info run_pkg(std::string_view source, spawn_options opts = {}) {
   return run_lua(source, std::move(opts));
 }
 
-bool has(const std::string& text, std::string_view part) {
-  return text.find(part) != std::string::npos;
-}
-
 void check_true(const exit_info& e) {
   CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   REQUIRE(e.results.size() == 1);
   CHECK(e.results[0] == value(true));
 }
-
-// A fresh folder under /tmp, removed with everything in it.
-class temp_tree {
- public:
-  temp_tree() {
-    static std::atomic<int> serial{0};
-    std::string leaf = std::string("luad-require-")
-                           .append(std::to_string(::getpid()))
-                           .append("-")
-                           .append(std::to_string(serial++));
-    root_ = fs::temp_directory_path() / leaf;
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    root_ = fs::canonical(root_);
-  }
-  ~temp_tree() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  temp_tree(const temp_tree&) = delete;
-  temp_tree& operator=(const temp_tree&) = delete;
-
-  const fs::path& root() const { return root_; }
-  std::string path(const std::string& rel) const { return (root_ / rel).string(); }
-  void write(const std::string& rel, std::string_view text) const {
-    fs::create_directories((root_ / rel).parent_path());
-    std::ofstream(root_ / rel, std::ios::binary | std::ios::trunc) << text;
-  }
-
- private:
-  fs::path root_;
-};
 
 // Spawns the file `main` (through the scheduler's code cache) with `root` as
 // script root; returns its exit as a future.
@@ -92,11 +56,6 @@ std::future<exit_info> spawn_file(const std::string& main, const std::string& ro
   REQUIRE(static_cast<bool>(got));
   if (id) *id = got;
   return fut;
-}
-
-exit_info wait_exit(std::future<exit_info>& fut) {
-  REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return fut.get();
 }
 
 // True once process `id` waits in receive.
@@ -236,12 +195,12 @@ TEST_CASE("require: names that could leave the root are refused with permission_
 }
 
 TEST_CASE("require: a symlink that leaves the root is refused, one inside it is followed") {
-  temp_tree t;
+  temp_dir t("luad-require");
   t.write("outside/secret.lua", "return 'secret'");
   t.write("root/real.lua", "return 'real'");
-  fs::create_symlink(t.root() / "outside" / "secret.lua", t.root() / "root" / "link.lua");
-  fs::create_directory_symlink(t.root() / "outside", t.root() / "root" / "dirlink");
-  fs::create_symlink("real.lua", t.root() / "root" / "alias.lua");
+  fs::create_symlink(t.path() / "outside" / "secret.lua", t.path() / "root" / "link.lua");
+  fs::create_directory_symlink(t.path() / "outside", t.path() / "root" / "dirlink");
+  fs::create_symlink("real.lua", t.path() / "root" / "alias.lua");
   t.write("root/main.lua", R"(
     for _, name in ipairs({"link", "dirlink.secret"}) do
       local ok, err = pcall(require, name)
@@ -249,7 +208,7 @@ TEST_CASE("require: a symlink that leaves the root is refused, one inside it is 
       assert(err.message:find("outside the script root", 1, true), err.message)
     end
     return require("alias"))");
-  auto fut = spawn_file(t.path("root/main.lua"), t.path("root"));
+  auto fut = spawn_file((t / "root/main.lua").string(), (t / "root").string());
   auto e = wait_exit(fut);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value("real"));
@@ -332,7 +291,7 @@ TEST_CASE("require: inline source without a script root cannot load file package
 }
 
 TEST_CASE("require: a package deleted while the process runs") {
-  temp_tree t;
+  temp_dir t("luad-require");
   t.write("a.lua", "return { v = 'a' }");
   t.write("b.lua", "return { v = 'b' }");
   t.write("main.lua", R"(
@@ -343,15 +302,15 @@ TEST_CASE("require: a package deleted while the process runs") {
     local ok, err = pcall(require, "b")
     assert(not ok and err:find("module 'b' not found", 1, true), tostring(err))
     return a.v)");
-  std::string main = t.path("main.lua");
-  auto fut = spawn_file(main, t.root().string());
+  std::string main = (t / "main.lua").string();
+  auto fut = spawn_file(main, t.path().string());
   auto& code = shared_engine().scheduler().code();
   REQUIRE(eventually([&] {
     auto deps = code.dependencies(main);
-    return std::find(deps.begin(), deps.end(), t.path("a.lua")) != deps.end();
+    return std::find(deps.begin(), deps.end(), (t / "a.lua").string()) != deps.end();
   }));
-  fs::remove(t.path("a.lua"));
-  fs::remove(t.path("b.lua"));
+  fs::remove((t / "a.lua").string());
+  fs::remove((t / "b.lua").string());
   t.write("go.lua", "return true");
   auto e = wait_exit(fut);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
@@ -359,30 +318,32 @@ TEST_CASE("require: a package deleted while the process runs") {
 }
 
 TEST_CASE("require: a package file replaced by a directory, or unreadable, is a clear error") {
-  temp_tree t;
+  temp_dir t("luad-require");
   t.write("x.lua", "return 'file'");
   t.write("main.lua", "return pcall(require, 'x')");
-  std::string main = t.path("main.lua");
-  auto fut = spawn_file(main, t.root().string());
+  std::string main = (t / "main.lua").string();
+  auto fut = spawn_file(main, t.path().string());
   auto e = wait_exit(fut);
   REQUIRE(e.reason == exit_reason::normal);
   CHECK(e.results.at(1) == value("file"));
 
-  fs::remove(t.path("x.lua"));
-  fs::create_directory(t.path("x.lua"));
-  fut = spawn_file(main, t.root().string());
+  fs::remove((t / "x.lua").string());
+  fs::create_directory((t / "x.lua").string());
+  fut = spawn_file(main, t.path().string());
   e = wait_exit(fut);
   REQUIRE(e.reason == exit_reason::normal);
   CHECK(e.results.at(0) == value(false));
   const std::string* msg = e.results.at(1).get<std::string>();
   REQUIRE(msg);
-  CHECK(has(*msg, std::string("'").append(t.path("x.lua")).append("' is a directory, not a file")));
+  CHECK(
+      has(*msg,
+          std::string("'").append((t / "x.lua").string()).append("' is a directory, not a file")));
 
   if (::geteuid() == 0) return;  // root reads files whatever their mode
   t.write("locked.lua", "return 1");
-  fs::permissions(t.path("locked.lua"), fs::perms::none);
+  fs::permissions((t / "locked.lua").string(), fs::perms::none);
   t.write("main2.lua", "return pcall(require, 'locked')");
-  fut = spawn_file(t.path("main2.lua"), t.root().string());
+  fut = spawn_file((t / "main2.lua").string(), t.path().string());
   e = wait_exit(fut);
   REQUIRE(e.reason == exit_reason::normal);
   CHECK(e.results.at(0) == value(false));
@@ -390,22 +351,22 @@ TEST_CASE("require: a package file replaced by a directory, or unreadable, is a 
 }
 
 TEST_CASE("require: dependencies are recorded per script, transitively") {
-  temp_tree t;
+  temp_dir t("luad-require");
   t.write("lib/a.lua", "return require('lib.b') + 1");
   t.write("lib/b.lua", "return require('lib.c.init') + 1");
   t.write("lib/c/init.lua", "return 1");
   t.write("other.lua", "return 0");
   t.write("main.lua", "return require('lib.a'), require('time') ~= nil");
-  std::string main = t.path("main.lua");
-  auto fut = spawn_file(main, t.root().string());
+  std::string main = (t / "main.lua").string();
+  auto fut = spawn_file(main, t.path().string());
   auto e = wait_exit(fut);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value(std::int64_t{3}));
   auto& code = shared_engine().scheduler().code();
-  CHECK(code.dependencies(main) == std::vector<std::string>{t.path("lib/a.lua"),
-                                                            t.path("lib/b.lua"),
-                                                            t.path("lib/c/init.lua")});
-  CHECK(code.dependencies(t.path("lib/b.lua")) ==
-        std::vector<std::string>{t.path("lib/c/init.lua")});
-  CHECK(code.dependencies(t.path("other.lua")).empty());
+  CHECK(code.dependencies(main) == std::vector<std::string>{(t / "lib/a.lua").string(),
+                                                            (t / "lib/b.lua").string(),
+                                                            (t / "lib/c/init.lua").string()});
+  CHECK(code.dependencies((t / "lib/b.lua").string()) ==
+        std::vector<std::string>{(t / "lib/c/init.lua").string()});
+  CHECK(code.dependencies((t / "other.lua").string()).empty());
 }

@@ -14,6 +14,7 @@ using luad::test::shared_engine;
 using luad::test::spawn_lua;
 
 using luad::test::eventually;
+using luad::test::wait_exit;
 
 TEST_CASE("ten thousand processes run to completion with their own results") {
   auto& eng = shared_engine();
@@ -54,8 +55,7 @@ TEST_CASE("killing a sleeping process ends it at once with reason killed") {
   auto fut = spawn_lua(eng, "require('time').sleep(3600) return 'woke'", {}, &id);
   REQUIRE(eventually([&] { return eng.clock().pending() >= 1; }));
   CHECK(eng.scheduler().kill(id));
-  REQUIRE(fut.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
-  auto e = fut.get();
+  auto e = wait_exit(fut, std::chrono::seconds(5));
   CHECK(e.reason == exit_reason::killed);
   CHECK(e.err.kind == luad::runtime::error_kind::canceled);
   CHECK(e.err.message == "killed");
@@ -68,8 +68,7 @@ TEST_CASE("killing a busy loop lands within one instruction budget") {
   auto fut = spawn_lua(eng, "local n = 0 while true do n = n + 1 end", {}, &id);
   REQUIRE(eventually([&] { return eng.scheduler().stats().preemptions > 0; }));
   CHECK(eng.scheduler().kill(id));
-  REQUIRE(fut.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
-  CHECK(fut.get().reason == exit_reason::killed);
+  CHECK(wait_exit(fut, std::chrono::seconds(5)).reason == exit_reason::killed);
 }
 
 TEST_CASE("an infinite loop does not starve other processes on the same worker") {
@@ -87,8 +86,7 @@ TEST_CASE("an infinite loop does not starve other processes on the same worker")
       if late > worst then worst = late end
     end
     return worst)");
-  REQUIRE(probe.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  auto e = probe.get();
+  auto e = wait_exit(probe, std::chrono::seconds(30));
   REQUIRE(e.reason == exit_reason::normal);
   const double* worst = e.results.at(0).get<double>();
   REQUIRE(worst);

@@ -7,10 +7,17 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
 
+#include "runtime/json.hpp"
 #include "server/run.hpp"
+#include "tests/support.hpp"
 
 namespace {
+
+using luad::runtime::value;
+using luad::test::has;
+using luad::test::temp_dir;
 
 struct result {
   int code;
@@ -26,27 +33,44 @@ std::string slurp(const std::filesystem::path& p) {
 
 // Runs `luad <args>` from the source directory, capturing both streams.
 result run_luad(const std::string& args) {
-  auto dir =
-      std::filesystem::temp_directory_path() / ("luad_run_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  temp_dir dir("luad_run_test");
   std::string cmd = std::string("cd '") + LUAD_SOURCE_DIR + "' && '" + LUAD_BINARY + "' " + args +
                     " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
   int status = std::system(cmd.c_str());
-  result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"), slurp(dir / "err")};
-  std::filesystem::remove_all(dir);
-  return r;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"), slurp(dir / "err")};
 }
 
-std::string write_script(const std::string& name, const std::string& text) {
-  auto p = std::filesystem::temp_directory_path() / name;
-  std::ofstream(p) << text;
-  return p.string();
+// The exit `luad run` printed as the last line of stderr, decoded.
+value exit_of(const result& r) {
+  std::string text = r.err;
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  auto line = luad::runtime::json_decode(text.substr(text.rfind('\n') + 1));
+  REQUIRE_MESSAGE(line.ok(), r.err);
+  return *line;
+}
+
+// Checks that `exit` has the failed-exit shape of runtime::exit_value (what
+// `luad submit --wait` prints too) with `reason` and `kind`.
+void check_failed_exit(const value& exit, const char* reason, const char* kind) {
+  REQUIRE(exit.get<value::map>() != nullptr);
+  REQUIRE(exit.find("reason") != nullptr);
+  CHECK(*exit.find("reason") == value(reason));
+  REQUIRE(exit.find("kind") != nullptr);
+  CHECK(*exit.find("kind") == value(kind));
+  REQUIRE(exit.find("pid") != nullptr);
+  CHECK(exit.find("pid")->get<std::string>() != nullptr);
+  REQUIRE(exit.find("message") != nullptr);
+  REQUIRE(exit.find("message")->get<std::string>() != nullptr);
+  REQUIRE(exit.find("retryable") != nullptr);
+  CHECK(*exit.find("retryable") == value(false));
+  CHECK(exit.find("results") == nullptr);
 }
 
 }  // namespace
 
 TEST_CASE("luad run prints return values as JSON lines and exits 0") {
-  auto path = write_script("luad_ok.lua", "local a = ... return a, 42, {b = true, a = {1, 2.5}}");
+  temp_dir tmp("luad_run");
+  auto path = tmp.write("ok.lua", "local a = ... return a, 42, {b = true, a = {1, 2.5}}").string();
   auto r = run_luad("run " + path + " hi");
   CHECK(r.code == 0);
   CHECK(r.out == "\"hi\"\n42\n{\"a\":[1,2.5],\"b\":true}\n");
@@ -55,43 +79,60 @@ TEST_CASE("luad run prints return values as JSON lines and exits 0") {
 TEST_CASE("luad run on the shipped example succeeds") {
   auto r = run_luad("run examples/hello.lua tester");
   CHECK(r.code == 0);
-  CHECK(r.out.find("\"greeting\":\"hello, tester\"") != std::string::npos);
-  CHECK(r.err.find("hello tester") != std::string::npos);  // the log line, tagged with a pid
+  CHECK(has(r.out, "\"greeting\":\"hello, tester\""));
+  CHECK(has(r.err, "hello tester"));  // the log line, tagged with a pid
 }
 
 TEST_CASE("luad run reports a runtime error as structured JSON on stderr, exit 1") {
-  auto path = write_script("luad_err.lua", "local function f() error('bad thing') end f()");
+  temp_dir tmp("luad_run");
+  auto path = tmp.write("err.lua", "local function f() error('bad thing') end f()").string();
   auto r = run_luad("run " + path);
   CHECK(r.code == luad::server::run_error);
   CHECK(r.out.empty());
-  CHECK(r.err.find("\"reason\":\"error\"") != std::string::npos);
-  CHECK(r.err.find("\"kind\":\"runtime\"") != std::string::npos);
-  CHECK(r.err.find("bad thing") != std::string::npos);
-  CHECK(r.err.find("\"traceback\"") != std::string::npos);
+  value exit = exit_of(r);
+  check_failed_exit(exit, "error", "runtime");
+  CHECK(has(*exit.find("message")->get<std::string>(), "bad thing"));
+  REQUIRE(exit.find("traceback") != nullptr);
+  CHECK(has(*exit.find("traceback")->get<std::string>(), "err.lua"));
+}
+
+TEST_CASE("luad run: a result that is not JSON is a failed exit of kind invalid") {
+  temp_dir tmp("luad_run");
+  auto path = tmp.write("nan.lua", "return 1, 0/0").string();
+  auto r = run_luad("run " + path);
+  CHECK(r.code == luad::server::run_error);
+  CHECK(r.out == "1\n");  // the results before it
+  value exit = exit_of(r);
+  check_failed_exit(exit, "error", "invalid");
+  CHECK(*exit.find("message") == value("result not JSON: cannot encode NaN"));
 }
 
 TEST_CASE("luad run enforces --memory and --instructions with exit code 3") {
-  auto bomb = write_script("luad_bomb.lua", "local t = {} for i = 1, 1e9 do t[i] = i end");
+  temp_dir tmp("luad_run");
+  auto bomb = tmp.write("bomb.lua", "local t = {} for i = 1, 1e9 do t[i] = i end").string();
   auto r = run_luad("run --memory 2MiB " + bomb);
   CHECK(r.code == luad::server::run_limit);
-  CHECK(r.err.find("\"reason\":\"limit\"") != std::string::npos);
-  auto loop = write_script("luad_loop.lua", "while true do end");
+  check_failed_exit(exit_of(r), "limit", "limit");
+  auto loop = tmp.write("loop.lua", "while true do end").string();
   r = run_luad("run --instructions 1000000 " + loop);
   CHECK(r.code == luad::server::run_limit);
-  CHECK(r.err.find("instruction limit") != std::string::npos);
+  value exit = exit_of(r);
+  check_failed_exit(exit, "limit", "limit");
+  CHECK(has(*exit.find("message")->get<std::string>(), "instruction limit"));
 }
 
 TEST_CASE("luad run: missing file, syntax error and bad options fail clearly") {
   auto r = run_luad("run does/not/exist.lua");
   CHECK(r.code == luad::server::run_error);
-  CHECK(r.err.find("\"kind\":\"not_found\"") != std::string::npos);
-  auto bad = write_script("luad_syntax.lua", "return = 1");
+  check_failed_exit(exit_of(r), "error", "not_found");
+  temp_dir tmp("luad_run");
+  auto bad = tmp.write("syntax.lua", "return = 1").string();
   r = run_luad("run " + bad);
   CHECK(r.code == luad::server::run_error);
-  CHECK(r.err.find("\"kind\":\"syntax\"") != std::string::npos);
+  check_failed_exit(exit_of(r), "error", "syntax");
   r = run_luad("run --memory lots " + bad);
   CHECK(r.code == luad::server::run_usage);
-  CHECK(r.err.find("--memory") != std::string::npos);
+  CHECK(has(r.err, "--memory"));
   r = run_luad("frobnicate");
   CHECK(r.code == luad::server::run_usage);
 }
@@ -112,69 +153,63 @@ TEST_CASE("sizes parse with binary units") {
 TEST_CASE("luad run on the actors example: a supervised pool survives a crash") {
   auto r = run_luad("run examples/actors.lua 20");
   CHECK(r.code == 0);
-  CHECK(r.out.find("\"answered\":") != std::string::npos);
-  CHECK(r.out.find("\"missing\":[13") != std::string::npos);  // the job that crashed w2
+  CHECK(has(r.out, "\"answered\":"));
+  CHECK(has(r.out, "\"missing\":[13"));  // the job that crashed w2
 }
 
 TEST_CASE(
     "luad run --allow and --data give a one-shot script the store; without them it is refused") {
-  auto data =
-      std::filesystem::temp_directory_path() / ("luad_run_data_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(data);
-  std::string script = write_script("luad_store_run.lua", R"(
+  temp_dir tmp("luad_run");
+  std::string data = (tmp / "data").string();
+  std::string script = tmp.write("store_run.lua", R"(
     local store = require("store")
     local ok, err = store.incr("runs")
     if not ok then return err.kind end
-    return ok)");
-  auto r = run_luad("run --data " + data.string() + " --allow store:cli " + script);
+    return ok)")
+                           .string();
+  auto r = run_luad("run --data " + data + " --allow store:cli " + script);
   CHECK(r.code == 0);
   CHECK(r.out == "1\n");
-  r = run_luad("run --data " + data.string() + " --allow store:cli " + script);
+  r = run_luad("run --data " + data + " --allow store:cli " + script);
   CHECK(r.out == "2\n");  // the file persisted between runs
-  CHECK(std::filesystem::exists(data / "luad.db"));
-  r = run_luad("run --data " + data.string() + " " + script);
+  CHECK(std::filesystem::exists(tmp / "data" / "luad.db"));
+  r = run_luad("run --data " + data + " " + script);
   CHECK(r.out == "\"permission_denied\"\n");
   r = run_luad("run --allow store:cli " + script);
   CHECK(r.out == "\"unavailable\"\n");
   r = run_luad("run --allow store:bad/name " + script);
   CHECK(r.code == 2);
-  CHECK(r.err.find("bad store permission") != std::string::npos);
-  std::filesystem::remove_all(data);
+  CHECK(has(r.err, "bad store permission"));
 }
 
 TEST_CASE("luad run refuses a data directory whose database it cannot use") {
-  auto data =
-      std::filesystem::temp_directory_path() / ("luad_run_bad_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(data);
-  std::filesystem::create_directories(data);
-  std::ofstream(data / "luad.db") << std::string(4096, 'z');
-  auto r = run_luad("run --data " + data.string() + " examples/hello.lua");
+  temp_dir data("luad_run_bad");
+  data.write("luad.db", std::string(4096, 'z'));
+  auto r = run_luad("run --data " + data.path().string() + " examples/hello.lua");
   CHECK(r.code == 1);
-  CHECK(r.err.find("luad.db") != std::string::npos);
-  CHECK(r.err.find("not a database") != std::string::npos);
-  std::filesystem::remove_all(data);
+  CHECK(has(r.err, "luad.db"));
+  CHECK(has(r.err, "not a database"));
 }
 
 TEST_CASE("luad run on the store example: --allow takes one value, so FILE and ARGS follow it") {
-  auto data =
-      std::filesystem::temp_directory_path() / ("luad_visits_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(data);
-  std::string common = "run --data " + data.string() + " --allow store:visits examples/visits.lua ";
+  temp_dir data("luad_visits");
+  std::string common =
+      "run --data " + data.path().string() + " --allow store:visits examples/visits.lua ";
   auto r = run_luad(common + "ada");
   CHECK(r.code == 0);
   CHECK(r.out == "{\"recent\":[\"ada\"],\"visits\":1}\n");
   r = run_luad(common + "bob");
   CHECK(r.out == "{\"recent\":[\"ada\",\"bob\"],\"visits\":2}\n");
-  std::filesystem::remove_all(data);
 }
 
 TEST_CASE("luad check validates a config: 0 for the shipped one, 2 with the line for a bad one") {
   auto r = run_luad("check configs/luad.toml");
   CHECK(r.code == 0);
   CHECK(r.out.find("configs/luad.toml: ok (1 workflows, 2 profiles") == 0);
-  std::string bad = write_script("luad_bad.toml", "[server]\nworkers = 1\nsokcet = \"x\"\n");
+  temp_dir tmp("luad_run");
+  std::string bad = tmp.write("luad_bad.toml", "[server]\nworkers = 1\nsokcet = \"x\"\n").string();
   r = run_luad("check " + bad);
   CHECK(r.code == 2);
-  CHECK(r.err.find("luad_bad.toml:3:") != std::string::npos);
-  CHECK(r.err.find("server.sokcet: unknown key") != std::string::npos);
+  CHECK(has(r.err, "luad_bad.toml:3:"));
+  CHECK(has(r.err, "server.sokcet: unknown key"));
 }

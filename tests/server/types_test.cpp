@@ -27,12 +27,10 @@ using luad::runtime::function_type;
 using luad::runtime::module_def;
 using luad::runtime::module_list;
 using luad::runtime::param_type;
+using luad::test::has;
+using luad::test::temp_dir;
 
 namespace {
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -40,22 +38,6 @@ std::string slurp(const fs::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-
-// A fresh folder under the temp directory, removed at scope exit.
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("luad_types_" + tag + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
 
 struct command_result {
   int code;
@@ -287,8 +269,8 @@ TEST_CASE("luad types: the .luarc.json and .luacheckrc texts") {
 }
 
 TEST_CASE("luad types: write_types creates the folder and writes every file") {
-  temp_dir tmp("write");
-  fs::path out = tmp.path / "nested" / "types";
+  temp_dir tmp("luad_types_write");
+  fs::path out = tmp.path() / "nested" / "types";
   std::ostringstream err;
   REQUIRE(luad::server::write_types(out.string(), err) == 0);
   CHECK(err.str().empty());
@@ -305,29 +287,35 @@ TEST_CASE("luad types: write_types creates the folder and writes every file") {
 }
 
 TEST_CASE("luad types: a folder that cannot be made or written is an error naming the path") {
-  temp_dir tmp("bad");
-  std::ofstream(tmp.path / "file") << "x";
-  fs::path under_file = tmp.path / "file" / "types";  // fails even as root
+  temp_dir tmp("luad_types_bad");
+  std::ofstream(tmp.path() / "file") << "x";
+  fs::path under_file = tmp.path() / "file" / "types";  // fails even as root
   std::ostringstream err;
   CHECK(luad::server::write_types(under_file.string(), err) == 1);
   CHECK(has(err.str(), under_file.string()));
 
-  fs::path blocked = tmp.path / "blocked";  // luad.lua is a folder: the file cannot be written
+  fs::path blocked = tmp.path() / "blocked";  // luad.lua is a folder: the file cannot be written
   fs::create_directories(blocked / "luad.lua");
   std::ostringstream err2;
   CHECK(luad::server::write_types(blocked.string(), err2) == 1);
   CHECK(has(err2.str(), (blocked / "luad.lua").string()));
+
+  fs::path not_utf8 = tmp.path() / "\xff";  // .luarc.json (JSON) cannot name it
+  std::ostringstream err3;
+  CHECK(luad::server::write_types(not_utf8.string(), err3) == 1);
+  CHECK(has(err3.str(), "UTF-8"));
+  CHECK_FALSE(fs::exists(not_utf8 / ".luarc.json"));
 }
 
 TEST_CASE("luad types --out DIR: the command writes the files, or exits 1 naming the path") {
-  temp_dir tmp("cli");
-  fs::path out = tmp.path / "types";
+  temp_dir tmp("luad_types_cli");
+  fs::path out = tmp.path() / "types";
   auto r = run_command(std::string("'") + LUAD_BINARY + "' types --out '" + out.string() + "'");
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK(fs::exists(out / "time.lua"));
   CHECK(fs::exists(out / ".luarc.json"));
-  std::ofstream(tmp.path / "file") << "x";
-  fs::path bad = tmp.path / "file" / "types";
+  std::ofstream(tmp.path() / "file") << "x";
+  fs::path bad = tmp.path() / "file" / "types";
   r = run_command(std::string("'") + LUAD_BINARY + "' types --out '" + bad.string() + "'");
   CHECK(r.code == 1);
   CHECK(has(r.output, bad.string()));
@@ -337,12 +325,12 @@ TEST_CASE("luad types: luacheck with the generated .luacheckrc accepts luad scri
   auto version = run_command("luacheck --version");
   REQUIRE_MESSAGE(version.code == 0,
                   "luacheck is missing (apt-get install lua-check): " << version.output);
-  temp_dir tmp("luacheck");
+  temp_dir tmp("luad_types_luacheck");
   std::ostringstream err;
-  REQUIRE(luad::server::write_types(tmp.path.string(), err) == 0);
+  REQUIRE(luad::server::write_types(tmp.path().string(), err) == 0);
   // Options go after the files: --only takes every word that follows it.
   std::string options = std::string(" --no-color --codes --config '") +=
-      (tmp.path / ".luacheckrc").string() + "'";
+      (tmp.path() / ".luacheckrc").string() + "'";
 
   // The shipped scripts pass every default check.
   std::vector<std::string> shipped = lua_files("examples", {});
@@ -361,9 +349,9 @@ TEST_CASE("luad types: luacheck with the generated .luacheckrc accepts luad scri
   CHECK_MESSAGE(r.code == 0, r.output);
 
   // And it refuses what the sandbox removed.
-  std::ofstream(tmp.path / "bad.lua") << "local f = io.open\nlocal d = string.dump\n"
-                                         "dofile('x')\nreturn f, d, os.time()\n";
-  r = run_command(std::string("luacheck '") += (tmp.path / "bad.lua").string() + "'" + options);
+  std::ofstream(tmp.path() / "bad.lua") << "local f = io.open\nlocal d = string.dump\n"
+                                           "dofile('x')\nreturn f, d, os.time()\n";
+  r = run_command(std::string("luacheck '") += (tmp.path() / "bad.lua").string() + "'" + options);
   CHECK(r.code == 1);
   for (const char* name : {"io", "dump", "dofile", "os"}) {
     CHECK(has(r.output, std::string("'") += std::string(name) + "'"));

@@ -1,0 +1,79 @@
+# Registers one CTest test per doctest case of TEST_EXECUTABLE. It stands in for
+# doctest's own doctestAddTests.cmake (CMakeLists.txt points doctest_discover_tests
+# at it), which reads the case names as a CMake list: a name with ';' (we have
+# several) became two tests that match no case. Here a name is never a list:
+# the listing is cut at newlines and each name is written as one bracket
+# argument. Script mode; takes the -D variables doctest_discover_tests passes
+# (TEST_EXECUTABLE, TEST_EXECUTOR, TEST_WORKING_DIR, TEST_EXTRA_ARGS,
+# TEST_PROPERTIES, TEST_PREFIX, TEST_SUFFIX, TEST_LIST, CTEST_FILE).
+
+if(NOT EXISTS "${TEST_EXECUTABLE}")
+  message(FATAL_ERROR "Specified test executable '${TEST_EXECUTABLE}' does not exist")
+endif()
+execute_process(
+  COMMAND ${TEST_EXECUTOR} "${TEST_EXECUTABLE}" --list-test-cases
+  OUTPUT_VARIABLE output
+  RESULT_VARIABLE result
+  WORKING_DIRECTORY "${TEST_WORKING_DIR}")
+if(NOT result EQUAL 0)
+  message(FATAL_ERROR "Error running '${TEST_EXECUTABLE}' --list-test-cases:\n${result}\n${output}")
+endif()
+
+# `text` as one bracket argument, whatever it holds.
+function(bracket text out)
+  set(eq "=")
+  while("${text}" MATCHES "]${eq}]")
+    string(APPEND eq "=")
+  endwhile()
+  set(${out} "[${eq}[${text}]${eq}]" PARENT_SCOPE)
+endfunction()
+
+bracket("${TEST_EXECUTABLE}" exe)
+bracket("${TEST_WORKING_DIR}" dir)
+set(extra "")
+foreach(arg IN LISTS TEST_EXTRA_ARGS)
+  bracket("${arg}" b)
+  string(APPEND extra " ${b}")
+endforeach()
+set(properties "")
+foreach(p IN LISTS TEST_PROPERTIES)
+  bracket("${p}" b)
+  string(APPEND properties " ${b}")
+endforeach()
+
+set(script "")
+set(names "")
+set(seen "\n")
+string(REPLACE "\r" "" output "${output}")
+while(NOT "${output}" STREQUAL "")
+  string(FIND "${output}" "\n" nl)
+  if(nl EQUAL -1)
+    set(line "${output}")
+    set(output "")
+  else()
+    string(SUBSTRING "${output}" 0 ${nl} line)
+    math(EXPR nl "${nl} + 1")
+    string(SUBSTRING "${output}" ${nl} -1 output)
+  endif()
+  if("${line}" STREQUAL "" OR "${line}" MATCHES "^=+$" OR "${line}" MATCHES "^\\[doctest\\] ")
+    continue()
+  endif()
+  string(FIND "${seen}" "\n${line}\n" again)
+  if(NOT again EQUAL -1)
+    message(FATAL_ERROR "Two test cases are named '${line}': CTest needs one name per case")
+  endif()
+  string(APPEND seen "${line}\n")
+  # doctest splits --test-case at ',' unless escaped, and unescapes '\\'.
+  string(REPLACE "\\" "\\\\" filter "${line}")
+  string(REPLACE "," "\\," filter "${filter}")
+  bracket("--test-case=${filter}" filter)
+  bracket("${TEST_PREFIX}${line}${TEST_SUFFIX}" name)
+  string(APPEND script "add_test(${name} ${TEST_EXECUTOR} ${exe} ${filter}${extra})\n")
+  string(APPEND script
+         "set_tests_properties(${name} PROPERTIES WORKING_DIRECTORY ${dir}${properties})\n")
+  string(APPEND names " ${name}")
+endwhile()
+if(TEST_LIST)
+  string(APPEND script "set(${TEST_LIST}${names})\n")
+endif()
+file(WRITE "${CTEST_FILE}" "${script}")
