@@ -29,10 +29,3 @@ inline const runtime::module_def* find(std::string_view name) {
 }
 
 }  // namespace luad::modules
-
-// Transitional (issue 11): tests/server/types_test.cpp still names the old
-// runtime functions. Delete these two once it uses modules::all()/find().
-namespace luad::runtime {
-inline std::span<const module_def* const> module_list() { return modules::all(); }
-inline const module_def* find_module(std::string_view name) { return modules::find(name); }
-}  // namespace luad::runtime

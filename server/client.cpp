@@ -19,8 +19,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "modules/json.hpp"
 #include "proto/json_rpc.hpp"
+#include "runtime/json.hpp"
 
 namespace luad::server {
 
@@ -120,9 +120,8 @@ std::string error_text(const json::value& err) {
 // sorted, floats as "0.5" rather than Boost's "5E-1"), so `luad submit --wait`
 // and `luad run` print the same text for the same script.
 std::string as_run_prints(const json::value& v) {
-  std::string out, why;
-  if (modules::json_encode(proto::from_json(v), out, why)) return out;
-  return json::serialize(v);
+  auto text = runtime::json_encode(proto::from_json(v));
+  return text ? std::move(*text) : json::serialize(v);
 }
 
 // A table cell: the string field `key` of a listed item, or "-".

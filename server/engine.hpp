@@ -9,7 +9,6 @@
 #include "dispatcher/fetch.hpp"
 #include "dispatcher/registry.hpp"
 #include "dispatcher/storage.hpp"
-#include "modules/modules.hpp"  // (transitional shims for tests/server/types_test.cpp)
 #include "runtime/scheduler.hpp"
 
 namespace luad::server {

@@ -1,6 +1,7 @@
 // `luad types`: the generated LuaLS definitions cover every manifest, every class
 // they name is defined, the sandbox model agrees with the real sandbox, the files
 // land on disk (or fail with the path named), and luacheck accepts our scripts.
+#include "modules/modules.hpp"
 #include "server/types.hpp"
 
 #include <doctest/doctest.h>
@@ -25,7 +26,6 @@
 namespace fs = std::filesystem;
 using luad::runtime::function_type;
 using luad::runtime::module_def;
-using luad::runtime::module_list;
 using luad::runtime::param_type;
 using luad::test::has;
 using luad::test::temp_dir;
@@ -68,7 +68,7 @@ std::set<std::string> referenced_classes() {
       out.insert(it->str());
     }
   };
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : luad::modules::all()) {
     for (const function_type& f : def->manifest) {
       std::for_each(f.params.begin(), f.params.end(), scan);
       std::for_each(f.returns.begin(), f.returns.end(), scan);
@@ -106,7 +106,7 @@ std::string joined(const std::vector<std::string>& files) {
 }  // namespace
 
 TEST_CASE("luad types: every manifest function appears with its doc, @param and @return lines") {
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : luad::modules::all()) {
     std::string name(def->name);
     CAPTURE(name);
     std::string text = luad::server::module_definitions(*def);
@@ -160,7 +160,7 @@ TEST_CASE("luad types: every class a manifest refers to is defined in luad.lua")
 }
 
 TEST_CASE("luad types: json.null, a constant outside the manifest, is declared") {
-  const module_def* json = luad::runtime::find_module("json");
+  const module_def* json = luad::modules::find("json");
   REQUIRE(json);
   std::string text = luad::server::module_definitions(*json);
   CHECK(has(text, "---@type lightuserdata\njson.null = nil\n"));
@@ -169,7 +169,7 @@ TEST_CASE("luad types: json.null, a constant outside the manifest, is declared")
 TEST_CASE("luad types: each module's definitions list exactly the fields scripts see") {
   // Each module's fields, as "module.field=type" lines, from inside a process.
   std::string script = "local out = {}\n";
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : luad::modules::all()) {
     script.append("for k, v in pairs(require(\"").append(def->name).append("\")) do\n");
     script.append("  out[#out + 1] = \"")
         .append(def->name)
@@ -182,7 +182,7 @@ TEST_CASE("luad types: each module's definitions list exactly the fields scripts
   const auto* fields = e.results.at(0).get<std::string>();
   REQUIRE(fields);
   std::map<std::string, std::string> texts;
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : luad::modules::all()) {
     texts[std::string(def->name)] = luad::server::module_definitions(*def);
   }
   std::istringstream lines(*fields);
@@ -201,7 +201,7 @@ TEST_CASE("luad types: each module's definitions list exactly the fields scripts
     ++seen;
   }
   std::size_t declared = 0;
-  for (const module_def* def : module_list()) declared += def->manifest.size();
+  for (const module_def* def : luad::modules::all()) declared += def->manifest.size();
   CHECK(seen == static_cast<int>(declared) + 1);  // the functions and json.null
 }
 
@@ -277,7 +277,7 @@ TEST_CASE("luad types: write_types creates the folder and writes every file") {
   CHECK(slurp(out / "luad.lua") == luad::server::shared_definitions());
   CHECK(slurp(out / ".luacheckrc") == luad::server::luacheckrc());
   CHECK(slurp(out / ".luarc.json") == luad::server::luarc_json(out.string()));
-  for (const module_def* def : module_list()) {
+  for (const module_def* def : luad::modules::all()) {
     CAPTURE(def->name);
     CHECK(slurp(out / (std::string(def->name) + ".lua")) == luad::server::module_definitions(*def));
   }
