@@ -29,7 +29,7 @@ std::vector<value> run_main(engine& eng, const char* name, std::vector<value> ar
   so.args = std::move(args);
   so.ctx.limits.memory = std::size_t{1} << 30;  // the orchestrators hold big tables of pids
   so.on_exit = [done](const runtime::exit_info& e) { done->set_value(e); };
-  eng.scheduler().spawn(eng.scheduler().code().get(script(name)), std::move(so));
+  (void)eng.scheduler().spawn(eng.scheduler().code().get(script(name)), std::move(so));
   runtime::exit_info e = fut.get();
   if (e.reason != runtime::exit_reason::normal) {
     note(std::string(name) + " failed: " + e.err.message);
@@ -94,7 +94,7 @@ void bench_mem_receive(const options& opts) {
   for (std::size_t i = 0; i < opts.idle_receive; ++i) {
     // No exit callback: it would cost each process a record of its own, and
     // stop() below ends them all anyway.
-    eng.scheduler().spawn(code, runtime::spawn_options{});
+    (void)eng.scheduler().spawn(code, runtime::spawn_options{});
   }
   while (eng.scheduler().stats().yields - before < opts.idle_receive) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -83,7 +83,7 @@ void bench_store(const options& opts) {
     so.ctx.limits.memory = std::size_t{1} << 30;
     so.on_exit = [done](const runtime::exit_info& e) { done->set_value(e); };
     std::string path = std::string(LUAD_SOURCE_DIR) + "/bench/lua/store_writes.lua";
-    eng.scheduler().spawn(eng.scheduler().code().get(path), std::move(so));
+    (void)eng.scheduler().spawn(eng.scheduler().code().get(path), std::move(so));
     runtime::exit_info e = fut.get();
     if (e.reason != runtime::exit_reason::normal) {
       note("store_writes.lua failed: " + e.err.message);

@@ -123,12 +123,6 @@ int push_response(lua_State* L, const value& v) {
   return 1;
 }
 
-int push_failure(lua_State* L, const error& e) {
-  lua_pushnil(L);
-  runtime::push_error(L, e);
-  return 2;
-}
-
 class request_yield final
     : public runtime::pooled_yield<request_yield, runtime::command_id::fetch_request> {
  public:
@@ -137,14 +131,14 @@ class request_yield final
 
   value args() { return std::move(request); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
-    int n = err ? runtime::push_protected<error, push_failure>(L, *err)
+    int n = err ? runtime::push_failure(L, *err)
                 : runtime::push_protected<value, push_response>(L, v);
     if (n >= 0) return n;
     // Out of Lua memory: a body larger than the process may hold. The failed
     // allocation is gone, so a small error usually fits; if even that fails,
     // the process is out of memory for good and the limit ends it.
     lua_pop(L, 1);
-    n = runtime::push_protected<error, push_failure>(
+    n = runtime::push_failure(
         L, error{error_kind::limit,
                  "the response does not fit in the process's memory limit",
                  false,

@@ -50,14 +50,8 @@ int push_decoded(lua_State* L, const value& v) {
   return 1;
 }
 
-int push_failure(lua_State* L, const runtime::error& e) {
-  lua_pushnil(L);
-  runtime::push_error(L, e);
-  return 2;
-}
-
 int push_invalid(lua_State* L, std::string why) {
-  return runtime::push_protected<runtime::error, push_failure>(
+  return runtime::push_failure(
       L, runtime::error{runtime::error_kind::invalid, std::move(why), false, {}});
 }
 
@@ -70,7 +64,7 @@ int encode_to_stack(lua_State* L) noexcept {
     std::string why;
     if (!runtime::to_value(L, 1, v, why)) return push_invalid(L, std::move(why));
     runtime::result<std::string> text = runtime::json_encode(v);
-    if (!text) return runtime::push_protected<runtime::error, push_failure>(L, text.error());
+    if (!text) return runtime::push_failure(L, text.error());
     return runtime::push_protected<std::string, push_text>(L, *text);
   } catch (...) {  // bad_alloc, in practice
     return out_of_memory;
@@ -80,7 +74,7 @@ int encode_to_stack(lua_State* L) noexcept {
 int decode_to_stack(lua_State* L, std::string_view text) noexcept {
   try {
     runtime::result<value> v = runtime::json_decode(text);
-    if (!v) return runtime::push_protected<runtime::error, push_failure>(L, v.error());
+    if (!v) return runtime::push_failure(L, v.error());
     return runtime::push_protected<value, push_decoded>(L, *v);
   } catch (...) {  // bad_alloc, in practice
     return out_of_memory;

@@ -1,12 +1,13 @@
-// The `process` module: self, spawn, send and selective receive with timeout.
-// Pids are light userdata (compare by value, usable as table keys) that print
-// as "node.serial"; payloads are deep-copied by the message codec.
-#include <array>
+// The `process` module: self, spawn, links and monitors, kill and exit, names
+// and info, and the module's declaration. Send, receive and cancel live in
+// modules/process_messages.cpp. Pids are light userdata (compare by value,
+// usable as table keys) that print as "node.serial".
 #include <cmath>
 #include <filesystem>
 #include <string>
 
 #include "modules/modules.hpp"
+#include "modules/process_parts.hpp"
 #include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
@@ -17,18 +18,7 @@
 
 namespace luad::modules {
 
-namespace {
-
-using runtime::error;
-using runtime::error_kind;
-using runtime::message;
-using runtime::param_type;
-using runtime::pid;
-using runtime::process;
-
-constexpr std::size_t k_max_topics = 16;
-
-void push_pid(lua_State* L, pid id) { lua_pushlightuserdata(L, id.to_pointer()); }
+namespace process_parts {
 
 pid lookup_name(lua_State* L, const char* name, std::size_t len) noexcept {
   try {
@@ -38,9 +28,7 @@ pid lookup_name(lua_State* L, const char* name, std::size_t len) noexcept {
   }
 }
 
-// A pid argument: a pid value, its text form ("0.42") or, where `names` is
-// set, a registered name (an unknown name gives an empty pid).
-pid check_pid(lua_State* L, int arg, bool names = false) {
+pid check_pid(lua_State* L, int arg, bool names) {
   if (lua_type(L, arg) == LUA_TLIGHTUSERDATA && lua_touserdata(L, arg)) {
     return pid::from_pointer(lua_touserdata(L, arg));
   }
@@ -59,6 +47,13 @@ int fail(lua_State* L, error_kind kind, const char* message) {
   runtime::push_error(L, error{kind, message, false, {}});
   return 2;
 }
+
+}  // namespace process_parts
+
+namespace {
+
+using namespace process_parts;  // NOLINT(google-build-using-namespace): the module's own parts
+using runtime::param_type;
 
 // --- self and spawn ----------------------------------------------------------
 
@@ -115,11 +110,8 @@ runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg
       }
       runtime::append_packed_arg(opts.packed_args, one);
     }
-    runtime::error refused;
     runtime::chunk_ptr chunk = code.get(target.string(), opts.context->pinned_code.get());
-    pid child = self->owner().spawn(std::move(chunk), std::move(opts), &refused);
-    if (!child) return runtime::fail(refused.kind, std::move(refused.message));
-    return child;
+    return self->owner().spawn(std::move(chunk), std::move(opts));
   } catch (const std::bad_alloc&) {
     return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
   } catch (const std::exception& e) {
@@ -220,170 +212,6 @@ int process_unload(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
   lua_pushboolean(L, runtime::unload_package(L, name));
   return 1;
-}
-
-// --- send ---------------------------------------------------------------------
-
-// Encodes and delivers; returns nullptr on success or a reason (static or `buf`).
-const char* send_to(lua_State* L, pid to, error_kind& kind, char (&buf)[256]) noexcept {
-  thread_local std::string encoded;
-  thread_local std::string reason;
-  encoded.clear();
-  process* self = process::of(L);
-  if (!runtime::encode_message(L, 3, encoded, reason, self->context().limits.message_bytes)) {
-    kind =
-        reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid;
-    std::snprintf(buf, sizeof buf, "%s", reason.c_str());
-    return buf;
-  }
-  process* target = to ? self->target(to) : nullptr;
-  if (!target) {
-    self->owner().count_dead_letter();
-    return nullptr;
-  }
-  if (target->context().owner != self->context().owner &&
-      !self->owner().permitted(*self, "send", to.to_string())) {
-    kind = error_kind::permission_denied;
-    return "this process may not send to a process of another owner";
-  }
-  std::size_t max_queue = target->context().limits.mailbox;
-  if (max_queue && target->mailbox().length() >= max_queue) {
-    kind = error_kind::limit;
-    std::snprintf(buf, sizeof buf, "the mailbox of %s is full (%zu messages)",
-                  to.to_string().c_str(), max_queue);
-    return buf;
-  }
-  std::size_t topic_len;
-  const char* topic = lua_tolstring(L, 2, &topic_len);
-  message* m = message::make(self->id(), std::string_view(topic, topic_len), encoded);
-  if (m) target->deliver(m);
-  if (!m) {
-    kind = error_kind::limit;
-    return "out of memory for the message";
-  }
-  return nullptr;
-}
-
-int process_send(lua_State* L) {
-  pid to = check_pid(L, 1, true);
-  luaL_checkstring(L, 2);
-  lua_settop(L, 3);
-  error_kind kind = error_kind::invalid;
-  char buf[256];
-  if (const char* why = send_to(L, to, kind, buf)) return fail(L, kind, why);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-// --- receive ------------------------------------------------------------------
-
-// Pushes {topic, from, payload} for `m` and frees it. Only Lua memory errors can
-// raise here; the process then frees `m` at exit through `in_flight`.
-// Pushes msg = {topic, from, payload} and frees `m`. `topic_at` is a stack
-// index holding the topic as a Lua string already (the receive filter), or 0.
-void push_received(lua_State* L, message* m, int topic_at = 0) {
-  process* self = process::of(L);
-  self->in_flight = m;
-  lua_createtable(L, 0, 3);
-  if (topic_at) {
-    lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
-  } else {
-    std::string_view topic = m->topic();
-    lua_pushlstring(L, topic.data(), topic.size());
-  }
-  lua_setfield(L, -2, "topic");
-  push_pid(L, m->from);
-  lua_setfield(L, -2, "from");
-  runtime::push_message(L, m->body());
-  lua_setfield(L, -2, "payload");
-  self->in_flight = nullptr;
-  message::destroy(m);
-}
-
-struct topic_filter {
-  std::array<std::string_view, k_max_topics> items{};
-  std::size_t count = 0;
-  std::span<const std::string_view> span() const { return {items.data(), count}; }
-};
-
-// Reads receive's first argument: nil (any topic), a topic, or a list of topics.
-// The views point into Lua strings that stay on the caller's stack.
-void check_topics(lua_State* L, topic_filter& f) {
-  int t = lua_type(L, 1);
-  if (t == LUA_TNONE || t == LUA_TNIL) return;
-  std::size_t len;
-  if (t == LUA_TSTRING) {
-    const char* s = lua_tolstring(L, 1, &len);
-    f.items[f.count++] = std::string_view(s, len);
-    return;
-  }
-  luaL_argexpected(L, t == LUA_TTABLE, 1, "topic or list of topics");
-  auto n = static_cast<std::size_t>(lua_rawlen(L, 1));
-  luaL_argcheck(L, n <= k_max_topics, 1, "at most 16 topics");
-  for (std::size_t i = 1; i <= n; ++i) {
-    lua_rawgeti(L, 1, static_cast<lua_Integer>(i));
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "topics must be strings");
-    const char* s = lua_tolstring(L, -1, &len);
-    f.items[f.count++] = std::string_view(s, len);
-    lua_pop(L, 1);  // still referenced by the table
-  }
-}
-
-int push_timeout(lua_State* L) {
-  return fail(L, error_kind::timeout, "no matching message before the timeout");
-}
-
-// A waiting receive. Its topics are read again from argument 1, which stays on
-// the suspended frame's stack, so an idle receiver holds only these few bytes.
-// Its command is the timeout's clock.sleep, sent only when there is a timeout
-// (has_command); a message ends the wait without any command.
-class receive_yield final
-    : public runtime::pooled_yield<receive_yield, runtime::command_id::clock_sleep> {
- public:
-  static constexpr const char* type_name = "process.receive";
-  double timeout = -1;  // < 0: forever
-  bool waited = false;  // the wait (and its timer) is already open
-
-  bool has_command() const override { return timeout > 0 && !waited; }
-  bool wants_messages() const override { return true; }
-  bool continues_wait() const override { return waited; }
-  runtime::value args() const { return runtime::value(timeout); }
-  int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
-    topic_filter topics;
-    check_topics(L, topics);  // checked once already: cannot raise now
-    if (message* m = process::of(L)->mailbox().take(topics.span())) {
-      push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
-      return 1;
-    }
-    if (err) {
-      lua_pushnil(L);
-      runtime::push_error(L, *err);
-      return 2;
-    }
-    if (v.is_nil()) return push_timeout(L);  // the timer won
-    waited = true;                           // a message we did not ask for: wait on
-    lua_pushlightuserdata(L, static_cast<runtime::yield_object*>(this));
-    return -1;
-  }
-};
-
-int process_receive(lua_State* L) {
-  topic_filter topics;
-  check_topics(L, topics);
-  double timeout = -1;
-  if (!lua_isnoneornil(L, 2)) {
-    lua_Number t = luaL_checknumber(L, 2);
-    luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
-    timeout = static_cast<double>(t);
-  }
-  if (message* m = process::of(L)->mailbox().take(topics.span())) {
-    push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
-    return 1;
-  }
-  if (timeout == 0) return push_timeout(L);
-  receive_yield* y = receive_yield::acquire(L);
-  y->timeout = timeout;
-  return -1;
 }
 
 // --- kill, exit, names ---------------------------------------------------------
@@ -510,24 +338,6 @@ int process_info(lua_State* L) {
   lua_pushboolean(L, traps);
   lua_setfield(L, -2, "trap_exits");
   return 1;
-}
-
-// process.cancel(pid, reason): sends a CANCEL message {reason} the process may
-// handle (for example by cleaning up and exiting), unlike kill.
-int process_cancel(lua_State* L) {
-  luaL_checkany(L, 1);
-  luaL_optstring(L, 2, "canceled");
-  lua_settop(L, 2);
-  if (lua_isnil(L, 2))
-    lua_pushliteral(L, "canceled");
-  else
-    lua_pushvalue(L, 2);
-  lua_createtable(L, 0, 1);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "reason");  // stack: pid, reason, {reason}
-  lua_pushliteral(L, "CANCEL");
-  lua_replace(L, 2);  // stack: pid, "CANCEL", {reason}
-  return process_send(L);
 }
 
 // --- the module ---------------------------------------------------------------
@@ -661,7 +471,7 @@ runtime::module_exports build() {
            {"on_upgrade", process_on_upgrade},
            {"unload", process_unload},
            {"cancel", process_cancel}},
-          {receive_yield::type()}};
+          {receive_yield_type()}};
 }
 
 }  // namespace

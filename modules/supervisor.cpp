@@ -26,8 +26,8 @@ runtime::chunk_ptr supervisor_chunk() {
   return chunk;
 }
 
-runtime::pid start_with(runtime::scheduler& s, runtime::spawn_options opts, runtime::error* why) {
-  return s.spawn(supervisor_chunk(), std::move(opts), why);
+runtime::result<runtime::pid> start_with(runtime::scheduler& s, runtime::spawn_options opts) {
+  return s.spawn(supervisor_chunk(), std::move(opts));
 }
 
 // The C++ half of supervisor.start (the spec is the table at index 1): the
@@ -57,10 +57,7 @@ runtime::result<runtime::pid> start_from_lua(lua_State* L) noexcept {
     runtime::encode_value(runtime::value(base), base_value);
     runtime::append_packed_arg(opts.packed_args, parent);
     runtime::append_packed_arg(opts.packed_args, base_value);
-    runtime::error refused;
-    runtime::pid id = start_with(self->owner(), std::move(opts), &refused);
-    if (!id) return refused;
-    return id;
+    return start_with(self->owner(), std::move(opts));
   } catch (const std::bad_alloc&) {
     return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
   } catch (const std::exception& e) {
@@ -99,16 +96,17 @@ runtime::module_exports build() { return {{{"start", supervisor_start}}, {}}; }
 
 }  // namespace
 
-runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
-                              const std::string& base, const std::string& root, runtime::pid parent,
-                              runtime::error* why, const runtime::process_context* ctx) {
+runtime::result<runtime::pid> start_supervisor(runtime::scheduler& s, const runtime::value& spec,
+                                               const std::string& base, const std::string& root,
+                                               runtime::pid parent,
+                                               const runtime::process_context* ctx) {
   runtime::spawn_options opts;
   if (ctx) opts.ctx = *ctx;
   opts.ctx.script_root = root;
   opts.link_to = parent;
   opts.args = {spec, parent ? runtime::value(parent.to_string()) : runtime::value(),
                runtime::value(base)};
-  return start_with(s, std::move(opts), why);
+  return start_with(s, std::move(opts));
 }
 
 extern const runtime::module_def supervisor_module{"supervisor",

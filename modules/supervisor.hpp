@@ -13,9 +13,10 @@ namespace luad::modules {
 /// inside `root`). `parent`, if set, is linked: the supervisor ends with it.
 /// `ctx`, if given, is what the supervisor and its children run under
 /// (limits, permissions, module classes); its script root is set to `root`.
-/// Returns the supervisor's pid, or an empty pid with `why` filled.
-runtime::pid start_supervisor(runtime::scheduler& s, const runtime::value& spec,
-                              const std::string& base, const std::string& root, runtime::pid parent,
-                              runtime::error* why, const runtime::process_context* ctx = nullptr);
+/// Returns the supervisor's pid, or why it did not start.
+runtime::result<runtime::pid> start_supervisor(runtime::scheduler& s, const runtime::value& spec,
+                                               const std::string& base, const std::string& root,
+                                               runtime::pid parent = {},
+                                               const runtime::process_context* ctx = nullptr);
 
 }  // namespace luad::modules

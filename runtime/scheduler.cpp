@@ -150,19 +150,12 @@ void scheduler::stop() {
   for (auto& w : workers_) w->stop_and_join();
 }
 
-pid scheduler::spawn(chunk_ptr code, spawn_options opts, error* why) {
-  if (!code || !accepting_.load(std::memory_order_acquire)) {
-    if (why) *why = {error_kind::unavailable, "the scheduler is not accepting processes", true, {}};
-    return {};
-  }
+result<pid> scheduler::spawn(chunk_ptr code, spawn_options opts) {
+  if (!code || !accepting_.load(std::memory_order_acquire))
+    return fail(error_kind::unavailable, "the scheduler is not accepting processes", true);
   if (opts_.max_processes && table_->size() >= opts_.max_processes) {
-    if (why) {
-      *why = {error_kind::limit,
-              "process limit reached (" + std::to_string(opts_.max_processes) + " alive)",
-              true,
-              {}};
-    }
-    return {};
+    return fail(error_kind::limit,
+                "process limit reached (" + std::to_string(opts_.max_processes) + " alive)", true);
   }
   pid id{opts_.node, next_serial_.fetch_add(1, std::memory_order_relaxed)};
   const pid link_to = opts.link_to, monitored_by = opts.monitored_by;

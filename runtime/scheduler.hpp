@@ -19,6 +19,7 @@
 #include "runtime/limits.hpp"
 #include "runtime/module.hpp"
 #include "runtime/pid.hpp"
+#include "runtime/result.hpp"
 
 namespace luad::runtime {
 
@@ -87,9 +88,9 @@ class scheduler {
   void stop();
 
   /// Queues a new process running `code`; returns its pid. After stop(), with
-  /// no code, or past max_processes, returns an empty pid, starts nothing, and
-  /// says why in `why` when given.
-  pid spawn(chunk_ptr code, spawn_options opts, error* why = nullptr);
+  /// no code (unavailable), or past max_processes (limit), starts nothing and
+  /// returns why.
+  result<pid> spawn(chunk_ptr code, spawn_options opts);
   /// Asks the permission hook (true when there is none).
   bool permitted(const process& caller, std::string_view action, std::string_view target) const {
     return !opts_.permit || opts_.permit(caller, action, target);

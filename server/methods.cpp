@@ -171,9 +171,9 @@ outcome spawn(call& c) {
   if (!code) return code.error();
   events& ev = c.s.ev;
   so.on_exit = [&ev](const runtime::exit_info& e) { ev.on_submitted_exit(e); };
-  runtime::error why;
-  runtime::pid pid = c.s.eng.scheduler().spawn(*code, std::move(so), &why);
-  if (!pid) return why;
+  auto spawned = c.s.eng.scheduler().spawn(*code, std::move(so));
+  if (!spawned) return spawned.error();
+  runtime::pid pid = *spawned;
   const json::value* wait = c.params.if_contains("wait");
   if (!wait || !wait->is_bool() || !wait->get_bool())
     return json::value(json::object{{"pid", pid.to_string()}});

@@ -98,9 +98,8 @@ int run_script(const run_options& opts) {
   eo.scheduler.max_processes = opts.max_processes;
   eo.data_dir = opts.data_dir;
   engine eng(std::move(eo));
-  runtime::pid id = eng.scheduler().spawn(code, std::move(so));
-  if (!id) {
-    std::cerr << "luad: could not start the process\n";
+  if (auto id = eng.scheduler().spawn(code, std::move(so)); !id) {
+    std::cerr << "luad: could not start the process: " << id.error().message << "\n";
     return run_error;
   }
   runtime::exit_info info = exited.get_future().get();

@@ -55,12 +55,10 @@ runtime::result<runtime::pid> workflows::start(const workflow_config& w,
   ctx.owner = "workflow:" + w.name;
   ctx.pinned_code = pin;
   std::string folder = fs::path(w.script).parent_path().string();
-  runtime::error err;
-  runtime::pid pid = modules::start_supervisor(eng_.scheduler(), supervisor_spec(w), folder, folder,
-                                               {}, &err, &ctx);
-  if (code_) code_->started(w, pin, static_cast<bool>(pid));
-  if (pid || !keep_on_failure) pids_[w.name] = pid;
-  if (!pid) return err;
+  auto pid =
+      modules::start_supervisor(eng_.scheduler(), supervisor_spec(w), folder, folder, {}, &ctx);
+  if (code_) code_->started(w, pin, pid.ok());
+  if (pid || !keep_on_failure) pids_[w.name] = pid ? *pid : runtime::pid{};
   return pid;
 }
 

@@ -22,9 +22,9 @@ std::future<runtime::exit_info> spawn_lua(server::engine& eng, std::string_view 
   auto done = std::make_shared<std::promise<runtime::exit_info>>();
   auto fut = done->get_future();
   opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
-  runtime::pid got = eng.scheduler().spawn(runtime::compile(source, "test.lua"), std::move(opts));
-  REQUIRE(static_cast<bool>(got));
-  if (id) *id = got;
+  auto got = eng.scheduler().spawn(runtime::compile(source, "test.lua"), std::move(opts));
+  REQUIRE_MESSAGE(got.ok(), (got ? "" : got.error().message));
+  if (id) *id = *got;
   return fut;
 }
 
@@ -45,8 +45,7 @@ runtime::exit_info run_file(const std::string& relative) {
   runtime::spawn_options opts;
   opts.on_exit = [done](const runtime::exit_info& info) { done->set_value(info); };
   auto& eng = shared_engine();
-  REQUIRE(
-      static_cast<bool>(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts))));
+  REQUIRE(eng.scheduler().spawn(runtime::compile_file(relative), std::move(opts)).ok());
   return wait_exit(fut);
 }
 

@@ -19,12 +19,11 @@ TEST_CASE("a supervisor started from C++ runs its children and takes them down w
   auto dir = std::filesystem::canonical(std::filesystem::path(LUAD_SOURCE_DIR) / "tests" / "lua");
   value::map child{{"name", "c"}, {"script", "children/crasher.lua"}};
   value::map spec{{"strategy", "one_for_one"}, {"children", value::array{value(child)}}};
-  luad::runtime::error why;
-  auto sup = luad::modules::start_supervisor(eng.scheduler(), value(spec), dir.string(),
-                                             dir.string(), {}, &why);
-  REQUIRE_MESSAGE(static_cast<bool>(sup), why.message);
+  auto sup =
+      luad::modules::start_supervisor(eng.scheduler(), value(spec), dir.string(), dir.string());
+  REQUIRE_MESSAGE(sup.ok(), (sup ? "" : sup.error().message));
   REQUIRE(luad::test::eventually([&] { return eng.scheduler().alive() == 2; }));
-  CHECK(eng.scheduler().kill(sup));
+  CHECK(eng.scheduler().kill(*sup));
   CHECK(luad::test::eventually([&] { return eng.scheduler().alive() == 0; }));
 }
 
@@ -58,9 +57,8 @@ TEST_CASE("a supervisor refuses children outside its root") {
     std::string root = (dir / "packages").string();
     value::map child{{"name", "c"}, {"script", outside}};
     value::map spec{{"children", value::array{value(child)}}};
-    luad::runtime::error why;
-    auto sup = luad::modules::start_supervisor(eng.scheduler(), value(spec), root, root, {}, &why);
-    REQUIRE_MESSAGE(static_cast<bool>(sup), why.message);
+    auto sup = luad::modules::start_supervisor(eng.scheduler(), value(spec), root, root);
+    REQUIRE_MESSAGE(sup.ok(), (sup ? "" : sup.error().message));
     // The child cannot start, so the supervisor gives up and ends.
     CHECK(luad::test::eventually([&] { return eng.scheduler().alive() == 0; }));
     REQUIRE(luad::test::eventually([&] { return !tap.seen().empty(); }));

@@ -62,7 +62,7 @@ TEST_CASE("later processes of a script start with a first chunk sized to what th
   auto code = luad::runtime::compile(
       "local p, t = require('process'), require('time') p.receive('stop')", "sized.lua");
   auto footprint_when_waiting = [&] {
-    luad::runtime::pid id = eng.scheduler().spawn(code, {});
+    luad::runtime::pid id = *eng.scheduler().spawn(code, {});
     REQUIRE(static_cast<bool>(id));
     std::size_t bytes = 0;
     REQUIRE(luad::test::eventually([&] {

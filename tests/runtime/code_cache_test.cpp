@@ -47,7 +47,7 @@ luad::runtime::pid spawn_chunk(const chunk_ptr& code, std::future<exit_info>& fu
   opts.ctx.script_root = root;
   opts.ctx.pinned_code = std::move(pin);
   opts.on_exit = [done](const exit_info& info) { done->set_value(info); };
-  luad::runtime::pid id = shared_engine().scheduler().spawn(code, std::move(opts));
+  luad::runtime::pid id = *shared_engine().scheduler().spawn(code, std::move(opts));
   REQUIRE(static_cast<bool>(id));
   return id;
 }

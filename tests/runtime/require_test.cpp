@@ -52,7 +52,7 @@ std::future<exit_info> spawn_file(const std::string& main, const std::string& ro
   opts.ctx.script_root = root;
   opts.on_exit = [done](const exit_info& info) { done->set_value(info); };
   auto& sched = shared_engine().scheduler();
-  luad::runtime::pid got = sched.spawn(sched.code().get(main), std::move(opts));
+  luad::runtime::pid got = *sched.spawn(sched.code().get(main), std::move(opts));
   REQUIRE(static_cast<bool>(got));
   if (id) *id = got;
   return fut;

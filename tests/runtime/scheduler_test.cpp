@@ -29,7 +29,7 @@ TEST_CASE("ten thousand processes run to completion with their own results") {
       if (e.reason == exit_reason::normal && e.results.at(0) == value(std::int64_t{2 * i})) right++;
       done++;
     };
-    REQUIRE(static_cast<bool>(eng.scheduler().spawn(code, std::move(o))));
+    REQUIRE(eng.scheduler().spawn(code, std::move(o)).ok());
   }
   REQUIRE(eventually([&] { return done.load() == n; }, std::chrono::seconds(60)));
   CHECK(right.load() == n);
@@ -38,8 +38,8 @@ TEST_CASE("ten thousand processes run to completion with their own results") {
 TEST_CASE("pids are unique, printable and parseable") {
   auto& eng = shared_engine();
   auto code = luad::runtime::compile("return 1", "x.lua");
-  auto a = eng.scheduler().spawn(code, {});
-  auto b = eng.scheduler().spawn(code, {});
+  auto a = *eng.scheduler().spawn(code, {});
+  auto b = *eng.scheduler().spawn(code, {});
   CHECK(a != b);
   auto parsed = luad::runtime::pid::parse(a.to_string());
   REQUIRE(parsed);
@@ -106,7 +106,7 @@ TEST_CASE("stop ends every process with reason shutdown") {
   eng.stop();
   for (auto& f : futs) CHECK(f.get().reason == exit_reason::shutdown);
   CHECK(eng.scheduler().alive() == 0);
-  CHECK_FALSE(eng.scheduler().spawn(luad::runtime::compile("return 1", "x"), {}));
+  CHECK_FALSE(eng.scheduler().spawn(luad::runtime::compile("return 1", "x"), {}).ok());
 }
 
 TEST_CASE("a workflow-restricted process may load only deterministic or workflow modules") {
@@ -160,7 +160,7 @@ TEST_CASE("kills racing with completions: every process exits exactly once") {
       if (e.reason == exit_reason::killed) killed++;
       total++;
     };
-    ids.push_back(eng.scheduler().spawn(code, std::move(o)));
+    ids.push_back(*eng.scheduler().spawn(code, std::move(o)));
   }
   for (int i = 0; i < n; i += 2) eng.scheduler().kill(ids[i]);
   REQUIRE(eventually([&] { return total.load() == n; }, std::chrono::seconds(60)));
@@ -194,14 +194,14 @@ TEST_CASE("the global process limit makes spawn fail clearly") {
   auto opts = luad::runtime::scheduler_options::with_workers(1);
   opts.max_processes = 3;
   luad::server::engine eng(opts);
-  luad::runtime::error why;
   auto sleeper = luad::runtime::compile("require('time').sleep(60)", "s.lua");
-  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
-  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
-  CHECK(eng.scheduler().spawn(sleeper, {}, &why));
-  CHECK_FALSE(eng.scheduler().spawn(sleeper, {}, &why));
-  CHECK(why.kind == luad::runtime::error_kind::limit);
-  CHECK(why.message.find("process limit") != std::string::npos);
+  CHECK(eng.scheduler().spawn(sleeper, {}).ok());
+  CHECK(eng.scheduler().spawn(sleeper, {}).ok());
+  CHECK(eng.scheduler().spawn(sleeper, {}).ok());
+  auto refused = eng.scheduler().spawn(sleeper, {});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().kind == luad::runtime::error_kind::limit);
+  CHECK(luad::test::has(refused.error().message, "process limit"));
 }
 
 TEST_CASE("the permission hook sees spawns and cross-owner sends") {
@@ -224,7 +224,7 @@ TEST_CASE("the permission hook sees spawns and cross-owner sends") {
   auto chunk = luad::runtime::compile_file("tests/lua/children/permission_probe.lua");
   std::promise<luad::runtime::exit_info> done;
   a.on_exit = [&](const luad::runtime::exit_info& e) { done.set_value(e); };
-  REQUIRE(static_cast<bool>(eng.scheduler().spawn(chunk, std::move(a))));
+  REQUIRE(eng.scheduler().spawn(chunk, std::move(a)).ok());
   auto e = done.get_future().get();
   CHECK_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(asked >= 3);
@@ -261,7 +261,7 @@ TEST_CASE("a hundred thousand processes blocked in receive all end at once on st
     o.on_exit = [&](const luad::runtime::exit_info& e) {
       if (e.reason == exit_reason::shutdown) ended++;
     };
-    REQUIRE(static_cast<bool>(eng.scheduler().spawn(code, std::move(o))));
+    REQUIRE(eng.scheduler().spawn(code, std::move(o)).ok());
   }
   REQUIRE(
       eventually([&] { return eng.scheduler().stats().yields >= n; }, std::chrono::seconds(60)));

@@ -1,0 +1,213 @@
+// The `process` module's messages: send (deep copy through the message
+// codec, owner and mailbox checks), selective receive with topics and a
+// timeout (a waiting receive is a pooled yield), and cancel.
+#include <array>
+#include <cmath>
+#include <string>
+
+#include "modules/process_parts.hpp"
+#include "runtime/command.hpp"
+#include "runtime/lua_value.hpp"
+#include "runtime/message_codec.hpp"
+#include "runtime/result.hpp"
+#include "runtime/yield.hpp"
+
+namespace luad::modules::process_parts {
+
+namespace {
+
+using runtime::message;
+
+constexpr std::size_t k_max_topics = 16;
+
+// Encodes the payload (argument 3) and delivers it with the topic (argument 2).
+runtime::status send_to(lua_State* L, pid to) noexcept {
+  try {
+    thread_local std::string encoded;
+    thread_local std::string reason;
+    encoded.clear();
+    process* self = process::of(L);
+    if (!runtime::encode_message(L, 3, encoded, reason, self->context().limits.message_bytes)) {
+      return runtime::fail(
+          reason.find("larger than") != std::string::npos ? error_kind::limit : error_kind::invalid,
+          reason);
+    }
+    process* target = to ? self->target(to) : nullptr;
+    if (!target) {
+      self->owner().count_dead_letter();
+      return runtime::done{};
+    }
+    if (target->context().owner != self->context().owner &&
+        !self->owner().permitted(*self, "send", to.to_string())) {
+      return runtime::fail(error_kind::permission_denied,
+                           "this process may not send to a process of another owner");
+    }
+    std::size_t max_queue = target->context().limits.mailbox;
+    if (max_queue && target->mailbox().length() >= max_queue) {
+      return runtime::fail(error_kind::limit, "the mailbox of " + to.to_string() + " is full (" +
+                                                  std::to_string(max_queue) + " messages)");
+    }
+    std::size_t topic_len;
+    const char* topic = lua_tolstring(L, 2, &topic_len);
+    message* m = message::make(self->id(), std::string_view(topic, topic_len), encoded);
+    if (!m) return runtime::fail(error_kind::limit, "out of memory for the message");
+    target->deliver(m);
+    return runtime::done{};
+  } catch (const std::bad_alloc&) {
+    return runtime::fail(error_kind::limit, "out of memory");  // (fits without allocating)
+  }
+}
+
+}  // namespace
+
+int process_send(lua_State* L) {
+  pid to = check_pid(L, 1, true);
+  luaL_checkstring(L, 2);
+  lua_settop(L, 3);
+  int n = 0;
+  {
+    runtime::status sent = send_to(L, to);
+    if (!sent) n = runtime::push_failure(L, sent.error());
+  }
+  if (n < 0) return lua_error(L);  // Lua's memory error, raised once `sent` is gone
+  if (n > 0) return n;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+namespace {
+
+// --- receive ------------------------------------------------------------------
+
+// Pushes {topic, from, payload} for `m` and frees it. Only Lua memory errors can
+// raise here; the process then frees `m` at exit through `in_flight`.
+// Pushes msg = {topic, from, payload} and frees `m`. `topic_at` is a stack
+// index holding the topic as a Lua string already (the receive filter), or 0.
+void push_received(lua_State* L, message* m, int topic_at = 0) {
+  process* self = process::of(L);
+  self->in_flight = m;
+  lua_createtable(L, 0, 3);
+  if (topic_at) {
+    lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
+  } else {
+    std::string_view topic = m->topic();
+    lua_pushlstring(L, topic.data(), topic.size());
+  }
+  lua_setfield(L, -2, "topic");
+  push_pid(L, m->from);
+  lua_setfield(L, -2, "from");
+  runtime::push_message(L, m->body());
+  lua_setfield(L, -2, "payload");
+  self->in_flight = nullptr;
+  message::destroy(m);
+}
+
+struct topic_filter {
+  std::array<std::string_view, k_max_topics> items{};
+  std::size_t count = 0;
+  std::span<const std::string_view> span() const { return {items.data(), count}; }
+};
+
+// Reads receive's first argument: nil (any topic), a topic, or a list of topics.
+// The views point into Lua strings that stay on the caller's stack.
+void check_topics(lua_State* L, topic_filter& f) {
+  int t = lua_type(L, 1);
+  if (t == LUA_TNONE || t == LUA_TNIL) return;
+  std::size_t len;
+  if (t == LUA_TSTRING) {
+    const char* s = lua_tolstring(L, 1, &len);
+    f.items[f.count++] = std::string_view(s, len);
+    return;
+  }
+  luaL_argexpected(L, t == LUA_TTABLE, 1, "topic or list of topics");
+  auto n = static_cast<std::size_t>(lua_rawlen(L, 1));
+  luaL_argcheck(L, n <= k_max_topics, 1, "at most 16 topics");
+  for (std::size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 1, static_cast<lua_Integer>(i));
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "topics must be strings");
+    const char* s = lua_tolstring(L, -1, &len);
+    f.items[f.count++] = std::string_view(s, len);
+    lua_pop(L, 1);  // still referenced by the table
+  }
+}
+
+int push_timeout(lua_State* L) {
+  return fail(L, error_kind::timeout, "no matching message before the timeout");
+}
+
+// A waiting receive. Its topics are read again from argument 1, which stays on
+// the suspended frame's stack, so an idle receiver holds only these few bytes.
+// Its command is the timeout's clock.sleep, sent only when there is a timeout
+// (has_command); a message ends the wait without any command.
+class receive_yield final
+    : public runtime::pooled_yield<receive_yield, runtime::command_id::clock_sleep> {
+ public:
+  static constexpr const char* type_name = "process.receive";
+  double timeout = -1;  // < 0: forever
+  bool waited = false;  // the wait (and its timer) is already open
+
+  bool has_command() const override { return timeout > 0 && !waited; }
+  bool wants_messages() const override { return true; }
+  bool continues_wait() const override { return waited; }
+  runtime::value args() const { return runtime::value(timeout); }
+  int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
+    topic_filter topics;
+    check_topics(L, topics);  // checked once already: cannot raise now
+    if (message* m = process::of(L)->mailbox().take(topics.span())) {
+      push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
+      return 1;
+    }
+    if (err) {
+      lua_pushnil(L);
+      runtime::push_error(L, *err);
+      return 2;
+    }
+    if (v.is_nil()) return push_timeout(L);  // the timer won
+    waited = true;                           // a message we did not ask for: wait on
+    lua_pushlightuserdata(L, static_cast<runtime::yield_object*>(this));
+    return -1;
+  }
+};
+
+}  // namespace
+
+const runtime::yield_type* receive_yield_type() { return receive_yield::type(); }
+
+int process_receive(lua_State* L) {
+  topic_filter topics;
+  check_topics(L, topics);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number t = luaL_checknumber(L, 2);
+    luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
+    timeout = static_cast<double>(t);
+  }
+  if (message* m = process::of(L)->mailbox().take(topics.span())) {
+    push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
+    return 1;
+  }
+  if (timeout == 0) return push_timeout(L);
+  receive_yield* y = receive_yield::acquire(L);
+  y->timeout = timeout;
+  return -1;
+}
+
+// process.cancel(pid, reason): sends a CANCEL message {reason} the process may
+// handle (for example by cleaning up and exiting), unlike kill.
+int process_cancel(lua_State* L) {
+  luaL_checkany(L, 1);
+  luaL_optstring(L, 2, "canceled");
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2))
+    lua_pushliteral(L, "canceled");
+  else
+    lua_pushvalue(L, 2);
+  lua_createtable(L, 0, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "reason");  // stack: pid, reason, {reason}
+  lua_pushliteral(L, "CANCEL");
+  lua_replace(L, 2);  // stack: pid, "CANCEL", {reason}
+  return process_send(L);
+}
+
+}  // namespace luad::modules::process_parts
