@@ -11,6 +11,7 @@
 #include "modules/modules.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/process.hpp"
+#include "runtime/result.hpp"
 #include "runtime/yield.hpp"
 
 namespace luad::modules {
@@ -131,18 +132,17 @@ class request_yield final
 
   value args() { return std::move(request); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
-    int n = err ? runtime::push_failure(L, *err)
-                : runtime::push_protected<value, push_response>(L, v);
+    int n =
+        err ? runtime::push_failure(L, *err) : runtime::push_protected<value, push_response>(L, v);
     if (n >= 0) return n;
     // Out of Lua memory: a body larger than the process may hold. The failed
     // allocation is gone, so a small error usually fits; if even that fails,
     // the process is out of memory for good and the limit ends it.
     lua_pop(L, 1);
-    n = runtime::push_failure(
-        L, error{error_kind::limit,
-                 "the response does not fit in the process's memory limit",
-                 false,
-                 {}});
+    n = runtime::push_failure(L, error{error_kind::limit,
+                                       "the response does not fit in the process's memory limit",
+                                       false,
+                                       {}});
     if (n >= 0) return n;
     runtime::process::of(L)->doom_if_out_of_memory(LUA_ERRMEM);
     lua_pushnil(L);
@@ -241,32 +241,22 @@ std::string_view slot_string(lua_State* L, int base, int s) {
   return {text, len};
 }
 
-// The C++ half of a request: fills `args` from the slots, checking the URL and
-// the process's permissions. False with `kind` and `why` when the request is
-// refused before it starts.
-bool build_args(lua_State* L, int base, value& args, error_kind& kind, char (&why)[512]) noexcept {
+// The C++ half of a request: the fetch.request map from the slots, checking
+// the URL and the process's permissions, or why it is refused before it starts.
+runtime::result<value> build_args(lua_State* L, int base) noexcept {
   try {
     dispatcher::http_url url;
     std::string reason;
     std::string_view url_text = slot_string(L, base, s_url);
-    if (!dispatcher::parse_http_url(url_text, url, reason)) {
-      kind = error_kind::invalid;
-      std::snprintf(why, sizeof why, "%s", reason.c_str());
-      return false;
-    }
+    if (!dispatcher::parse_http_url(url_text, url, reason))
+      return runtime::fail(error_kind::invalid, reason);
     const runtime::permission_list& perms = runtime::process::of(L)->context().permissions;
-    if (!runtime::allows_http(perms, url.host, url.port)) {
-      kind = error_kind::permission_denied;
-      std::snprintf(why, sizeof why, "%s", dispatcher::permission_error(url).message.c_str());
-      return false;
-    }
+    if (!runtime::allows_http(perms, url.host, url.port)) return dispatcher::permission_error(url);
     bool verify = lua_isnil(L, base + 1 + s_verify) || lua_toboolean(L, base + 1 + s_verify);
     if (!verify && !runtime::allows_insecure_tls(perms)) {
-      kind = error_kind::permission_denied;
-      std::snprintf(why, sizeof why,
-                    "this process may not turn TLS verification off (grant it with --allow "
-                    "http:insecure)");
-      return false;
+      return runtime::fail(error_kind::permission_denied,
+                           "this process may not turn TLS verification off (grant it with --allow "
+                           "http:insecure)");
     }
     value::map m;
     m.reserve(10);
@@ -276,11 +266,8 @@ bool build_args(lua_State* L, int base, value& args, error_kind& kind, char (&wh
                                  : std::string(slot_string(L, base, s_method)));
     if (!lua_isnil(L, base + 1 + s_headers)) {
       value headers;
-      if (!runtime::to_value(L, base + 1 + s_headers, headers, reason)) {
-        kind = error_kind::invalid;
-        std::snprintf(why, sizeof why, "bad headers: %s", reason.c_str());
-        return false;
-      }
+      if (!runtime::to_value(L, base + 1 + s_headers, headers, reason))
+        return runtime::fail(error_kind::invalid, "bad headers: " + reason);
       m.emplace_back("headers", std::move(headers));
     }
     if (!lua_isnil(L, base + 1 + s_body))
@@ -300,33 +287,29 @@ bool build_args(lua_State* L, int base, value& args, error_kind& kind, char (&wh
         if (p.starts_with("http:")) allow.emplace_back(p);
       m.emplace_back("allow", std::move(allow));
     }
-    args = std::move(m);
-    return true;
+    return value(std::move(m));
   } catch (...) {
-    kind = error_kind::internal;
-    std::snprintf(why, sizeof why, "out of memory");
-    return false;
+    return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
   }
-}
-
-int fail(lua_State* L, error_kind kind, const char* why) {
-  lua_pushnil(L);
-  runtime::push_error(L, error{kind, why, false, {}});
-  return 2;
 }
 
 // Starts the request described by the slots above `base`: yields, or returns
 // nil, err when it is refused.
 int start_request(lua_State* L, int base) {
   request_yield* y = request_yield::acquire(L);
-  error_kind kind = error_kind::invalid;
-  char why[512];
-  if (!build_args(L, base, y->request, kind, why)) {
-    lua_pop(L, 1);  // the yield object
-    y->release();
-    return fail(L, kind, why);
+  int n = 0;
+  {
+    runtime::result<value> args = build_args(L, base);
+    if (args) {
+      y->request = std::move(*args);
+    } else {
+      lua_pop(L, 1);  // the yield object
+      y->release();
+      n = runtime::push_failure(L, args.error());
+    }
   }
-  return -1;
+  if (n < 0) return lua_error(L);  // Lua's memory error, raised once `args` is gone
+  return n > 0 ? n : -1;
 }
 
 int http_request(lua_State* L) {
