@@ -35,24 +35,10 @@ using luad::server::file_watcher;
 using luad::test::eventually;
 using std::chrono::milliseconds;
 
-// A fresh directory under the system's temporary directory, removed with its contents.
+// A fresh folder (tests/support's temp_dir) with paths as strings.
 struct temp_tree {
-  std::string root;
-
-  temp_tree() {
-    static std::atomic<int> serial{0};
-    std::string name = "luad-watch-";
-    name += std::to_string(::getpid()) + "-" + std::to_string(serial++);
-    root = (fs::temp_directory_path() / name).lexically_normal().string();
-    fs::remove_all(root);
-    fs::create_directories(root);
-  }
-  ~temp_tree() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-  temp_tree(const temp_tree&) = delete;
-  temp_tree& operator=(const temp_tree&) = delete;
+  luad::test::temp_dir dir{"luad-watch"};
+  std::string root = dir.path().string();
 
   std::string at(const std::string& relative) const { return root + "/" + relative; }
 };
