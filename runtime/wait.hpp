@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "runtime/command.hpp"
+#include "runtime/yield.hpp"
 
 namespace luad::runtime {
 
@@ -90,5 +91,51 @@ class wait_slot {
   std::atomic<std::uint16_t> cmd_{0};           // command id of the last command sent
   kind kind_ = kind::nil;
 };
+
+// The hot path of every wait (a message, a sleep), inline so that the worker's
+// turn and the trampoline pay no calls for them.
+
+inline wait_slot::opened wait_slot::open() {
+  std::uint64_t token = word_.load(std::memory_order_relaxed) >> 2;  // only we change it
+  if (!pending_->continues_wait()) ++token;
+  bool receiving = pending_->wants_messages();
+  word_.store((token << 2) | (receiving ? k_receiving : 0));
+  return {token, receiving};
+}
+
+inline std::optional<command> wait_slot::take_command() {
+  if (!pending_->has_command()) return std::nullopt;
+  command cmd = pending_->make_command();
+  cmd_.store(static_cast<std::uint16_t>(cmd.id), std::memory_order_relaxed);
+  return cmd;
+}
+
+inline bool wait_slot::claim_open(std::uint64_t need) noexcept {
+  std::uint64_t w = word_.load();
+  while ((w & need) == need && !(w & k_claimed)) {
+    if (word_.compare_exchange_weak(w, w | k_claimed)) return true;
+  }
+  return false;
+}
+
+inline void wait_slot::set(kind k, outcome* box) noexcept {
+  delete box_;
+  box_ = box;
+  kind_ = k;
+}
+
+inline const outcome& wait_slot::result() const {
+  static const outcome nil = outcome::success({});
+  static const outcome message = outcome::success(value(true));
+  static const outcome oom = outcome::failure(
+      {error_kind::unavailable, "out of memory storing a command's result", true, {}});
+  switch (kind_) {
+    case kind::nil: return nil;
+    case kind::message: return message;
+    case kind::boxed: return *box_;
+    case kind::unstorable: break;
+  }
+  return oom;
+}
 
 }  // namespace luad::runtime
