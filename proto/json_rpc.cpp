@@ -48,10 +48,8 @@ std::string frame(const json::value& v) {
 }
 
 json::object make_request(json::value id, std::string_view method, json::object params) {
-  return json::object{{"jsonrpc", "2.0"},
-                      {"id", std::move(id)},
-                      {"method", method},
-                      {"params", std::move(params)}};
+  return json::object{
+      {"jsonrpc", "2.0"}, {"id", std::move(id)}, {"method", method}, {"params", std::move(params)}};
 }
 
 json::object result_reply(const json::value& id, json::value result) {

@@ -14,7 +14,7 @@ namespace luad::runtime {
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T v) : data_(std::in_place_index<0>, std::move(v)) {}         // NOLINT
+  result(T v) : data_(std::in_place_index<0>, std::move(v)) {}               // NOLINT
   result(runtime::error e) : data_(std::in_place_index<1>, std::move(e)) {}  // NOLINT
 
   explicit operator bool() const { return data_.index() == 0; }

@@ -1,8 +1,8 @@
 // `luad types`: the generated LuaLS definitions cover every manifest, every class
 // they name is defined, the sandbox model agrees with the real sandbox, the files
 // land on disk (or fail with the path named), and luacheck accepts our scripts.
-#include "modules/modules.hpp"
 #include "server/types.hpp"
+#include "modules/modules.hpp"
 
 #include <doctest/doctest.h>
 
