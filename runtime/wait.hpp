@@ -23,8 +23,6 @@
 
 namespace luad::runtime {
 
-class yield_object;
-
 class wait_slot {
  public:
   wait_slot() = default;

@@ -43,7 +43,7 @@ json::object processes(runtime::scheduler& sched, const runtime::scheduler_stats
 json::object scheduling(runtime::scheduler& sched, const runtime::scheduler_stats& s) {
   json::object commands;
   for (std::size_t i = 1; i < s.commands.size(); ++i)
-    commands[dispatcher::command_name(static_cast<dispatcher::command_id>(i))] = s.commands[i];
+    commands[runtime::command_name(static_cast<runtime::command_id>(i))] = s.commands[i];
   return json::object{{"workers", sched.worker_count()}, {"yields", s.yields},
                       {"preemptions", s.preemptions},    {"steals", s.steals},
                       {"dead_letters", s.dead_letters},  {"commands", std::move(commands)}};

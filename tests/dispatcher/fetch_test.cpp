@@ -15,11 +15,11 @@
 
 namespace {
 
-using luad::dispatcher::command;
-using luad::dispatcher::command_id;
-using luad::dispatcher::completion;
 using luad::dispatcher::completion_target;
 using luad::dispatcher::fetch;
+using luad::runtime::command;
+using luad::runtime::command_id;
+using luad::runtime::completion;
 using luad::runtime::error_kind;
 using luad::runtime::outcome;
 using luad::runtime::value;
