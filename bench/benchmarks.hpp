@@ -19,6 +19,8 @@ void bench_timers(const options& opts);
 
 /// pingpong_<N>: N round trips between two processes (bench/lua/pingpong.lua).
 void bench_pingpong(const options& opts);
+/// cpu_loop_<N>: one process running a Lua loop of N iterations (bench/lua/cpu_loop.lua).
+void bench_cpu_loop(const options& opts);
 /// oneway_<N>: N messages to a counting receiver.
 void bench_oneway(const options& opts);
 /// ring_<P>_x<R>: a token passed P*R times around a ring of P processes.
@@ -31,6 +33,15 @@ void bench_mem_receive(const options& opts);
 /// store_acked_<W>x<N>: durable writes/s from W processes writing N keys each,
 /// beside a one-transaction-per-write SQLite loop (bench/store.cpp).
 void bench_store(const options& opts);
+/// journal_appends_<R>x<N> / journal_fused_<R>x<N>: journaled steps/s from R
+/// durable runs appending N steps each, one in flight per run, straight on the
+/// storage's journal backend; fused = each step a store write applied with its
+/// entry in one transaction (bench/journal.cpp).
+void bench_journal(const options& opts);
+/// plain_steps_<R>x<N> / durable_steps_<R>x<N> / durable_ratio: steps/s from R
+/// Lua runs of N store.incr steps each, plain and through the durable sink;
+/// replay_<S>_ms: a run of S journaled steps replayed from its journal (bench/durable.cpp).
+void bench_durable(const options& opts);
 
 /// daemon_jobs_16conn: `return 1` jobs submitted with wait through the socket
 /// by 16 connections, 64 in flight each (bench/daemon.cpp).
@@ -39,5 +50,10 @@ void bench_daemon(const options& opts);
 /// http_luad / http_wrk / http_ratio: requests/s from 100 processes looping on
 /// http.get against a local keep-alive server, and wrk on the same server (bench/http.cpp).
 void bench_http(const options& opts);
+
+/// patterns_stock / patterns_bounded / patterns_ratio: string.find, match,
+/// gmatch and gsub on ordinary patterns, stock Lua against runtime/bounded_lib
+/// (bench/patterns.cpp).
+void bench_patterns(const options& opts);
 
 }  // namespace luad::bench

@@ -28,8 +28,14 @@ struct options {
   std::size_t idle_receive = 1000000;  ///< processes parked in receive for mem_receive
   std::size_t store_writers = 1000;    ///< concurrent writer processes for store
   std::size_t store_writes = 100;      ///< writes per store writer
+  std::size_t journal_runs = 1000;     ///< concurrent durable runs for journal
+  std::size_t journal_steps = 100;     ///< journaled steps per run for journal
+  std::size_t durable_runs = 1000;     ///< concurrent Lua runs for durable (and plain)
+  std::size_t durable_steps = 20;      ///< store.incr steps per run for durable
+  std::size_t durable_replay = 10000;  ///< steps of the journal durable replays
   std::size_t daemon_jobs = 200000;    ///< jobs through the socket for daemon
   std::size_t http_requests = 200000;  ///< http.get calls in all for http (100 processes)
+  std::size_t loop = 20000000;         ///< iterations of cpu_loop
   unsigned workers = 0;                ///< scheduler workers; 0 = one per core
   std::string only;                    ///< run just this benchmark (empty = all)
 };

@@ -3,7 +3,7 @@
 //
 //   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--messages N]
 //              [--ring-procs N] [--ring-laps N] [--spawn-done N] [--idle-receive N]
-//              [--workers N] [--only NAME]
+//              [--loop N] [--workers N] [--only NAME]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,13 +28,17 @@ constexpr benchmark benchmarks[] = {
     {"yield_roundtrips", luad::bench::bench_yields},
     {"timers", luad::bench::bench_timers},
     {"pingpong", luad::bench::bench_pingpong},
+    {"cpu_loop", luad::bench::bench_cpu_loop},
     {"oneway", luad::bench::bench_oneway},
     {"ring", luad::bench::bench_ring},
     {"spawn_done", luad::bench::bench_spawn_done},
     {"mem_receive", luad::bench::bench_mem_receive},
     {"store", luad::bench::bench_store},
+    {"journal", luad::bench::bench_journal},
+    {"durable", luad::bench::bench_durable},
     {"daemon", luad::bench::bench_daemon},
     {"http", luad::bench::bench_http},
+    {"patterns", luad::bench::bench_patterns},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -42,10 +46,12 @@ constexpr benchmark benchmarks[] = {
                "luad_bench: %s\n"
                "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
                "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
-               "[--idle-receive N] [--store-writers N] [--store-writes N] [--http-requests N] "
-               "[--workers N] [--only NAME]\n"
-               "names: spawn_exit mem_idle yield_roundtrips timers pingpong oneway ring "
-               "spawn_done mem_receive store http daemon\n",
+               "[--idle-receive N] [--store-writers N] [--store-writes N] [--journal-runs N] "
+               "[--journal-steps N] [--durable-runs N] [--durable-steps N] [--durable-replay N] "
+               "[--http-requests N] "
+               "[--loop N] [--workers N] [--only NAME]\n"
+               "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
+               "spawn_done mem_receive store journal durable http daemon patterns\n",
                why);
   std::exit(2);
 }
@@ -88,8 +94,20 @@ options parse(int argc, char** argv) {
       opts.store_writers = parse_count(arg);
     } else if (flag == "--store-writes") {
       opts.store_writes = parse_count(arg);
+    } else if (flag == "--journal-runs") {
+      opts.journal_runs = parse_count(arg);
+    } else if (flag == "--journal-steps") {
+      opts.journal_steps = parse_count(arg);
+    } else if (flag == "--durable-runs") {
+      opts.durable_runs = parse_count(arg);
+    } else if (flag == "--durable-steps") {
+      opts.durable_steps = parse_count(arg);
+    } else if (flag == "--durable-replay") {
+      opts.durable_replay = parse_count(arg);
     } else if (flag == "--http-requests") {
       opts.http_requests = parse_count(arg);
+    } else if (flag == "--loop") {
+      opts.loop = parse_count(arg);
     } else if (flag == "--workers") {
       opts.workers = static_cast<unsigned>(parse_count(arg));
     } else if (flag == "--only") {
@@ -98,7 +116,9 @@ options parse(int argc, char** argv) {
       usage("unknown flag");
     }
   }
-  if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0) {
+  if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0 ||
+      opts.journal_runs == 0 || opts.journal_steps == 0 || opts.durable_runs == 0 ||
+      opts.durable_steps == 0 || opts.durable_replay == 0) {
     usage("sizes must be positive");
   }
   return opts;

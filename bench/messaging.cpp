@@ -57,6 +57,13 @@ void bench_pingpong(const options& opts) {
   report("pingpong_" + size_tag(opts.messages), number(r.at(0)), "roundtrips/s");
 }
 
+void bench_cpu_loop(const options& opts) {
+  engine eng(engine_options(opts));
+  run_main(eng, "cpu_loop.lua", {value(100000)});  // warm-up
+  auto r = run_main(eng, "cpu_loop.lua", {value(static_cast<std::int64_t>(opts.loop))});
+  report("cpu_loop_" + size_tag(opts.loop), number(r.at(0)), "iterations/s");
+}
+
 void bench_oneway(const options& opts) {
   engine eng(engine_options(opts));
   run_main(eng, "oneway.lua", {value(10000)});

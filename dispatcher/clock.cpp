@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 namespace luad::dispatcher {
 
@@ -46,6 +47,12 @@ std::size_t clock::pending() const {
   return heap_.size();
 }
 
+std::size_t clock::live() const {
+  std::lock_guard lock(mu_);
+  return static_cast<std::size_t>(std::count_if(
+      heap_.begin(), heap_.end(), [](const timer& t) { return !t.done.abandoned(); }));
+}
+
 void clock::submit(command&& cmd, completion&& done) {
   double seconds = 0;
   if (const auto* d = cmd.args.get<double>()) {
@@ -68,18 +75,31 @@ void clock::submit(command&& cmd, completion&& done) {
   // sleeps that end in the same tick fire in one batch (as BEAM's timers do).
   time_point deadline{std::chrono::ceil<tick>(exact.time_since_epoch())};
   bool earliest;
+  std::vector<timer> dropped;  // completed (canceled) outside the lock
   {
     std::lock_guard lock(mu_);
     if (!running_) {
       done.fail(error{error_kind::unavailable, "the clock is not running", true, {}});
       return;
     }
+    if (heap_.size() >= purge_at_) purge_locked(dropped);
     heap_.push_back(timer{deadline, seq_++, std::move(done)});
     std::push_heap(heap_.begin(), heap_.end(), later{});
     earliest = deadline < armed_;
     if (earliest) armed_ = deadline;
   }
   if (earliest) boost::asio::post(io_, [this] { rearm(); });
+}
+
+void clock::purge_locked(std::vector<timer>& dropped) {
+  auto gone = std::partition(heap_.begin(), heap_.end(),
+                             [](const timer& t) { return !t.done.abandoned(); });
+  dropped.assign(std::make_move_iterator(gone), std::make_move_iterator(heap_.end()));
+  heap_.erase(gone, heap_.end());
+  std::make_heap(heap_.begin(), heap_.end(), later{});
+  // armed_ may now be earlier than the first deadline: the timer then fires
+  // early, finds nothing due and re-arms (fire handles it).
+  purge_at_ = std::max(k_min_purge, 2 * heap_.size());
 }
 
 void clock::rearm() {

@@ -1,7 +1,8 @@
 // The clock dispatcher: sleeps and deadlines on its own Asio io_context thread.
 // Pending timers live in one binary heap under a mutex; a single steady_timer
 // is armed for the earliest deadline, so a million pending sleeps cost ~24 MB
-// and one kernel timer. Deadlines are rounded up to 1 ms ticks.
+// and one kernel timer. Deadlines are rounded up to 1 ms ticks. Timers whose
+// waiter is gone are purged as the heap grows, not kept until their deadline.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -39,8 +40,10 @@ class clock final : public handler {
   /// caller's thread; others complete on the io thread at the first tick at or
   /// after the deadline. Thread-safe.
   void submit(command&& cmd, completion&& done) override;
-  /// Timers waiting to fire (thread-safe).
+  /// Timers waiting to fire (thread-safe), abandoned ones included until purged.
   std::size_t pending() const;
+  /// Timers someone still waits for (thread-safe; scans them all).
+  std::size_t live() const;
 
   /// Longest sleep accepted; longer ones are clamped (about 31 years).
   static constexpr double max_seconds = 1e9;
@@ -57,6 +60,9 @@ class clock final : public handler {
     }
   };
   void rearm();  // io thread
+  // Takes the timers nobody awaits any more (a canceled time.after, the sleep
+  // of a process that was killed) out of the heap into `dropped`; mu_ held.
+  void purge_locked(std::vector<timer>& dropped);
   void fire(const boost::system::error_code& ec);
 
   boost::asio::io_context io_;
@@ -66,6 +72,11 @@ class clock final : public handler {
   std::vector<timer> heap_;
   std::vector<completion> due_;  // io thread only; reused by every fire
   std::uint64_t seq_ = 0;
+  // Heap size at which submit purges abandoned timers: twice what the last
+  // purge left, so a purge costs O(1) per submit and the heap stays within
+  // twice its live timers (plus k_min_purge).
+  static constexpr std::size_t k_min_purge = 1024;
+  std::size_t purge_at_ = k_min_purge;
   time_point armed_ = time_point::max();
   bool running_ = false;
 };

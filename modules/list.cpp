@@ -7,9 +7,9 @@
 namespace luad::modules {
 
 std::span<const runtime::module_def* const> all() {
-  static const std::array<const runtime::module_def*, 8> list = {
-      &time_module,    &log_module,        &json_module,  &errors_module,
-      &process_module, &supervisor_module, &store_module, &http_module,
+  static const std::array<const runtime::module_def*, 9> list = {
+      &time_module,       &log_module,   &json_module, &errors_module,   &process_module,
+      &supervisor_module, &store_module, &http_module, &workflow_module,
   };
   return list;
 }

@@ -16,6 +16,7 @@ extern const runtime::module_def process_module;     // modules/process.cpp
 extern const runtime::module_def supervisor_module;  // modules/supervisor.cpp
 extern const runtime::module_def store_module;       // modules/store.cpp
 extern const runtime::module_def http_module;        // modules/http.cpp
+extern const runtime::module_def workflow_module;    // modules/workflow.cpp
 
 /// Every module, in the order `luad types` lists them (modules/list.cpp).
 std::span<const runtime::module_def* const> all();

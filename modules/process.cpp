@@ -42,6 +42,30 @@ pid check_pid(lua_State* L, int arg, bool names) {
   return {};
 }
 
+runtime::result<process*> find_checked(lua_State* L, pid id, runtime::owner_verb verb,
+                                       bool by_name) noexcept {
+  try {
+    process* self = process::of(L);
+    process* other = id ? self->owner().find(id) : nullptr;
+    if (!other || other == self) return other;
+    runtime::status ok = runtime::may_act(self->context(), other->context(), verb, by_name);
+    if (!ok) {
+      other->release_ref();
+      return ok.error();
+    }
+    return other;
+  } catch (...) {
+    return runtime::fail(error_kind::limit, "out of memory");  // (fits without allocating)
+  }
+}
+
+bool by_name(lua_State* L, int arg) {
+  if (lua_type(L, arg) != LUA_TSTRING) return false;
+  std::size_t len;
+  const char* s = lua_tolstring(L, arg, &len);
+  return !pid::parse(std::string_view(s, len));
+}
+
 int fail(lua_State* L, error_kind kind, const char* message) {
   lua_pushnil(L);
   runtime::push_error(L, error{kind, message, false, {}});
@@ -73,6 +97,12 @@ runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg
   try {
     namespace fs = std::filesystem;
     process* self = process::of(L);
+    if (self->own_commands()) {
+      // A child is not part of the journal: a replay would start it again.
+      return runtime::fail(error_kind::invalid,
+                           "process.spawn: not available in a durable run yet (children are not "
+                           "journaled)");
+    }
     runtime::code_cache& code = self->owner().code();
     std::string base = fs::path(self->script_name()).parent_path().string();
     const std::string& root = self->context().script_root;
@@ -88,12 +118,15 @@ runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg
                            std::string("this process may not spawn '") + script + "'");
     }
     runtime::spawn_options opts;
-    if (root.empty()) {  // the first spawn below a top-level script fixes the root
-      runtime::process_context ctx = self->context();
+    // Children share their parent's context, or the one it keeps for them.
+    const runtime::context_ptr& theirs =
+        self->context().child_context ? self->context().child_context : self->shared_context();
+    if (theirs->script_root.empty()) {  // the first spawn below a top-level script fixes the root
+      runtime::process_context ctx = *theirs;
       ctx.script_root = canon_root.string();
       opts.context = runtime::intern_context(std::move(ctx));
     } else {
-      opts.context = self->shared_context();  // children share their parent's
+      opts.context = theirs;
     }
     if (how.link) opts.link_to = self->id();
     if (how.monitor_ref) {
@@ -146,12 +179,23 @@ int process_spawn_monitor(lua_State* L) {
 
 // --- links and monitors -----------------------------------------------------------
 
+// Links and monitors across owners are control (runtime/owners.hpp): an exit
+// signal through a link could kill another owner's process.
 int process_link(lua_State* L) {
   pid id = check_pid(L, 1);
   process* self = process::of(L);
-  process* other = self->owner().find(id);
-  bool ok = other && self->link(*other);
-  if (other) other->release_ref();
+  bool ok = false;
+  int n = 0;
+  {
+    runtime::result<process*> other = find_checked(L, id, runtime::owner_verb::control);
+    if (!other) {
+      n = runtime::push_failure(L, other.error());
+    } else if (*other) {
+      ok = self->link(**other);
+      (*other)->release_ref();
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   if (!ok) return fail(L, error_kind::not_found, "no such process");
   lua_pushboolean(L, 1);
   return 1;
@@ -172,9 +216,18 @@ int process_monitor(lua_State* L) {
   pid id = check_pid(L, 1);
   process* self = process::of(L);
   std::uint64_t ref = self->owner().next_monitor_ref();
-  process* other = self->owner().find(id);
-  bool ok = other && other->add_monitor(ref, self->id());
-  if (other) other->release_ref();
+  bool ok = false;
+  int n = 0;
+  {
+    runtime::result<process*> other = find_checked(L, id, runtime::owner_verb::control);
+    if (!other) {
+      n = runtime::push_failure(L, other.error());
+    } else if (*other) {
+      ok = (*other)->add_monitor(ref, self->id());
+      (*other)->release_ref();
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   if (!ok) runtime::send_noproc_down(*self, id, ref);
   lua_pushinteger(L, static_cast<lua_Integer>(ref));
   return 1;
@@ -183,8 +236,9 @@ int process_monitor(lua_State* L) {
 int process_demonitor(lua_State* L) {
   pid id = check_pid(L, 1);
   auto ref = static_cast<std::uint64_t>(luaL_checkinteger(L, 2));
-  process* other = process::of(L)->owner().find(id);
-  bool removed = other && other->remove_monitor(ref);
+  process* self = process::of(L);
+  process* other = self->owner().find(id);
+  bool removed = other && other->remove_monitor(ref, self->id());
   if (other) other->release_ref();
   lua_pushboolean(L, removed);
   return 1;
@@ -224,9 +278,15 @@ int end_self(lua_State* L, runtime::suspend_kind how) {
   return lua_yield(L, 0);
 }
 
-bool kill_other(lua_State* L, pid id, const char* why, std::size_t len) noexcept {
+// Kills `id` if the caller may (runtime/owners.hpp): true if it was alive.
+runtime::result<bool> kill_other(lua_State* L, pid id, const char* why, std::size_t len) noexcept {
   try {
-    return process::of(L)->owner().kill(id, runtime::exit_reason::killed, std::string(why, len));
+    runtime::result<process*> other = find_checked(L, id, runtime::owner_verb::control);
+    if (!other) return other.error();
+    if (!*other) return false;
+    (*other)->request_kill(runtime::exit_reason::killed, std::string(why, len));
+    (*other)->release_ref();
+    return true;
   } catch (...) {
     return false;
   }
@@ -238,11 +298,22 @@ int process_kill(lua_State* L) {
   const char* why = luaL_optlstring(L, 2, "killed", &len);
   process* self = process::of(L);
   if (id == self->id()) {
-    kill_other(L, id, why, len);  // records the reason; the process is running, so:
+    (void)kill_other(L, id, why, len);  // records the reason; the process is running, so:
     self->doom(runtime::exit_reason::killed, "killed");
     return end_self(L, runtime::suspend_kind::doom);
   }
-  lua_pushboolean(L, id && kill_other(L, id, why, len));
+  bool killed = false;
+  int n = 0;
+  {
+    runtime::result<bool> r = kill_other(L, id, why, len);
+    if (r) {
+      killed = *r;
+    } else {
+      n = runtime::push_failure(L, r.error());
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
+  lua_pushboolean(L, killed);
   return 1;
 }
 
@@ -258,12 +329,9 @@ int process_exit(lua_State* L) {
 runtime::status register_self(lua_State* L, const char* name, std::size_t len) noexcept {
   try {
     process* self = process::of(L);
-    std::string reason;
-    if (!self->owner().register_name(std::string(name, len), self->id(), reason)) {
-      return runtime::fail(error_kind::invalid, std::move(reason));
-    }
-    self->has_name = true;
-    return runtime::done{};
+    runtime::status r = self->owner().register_name(std::string(name, len), *self);
+    if (r) self->has_name = true;
+    return r;
   } catch (...) {
     return runtime::fail(error_kind::invalid, "out of memory");  // (fits without allocating)
   }
@@ -291,10 +359,23 @@ int process_unregister(lua_State* L) {
   return 1;
 }
 
+// Another owner's name is found only by those who may send to it by name.
 int process_whereis(lua_State* L) {
   std::size_t len;
   const char* name = luaL_checklstring(L, 1, &len);
   pid id = lookup_name(L, name, len);
+  int n = 0;
+  {
+    runtime::result<process*> p = find_checked(L, id, runtime::owner_verb::send, true);
+    if (!p) {
+      n = runtime::push_failure(L, p.error());
+    } else if (*p) {
+      (*p)->release_ref();
+    } else {
+      id = pid{};  // ended meanwhile
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   if (!id) {
     lua_pushnil(L);
   } else {
@@ -305,10 +386,21 @@ int process_whereis(lua_State* L) {
 
 // --- info and cancel ------------------------------------------------------------
 
-// process.info(pid): a snapshot of another process (or nil if it is not alive).
+// process.info(pid): a snapshot of another process (or nil if it is not
+// alive); another owner's only with control over it.
 int process_info(lua_State* L) {
   pid id = lua_isnoneornil(L, 1) ? process::of(L)->id() : check_pid(L, 1, true);
-  process* p = id ? process::of(L)->owner().find(id) : nullptr;
+  process* p = nullptr;
+  int n = 0;
+  {
+    runtime::result<process*> found = find_checked(L, id, runtime::owner_verb::control);
+    if (found) {
+      p = *found;
+    } else {
+      n = runtime::push_failure(L, found.error());
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
   if (!p) {
     lua_pushnil(L);
     return 1;
@@ -317,10 +409,20 @@ int process_info(lua_State* L) {
   std::string_view waiting_on = p->waiting_on();
   auto memory = static_cast<lua_Integer>(p->memory_used());
   auto instructions = static_cast<lua_Integer>(p->instructions());
+  double cpu = p->cpu_seconds();
   auto queued = static_cast<lua_Integer>(p->mailbox().length());
   bool traps = p->traps_exits();
+  // A thread-local copy: nothing with a destructor on this frame when Lua raises.
+  thread_local std::string owner;
+  try {
+    owner = p->context().owner;
+  } catch (...) {
+    owner.clear();
+  }
   p->release_ref();
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
+  lua_pushlstring(L, owner.data(), owner.size());
+  lua_setfield(L, -2, "owner");
   push_pid(L, id);
   lua_setfield(L, -2, "pid");
   lua_pushstring(L, status);
@@ -333,6 +435,8 @@ int process_info(lua_State* L) {
   lua_setfield(L, -2, "memory");
   lua_pushinteger(L, instructions);
   lua_setfield(L, -2, "instructions");
+  lua_pushnumber(L, cpu);
+  lua_setfield(L, -2, "cpu");
   lua_pushinteger(L, queued);
   lua_setfield(L, -2, "mailbox");
   lua_pushboolean(L, traps);
@@ -379,7 +483,6 @@ constexpr param_type receive_returns[] = {{"msg", "{topic: string, from: luad.pi
 
 constexpr param_type pid_param[] = {{"pid", "luad.pid|string"}};
 constexpr param_type link_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
-constexpr param_type ref_return[] = {{"ref", "integer"}};
 constexpr param_type demonitor_params[] = {{"pid", "luad.pid|string"}, {"ref", "integer"}};
 constexpr param_type trap_params[] = {{"on", "boolean"}};
 constexpr param_type trap_returns[] = {{"previous", "boolean"}};
@@ -388,15 +491,18 @@ constexpr param_type spawn_monitor_returns[] = {{"pid", "luad.pid?"},
 constexpr param_type info_params[] = {{"pid", "luad.pid|string|nil"}};
 constexpr param_type info_return[] = {
     {"info",
-     "{pid: luad.pid, status: string, waiting_on: string?, memory: integer, "
-     "instructions: integer, mailbox: integer, trap_exits: boolean}?"}};
+     "{pid: luad.pid, owner: string, status: string, waiting_on: string?, memory: integer, "
+     "instructions: integer, cpu: number, mailbox: integer, trap_exits: boolean}?"},
+    {"err", "luad.error?"}};
 constexpr param_type cancel_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type kill_params[] = {{"pid", "luad.pid|string"}, {"reason", "string?"}};
 constexpr param_type bool_return[] = {{"ok", "boolean"}};
+constexpr param_type kill_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
+constexpr param_type ref_returns[] = {{"ref", "integer?"}, {"err", "luad.error?"}};
 constexpr param_type exit_params[] = {{"reason", "string?"}};
 constexpr param_type unload_params[] = {{"name", "string"}};
 constexpr param_type name_param[] = {{"name", "string"}};
-constexpr param_type whereis_return[] = {{"pid", "luad.pid?"}};
+constexpr param_type whereis_return[] = {{"pid", "luad.pid?"}, {"err", "luad.error?"}};
 constexpr param_type register_returns[] = {{"ok", "boolean?"}, {"err", "luad.error?"}};
 
 constexpr runtime::function_type manifest[] = {
@@ -406,40 +512,51 @@ constexpr runtime::function_type manifest[] = {
      "new process with copies of the arguments."},
     {"send", send_params, send_returns,
      "Sends a deep copy of payload under topic; never blocks. Sending to a dead pid is not an "
-     "error."},
+     "error. Another owner's process: nil, err(permission_denied) unless the caller has "
+     "process:send or the owner made the name reachable (system topics such as CANCEL need "
+     "process:control)."},
     {"receive", receive_params, receive_returns,
      "Takes the oldest message with one of the topics (any when nil), waiting up to timeout "
      "seconds (forever when nil; 0 polls). Other messages stay queued in order."},
-    {"kill", kill_params, bool_return,
+    {"kill", kill_params, kill_returns,
      "Ends a process at once with reason killed (reason text in its error); true if it was "
-     "alive. Cannot be caught."},
+     "alive. Cannot be caught. Another owner's process: nil, err(permission_denied) unless the "
+     "caller has process:control."},
     {"exit",
      exit_params,
      {},
      "Ends the calling process: normally when reason is nil or \"normal\", otherwise with "
      "an error carrying reason."},
     {"register", name_param, register_returns,
-     "Registers a name for the calling process; the name vanishes when it ends."},
+     "Registers a name for the calling process; the name vanishes when it ends (a workflow's "
+     "stays reserved to it). Another owner's name: nil, err(permission_denied)."},
     {"unregister", {}, bool_return, "Removes the calling process's name; true if it had one."},
-    {"whereis", name_param, whereis_return, "The pid registered under name, or nil."},
+    {"whereis", name_param, whereis_return,
+     "The pid registered under name, or nil; another owner's name only if the caller may send "
+     "to it (else nil, err(permission_denied))."},
     {"spawn_link", spawn_params, spawn_returns,
      "spawn, linked to the caller before the child runs."},
     {"spawn_monitor", spawn_params, spawn_monitor_returns,
      "spawn, monitored by the caller before the child runs; returns the pid and the ref."},
     {"link", pid_param, link_returns,
      "Links the caller and pid: an abnormal exit of either kills the other unless it traps "
-     "exits. nil, err(not_found) if pid is not alive."},
+     "exits. nil, err(not_found) if pid is not alive; nil, err(permission_denied) for another "
+     "owner's process without process:control."},
     {"unlink", pid_param, bool_return, "Removes the link between the caller and pid."},
-    {"monitor", pid_param, ref_return,
+    {"monitor", pid_param, ref_returns,
      "The caller will get a DOWN message (payload.ref = the returned ref) when pid ends; at once "
-     "if it is not alive."},
+     "if it is not alive. nil, err(permission_denied) for another owner's process without "
+     "process:control."},
     {"demonitor", demonitor_params, bool_return, "Cancels monitor ref of pid; true if it was set."},
     {"info", info_params, info_return,
      "A snapshot of a live process (the caller when pid is nil): status (runnable, running, "
      "waiting, receiving), what it waits on (\"message\" or a command such as \"clock.sleep\"), "
-     "memory bytes, instructions used, queued messages; nil if not alive."},
+     "memory bytes, instructions used (counted only under an instruction limit), cpu seconds "
+     "(its turns' time), queued messages; nil if not alive; nil, err(permission_denied) for "
+     "another owner's process without process:control."},
     {"cancel", cancel_params, send_returns,
-     "Sends a CANCEL message {reason} that the process may handle, unlike kill."},
+     "Sends a CANCEL message {reason} that the process may handle, unlike kill. Another "
+     "owner's process: nil, err(permission_denied) unless the caller has process:control."},
     {"trap_exits", trap_params, trap_returns,
      "When on, exits of linked processes arrive as EXIT messages instead of killing the caller."},
     {"on_upgrade", trap_params, trap_returns,

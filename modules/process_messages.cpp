@@ -1,5 +1,5 @@
 // The `process` module's messages: send (deep copy through the message
-// codec, owner and mailbox checks), selective receive with topics and a
+// codec, the owner rule of runtime/owners.hpp, mailbox checks), selective receive with topics and a
 // timeout (a waiting receive is a pooled yield), and cancel.
 #include <array>
 #include <cmath>
@@ -9,6 +9,7 @@
 #include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
 #include "runtime/message_codec.hpp"
+#include "runtime/post.hpp"
 #include "runtime/result.hpp"
 #include "runtime/yield.hpp"
 
@@ -19,9 +20,10 @@ namespace {
 using runtime::message;
 
 constexpr std::size_t k_max_topics = 16;
+constexpr std::size_t k_keep_buffer = std::size_t{1} << 20;
 
 // Encodes the payload (argument 3) and delivers it with the topic (argument 2).
-runtime::status send_to(lua_State* L, pid to) noexcept {
+runtime::status send_to(lua_State* L, pid to, bool named) noexcept {
   try {
     thread_local std::string encoded;
     thread_local std::string reason;
@@ -37,22 +39,23 @@ runtime::status send_to(lua_State* L, pid to) noexcept {
       self->owner().count_dead_letter();
       return runtime::done{};
     }
-    if (target->context().owner != self->context().owner &&
-        !self->owner().permitted(*self, "send", to.to_string())) {
-      return runtime::fail(error_kind::permission_denied,
-                           "this process may not send to a process of another owner");
-    }
-    std::size_t max_queue = target->context().limits.mailbox;
-    if (max_queue && target->mailbox().length() >= max_queue) {
-      return runtime::fail(error_kind::limit, "the mailbox of " + to.to_string() + " is full (" +
-                                                  std::to_string(max_queue) + " messages)");
-    }
     std::size_t topic_len;
     const char* topic = lua_tolstring(L, 2, &topic_len);
-    message* m = message::make(self->id(), std::string_view(topic, topic_len), encoded);
-    if (!m) return runtime::fail(error_kind::limit, "out of memory for the message");
-    target->deliver(m);
-    return runtime::done{};
+    if (target->context().owner != self->context().owner) {  // runtime/owners.hpp
+      if (!self->owner().permitted(*self, "send", to.to_string()))
+        return runtime::fail(error_kind::permission_denied,
+                             "this process may not send to a process of another owner");
+      auto verb = runtime::verb_of_topic(std::string_view(topic, topic_len));
+      if (runtime::status ok = runtime::may_act(self->context(), target->context(), verb, named);
+          !ok)
+        return ok;
+    }
+    // Within the receiver's mailbox limits (count and bytes), charged to it.
+    runtime::status sent =
+        runtime::post(*target, self->id(), std::string_view(topic, topic_len), encoded);
+    // A worker keeps one buffer: after a large message, give its memory back.
+    if (encoded.capacity() > k_keep_buffer) std::string().swap(encoded);
+    return sent;
   } catch (const std::bad_alloc&) {
     return runtime::fail(error_kind::limit, "out of memory");  // (fits without allocating)
   }
@@ -66,7 +69,7 @@ int process_send(lua_State* L) {
   lua_settop(L, 3);
   int n = 0;
   {
-    runtime::status sent = send_to(L, to);
+    runtime::status sent = send_to(L, to, by_name(L, 1));
     if (!sent) n = runtime::push_failure(L, sent.error());
   }
   if (n < 0) return lua_error(L);  // Lua's memory error, raised once `sent` is gone
@@ -173,7 +176,14 @@ class receive_yield final
 
 const runtime::yield_type* receive_yield_type() { return receive_yield::type(); }
 
+// Messages reach a process outside its commands, so a durable run's journal
+// would not hold them and a replay would not see them: refused rather than
+// lost on a restart (docs/workflows.md, "Status").
+const char* const k_not_journaled_receive =
+    "process.receive: not available in a durable run yet (messages are not journaled)";
+
 int process_receive(lua_State* L) {
+  if (process::of(L)->own_commands()) return luaL_error(L, "%s", k_not_journaled_receive);
   topic_filter topics;
   check_topics(L, topics);
   double timeout = -1;

@@ -2,7 +2,11 @@
 // supervisor script (modules/supervisor.lua) with a spec.
 #include "modules/supervisor.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "modules/modules.hpp"
 #include "runtime/code.hpp"
@@ -30,6 +34,38 @@ runtime::result<runtime::pid> start_with(runtime::scheduler& s, runtime::spawn_o
   return s.spawn(supervisor_chunk(), std::move(opts));
 }
 
+// The supervisor's own context: its children's, with every module class, and
+// theirs kept for its spawns (process_context::child_context).
+runtime::context_ptr supervisor_context(runtime::context_ptr children) {
+  runtime::process_context ctx = *children;
+  ctx.allowed_classes = runtime::all_classes;
+  ctx.child_context = std::move(children);
+  return std::make_shared<const runtime::process_context>(std::move(ctx));
+}
+
+// The statuses of supervisors started with one, by the supervisor's context:
+// that context object is its alone (its children run under another), so a
+// process can only ever report for itself. Pruned as supervisors end.
+struct status_entry {
+  std::weak_ptr<const runtime::process_context> ctx;
+  std::shared_ptr<supervisor_status> status;
+};
+std::mutex statuses_mu;
+std::vector<status_entry> statuses;
+
+void keep_status(const runtime::context_ptr& ctx, std::shared_ptr<supervisor_status> status) {
+  std::lock_guard lock(statuses_mu);
+  std::erase_if(statuses, [](const status_entry& e) { return e.ctx.expired(); });
+  statuses.push_back({ctx, std::move(status)});
+}
+
+std::shared_ptr<supervisor_status> status_of(const runtime::process_context* ctx) {
+  std::lock_guard lock(statuses_mu);
+  for (const status_entry& e : statuses)
+    if (auto c = e.ctx.lock(); c.get() == ctx) return e.status;
+  return nullptr;
+}
+
 // The C++ half of supervisor.start (the spec is the table at index 1): the
 // supervisor's pid, or why it did not start.
 runtime::result<runtime::pid> start_from_lua(lua_State* L) noexcept {
@@ -42,14 +78,14 @@ runtime::result<runtime::pid> start_from_lua(lua_State* L) noexcept {
     if (!runtime::encode_message(L, 1, spec, reason, self->context().limits.message_bytes)) {
       return runtime::fail(error_kind::invalid, "spec cannot be copied: " + reason);
     }
-    runtime::spawn_options opts;
+    runtime::context_ptr children = self->shared_context();  // same limits, classes, owner
     if (self->context().script_root.empty()) {
       runtime::process_context ctx = self->context();
       ctx.script_root = base;
-      opts.context = runtime::intern_context(std::move(ctx));
-    } else {
-      opts.context = self->shared_context();  // same limits, classes, owner
+      children = runtime::intern_context(std::move(ctx));
     }
+    runtime::spawn_options opts;
+    opts.context = supervisor_context(std::move(children));
     opts.link_to = self->id();
     runtime::append_packed_arg(opts.packed_args, spec);
     std::string parent, base_value;
@@ -83,29 +119,80 @@ int supervisor_start(lua_State* L) {
   return 1;
 }
 
+// The C++ half of supervisor.report: strings are read where Lua keeps them
+// (lua_tolstring of a string neither allocates nor raises).
+void report_from_lua(lua_State* L) noexcept {
+  try {
+    auto status = status_of(&process::of(L)->context());
+    if (!status) return;  // not a supervisor the daemon started: nothing to tell
+    auto text = [L](int i) {
+      std::size_t n = 0;
+      const char* s = lua_type(L, i) == LUA_TSTRING ? lua_tolstring(L, i, &n) : nullptr;
+      return s ? std::string(s, std::min<std::size_t>(n, 4096)) : std::string();
+    };
+    std::int64_t restarts = lua_isinteger(L, 1) ? lua_tointeger(L, 1) : 0;
+    supervisor_status::exit_seen e{text(3), text(4), text(5), text(2)};
+    status->note_child(restarts, std::move(e));
+  } catch (...) {
+    // out of memory: the listing keeps the previous report
+  }
+}
+
+int supervisor_report(lua_State* L) {
+  report_from_lua(L);
+  return 0;
+}
+
 constexpr param_type start_params[] = {{"spec", "luad.supervisor_spec"}};
 constexpr param_type start_returns[] = {{"pid", "luad.pid?"}, {"err", "luad.error?"}};
+constexpr param_type report_params[] = {{"restarts", "integer"},
+                                        {"child", "string?"},
+                                        {"reason", "string?"},
+                                        {"kind", "string?"},
+                                        {"message", "string?"}};
 
 constexpr runtime::function_type manifest[] = {
     {"start", start_params, start_returns,
      "Starts a supervisor process linked to the caller: spec = {strategy, intensity, period, "
      "backoff = {initial, max}, children = {{name, script, args, restart}}}."},
+    {"report",
+     report_params,
+     {},
+     "How a supervisor process tells the daemon its restart count and its last child's exit "
+     "(shown by `luad workflows`); does nothing in any other process."},
 };
 
-runtime::module_exports build() { return {{{"start", supervisor_start}}, {}}; }
+runtime::module_exports build() {
+  return {{{"start", supervisor_start}, {"report", supervisor_report}}, {}};
+}
 
 }  // namespace
 
 runtime::result<runtime::pid> start_supervisor(runtime::scheduler& s, const runtime::value& spec,
                                                const std::string& base, const std::string& root,
                                                runtime::pid parent,
-                                               const runtime::process_context* ctx) {
+                                               const runtime::process_context* ctx,
+                                               std::shared_ptr<supervisor_status> status) {
+  runtime::process_context children;
+  if (ctx) children = *ctx;
+  children.script_root = root;
   runtime::spawn_options opts;
-  if (ctx) opts.ctx = *ctx;
-  opts.ctx.script_root = root;
+  opts.context =
+      supervisor_context(std::make_shared<const runtime::process_context>(std::move(children)));
   opts.link_to = parent;
   opts.args = {spec, parent ? runtime::value(parent.to_string()) : runtime::value(),
                runtime::value(base)};
+  if (status) {
+    keep_status(opts.context, status);
+    opts.on_exit = [status](const runtime::exit_info& e) {
+      status->note_end({std::string(runtime::reason_name(e.reason)),
+                        e.reason == runtime::exit_reason::normal
+                            ? std::string()
+                            : std::string(runtime::kind_name(e.err.kind)),
+                        e.err.message.substr(0, 4096),
+                        {}});
+    };
+  }
   return start_with(s, std::move(opts));
 }
 

@@ -54,8 +54,20 @@ std::variant<request, request_error> parse_request(std::string_view line);
 /// True for a line of only spaces, tabs and '\r' (ignored by the daemon).
 bool is_blank(std::string_view line);
 
-/// `v` serialized, plus the '\n' that ends every line of the protocol.
+/// `v` serialized, plus the '\n' that ends every line of the protocol. The
+/// line is always strict JSON (RFC 8259, UTF-8): when `v` holds a string or
+/// key that is not valid UTF-8 or a non-finite double (however it got there:
+/// a log line, an error message, an echoed id of 1e999), those are repaired
+/// first, strings with U+FFFD and doubles as null. Values meant to survive
+/// byte for byte go through to_json/bytes_json before they reach here.
 std::string frame(const json::value& v);
+
+/// Text for people (a message, a traceback): `s`, with bytes that are not
+/// valid UTF-8 replaced by U+FFFD.
+json::string text_json(std::string_view s);
+/// Bytes a script produced: `s` as a JSON string when it is valid UTF-8,
+/// else {"$bytes": "<base64 of s>"}, losslessly.
+json::value bytes_json(std::string_view s);
 
 /// {"jsonrpc":"2.0","id":id,"method":method,"params":params}
 json::object make_request(json::value id, std::string_view method, json::object params = {});
@@ -70,12 +82,15 @@ json::object error_reply(const json::value& id, const runtime::error& e);
 json::object notification(std::string_view method, json::value params);
 
 /// A value as JSON: nil → null, maps → objects (insertion order), arrays,
-/// strings, booleans, integers, doubles (non-finite doubles → null).
+/// strings (through bytes_json: not valid UTF-8 → {"$bytes": base64}),
+/// booleans, integers, doubles (non-finite → null). A map key that is not
+/// valid UTF-8 becomes "$bytes:<base64>".
 json::value to_json(const runtime::value& v);
 /// JSON as a value: null → nil, integers that fit int64 stay integers, larger
 /// unsigned ones become doubles.
 runtime::value from_json(const json::value& j);
 /// runtime::exit_value(e) as JSON: the one exit shape of every reply.
+/// `results` through to_json; text fields (message, traceback) through text_json.
 json::object exit_json(const runtime::exit_info& e);
 
 }  // namespace luad::proto

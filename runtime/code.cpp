@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,11 +13,50 @@
 #include <initializer_list>
 #include <sstream>
 
+#include "runtime/bytecode_check.hpp"
 #include "runtime/lua.hpp"
 
 namespace luad::runtime {
 
 namespace {
+
+std::atomic<std::size_t> g_source_limit{default_source_limit};
+std::atomic<std::int64_t> g_deadline_ms{default_compile_deadline.count()};
+
+struct piece_reader {
+  const char* text;
+  std::size_t left;
+  void (*poll)(lua_State*, void*);
+  void* arg;
+};
+
+const char* read_piece(lua_State* L, void* ud, std::size_t* size) {
+  auto* r = static_cast<piece_reader*>(ud);
+  if (r->left == 0) {
+    *size = 0;
+    return nullptr;
+  }
+  if (r->poll) r->poll(L, r->arg);  // may raise: lua_load returns the error
+  const char* at = r->text;
+  *size = std::min(r->left, load_piece_bytes);
+  r->text += *size;
+  r->left -= *size;
+  return at;
+}
+
+struct deadline {
+  std::chrono::steady_clock::time_point end;
+  std::int64_t ms;
+  bool passed = false;
+};
+
+void check_deadline(lua_State* L, void* arg) {
+  auto* d = static_cast<deadline*>(arg);
+  if (std::chrono::steady_clock::now() < d->end) return;
+  d->passed = true;
+  lua_pushfstring(L, "compile took longer than %f s", static_cast<lua_Number>(d->ms) / 1000.0);
+  lua_error(L);
+}
 
 struct compiler_state {
   lua_State* L = luaL_newstate();
@@ -44,16 +84,6 @@ std::string cat(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
-// FNV-1a, 64 bits: stable across runs, fast enough next to a compile.
-std::uint64_t content_hash(std::string_view text) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (unsigned char ch : text) {
-    h ^= ch;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 // Reads the whole file at `path` into `text`; on failure returns the error chunk.
 chunk_ptr read_text(const std::string& path, std::string& text) {
   errno = 0;
@@ -74,22 +104,64 @@ chunk_ptr read_text(const std::string& path, std::string& text) {
 
 }  // namespace
 
+// FNV-1a, 64 bits: stable across runs, fast enough next to a compile.
+std::uint64_t content_hash(std::string_view text) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+void set_source_limit(std::size_t bytes) { g_source_limit.store(bytes); }
+std::size_t source_limit() { return g_source_limit.load(std::memory_order_relaxed); }
+void set_compile_deadline(std::chrono::milliseconds d) { g_deadline_ms.store(d.count()); }
+std::chrono::milliseconds compile_deadline() {
+  return std::chrono::milliseconds(g_deadline_ms.load(std::memory_order_relaxed));
+}
+
+error source_too_large(std::size_t size) {
+  return {error_kind::limit,
+          cat({"source is ", std::to_string(size), " bytes, more than the limit of ",
+               std::to_string(source_limit()), " ([limits] source)"}),
+          false,
+          {}};
+}
+
+int load_text(lua_State* L, const char* text, std::size_t len, const char* chunkname,
+              void (*poll)(lua_State*, void*), void* arg) {
+  piece_reader r{text, len, poll, arg};
+  return lua_load(L, read_piece, &r, chunkname, "t");
+}
+
 chunk_ptr compile(std::string_view source, std::string_view name) {
   thread_local compiler_state compiler;
   lua_State* L = compiler.L;
   if (!L) return failed(name, error_kind::internal, "cannot create a compiler state");
+  if (std::size_t limit = source_limit(); limit && source.size() > limit) {
+    error e = source_too_large(source.size());
+    return failed(name, e.kind, std::move(e.message));
+  }
   std::string chunkname = std::string("@").append(name);  // (GCC 12 -O3 warns on "@" + s)
   auto c = std::make_shared<chunk>();
   c->name = std::string(name);
-  int status = luaL_loadbufferx(L, source.data(), source.size(), chunkname.c_str(), "t");
+  deadline d{std::chrono::steady_clock::now() + compile_deadline(), compile_deadline().count()};
+  int status = load_text(L, source.data(), source.size(), chunkname.c_str(),
+                         d.ms > 0 ? check_deadline : nullptr, &d);
   if (status != LUA_OK) {
     std::string msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot compile";
     lua_settop(L, 0);
     bool binary = msg.find("binary chunk") != std::string::npos;
-    return failed(name, binary ? error_kind::invalid : error_kind::syntax, std::move(msg));
+    error_kind kind = d.passed ? error_kind::limit
+                      : binary ? error_kind::invalid
+                               : error_kind::syntax;
+    return failed(name, kind, std::move(msg));
   }
   lua_dump(L, write_dump, &c->bytecode, 0);
   lua_settop(L, 0);
+  if (const char* why = check_read_chains(c->bytecode.data(), c->bytecode.size()))
+    return failed(name, error_kind::invalid, why);  // (Lua 5.4.4 bug: see bytecode_check.hpp)
   return c;
 }
 
@@ -132,6 +204,8 @@ chunk_ptr code_cache::get(const std::string& path) {
   if (chunk_ptr c = fresh_hit(path, now)) return c;
   return load(path, now);
 }
+
+chunk_ptr code_cache::fresh(const std::string& path) { return fresh_hit(path, clock::now()); }
 
 chunk_ptr code_cache::get(const std::string& path, const code_pin* pin) {
   if (pin) {
@@ -181,6 +255,13 @@ chunk_ptr code_cache::load(const std::string& path, clock::time_point now) {
     std::lock_guard lock(mu_);
     ++counts_.misses;
     return failed(path, error_kind::invalid, cat({"script '", path, "' is not a regular file"}));
+  }
+  if (std::size_t limit = source_limit();
+      limit && static_cast<std::uint64_t>(sb.st_size) > limit) {  // not even read
+    std::lock_guard lock(mu_);
+    ++counts_.misses;
+    error e = source_too_large(static_cast<std::size_t>(sb.st_size));
+    return failed(path, e.kind, cat({"script '", path, "': ", e.message}));
   }
   stamp st{static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec,
            static_cast<std::int64_t>(sb.st_size), static_cast<std::uint64_t>(sb.st_ino)};

@@ -17,7 +17,36 @@
 
 #include "runtime/value.hpp"
 
+struct lua_State;
+
 namespace luad::runtime {
+
+/// The default of source_limit(): a script or load() text of at most 1 MiB.
+inline constexpr std::size_t default_source_limit = std::size_t{1} << 20;
+/// The default of compile_deadline().
+inline constexpr std::chrono::milliseconds default_compile_deadline{5000};
+/// Bytes of source handed to the parser at a time by load_text.
+inline constexpr std::size_t load_piece_bytes = 4096;
+
+/// The largest source text compile() and the sandbox's load() accept, in
+/// bytes (0: no bound). Process-wide; the daemon sets it from `[limits] source`.
+/// Thread-safe.
+void set_source_limit(std::size_t bytes);
+std::size_t source_limit();
+/// How long one compile() may parse before it fails with kind `limit`
+/// ("compile took longer than N s"); 0 = no deadline. Thread-safe.
+void set_compile_deadline(std::chrono::milliseconds d);
+std::chrono::milliseconds compile_deadline();
+
+/// The error of a source of `size` bytes over source_limit(): kind `limit`.
+error source_too_large(std::size_t size);
+
+/// lua_load of the text chunk `text` (mode "t"), fed to the parser
+/// load_piece_bytes at a time, calling `poll(L, arg)` before each piece: it
+/// may raise a Lua error, which the load then returns (so a compile can be
+/// interrupted). Returns lua_load's status, the function or message on top.
+int load_text(lua_State* L, const char* text, std::size_t len, const char* chunkname,
+              void (*poll)(lua_State*, void*), void* arg);
 
 /// A compiled chunk, shared read-only by every process that runs it.
 /// Either `bytecode` is set, or `compile_error` says why the source is bad.
@@ -34,8 +63,14 @@ using chunk_ptr = std::shared_ptr<const chunk>;
 
 /// Compiles Lua source text (binary chunks are refused). Thread-safe. The
 /// result always exists; a syntax error is kept in `compile_error` so that the
-/// process that runs it ends with a structured reason.
+/// process that runs it ends with a structured reason. A source over
+/// source_limit() or a parse past compile_deadline() is a compile error of
+/// kind `limit`. It may take that long: never call it on the daemon's io thread.
 chunk_ptr compile(std::string_view source, std::string_view name);
+
+/// A 64-bit hash of `text` (FNV-1a), the same in every run and build: how the
+/// code cache tells changed files and durable runs name the code they ran.
+std::uint64_t content_hash(std::string_view text);
 
 /// Reads and compiles a file; a missing or unreadable file is a compile error
 /// of kind `not_found` / `invalid`.
@@ -86,6 +121,9 @@ class code_cache {
   /// A missing file gives a chunk whose compile_error has kind `not_found`
   /// (not cached); a syntax error is cached like code, per content.
   chunk_ptr get(const std::string& path);
+  /// The chunk cached for `path` if it was checked within `recheck` (no file
+  /// access, no compile: what the io thread may call), else nullptr.
+  chunk_ptr fresh(const std::string& path);
   /// `pin`'s chunk for `path` if it holds one (no file access), else get(path).
   chunk_ptr get(const std::string& path, const code_pin* pin);
   /// The chunk cached for `path` as it is, without looking at the file, or

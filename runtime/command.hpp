@@ -17,7 +17,11 @@ enum class command_id : std::uint16_t {
   clock_sleep = 1,    ///< args: seconds (number); result: nil after the delay
   fetch_request = 2,  ///< args: a request map (see dispatcher/fetch.hpp); result: a response map
   store_op = 3,  ///< args: an operation map (see dispatcher/storage.hpp); result: per operation
-  max_id,        ///< one past the last id; not a command
+  /// args: {kind = "now" | "random" | "uuid" | "side_effect", value = ...}; the
+  /// nondeterministic values of the `workflow` module (see modules/workflow.cpp),
+  /// yielded so that a durable run journals them and replays them unchanged.
+  workflow_value = 4,
+  max_id,  ///< one past the last id; not a command
 };
 
 /// "clock.sleep"; "unknown" for ids without a name.

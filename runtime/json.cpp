@@ -2,6 +2,8 @@
 // RFC 8259 parser that says where the text went wrong.
 #include "runtime/json.hpp"
 
+#include "runtime/utf8.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -11,25 +13,6 @@
 namespace luad::runtime {
 
 namespace {
-
-// Length of the valid UTF-8 sequence starting at s[i] (no overlongs, no
-// surrogates, at most U+10FFFF), or 0 if there is none.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-  auto at = [&](std::size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
-  unsigned c = at(i);
-  auto cont = [&](std::size_t k) { return (at(k) & 0xC0u) == 0x80u; };
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    return at(i + 1) >= lo && at(i + 1) <= hi && cont(i + 2) ? 3 : 0;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    return at(i + 1) >= lo && at(i + 1) <= hi && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  }
-  return 0;
-}
 
 void append_utf8(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
@@ -102,7 +85,7 @@ bool writer::write_string(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
-      std::size_t n = utf8_length(s, i);
+      std::size_t n = utf8_sequence(s, i);
       if (n == 0) return fail("string is not valid UTF-8");
       out_.append(s, i, n);
       i += n;
@@ -335,7 +318,7 @@ bool parser::parse_string(std::string& out) {
     } else if (c < 0x20) {
       return fail(pos_, "control character in string (must be escaped)");
     } else {
-      std::size_t n = utf8_length(text_, pos_);
+      std::size_t n = utf8_sequence(text_, pos_);
       if (n == 0) return fail(pos_, "invalid UTF-8 in string");
       out.append(text_, pos_, n);
       pos_ += n;

@@ -15,17 +15,33 @@
 
 namespace luad::runtime {
 
-struct code_pin;  // runtime/code.hpp
+struct code_pin;      // runtime/code.hpp
+class owner_account;  // runtime/owners.hpp
+class command_sink;   // runtime/command.hpp
 
-/// Limits one process runs under. Exceeding memory or instructions ends the
-/// process with reason `limit`.
+/// Limits one process runs under. Exceeding memory, instructions or cpu ends
+/// the process with reason `limit`.
 struct limits {
   std::size_t memory = std::size_t{64} << 20;  ///< bytes of Lua heap; 0 = unlimited
-  std::uint64_t instructions = 0;              ///< total VM instructions; 0 = unlimited
-  std::uint32_t turn = 10000;                  ///< instructions per turn before preemption
-  std::size_t mailbox = 1'000'000;             ///< queued messages before sends fail; 0 = unlimited
+  /// Total VM instructions; 0 = unlimited. Instructions are counted (by a
+  /// count hook, which slows Lua code about 2.5x) only when this is set.
+  std::uint64_t instructions = 0;
+  /// Seconds of cpu: the steady-clock time of its turns, summed; 0 = unlimited.
+  double cpu = 0;
+  std::size_t mailbox = 1'000'000;  ///< queued messages before sends fail; 0 = unlimited
   std::size_t message_bytes = std::size_t{16}
                               << 20;  ///< largest encoded payload a process may send
+  // Memory the daemon holds for a process outside its Lua heap (docs/security.md).
+  /// Bytes of queued messages (header, topic, payload) before sends fail; 0 = unlimited.
+  std::size_t mailbox_bytes = std::size_t{64} << 20;
+  /// Bytes the exit's copy of the main chunk's results may cost (a bound on
+  /// their printed JSON too); larger results end the process with `limit`.
+  /// 0 = only the copy's hard cap (256 MiB).
+  std::size_t exit_bytes = std::size_t{1} << 20;
+  /// time.after timers pending at once; 0 = unlimited.
+  std::size_t timers = 10'000;
+  /// Bytes of time.after payloads (and topics) pending at once; 0 = unlimited.
+  std::size_t timer_bytes = std::size_t{16} << 20;
 
   bool operator==(const limits&) const = default;
 };
@@ -48,6 +64,7 @@ struct exit_info {
   exit_reason reason = exit_reason::normal;
   std::vector<value> results;  ///< the main chunk's return values (normal only)
   error err;                   ///< for every reason but normal
+  std::string owner = {};      ///< the process's owner (process_context::owner)
 };
 
 /// The one shape of an exit everywhere it is shown (the protocol, `luad run`,
@@ -64,15 +81,29 @@ struct process_context {
   /// Folder `process.spawn` may load scripts from (children inherit it);
   /// empty: the folder of this process's own script.
   std::string script_root;
-  /// Who the process belongs to (a user, a workflow): sends across owners and
-  /// every spawn go through the scheduler's permission hook. Children inherit it.
+  /// Who the process belongs to: "uid:N" (a submission), "workflow:NAME";
+  /// empty for processes started from C++ without one. Acting on another
+  /// owner's processes follows runtime/owners.hpp. Children inherit it.
   std::string owner;
+  /// The account its owner's quotas are counted in (runtime/owners.hpp);
+  /// null: no quotas. Children share it.
+  std::shared_ptr<owner_account> account;
+  /// Other owners that may send to the names its processes register ("*":
+  /// all); a workflow's `reachable` key.
+  std::vector<std::string> reachable_by;
+  /// Other owners that may control its processes ("*": all); a workflow's
+  /// `controllers` key.
+  std::vector<std::string> controlled_by;
   /// What modules let it do: "http:HOST[:PORT]", "store:NAMESPACE"... (see
   /// runtime/permissions.hpp). Children inherit them.
   permission_list permissions;
   /// Code to run instead of the files' current content (see code_pin in
   /// runtime/code.hpp); null for almost every process. Children inherit it.
   std::shared_ptr<const code_pin> pinned_code;
+  /// What the processes it spawns run under, when that is not this same
+  /// context: a config workflow's supervisor runs with every module class
+  /// (it is our code), its children with the workflow's. Null: this one.
+  std::shared_ptr<const process_context> child_context;
 
   bool operator==(const process_context&) const = default;
 };
@@ -97,8 +128,12 @@ struct spawn_options {
   /// Monitored from the start by this process under `monitor_ref` (spawn_monitor).
   pid monitored_by;
   std::uint64_t monitor_ref = 0;
-  /// Called once, on a worker thread, after the process has ended. Keep it short.
+  /// Called once, on a worker thread, after the process has ended and while its
+  /// pid is still found (so a late `find` never misses both). Keep it short.
   std::function<void(const exit_info&)> on_exit;
+  /// Where this process's commands go instead of the scheduler's sink: a
+  /// durable run's journal (dispatcher/durable.hpp). Children do not inherit it.
+  std::shared_ptr<const command_sink> commands;
 };
 
 }  // namespace luad::runtime

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "runtime/process.hpp"
+#include "runtime/utf8.hpp"
 
 namespace luad::runtime {
 
@@ -61,17 +62,11 @@ void append_json_string(spdlog::memory_buf_t& out, std::string_view s) {
       out.append(esc, esc + sizeof esc);
     } else if (c < 0x80) {
       out.push_back(static_cast<char>(c));
-    } else {
-      std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-      bool ok = len > 0 && i + len <= s.size();
-      for (std::size_t k = 1; ok && k < len; ++k)
-        ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-      if (ok) {
-        out.append(s.data() + i, s.data() + i + len);
-        i += len - 1;
-      } else {
-        out.append(std::string_view("\\ufffd"));
-      }
+    } else if (std::size_t len = utf8_sequence(s, i); len > 0) {
+      out.append(s.data() + i, s.data() + i + len);
+      i += len - 1;
+    } else {  // overlongs, surrogates and code points past U+10FFFF too
+      out.append(std::string_view("\\ufffd"));
     }
   }
   out.push_back('"');

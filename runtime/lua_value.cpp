@@ -14,7 +14,7 @@ namespace luad::runtime {
 
 namespace {
 
-constexpr int max_depth = 100;
+constexpr int max_depth = 200;  // as json_max_depth and max_message_depth
 // A DAG of shared subtables copies into a tree that can be exponentially larger
 // than the Lua heap; this caps what one conversion may copy (estimated bytes).
 constexpr std::size_t max_copy_bytes = std::size_t{256} << 20;
@@ -83,15 +83,41 @@ std::string path_segment(std::string_view key) {
   return "[\"" + shown + "\"]";
 }
 
+// Length of the valid UTF-8 sequence starting at s[i] (2-4), or 0.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  std::size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlong forms
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;  // nothing past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k)
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  return n;
+}
+
 // Walks one Lua value into a value tree. Uses only API calls that cannot raise.
 // On failure leaves the stack as it found it, sets `why`, and builds `where`
-// (".a[3]") as the recursion unwinds.
+// (".a[3]") as the recursion unwinds. Every node is charged to `budget`.
 class reader {
  public:
-  reader(lua_State* L, std::string& why) : L_(L), why_(why) {}
+  reader(lua_State* L, std::string& why, std::size_t& budget) : L_(L), why_(why), budget_(budget) {}
 
   bool read(int idx, value& out, int depth);
   const std::string& where() const { return where_; }
+  bool too_large() const { return too_large_; }
 
  private:
   bool read_table(int idx, value& out, int depth);
@@ -108,11 +134,15 @@ class reader {
   std::string& why_;
   std::string where_;
   std::vector<const void*> path_;  // tables being read, outermost first
-  std::size_t budget_ = max_copy_bytes;
+  std::size_t& budget_;
+  bool too_large_ = false;
 };
 
 bool reader::charge(std::size_t bytes) {
-  if (bytes > budget_) return fail("value too large to copy");
+  if (bytes > budget_) {
+    too_large_ = true;
+    return fail("value too large to copy");
+  }
   budget_ -= bytes;
   return true;
 }
@@ -132,7 +162,7 @@ bool reader::read(int idx, value& out, int depth) {
       return true;
     case LUA_TSTRING: {
       std::string_view s = string_at(L_, idx);
-      if (!charge(s.size())) return false;
+      if (!charge(s.size()) || !charge(json_cost(s) - s.size())) return false;
       out = std::string(s);
       return true;
     }
@@ -149,7 +179,7 @@ bool reader::read(int idx, value& out, int depth) {
 }
 
 bool reader::read_table(int idx, value& out, int depth) {
-  if (depth >= max_depth) return fail("nesting deeper than 100 levels");
+  if (depth >= max_depth) return fail("nesting deeper than 200 levels");
   const void* self = lua_topointer(L_, idx);
   if (std::find(path_.begin(), path_.end(), self) != path_.end()) {
     return fail("cycle detected");
@@ -221,7 +251,7 @@ bool reader::read_map(int idx, value::map& out, std::size_t n, int depth) {
   lua_pushnil(L_);
   while (lua_next(L_, idx) != 0) {
     std::string_view key = string_at(L_, -2);  // keys are strings (classify)
-    bool ok = charge(key.size() + sizeof(std::string));
+    bool ok = charge(key.size() + sizeof(std::string)) && charge(json_cost(key) - key.size());
     if (ok) {
       out.emplace_back(std::string(key), value{});
       ok = read(lua_gettop(L_), out.back().second, depth + 1);
@@ -254,6 +284,11 @@ void push_error_metatable(lua_State* L) {
   if (luaL_newmetatable(L, error_metatable) != 0) {  // also sets __name
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
+    // Hidden from getmetatable: a script that could write this shared
+    // metatable could add __gc to it, and every later error would get a
+    // finaliser (which Lua runs with hooks off, so it could never be stopped).
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
   }
 }
 
@@ -313,19 +348,45 @@ bool read_error_table(lua_State* L, int idx, error& e) {
 
 void push_value(lua_State* L, const value& v) { push_any(L, v); }
 
-bool to_value(lua_State* L, int idx, value& out, std::string& why) {
+std::size_t json_cost(std::string_view s) {
+  std::size_t cost = s.size();
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      cost += 1;  // \" or \\ .
+    } else if (c < 0x20 || c == 0x7F) {
+      cost += 5;  // a six-byte escape
+    } else if (c >= 0x80) {
+      std::size_t n = utf8_sequence(s, i);
+      if (n == 0) {
+        cost += 5;  // a byte that is not UTF-8: printed as an escape
+      } else {
+        i += n - 1;
+      }
+    }
+  }
+  return cost;
+}
+
+copy_status copy_value(lua_State* L, int idx, value& out, std::string& why, std::size_t& budget) {
   idx = lua_absindex(L, idx);
   int top = lua_gettop(L);
   try {
-    reader r(L, why);
-    if (r.read(idx, out, 0)) return true;
+    reader r(L, why, budget);
+    if (r.read(idx, out, 0)) return copy_status::ok;
     if (!r.where().empty()) why += " (at " + r.where() + ")";
-    return false;
+    return r.too_large() ? copy_status::too_large : copy_status::refused;
   } catch (const std::exception&) {  // bad_alloc, in practice
     lua_settop(L, top);
+    out = value{};  // give back what the partial copy holds
     why = "out of memory";
-    return false;
+    return copy_status::out_of_memory;
   }
+}
+
+bool to_value(lua_State* L, int idx, value& out, std::string& why) {
+  std::size_t budget = max_copy_bytes;
+  return copy_value(L, idx, out, why, budget) == copy_status::ok;
 }
 
 void push_error(lua_State* L, const error& e) {

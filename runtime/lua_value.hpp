@@ -1,7 +1,10 @@
 // Moving plain values and structured errors across the Lua boundary.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "runtime/lua.hpp"
 #include "runtime/value.hpp"
@@ -16,9 +19,31 @@ void push_value(lua_State* L, const value& v);
 /// converts to nil. Accepts nil, booleans, numbers,
 /// strings and tables whose keys are all strings (a map) or exactly 1..n (an
 /// array; an empty table is an empty map). Shared subtables are copied; cycles,
-/// functions, userdata, threads and nesting deeper than 100 are refused: returns
+/// functions, userdata, threads and nesting deeper than 200 are refused: returns
 /// false with a reason in `why`. Never raises.
 bool to_value(lua_State* L, int idx, value& out, std::string& why);
+
+/// How copy_value ended.
+enum class copy_status : std::uint8_t {
+  ok,
+  refused,        ///< the value cannot be converted (`why` says what and where)
+  too_large,      ///< the copy would cost more than the budget left
+  out_of_memory,  ///< C++ memory ran out (`out` is left nil)
+};
+
+/// to_value with an explicit byte budget, shared by successive calls (a
+/// process's results): each value costs sizeof(value), each string (value or
+/// key) its printed JSON length (json_cost), each map key sizeof(std::string)
+/// more. A table reached twice is charged twice, as the copy is a tree: a DAG
+/// that would blow up into a huge tree fails with `too_large` after copying no
+/// more than `budget` bytes' worth. `budget` is lowered by what was charged.
+/// Never raises.
+copy_status copy_value(lua_State* L, int idx, value& out, std::string& why, std::size_t& budget);
+
+/// The longest JSON text `s` can print as: its bytes, plus the escapes of
+/// quotes, backslashes, control bytes and bytes that are not valid UTF-8 (each
+/// counted at 6 bytes, as a six-byte escape).
+std::size_t json_cost(std::string_view s);
 
 /// Pushes a structured error table `{kind, message, retryable[, traceback]}`
 /// with the shared `luad.error` metatable (`tostring(err)` → "kind: message").

@@ -24,16 +24,31 @@ void message::destroy(message* m) noexcept {
   std::free(m);
 }
 
-mailbox::~mailbox() {
+mailbox::~mailbox() { clear(); }
+
+void mailbox::clear() noexcept {
   collect();
   while (head_) {
     message* next = head_->next;
+    bytes_.fetch_sub(head_->footprint(), std::memory_order_relaxed);
+    taken_.fetch_add(1, std::memory_order_relaxed);
     message::destroy(head_);
     head_ = next;
   }
+  tail_ = nullptr;
+}
+
+bool mailbox::reserve(std::size_t bytes, std::size_t max_bytes) noexcept {
+  std::size_t before = bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  if (max_bytes && (before + bytes > max_bytes || before + bytes < before)) {
+    bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
 }
 
 void mailbox::push(message* m) noexcept {
+  if (!m->reserved) bytes_.fetch_add(m->footprint(), std::memory_order_relaxed);
   pushed_.fetch_add(1, std::memory_order_relaxed);
   message* old = inbox_.load(std::memory_order_relaxed);
   do {
@@ -78,6 +93,7 @@ message* mailbox::take(std::span<const std::string_view> topics) noexcept {
     if (tail_ == m) tail_ = prev;
     m->next = nullptr;
     taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bytes_.fetch_sub(m->footprint(), std::memory_order_relaxed);
     return m;
   }
   return nullptr;

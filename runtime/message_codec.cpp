@@ -563,6 +563,67 @@ bool decode_integer(std::string_view bytes, std::int64_t& out) noexcept {
   }
 }
 
+namespace {
+
+// Rebuilds a value from bytes valid_message accepted; false for what a value
+// cannot hold (back-references, pointers, a table with both parts or a
+// non-string key).
+bool read_plain(reader& r, value& out) {
+  auto t = take<std::uint8_t>(r);
+  if (t >= tag::fixint) return out = value(std::int64_t{t - tag::fixint}), true;
+  if (t >= tag::short_string) {
+    std::size_t len = t - tag::short_string;
+    out = value(std::string(r.p, len));
+    r.p += len;
+    return true;
+  }
+  switch (t) {
+    case tag::nil: out = value(); return true;
+    case tag::false_: out = value(false); return true;
+    case tag::true_: out = value(true); return true;
+    case tag::int8: out = value(std::int64_t{take<std::int8_t>(r)}); return true;
+    case tag::int16: out = value(std::int64_t{take<std::int16_t>(r)}); return true;
+    case tag::int32: out = value(std::int64_t{take<std::int32_t>(r)}); return true;
+    case tag::int64: out = value(std::int64_t{take<std::int64_t>(r)}); return true;
+    case tag::number: out = value(static_cast<double>(take<lua_Number>(r))); return true;
+    case tag::string: {
+      auto len = take<std::size_t>(r);
+      out = value(std::string(r.p, len));
+      r.p += len;
+      return true;
+    }
+    case tag::table: {
+      auto narr = take<std::uint32_t>(r);
+      auto nhash = take<std::uint32_t>(r);
+      if (narr && nhash) return false;
+      if (nhash == 0) {
+        value::array a(narr);
+        for (value& e : a)
+          if (!read_plain(r, e)) return false;
+        return out = value(std::move(a)), true;
+      }
+      value::map m(nhash);
+      for (auto& [k, e] : m) {
+        value key;
+        if (!read_plain(r, key) || !key.get<std::string>() || !read_plain(r, e)) return false;
+        k = std::move(std::get<std::string>(key.data));
+      }
+      return out = value(std::move(m)), true;
+    }
+    default: return false;  // ref, pointer
+  }
+}
+
+}  // namespace
+
+std::optional<value> decode_value(std::string_view bytes) {
+  if (!valid_message(bytes) || static_cast<std::uint8_t>(bytes[0]) != 0) return std::nullopt;
+  reader r{bytes.data() + 1, 0, 0};
+  value v;
+  if (!read_plain(r, v) || r.p != bytes.data() + bytes.size()) return std::nullopt;
+  return v;
+}
+
 void append_packed_arg(std::string& packed, std::string_view encoded) {
   auto size = static_cast<std::uint32_t>(encoded.size());
   packed.append(reinterpret_cast<const char*>(&size), sizeof size);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,11 @@ bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
 /// Appends the encoding of a plain value (what the runtime itself sends, e.g.
 /// the payload of an EXIT or DOWN message); decodes with push_message.
 void encode_value(const value& v, std::string& out);
+
+/// The value encode_value encoded in `bytes` (validated first: the bytes may
+/// come from a database file); nullopt for anything else, or for an encoding
+/// of what a value cannot hold (shared tables, pointers, mixed tables).
+std::optional<value> decode_value(std::string_view bytes);
 
 /// Appends one encoded argument to spawn_options::packed_args (size, then bytes).
 void append_packed_arg(std::string& packed, std::string_view encoded);

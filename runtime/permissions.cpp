@@ -50,6 +50,15 @@ bool valid_namespace(std::string_view ns) {
 
 }  // namespace
 
+bool valid_owner(std::string_view owner) {
+  if (owner.starts_with("uid:")) {
+    std::string_view n = owner.substr(4);
+    return !n.empty() && n.size() <= 10 &&
+           std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+  return owner.starts_with("workflow:") && owner.size() > 9;
+}
+
 std::string check_permission(std::string_view text) {
   if (text.starts_with("http:")) {
     std::string_view rest = text.substr(5);
@@ -64,7 +73,19 @@ std::string check_permission(std::string_view text) {
     return "bad store permission '" + std::string(text) +
            "': the namespace is 1-64 letters, digits, '_', '-' or '.'";
   }
-  return "unknown permission '" + std::string(text) + "' (known: http:..., store:...)";
+  if (text.starts_with("process:")) {
+    std::string_view rest = text.substr(8);
+    for (std::string_view verb : {std::string_view("control"), std::string_view("send")}) {
+      if (rest == verb) return {};
+      if (rest.starts_with(verb) && rest.size() > verb.size() + 1 && rest[verb.size()] == ':' &&
+          valid_owner(rest.substr(verb.size() + 1)))
+        return {};
+    }
+    return "bad process permission '" + std::string(text) +
+           "': expected process:control, process:send, process:control:OWNER or "
+           "process:send:OWNER (OWNER is uid:N or workflow:NAME)";
+  }
+  return "unknown permission '" + std::string(text) + "' (known: http:..., store:..., process:...)";
 }
 
 bool allows_http(const permission_list& perms, std::string_view host, std::uint16_t port) {
@@ -88,6 +109,21 @@ bool allows_insecure_tls(const permission_list& perms) {
 bool allows_store(const permission_list& perms, std::string_view ns) {
   for (const std::string& p : perms)
     if (p.starts_with("store:") && std::string_view(p).substr(6) == ns) return true;
+  return false;
+}
+
+bool allows_process(const permission_list& perms, std::string_view verb, std::string_view owner) {
+  for (const std::string& p : perms) {
+    if (!p.starts_with("process:")) continue;
+    std::string_view rest = std::string_view(p).substr(8);
+    // control covers send: who may kill a process may also write to it.
+    for (std::string_view granted : {verb, std::string_view("control")}) {
+      if (rest == granted) return true;
+      if (rest.size() == granted.size() + 1 + owner.size() && rest.starts_with(granted) &&
+          rest[granted.size()] == ':' && rest.ends_with(owner))
+        return true;
+    }
+  }
   return false;
 }
 

@@ -13,8 +13,12 @@
 // running → waiting, and re-queues the process itself. A late completion of an
 // older wait carries an old token and is dropped. Kill sets `kill_reason_` and
 // wakes the process if it can claim the wait; the worker checks the reason
-// before every resume and the count hook while Lua runs, so a kill lands within
-// one instruction budget.
+// before every resume and after every turn (a kill that came during the turn
+// wins over a normal return), and while Lua runs the watchdog's one-shot hook
+// (runtime/watchdog.cpp) checks it once the turn is past its slice, so a kill
+// lands within about a slice. The hook also preempts, and enforces the cpu
+// limit; a standing count hook is set only to count instructions for an
+// instruction limit.
 #pragma once
 
 #include <atomic>
@@ -82,7 +86,12 @@ class process final : public completion_target {
   const std::string& script_name() const { return code_->name; }
   /// Bytes of memory the process's Lua heap holds (its arena's footprint).
   std::size_t memory_used() const { return heap_.footprint(); }
-  std::uint64_t instructions() const { return instructions_.load(std::memory_order_relaxed); }
+  /// VM instructions run, counted only under an instruction limit (else 0).
+  std::uint64_t instructions();
+  /// Seconds its turns took (steady clock), summed at each turn's end. Any thread.
+  double cpu_seconds() const {
+    return static_cast<double>(cpu_ns_.load(std::memory_order_relaxed)) / 1e9;
+  }
   /// "runnable", "running", "waiting" (on a command), "receiving" or "done";
   /// a snapshot, readable from any thread.
   const char* status() const;
@@ -107,7 +116,45 @@ class process final : public completion_target {
     if (status == LUA_ERRMEM || last_alloc_refused_)
       doom(exit_reason::limit, "memory limit exceeded");
   }
-  void count_hook(lua_State* L);
+  /// The hook (the watchdog's one-shot, or the instruction counter).
+  void on_hook(lua_State* L);
+  /// check_interrupt (runtime/interrupt.hpp) for this process.
+  void interrupt_check(lua_State* L);
+  /// Resumes coroutine `co` from `L` (lua_resume), telling the watchdog that
+  /// `co` is the Lua thread to arm meanwhile. The sandbox's resumes use it.
+  int resume(lua_State* co, lua_State* L, int narg, int* nres);
+  /// Closes coroutine `co` (lua_resetthread), telling the watchdog that `co`
+  /// runs its __close handlers meanwhile, so a kill or a limit lands in a
+  /// handler that loops. A hook there never yields (a close cannot be
+  /// suspended); it only raises. The sandbox's coroutine.close uses it.
+  int reset(lua_State* co);
+  // --- used by the watchdog (its thread, under its handshake) ---------------
+  /// Arms the one-shot hook on `T`, the running thread of some process.
+  static void arm_hook(lua_State* T);
+  /// The running turn went past the cpu limit.
+  void note_over_cpu() { over_cpu_.store(true, std::memory_order_relaxed); }
+  /// A kill was asked for (any thread).
+  bool kill_requested() const { return kill_reason_.load(std::memory_order_relaxed) != 0; }
+  /// Arming walks the state's whole call chain (lua_sethook sets a trap on
+  /// every Lua frame): a deep recursion made each arm take milliseconds. The
+  /// watchdog then preempts this process no sooner than this (steady ns);
+  /// kills and the cpu limit are armed at once. Watchdog thread only (kept
+  /// here, not per thread: a held process moves to another thread each time).
+  std::int64_t next_preempt_ns = 0;
+  /// The process's last long turn was held (a C call that could not yield):
+  /// its next turn is handed to a spare at the watchdog's first look, rather
+  /// than after its slice, so a loop of long C calls (big sends, sorts,
+  /// string.rep) does not capture the worker for a slice each time. Set by
+  /// the watchdog when it holds a turn it saw stuck; cleared by a turn that
+  /// yielded when asked (runner::prompt_turn_ns), so a pure Lua loop that was
+  /// held once (its thread descheduled by the OS) is heavy for one turn at most.
+  void note_held() { heavy_.store(true, std::memory_order_relaxed); }
+
+  /// Its commands go to a sink of its own (spawn_options::commands): a
+  /// durable run's journal. What bypasses commands (receive, spawn) is not
+  /// journaled, so the modules refuse it there.
+  bool own_commands() const { return own_commands_; }
+
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// True once the process has ended (any thread).
   bool ended() const { return state_.load(std::memory_order_acquire) == done; }
@@ -122,8 +169,9 @@ class process final : public completion_target {
   void unlink(process& other);
   /// Lets `watcher` monitor this process under `ref`. False if it has ended.
   bool add_monitor(std::uint64_t ref, pid watcher);
-  /// Removes monitor `ref`; true if it was there.
-  bool remove_monitor(std::uint64_t ref);
+  /// Removes monitor `ref` of `watcher` (only the watcher's own: refs are
+  /// guessable); true if it was there.
+  bool remove_monitor(std::uint64_t ref, pid watcher);
   /// With trap_exits on, a linked process's exit arrives as an EXIT message
   /// instead of ending this one.
   void set_trap_exits(bool on) { trap_exits_.store(on, std::memory_order_relaxed); }
@@ -141,7 +189,12 @@ class process final : public completion_target {
  private:
   static void* allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept;
   static int start_protected(lua_State* L);
-  bool start();
+  int start();
+  void finish_start(int status);
+  void end_turn(std::int64_t turn_ns, std::int64_t prompt_ns);
+  std::int64_t cpu_left_ns() const;
+  void poll_interrupts();
+  exit_reason unless_killed(exit_reason r) const;
   void wake();
   void after_command_yield();
   void finish(exit_reason reason, int nres);
@@ -156,7 +209,9 @@ class process final : public completion_target {
     std::vector<pid> links;
     std::vector<std::pair<std::uint64_t, pid>> monitors;  // (ref, watcher)
     std::function<void(const exit_info&)> on_exit;
+    std::shared_ptr<const command_sink> commands;  // set at construction, when own_commands_
     std::string exit_message;
+    std::atomic<std::uint64_t> instructions{0};  // under an instruction limit; owner writes
   };
   rare& rare_locked();  // links lock held
   // The main chunk's arguments, until the process starts.
@@ -173,7 +228,7 @@ class process final : public completion_target {
   lua_State* L_ = nullptr;
   arena heap_;
   std::size_t memory_limit() const { return ctx_->limits.memory ? ctx_->limits.memory : SIZE_MAX; }
-  std::atomic<std::uint64_t> instructions_{0};  // written by the owner only
+  std::atomic<std::uint64_t> cpu_ns_{0};  // written by the owner only
   wait_slot wait_;
   const char* doom_why_ = nullptr;
   runtime::mailbox mailbox_;
@@ -189,10 +244,15 @@ class process final : public completion_target {
   suspend_kind suspend_ = suspend_kind::none;
   exit_reason doom_reason_ = exit_reason::normal;
   bool last_alloc_refused_ = false;
+  std::atomic<bool> over_cpu_{false};  // set by the watchdog or at a turn's end
+  std::atomic<bool> heavy_{false};     // see note_held()
   // Links and monitors, under a one-byte spin lock (idle processes are many).
   std::atomic<bool> links_lock_{false};
   bool signalled_ = false;  // exit signals sent: no new links or monitors
   std::atomic<bool> trap_exits_{false};
+  // rare_->commands replaces the scheduler's sink (set before the process
+  // runs, so rare_ is read without the links lock).
+  bool own_commands_ = false;
 };
 
 /// Sends `watcher` a DOWN for `target` that was not alive when monitored

@@ -12,12 +12,16 @@
 // resumed back down the same chain, so user code never sees it.
 #include "runtime/sandbox.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "runtime/bounded_lib.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/module.hpp"
 #include "runtime/process.hpp"
@@ -39,8 +43,7 @@ struct global_entry {
 
 std::vector<global_entry> g_globals;  // sorted by name; frozen after init
 std::vector<std::pair<const char*, lua_CFunction>> g_string_meta;  // arithmetic metamethods
-lua_CFunction g_co_create, g_co_status, g_co_running, g_co_close, g_next, g_rawset, g_collect,
-    g_setmetatable;
+lua_CFunction g_co_create, g_co_status, g_co_running, g_rawset, g_collect, g_setmetatable;
 
 // --- read-only proxies ------------------------------------------------------
 
@@ -50,11 +53,39 @@ int readonly_newindex(lua_State* L) {
   return luaL_error(L, "attempt to modify read-only table '%s'", lua_tostring(L, -1));
 }
 
+// Pushes the real table behind the read-only proxy at `idx` (raw reads only),
+// or returns false with nothing pushed when `idx` is not such a proxy.
+bool push_readonly_target(lua_State* L, int idx) {
+  if (!lua_getmetatable(L, idx)) return false;
+  if (lua_rawgetp(L, -1, &readonly_key) == LUA_TNIL) {
+    lua_pop(L, 2);
+    return false;
+  }
+  lua_pushliteral(L, "__index");
+  lua_rawget(L, -3);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return true;
+}
+
+// The iterator pairs() hands out for a proxy: next() over the real table, with
+// the proxy as the state, so the real (writable) table never reaches a script.
+int readonly_next(lua_State* L) {
+  lua_settop(L, 2);
+  if (!push_readonly_target(L, 1)) return luaL_argerror(L, 1, "read-only library table expected");
+  lua_insert(L, 2);  // target, key
+  if (lua_next(L, 2)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
 int readonly_pairs(lua_State* L) {
-  lua_getmetatable(L, 1);
-  lua_pushcfunction(L, g_next);
-  lua_getfield(L, -2, "__index");
-  materialize_module(L, -1);
+  if (push_readonly_target(L, 1)) {
+    materialize_module(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pushcfunction(L, readonly_next);
+  lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
 }
@@ -112,13 +143,20 @@ int sb_rawset(lua_State* L) {
 }
 
 // Lua runs finalizers with hooks off, so a looping __gc could never be
-// preempted or killed: the sandbox refuses metatables with a __gc field (a
-// field added later never marks the object, as the Lua manual says).
+// preempted or killed: the sandbox refuses metatables with a __gc field. Lua
+// marks an object for finalisation when its metatable has a raw `__gc` of any
+// value at this moment (a field added later never marks it), so the check is
+// raw too: a read through __index could run code that adds the field after the
+// check. No Lua code runs between the check and the real setmetatable.
 int sb_setmetatable(lua_State* L) {
-  if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL) {
-    return luaL_error(L, "__gc metamethods are not allowed in a process (use <close> variables)");
-  }
   lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+      return luaL_error(L, "__gc metamethods are not allowed in a process (use <close> variables)");
+    }
+    lua_pop(L, 1);
+  }
   return g_setmetatable(L);
 }
 
@@ -147,42 +185,72 @@ int sb_print(lua_State* L) {
   return 0;
 }
 
-// load: text chunks only; a function source is read to the end first.
-int sb_load(lua_State* L) {
-  std::size_t len;
-  const char* chunk;
-  const char* name;
-  int env = lua_isnone(L, 4) ? 0 : 4;
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    chunk = lua_tolstring(L, 1, &len);
-    name = luaL_optstring(L, 2, chunk);
-  } else {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    name = luaL_optstring(L, 2, "=(load)");
-    lua_pushliteral(L, "");
-    for (;;) {
-      lua_pushvalue(L, 1);
-      lua_call(L, 0, 1);
-      if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) == 0)) {
-        lua_pop(L, 1);
-        break;
-      }
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "reader function must return a string");
-      lua_concat(L, 2);
+// --- resetting coroutines (coroutine.close) ----------------------------------
+
+// Lua 5.4.4 bug (fixed in 5.4.5, upstream commit 1e64c139): lua_resetthread
+// runs the __close handlers of the closed coroutine with that coroutine's own
+// C-call count, not its closer's, so a __close that closes another coroutine
+// whose __close closes another... recurses in C without bound (~11k levels
+// overflow an 8 MiB stack: SIGSEGV, the daemon dies). Every reset in a process
+// goes through here, so we count the nesting on this thread (a close never
+// yields, so it starts and ends in one turn) and, because a chain of resumes
+// (each bounded by Lua's own 200-level C limit) may sit between two closes,
+// also keep a margin of real C stack.
+constexpr std::size_t k_reset_stack_margin = 1u << 20;  // > 200 nested resumes
+thread_local int t_reset_depth = 0;
+
+// Bytes of C stack left below the caller on this thread (large if unknown).
+std::size_t c_stack_left() {
+  thread_local const char* low = [] {
+    const char* base = nullptr;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      void* addr = nullptr;
+      std::size_t size = 0;
+      if (pthread_attr_getstack(&attr, &addr, &size) == 0) base = static_cast<const char*>(addr);
+      pthread_attr_destroy(&attr);
     }
-    chunk = lua_tolstring(L, -1, &len);
+    return base;
+  }();
+  const char* here = static_cast<const char*>(__builtin_frame_address(0));
+  if (!low || here <= low) return SIZE_MAX;
+  return static_cast<std::size_t>(here - low);
+}
+
+bool reset_allowed() {
+  return t_reset_depth < max_reset_depth && c_stack_left() > k_reset_stack_margin;
+}
+
+// lua_resetthread, counted. Never raises (the reset runs protected).
+int reset_thread(lua_State* co) {
+  ++t_reset_depth;
+  int status = process::of(co)->reset(co);  // the watchdog arms `co` meanwhile
+  --t_reset_depth;
+  return status;
+}
+
+// coroutine.close, as lcorolib's but through reset_thread, and a kill or a
+// memory error met by a __close handler stays fatal.
+int coro_close(lua_State* L) {
+  lua_State* co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  lua_Debug ar;
+  if (co == L) return luaL_error(L, "cannot close a running coroutine");
+  if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+    return luaL_error(L, "cannot close a normal coroutine");
+  if (!reset_allowed())
+    return luaL_error(L, "C stack overflow (coroutine.close nested too deeply)");
+  int status = reset_thread(co);
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
   }
-  if (luaL_loadbufferx(L, chunk, len, name, "t") != LUA_OK) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
-  if (env) {
-    lua_pushvalue(L, env);
-    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
-  }
-  return 1;
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);
+  process* p = process::of(L);
+  p->doom_if_out_of_memory(status);
+  if (p->doomed()) return lua_error(L);
+  return 2;
 }
 
 // --- coroutines that keep scheduler yields invisible -------------------------
@@ -219,8 +287,8 @@ int coro_wrap_finish(lua_State* L, int r) {
   if (r == k_error) {
     lua_State* co = lua_tothread(L, lua_upvalueindex(1));
     int stat = lua_status(co);
-    if (stat != LUA_OK && stat != LUA_YIELD) {  // error inside: close its tbc variables
-      stat = lua_resetthread(co);
+    if (stat != LUA_OK && stat != LUA_YIELD) {       // error inside: close its tbc variables
+      if (reset_allowed()) stat = reset_thread(co);  // (else left for the collector)
       lua_xmove(co, L, 1);
     }
     if (!process::of(L)->doomed() && stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
@@ -273,6 +341,7 @@ void push_string_lib(lua_State* L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, k_string_lib) == LUA_TTABLE) return;
   lua_pop(L, 1);
   luaL_requiref(L, "string", luaopen_string, 0);
+  install_bounded_string(L, -1);
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
   lua_pushliteral(L, "");
@@ -287,7 +356,7 @@ void push_string_lib(lua_State* L) {
 void push_coroutine_lib(lua_State* L) {
   const luaL_Reg fns[] = {
       {"create", g_co_create}, {"status", g_co_status},           {"running", g_co_running},
-      {"close", g_co_close},   {"resume", coro_resume},           {"wrap", coro_wrap},
+      {"close", coro_close},   {"resume", coro_resume},           {"wrap", coro_wrap},
       {"yield", coro_yield},   {"isyieldable", coro_isyieldable}, {nullptr, nullptr},
   };
   luaL_newlib(L, fns);
@@ -296,7 +365,10 @@ void push_coroutine_lib(lua_State* L) {
 void push_library(lua_State* L, lib which, const char* name) {
   switch (which) {
     case lib::string: push_string_lib(L); break;
-    case lib::table: luaL_requiref(L, name, luaopen_table, 0); break;
+    case lib::table:
+      luaL_requiref(L, name, luaopen_table, 0);
+      install_bounded_table(L, -1);
+      break;
     case lib::math: luaL_requiref(L, name, luaopen_math, 0); break;
     case lib::utf8: luaL_requiref(L, name, luaopen_utf8, 0); break;
     case lib::coroutine: push_coroutine_lib(L); break;
@@ -353,13 +425,12 @@ void capture_std(lua_State* T) {
       "assert", "error",  "getmetatable", "ipairs",   "next",     "pairs", "rawequal",
       "rawget", "rawlen", "select",       "tonumber", "tostring", "type"};
   for (const char* name : safe_base) g_globals.push_back({name, global_fn(T, name), lib::none});
-  g_next = global_fn(T, "next");
   g_rawset = global_fn(T, "rawset");
   g_collect = global_fn(T, "collectgarbage");
   g_setmetatable = global_fn(T, "setmetatable");
   const std::pair<const char*, lua_CFunction> ours[] = {{"pcall", sb_pcall},
                                                         {"xpcall", sb_xpcall},
-                                                        {"load", sb_load},
+                                                        {"load", bounded_load},
                                                         {"print", sb_print},
                                                         {"rawset", sb_rawset},
                                                         {"collectgarbage", sb_collectgarbage},
@@ -387,7 +458,6 @@ void capture_std(lua_State* T) {
   g_co_create = field("create");
   g_co_status = field("status");
   g_co_running = field("running");
-  g_co_close = field("close");
   lua_pop(T, 1);
 
   // String arithmetic coercion ("10" + 1) lives in the string metatable.
@@ -468,7 +538,7 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
   lua_xmove(L, co, narg);
   for (;;) {
     int nres = 0;
-    int status = lua_resume(co, L, narg, &nres);
+    int status = p->resume(co, L, narg, &nres);  // tells the watchdog co runs
     narg = 0;
     if (status == LUA_YIELD && p->suspended() != suspend_kind::none) {
       lua_pop(co, nres);

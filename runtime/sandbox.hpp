@@ -7,6 +7,11 @@
 
 namespace luad::runtime {
 
+/// How deeply coroutine resets (coroutine.close, a failed coroutine.wrap) may
+/// nest inside __close handlers before coroutine.close fails with "C stack
+/// overflow": Lua 5.4.4 counts no C levels across a reset (fixed in 5.4.5).
+inline constexpr int max_reset_depth = 100;
+
 /// Captures the standard library function pointers the sandbox hands out.
 /// Called once at startup (idempotent, thread-safe).
 void init_sandbox();

@@ -8,6 +8,9 @@
 // another's queue; a parked worker is woken when work is pushed to it, and one
 // parked worker is woken to steal when a queue holds more than one process.
 // The table owns one reference to each live process; completions hold others.
+// The watchdog (runtime/watchdog.cpp) owns the threads: one drives each
+// worker's queue, and a spare takes over a queue whose thread is held in a turn
+// that cannot be preempted.
 #include "runtime/scheduler.hpp"
 
 #include "runtime/message_codec.hpp"
@@ -128,14 +131,19 @@ scheduler::scheduler(scheduler_options opts, const command_sink& commands)
       table_(std::make_unique<process_table>()) {
   init_sandbox();
   unsigned n = opts_.workers ? opts_.workers : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
+  std::vector<worker*> ws;
+  for (unsigned i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<worker>(*this, i));
+    ws.push_back(workers_.back().get());
+  }
+  watchdog_ = std::make_unique<runtime::watchdog>(opts_.watch, std::move(ws));
 }
 
 scheduler::~scheduler() { stop(); }
 
 void scheduler::start() {
   if (running_.exchange(true)) return;
-  for (auto& w : workers_) w->start();
+  watchdog_->start();
   accepting_.store(true);
 }
 
@@ -147,7 +155,9 @@ void scheduler::stop() {
     table_->for_each([](process* p) { p->request_kill(exit_reason::shutdown); });
     table_->wait_empty(std::chrono::milliseconds(20));
   }
-  for (auto& w : workers_) w->stop_and_join();
+  watchdog_->stop_watching();
+  for (auto& w : workers_) w->request_stop();
+  watchdog_->join();
 }
 
 result<pid> scheduler::spawn(chunk_ptr code, spawn_options opts) {
@@ -157,6 +167,10 @@ result<pid> scheduler::spawn(chunk_ptr code, spawn_options opts) {
     return fail(error_kind::limit,
                 "process limit reached (" + std::to_string(opts_.max_processes) + " alive)", true);
   }
+  // The owner's quotas (runtime/owners.hpp), given back in retire().
+  const process_context& ctx = opts.context ? *opts.context : opts.ctx;
+  if (ctx.account)
+    if (status ok = ctx.account->try_add_process(ctx.limits.memory); !ok) return ok.error();
   pid id{opts_.node, next_serial_.fetch_add(1, std::memory_order_relaxed)};
   const pid link_to = opts.link_to, monitored_by = opts.monitored_by;
   const std::uint64_t monitor_ref = opts.monitor_ref;
@@ -178,6 +192,10 @@ result<pid> scheduler::spawn(chunk_ptr code, spawn_options opts) {
     }
   }
   if (monitored_by) p->add_monitor(monitor_ref, monitored_by);
+  // Its owner began a stop after it was counted and may have swept the table
+  // before it was in it (runtime/owners.hpp): it ends at its first turn.
+  if (const auto& account = p->context().account; account && account->stopping())
+    p->request_kill(exit_reason::killed, "its owner is being stopped");
   spawned_.fetch_add(1, std::memory_order_relaxed);
   enqueue(p);
   return id;
@@ -189,6 +207,19 @@ bool scheduler::kill(pid id, exit_reason reason, std::string why) {
   p->request_kill(reason, std::move(why));
   p->release_ref();
   return true;
+}
+
+std::size_t scheduler::kill_owner(std::string_view owner, std::string why) {
+  for (const account_ptr& account : owners_.accounts_of(owner)) account->begin_stop();
+  std::size_t killed = 0;
+  table_->for_each([&](process* p) {
+    // One that has ended is still in the table while its exit is reported:
+    // it is not counted as killed.
+    if (p->context().owner != owner || p->ended()) return;
+    p->request_kill(exit_reason::killed, why);
+    ++killed;
+  });
+  return killed;
 }
 
 void scheduler::enqueue(process* p) {
@@ -216,26 +247,45 @@ process* scheduler::steal_for(worker& self) {
   return nullptr;
 }
 
-bool scheduler::register_name(const std::string& name, pid id, std::string& why) {
+namespace {
+
+// A cap on names kept reserved for accounts whose processes all ended.
+constexpr std::size_t k_max_reserved_names = 10000;
+
+}  // namespace
+
+status scheduler::register_name(const std::string& name, const process& p) {
+  const std::string& owner = p.context().owner;
   std::lock_guard lock(names_mu_);
-  if (name_of_.count(id.serial)) {
-    why = "this process is already registered as '" + name_of_[id.serial] + "'";
-    return false;
+  if (auto it = name_of_.find(p.id().serial); it != name_of_.end())
+    return fail(error_kind::invalid, "this process is already registered as '" + it->second + "'");
+  auto it = names_.find(name);
+  if (it != names_.end()) {
+    const name_entry& e = it->second;
+    if (e.owner != owner)
+      return fail(error_kind::permission_denied, "the name '" + name + "' belongs to " +
+                                                     (e.owner.empty() ? "the daemon" : e.owner));
+    if (e.id)
+      return fail(error_kind::invalid, "the name '" + name + "' is taken by " + e.id.to_string());
+    --reserved_names_;  // the owner takes its reserved name back
   }
-  if (names_.count(name)) {
-    why = "the name '" + name + "' is taken by " + names_[name].to_string();
-    return false;
-  }
-  names_.emplace(name, id);
-  name_of_.emplace(id.serial, name);
-  return true;
+  bool keep = p.context().account && p.context().account->keeps_names();
+  names_[name] = name_entry{p.id(), owner, keep};
+  name_of_.emplace(p.id().serial, name);
+  return done{};
 }
 
-bool scheduler::unregister_name(pid id) {
+bool scheduler::unregister_name(pid id, bool at_exit) {
   std::lock_guard lock(names_mu_);
   auto it = name_of_.find(id.serial);
   if (it == name_of_.end()) return false;
-  names_.erase(it->second);
+  auto entry = names_.find(it->second);
+  if (at_exit && entry->second.keep && reserved_names_ < k_max_reserved_names) {
+    entry->second.id = pid{};  // stays its owner's
+    ++reserved_names_;
+  } else {
+    names_.erase(entry);
+  }
   name_of_.erase(it);
   return true;
 }
@@ -273,7 +323,7 @@ bool scheduler::cancel(pid id, std::string_view why) {
 pid scheduler::whereis(const std::string& name) {
   std::lock_guard lock(names_mu_);
   auto it = names_.find(name);
-  return it == names_.end() ? pid{} : it->second;
+  return it == names_.end() ? pid{} : it->second.id;
 }
 
 bool scheduler::set_upgrade_interest(process& p, bool on) {
@@ -319,20 +369,25 @@ std::size_t scheduler::notify_upgrade(const std::vector<std::string>& changed, b
 }
 
 void scheduler::retire(process* p, const exit_info& info) {
-  if (p->has_name) unregister_name(p->id());  // names vanish with their process
+  if (p->has_name) unregister_name(p->id(), true);  // names vanish (or stay reserved)
+  if (const auto& account = p->context().account)
+    account->remove_process(p->context().limits.memory);
   if (p->wants_upgrade) set_upgrade_interest(*p, false);
-  table_->erase(p->id());
-  counters().exited.fetch_add(1, std::memory_order_relaxed);
-  counters().exits[static_cast<std::size_t>(info.reason)].fetch_add(1, std::memory_order_relaxed);
-  try {
-    if (opts_.exit_hook) opts_.exit_hook(info, p->context());
-  } catch (const std::exception& e) {
-    logger().error("exit hook for {} threw: {}", p->id().to_string(), e.what());
-  }
+  // Its own on_exit runs while the process is still in the table, so whoever
+  // it tells (the daemon's remembered exits) has the exit before the pid stops
+  // being found: a `wait` right after a kill never sees neither.
   try {
     p->call_on_exit(info);
   } catch (const std::exception& e) {
     logger().error("exit callback of {} threw: {}", p->id().to_string(), e.what());
+  }
+  table_->erase(p->id());
+  counters().exited.fetch_add(1, std::memory_order_relaxed);
+  counters().exits[static_cast<std::size_t>(info.reason)].fetch_add(1, std::memory_order_relaxed);
+  try {
+    if (opts_.exit_hook) opts_.exit_hook(info, p->context(), p->script_name());
+  } catch (const std::exception& e) {
+    logger().error("exit hook for {} threw: {}", p->id().to_string(), e.what());
   }
   p->release_ref();
 }
@@ -358,6 +413,12 @@ scheduler_stats scheduler::stats() const {
       s.exits[i] += w->counters.exits[i].load(std::memory_order_relaxed);
   }
   s.alive = table_->size();
+  watchdog_stats ws = watchdog_->stats();
+  s.hooks_armed = ws.arms;
+  s.handoffs = ws.handoffs;
+  s.early_handoffs = ws.early_handoffs;
+  s.spare_threads = ws.spares;
+  s.held = ws.held;
   return s;
 }
 

@@ -18,8 +18,10 @@
 #include "runtime/command.hpp"
 #include "runtime/limits.hpp"
 #include "runtime/module.hpp"
+#include "runtime/owners.hpp"
 #include "runtime/pid.hpp"
 #include "runtime/result.hpp"
+#include "runtime/watchdog.hpp"
 
 namespace luad::runtime {
 
@@ -32,10 +34,15 @@ class process_table;
 struct scheduler_stats {
   std::uint64_t spawned = 0;
   std::uint64_t exited = 0;
-  std::uint64_t yields = 0;        ///< commands sent to dispatchers
-  std::uint64_t preemptions = 0;   ///< turns ended by the instruction budget
-  std::uint64_t steals = 0;        ///< processes taken from another worker's queue
-  std::uint64_t dead_letters = 0;  ///< messages sent to pids that were not alive
+  std::uint64_t yields = 0;          ///< commands sent to dispatchers
+  std::uint64_t preemptions = 0;     ///< turns ended by the watchdog's time slice
+  std::uint64_t hooks_armed = 0;     ///< one-shot hooks the watchdog armed on long turns
+  std::uint64_t handoffs = 0;        ///< held workers' queues given to a spare thread
+  std::uint64_t early_handoffs = 0;  ///< of those, at a heavy process's turn's start
+  std::uint64_t spare_threads = 0;   ///< spare threads started (at most watchdog max_spares)
+  unsigned held = 0;                 ///< threads now finishing a held turn
+  std::uint64_t steals = 0;          ///< processes taken from another worker's queue
+  std::uint64_t dead_letters = 0;    ///< messages sent to pids that were not alive
   std::size_t alive = 0;
   /// Commands sent to dispatchers, by command id (index 0 is unused).
   std::array<std::uint64_t, static_cast<std::size_t>(command_id::max_id)> commands{};
@@ -55,11 +62,13 @@ struct scheduler_options {
   std::span<const module_def* const> modules;
   std::uint32_t node = 0;                 ///< the node part of every pid
   std::size_t max_processes = 2'000'000;  ///< live processes before spawn fails; 0 = unlimited
-  permission_hook permit;                 ///< empty: everything is allowed
+  /// Time slice, hand-off bound and spare threads (runtime/watchdog.hpp).
+  watchdog_options watch;
+  permission_hook permit;  ///< empty: everything is allowed
   /// Called on a worker after any process has ended (after it left the
-  /// process table, before its own on_exit), with the context it ran in. Keep
-  /// it short; may be empty.
-  std::function<void(const exit_info&, const process_context&)> exit_hook;
+  /// process table, after its own on_exit), with the context it ran in and
+  /// its script's name. Keep it short; may be empty.
+  std::function<void(const exit_info&, const process_context&, std::string_view script)> exit_hook;
 
   /// Defaults, with `n` workers.
   static scheduler_options with_workers(unsigned n) {
@@ -99,6 +108,12 @@ class scheduler {
   /// waits or is queued, at its next instruction-budget check if it runs.
   /// Returns false if no such process is alive.
   bool kill(pid id, exit_reason reason = exit_reason::killed, std::string why = {});
+  /// Ends every live process of `owner` (all its accounts) with reason
+  /// killed, as killpg does for a process group: its accounts refuse new
+  /// processes (`unavailable`) until the last of them has ended, so that what
+  /// is still running cannot replace what is killed. Returns how many were
+  /// asked to end.
+  std::size_t kill_owner(std::string_view owner, std::string why = {});
   /// Calls `f(process&)` on every live process (a snapshot: processes may end
   /// meanwhile; each is referenced while `f` runs). For listings, not hot paths.
   void visit(const std::function<void(process&)>& f);
@@ -117,13 +132,18 @@ class scheduler {
   /// Counts a message sent to a pid that is not alive (not an error, as in Erlang).
   void count_dead_letter() { dead_letters_.fetch_add(1, std::memory_order_relaxed); }
 
-  /// Registers `name` for the live process `id`. Fails (false, with `why`)
-  /// when the name is taken by a live process or `id` already has a name.
-  bool register_name(const std::string& name, pid id, std::string& why);
-  /// Removes the name of `id`, if it has one. Returns true if it had.
-  bool unregister_name(pid id);
-  /// The pid registered under `name`, or an empty pid.
+  /// Registers `name` for the live process `p`. Names are owned: fails with
+  /// permission_denied when the name belongs to another owner (held by its
+  /// live process, or reserved to an account that keeps names), invalid when
+  /// a process of the same owner holds it or `p` already has a name.
+  status register_name(const std::string& name, const process& p);
+  /// Removes the name of `id`, if it has one. Returns true if it had. With
+  /// `at_exit`, a name of an account that keeps names stays reserved to it.
+  bool unregister_name(pid id, bool at_exit = false);
+  /// The live pid registered under `name`, or an empty pid.
   pid whereis(const std::string& name);
+  /// Owner accounts (quotas), shared by whoever starts processes.
+  owner_registry& owners() { return owners_; }
 
   /// Turns UPGRADE messages for `p` on or off (process.on_upgrade). Returns
   /// the previous setting.
@@ -157,6 +177,10 @@ class scheduler {
   /// Wakes one parked worker other than `self`, if any (to steal surplus work).
   void wake_idle(const worker* self);
   void note_parked(int delta) { parked_.fetch_add(delta, std::memory_order_relaxed); }
+  /// A worker left its park: wakes the watchdog if it dozes (cheap).
+  void note_busy() { watchdog_->note_busy(); }
+  /// Makes the watchdog look at running turns now (after a kill).
+  void poke_watchdog() { watchdog_->poke(); }
 
  private:
   const command_sink& commands_;
@@ -164,6 +188,7 @@ class scheduler {
   module_registry modules_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<process_table> table_;
+  std::unique_ptr<runtime::watchdog> watchdog_;
   std::atomic<std::uint64_t> next_serial_{1};
   std::atomic<std::uint32_t> next_worker_{0};
   std::atomic<int> parked_{0};
@@ -172,7 +197,14 @@ class scheduler {
   std::atomic<std::uint64_t> spawned_{0}, dead_letters_{0}, next_ref_{1};
   runtime::code_cache code_;
   std::mutex names_mu_;
-  std::unordered_map<std::string, pid> names_;
+  struct name_entry {
+    pid id;             ///< empty: reserved to `owner`, nobody holds it now
+    std::string owner;  ///< the owner of the process that registered it
+    bool keep = false;  ///< its account keeps names (see register_name)
+  };
+  std::unordered_map<std::string, name_entry> names_;
+  std::size_t reserved_names_ = 0;  // entries with an empty id
+  owner_registry owners_;
   std::unordered_map<std::uint64_t, std::string> name_of_;  // by serial
   std::mutex upgrade_mu_;
   std::unordered_map<std::uint64_t, pid> upgrade_;  // processes that want UPGRADE, by serial

@@ -2,6 +2,7 @@
 // process that does not trap exits is killed by an abnormal exit; one that
 // traps gets an EXIT message; a monitor gets a DOWN message with its ref.
 #include <algorithm>
+#include <new>
 #include <thread>
 
 #include "runtime/message_codec.hpp"
@@ -88,10 +89,12 @@ bool process::add_monitor(std::uint64_t ref, pid watcher) {
   return ok;
 }
 
-bool process::remove_monitor(std::uint64_t ref) {
+bool process::remove_monitor(std::uint64_t ref, pid watcher) {
   lock_links();
   std::size_t n =
-      rare_ ? std::erase_if(rare_->monitors, [ref](const auto& m) { return m.first == ref; }) : 0;
+      rare_ ? std::erase_if(rare_->monitors,
+                            [&](const auto& m) { return m.first == ref && m.second == watcher; })
+            : 0;
   unlock_links();
   return n > 0;
 }
@@ -108,8 +111,16 @@ void process::signal_exit(const exit_info& info) {
   unlock_links();
   if (links.empty() && monitors.empty()) return;
 
+  // Each recipient on its own: running out of memory for one (its payload, the
+  // kill's text) must not leave the others unsignalled, nor end the daemon.
+  // EXIT and DOWN are always queued (charged to the receiver's bytes, never
+  // refused): their size is bounded by the exit's error text (exit_copy.hpp).
   std::string_view reason = reason_name(info.reason);
-  std::string payload = exit_payload(reason, abnormal(info), 0);
+  std::string payload;
+  try {
+    payload = exit_payload(reason, abnormal(info), 0);
+  } catch (const std::bad_alloc&) {
+  }
   for (pid linked : links) {
     process* other = owner_.find(linked);
     if (!other) continue;
@@ -117,16 +128,25 @@ void process::signal_exit(const exit_info& info) {
     if (other->rare_) std::erase(other->rare_->links, id());
     other->unlock_links();
     if (other->traps_exits()) {
-      send_signal(*other, id(), "EXIT", payload);
+      if (!payload.empty()) send_signal(*other, id(), "EXIT", payload);
     } else if (info.reason != exit_reason::normal) {
-      other->request_kill(exit_reason::killed, "linked process " + id().to_string() + " ended (" +
-                                                   std::string(reason_name(info.reason)) + ")");
+      std::string why;
+      try {
+        why = "linked process " + id().to_string() + " ended (" +
+              std::string(reason_name(info.reason)) + ")";
+      } catch (const std::bad_alloc&) {
+      }
+      other->request_kill(exit_reason::killed, std::move(why));
     }
     other->release_ref();
   }
   for (const auto& [ref, watcher] : monitors) {
     if (process* w = owner_.find(watcher)) {
-      send_signal(*w, id(), "DOWN", exit_payload(reason, abnormal(info), ref));
+      try {
+        send_signal(*w, id(), "DOWN", exit_payload(reason, abnormal(info), ref));
+      } catch (const std::bad_alloc&) {
+        // out of memory: this monitor never fires
+      }
       w->release_ref();
     }
   }

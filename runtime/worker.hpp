@@ -1,5 +1,9 @@
-// One worker thread and its run queue. Other workers steal from the queue's
-// front when they run dry; a parked worker sleeps until work is pushed to it.
+// One worker: a run queue and the loop that drives it on whichever thread the
+// watchdog gives it (its own, or a spare while that one is held). The queue is
+// fair between owners: one FIFO lane per owner account, taken in turn, so a
+// thousand runnable processes of one owner (a spawn bomb) wait behind one
+// another, not in front of every other owner's. Other workers steal from the
+// queue when they run dry; a parked worker sleeps until work is pushed to it.
 #pragma once
 
 #include <array>
@@ -8,8 +12,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
-#include <thread>
+#include <vector>
 
 #include "runtime/command.hpp"
 #include "runtime/limits.hpp"
@@ -17,6 +22,7 @@
 namespace luad::runtime {
 
 class process;
+class runner;
 class scheduler;
 
 /// Counters a worker bumps on its hot path; one cache line per worker so two
@@ -33,9 +39,12 @@ class worker {
  public:
   worker(scheduler& owner, unsigned index) : owner_(owner), index_(index) {}
 
-  void start();
-  /// Asks the loop to exit once its queue is empty, and joins the thread.
-  void stop_and_join();
+  /// Runs the queue on the calling thread (runner `r`) until the worker is
+  /// stopped and its queue is empty, or the watchdog handed the queue to
+  /// another thread while `r` was held in a turn.
+  void drive(runner& r);
+  /// Asks the loop to return once its queue is empty (any thread).
+  void request_stop();
   /// Appends a runnable process (any thread); wakes the worker if parked.
   /// Returns the queue length after the push.
   std::size_t push(process* p);
@@ -50,17 +59,25 @@ class worker {
   worker_counters counters;
 
  private:
-  void loop();
   process* pop();
 
   scheduler& owner_;
   const unsigned index_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<process*> queue_;
+  /// The runnable processes of one owner account on this worker, in order.
+  struct lane {
+    const void* key = nullptr;  // the owner account (process_context::account)
+    std::deque<process*> queue;
+  };
+  void push_locked(process* p);
+  process* pop_locked();
+
+  std::deque<std::unique_ptr<lane>> lanes_;  // lanes with work, in turn order
+  std::vector<std::unique_ptr<lane>> idle_;  // empty lanes kept for reuse (a few)
+  std::size_t queued_ = 0;                   // processes in all lanes
   bool parked_ = false;
   bool stopping_ = false;
-  std::thread thread_;
 };
 
 }  // namespace luad::runtime

@@ -8,10 +8,18 @@ namespace luad::runtime {
 
 namespace {
 
-int resume_after_command(lua_State* L, int status, lua_KContext ctx);
+int resume_after_command(lua_State* L, int status, lua_KContext then);
+
+// The continuation of a binding that waits with yield_command travels as the
+// context of lua_yieldk (0: none). POSIX (dlsym) needs function pointers to
+// fit in a data pointer, so they fit in an intptr_t.
+lua_KContext as_context(lua_KFunction then) { return reinterpret_cast<lua_KContext>(then); }
+lua_KFunction as_continuation(lua_KContext then) {
+  return reinterpret_cast<lua_KFunction>(then);  // NOLINT(performance-no-int-to-ptr)
+}
 
 // The binding pushed a yield object: record it and suspend the process.
-int suspend_for_command(lua_State* L) {
+int suspend_for_command(lua_State* L, lua_KContext then) {
   auto* y = static_cast<yield_object*>(lua_touserdata(L, -1));
   lua_pop(L, 1);
   process* p = process::of(L);
@@ -24,15 +32,15 @@ int suspend_for_command(lua_State* L) {
                         "comparator, gsub callback) is on the stack",
                         false,
                         {}});
-    return resume_after_command(L, LUA_OK, 0);
+    return resume_after_command(L, LUA_OK, then);
   }
   // The turn ends; the worker opens the wait and sends its command
   // (process::after_command_yield).
   p->set_suspend(suspend_kind::command);
-  return lua_yieldk(L, 0, 0, resume_after_command);
+  return lua_yieldk(L, 0, then, resume_after_command);
 }
 
-int resume_after_command(lua_State* L, int, lua_KContext) {
+int resume_after_command(lua_State* L, int, lua_KContext then) {
   wait_slot& w = process::of(L)->wait();
   yield_object* y = w.take_pending();
   const outcome& o = w.result();
@@ -40,11 +48,11 @@ int resume_after_command(lua_State* L, int, lua_KContext) {
   w.clear_result();  // a big result (an HTTP body) need not outlive its use
   if (n >= 0) {
     y->release();
-    return n;
+    return then ? as_continuation(then)(L, LUA_YIELD, n) : n;
   }
   // Waiting again: the object on top may be `y` itself (a receive that goes on).
   if (lua_touserdata(L, -1) != y) y->release();
-  return suspend_for_command(L);
+  return suspend_for_command(L, then);
 }
 
 }  // namespace
@@ -52,12 +60,16 @@ int resume_after_command(lua_State* L, int, lua_KContext) {
 int trampoline(lua_State* L) {
   auto fn = reinterpret_cast<lua_CFunction>(lua_touserdata(L, lua_upvalueindex(1)));
   int n = fn(L);
-  return n < 0 ? suspend_for_command(L) : n;
+  return n < 0 ? suspend_for_command(L, 0) : n;
 }
 
 void push_binding(lua_State* L, lua_CFunction fn) {
   lua_pushlightuserdata(L, reinterpret_cast<void*>(fn));
   lua_pushcclosure(L, trampoline, 1);
+}
+
+int yield_command(lua_State* L, lua_KFunction then) {
+  return suspend_for_command(L, as_context(then));
 }
 
 }  // namespace luad::runtime

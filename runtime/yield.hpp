@@ -111,4 +111,15 @@ int trampoline(lua_State* L);
 /// Pushes `fn` wrapped in the trampoline.
 void push_binding(lua_State* L, lua_CFunction fn);
 
+/// Waits for the command of the yield object on top of the stack, as a -1
+/// return does, for a binding that goes on afterwards: when the answer comes,
+/// handle_result pushes its n values and `then(L, LUA_YIELD, n)` runs with them
+/// on top of the binding's stack; what `then` returns is the binding's result.
+/// `then` may call Lua (lua_callk) and wait again with yield_command; without
+/// it the n values are the binding's results. Write `return yield_command(L,
+/// k);` in a binding or one of its continuations: it does not return while the
+/// process waits (lua_yieldk jumps), only where a wait is impossible (the
+/// answer is then an error, handled as any other).
+int yield_command(lua_State* L, lua_KFunction then = nullptr);
+
 }  // namespace luad::runtime

@@ -7,12 +7,16 @@
 #   scripts/dev.sh test    build (warnings are errors) and run every test
 #   scripts/dev.sh asan    tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/dev.sh tsan    tests under ThreadSanitizer
+#   scripts/dev.sh fuzz    the libFuzzer targets in fuzz/ (clang-14, ASan+UBSan),
+#                          each for FUZZ_SECONDS (default 30); fails on any crash
 #   scripts/dev.sh bench   Release build, then luad_bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
           libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates lua-check)
+# Only the fuzz step needs these (clang-14 and its libFuzzer runtime).
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
@@ -62,6 +66,27 @@ run_tests() {  # run_tests DIR
   ctest --test-dir "$1" --output-on-failure --timeout 1200
 }
 
+# Each fuzz/NAME.cpp for FUZZ_SECONDS, from a copy of its seeds in
+# fuzz/corpus/NAME (new inputs go to build-fuzz/corpus/NAME, the repository's
+# seeds stay as they are). A crash leaves build-fuzz/crash-NAME-* and fails.
+run_fuzzers() {
+  local secs=${FUZZ_SECONDS:-30} f name log
+  for f in fuzz/*.cpp; do
+    name=$(basename "$f" .cpp)
+    log="build-fuzz/fuzz_$name.log"
+    mkdir -p "build-fuzz/corpus/$name"
+    echo "# fuzz_$name for ${secs}s (log: $log)" >&2
+    if ! ./build-fuzz/"fuzz_$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="build-fuzz/crash-$name-" \
+        "build-fuzz/corpus/$name" "fuzz/corpus/$name" >"$log" 2>&1; then
+      tail -60 "$log" >&2
+      echo "# fuzz_$name failed: the input is build-fuzz/crash-$name-*" >&2
+      return 1
+    fi
+    grep -E "^stat::(number_of_executed_units|peak_rss_mb)|^#.*DONE" "$log" >&2 || true
+  done
+}
+
 case "${1:-}" in
   deps)  # only install what is missing (scripts/container-build.sh uses it)
     deps
@@ -87,6 +112,14 @@ case "${1:-}" in
     build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_SANITIZE=thread
     TSAN_OPTIONS=halt_on_error=1 run_tests build-tsan
     ;;
+  fuzz)
+    PACKAGES+=("${FUZZ_PACKAGES[@]}")
+    deps
+    cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_FUZZ=ON \
+      -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
+    cmake --build build-fuzz -j"$JOBS" --target fuzzers
+    run_fuzzers
+    ;;
   bench)
     deps
     build build-release -DCMAKE_BUILD_TYPE=Release
@@ -94,7 +127,7 @@ case "${1:-}" in
     ./build-release/luad_bench "$@"
     ;;
   *)
-    echo "usage: scripts/dev.sh run|test|asan|tsan|bench [bench args]" >&2
+    echo "usage: scripts/dev.sh run|test|asan|tsan|fuzz|bench [bench args]" >&2
     exit 2
     ;;
 esac

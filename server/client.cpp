@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -128,6 +129,82 @@ std::string as_run_prints(const json::value& v) {
 std::string cell(const json::object& item, const char* key) {
   const json::value* v = item.if_contains(key);
   return v && v->is_string() ? std::string(v->get_string()) : std::string("-");
+}
+
+// "error (runtime): boom" from a workflow's last_exit or supervisor_exit.
+std::string exit_cell(const json::object& e) {
+  std::string out = cell(e, "reason");
+  if (e.contains("kind")) out += " (" + cell(e, "kind") + ")";
+  if (e.contains("message")) out += ": " + cell(e, "message");
+  return out;
+}
+
+// The `workflows` table: one row each, and lines below for what went wrong.
+void print_workflows(const json::array& list) {
+  std::printf("%-16s %-12s %-10s %-10s %-8s %s\n", "NAME", "STATE", "START", "RESTART", "RESTARTS",
+              "SUPERVISOR");
+  for (const auto& w : list) {
+    const auto& q = w.get_object();
+    const json::value* n = q.if_contains("restarts");
+    std::string restarts = n && n->is_int64() ? std::to_string(n->get_int64()) : "-";
+    std::printf("%-16s %-12s %-10s %-10s %-8s %s\n", cell(q, "name").c_str(),
+                cell(q, "state").c_str(), cell(q, "start").c_str(), cell(q, "restart").c_str(),
+                restarts.c_str(), cell(q, "supervisor").c_str());
+    if (const json::value* e = q.if_contains("last_exit"); e && e->is_object())
+      std::printf("  last exit: %s\n", exit_cell(e->get_object()).c_str());
+    if (const json::value* e = q.if_contains("supervisor_exit"); e && e->is_object())
+      std::printf("  supervisor ended: %s\n", exit_cell(e->get_object()).c_str());
+    if (q.contains("code_error")) std::printf("  code: %s\n", cell(q, "code_error").c_str());
+  }
+}
+
+bool is_run_action(const std::string& action) {
+  return action == "history" || action == "resume" || action == "terminate";
+}
+
+// A JSON field as table text: strings bare, "-" when absent.
+std::string text_cell(const json::object& item, const char* key) {
+  const json::value* v = item.if_contains(key);
+  if (!v || v->is_null()) return "-";
+  return v->is_string() ? std::string(v->get_string()) : as_run_prints(*v);
+}
+
+// The durable runs below the workflows: one row each, and the error or
+// suspension report of those that have one.
+void print_runs(const json::array& list) {
+  if (list.empty()) return;
+  std::printf("\n%-20s %-10s %6s %-12s %-16s %s\n", "RUN", "STATE", "STEPS", "PID", "OWNER",
+              "SCRIPT");
+  for (const auto& r : list) {
+    const auto& q = r.get_object();
+    std::printf("%-20s %-10s %6s %-12s %-16s %s\n", cell(q, "run").c_str(),
+                cell(q, "state").c_str(), text_cell(q, "steps").c_str(), cell(q, "pid").c_str(),
+                cell(q, "owner").c_str(), cell(q, "script").c_str());
+    const json::value* d = q.if_contains("detail");
+    std::string state = cell(q, "state");
+    if (d && d->is_object() && state != "completed")
+      std::printf("  %s\n", as_run_prints(*d).c_str());
+  }
+}
+
+// A run's journal, a step a line: step, command, state, args => result.
+void print_history(const json::object& h) {
+  std::printf("run %s (%s)\n", cell(h, "run").c_str(), cell(h, "state").c_str());
+  std::printf("%5s %-15s %-8s %-24s %s\n", "STEP", "COMMAND", "STATE", "AT", "ARGS => RESULT");
+  for (const auto& e : h.at("steps").get_array()) {
+    const auto& q = e.get_object();
+    double at = q.at("at").to_number<double>();
+    std::time_t secs = static_cast<std::time_t>(at);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    bool failed = q.at("failed").as_bool();
+    std::printf("%5s %-15s %-8s %-24s %s => %s%s\n", text_cell(q, "step").c_str(),
+                cell(q, "command").c_str(), cell(q, "state").c_str(), when,
+                text_cell(q, "args").c_str(), failed ? "error " : "",
+                text_cell(q, "result").c_str());
+  }
 }
 
 int exit_code_of(const json::object& exit) {
@@ -262,6 +339,7 @@ int client_command(const client_request& req) {
     params["args"] = std::move(args);
     if (!req.profile.empty()) params["profile"] = req.profile;
     if (req.wait) params["wait"] = true;
+    if (req.durable) params["durable"] = true;
     json::object limits;
     if (req.memory) limits["memory"] = req.memory;
     if (req.instructions) limits["instructions"] = req.instructions;
@@ -288,13 +366,24 @@ int client_command(const client_request& req) {
     if (!req.file.empty())
       params["path"] =
           std::filesystem::weakly_canonical(std::filesystem::absolute(req.file)).string();
+  } else if (cmd == "workflows" && is_run_action(req.action)) {
+    if (req.name.empty()) {
+      std::cerr << "luad workflows " << req.action << ": give the run id\n";
+      return 2;
+    }
+    method = "run_" + req.action;
+    params["run"] = req.name;
   } else if (cmd == "workflows") {
     if (!req.action.empty()) {
       params["action"] = req.action;
       params["name"] = req.name;
     }
   } else if (cmd == "info" || cmd == "kill") {
-    params["pid"] = req.pid;
+    if (cmd == "kill" && !req.owner.empty()) {
+      params["owner"] = req.owner;
+    } else {
+      params["pid"] = req.pid;
+    }
     if (cmd == "kill" && !req.reason.empty()) params["reason"] = req.reason;
   }
   json::object o;
@@ -318,24 +407,33 @@ int client_command(const client_request& req) {
       print_exit(result.get_object(), req.json);
       return exit_code_of(result.get_object());
     }
+    if (req.durable) std::cout << "run " << cell(result.get_object(), "run") << " pid ";
     std::cout << json::value_to<std::string>(result.at("pid")) << '\n';
   } else if (cmd == "ps") {
-    std::printf("%-12s %-10s %-13s %10s  %s\n", "PID", "STATUS", "WAITING ON", "MEMORY", "SCRIPT");
+    std::printf("%-12s %-10s %-13s %10s %8s  %s\n", "PID", "STATUS", "WAITING ON", "MEMORY", "CPU",
+                "SCRIPT");
     for (const auto& p : result.get_array()) {
       const auto& q = p.get_object();
-      std::printf("%-12s %-10s %-13s %10lld  %s\n", cell(q, "pid").c_str(),
+      const json::value* cpu = q.if_contains("cpu");
+      std::printf("%-12s %-10s %-13s %10lld %8.3f  %s\n", cell(q, "pid").c_str(),
                   cell(q, "status").c_str(), cell(q, "waiting_on").c_str(),
                   static_cast<long long>(q.at("memory").to_number<double>()),
-                  cell(q, "script").c_str());
+                  cpu ? cpu->to_number<double>() : 0.0, cell(q, "script").c_str());
     }
+  } else if (cmd == "workflows" && req.action == "history") {
+    print_history(result.get_object());
+  } else if (cmd == "workflows" && req.action == "resume") {
+    std::cout << "resumed " << req.name << " as " << cell(result.get_object(), "pid") << '\n';
+  } else if (cmd == "workflows" && req.action == "terminate") {
+    std::cout << "terminated " << req.name << '\n';
   } else if (cmd == "workflows") {
-    std::printf("%-16s %-12s %-10s %-10s %s\n", "NAME", "STATE", "START", "RESTART", "SUPERVISOR");
-    for (const auto& w : result.get_array()) {
-      const auto& q = w.get_object();
-      std::printf("%-16s %-12s %-10s %-10s %s\n", cell(q, "name").c_str(), cell(q, "state").c_str(),
-                  cell(q, "start").c_str(), cell(q, "restart").c_str(),
-                  cell(q, "supervisor").c_str());
-      if (q.contains("code_error")) std::printf("  code: %s\n", cell(q, "code_error").c_str());
+    print_workflows(result.get_array());
+    // Then the durable runs (a daemon with no data directory has none).
+    try {
+      json::object runs = call(socket, "runs", {});
+      if (const json::value* r = runs.if_contains("result"); r && r->is_array())
+        print_runs(r->get_array());
+    } catch (const std::exception&) {
     }
   } else if (cmd == "info" || cmd == "stats") {
     print_fields(result.get_object(), "");
@@ -357,7 +455,12 @@ int client_command(const client_request& req) {
       std::cout << "note: [server], [storage] or limits.max_processes changed; they take effect at "
                    "the next start\n";
   } else if (cmd == "kill") {
-    std::cout << "killed " << req.pid << '\n';
+    if (req.owner.empty()) {
+      std::cout << "killed " << req.pid << '\n';
+    } else {
+      std::cout << "killed " << result.at("killed").to_number<std::int64_t>() << " processes of "
+                << req.owner << '\n';
+    }
   } else if (cmd == "send" || cmd == "cancel") {
     std::cout << (cmd == "send" ? "sent to " : "canceled ") << req.pid << '\n';
   } else {

@@ -22,14 +22,17 @@ struct client_request {
   std::string topic;              ///< send
   std::string payload = "null";   ///< send: JSON text
   std::string reason;             ///< kill
+  std::string owner;              ///< kill: every process of this owner instead of `pid`
   std::string status;             ///< ps: only processes in this state
   std::string workflow;           ///< ps: only processes of this workflow
   std::string level;              ///< logs: lowest level shown (default: the daemon's)
   bool follow = true;             ///< logs: keep printing new lines until the exit
   std::int64_t memory = 0;        ///< submit: tighter memory limit in bytes (0: the default)
   std::int64_t instructions = 0;  ///< submit: tighter instruction limit (0: the default)
-  std::string action;             ///< workflows: start, stop or restart (empty: list)
-  std::string name;               ///< workflows: which one
+  bool durable = false;           ///< submit: a durable run (journaled, resumed after a restart)
+  std::string
+      action;        ///< workflows: start, stop, restart, history, resume, terminate (empty: list)
+  std::string name;  ///< workflows: which one (a workflow's name, or a durable run's id)
 };
 
 /// $LUAD_SOCKET, else configs/run/luad.sock when it exists (a checkout

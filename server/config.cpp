@@ -6,13 +6,14 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "runtime/permissions.hpp"
-#include "server/run.hpp"
+#include "server/schedule.hpp"
 
 namespace luad::server {
 
@@ -165,6 +166,29 @@ class section {
     }
   }
 
+  // A list of owners ("uid:N", "workflow:NAME" or "*"); with `flag`, also
+  // true (everyone: ["*"]) or false (nobody).
+  void owners(const char* key, std::vector<std::string>& out, bool flag) {
+    const toml::node* n = get(key);
+    if (!n) return;
+    if (const auto* b = n->as_boolean(); b && flag) {
+      out = b->get() ? std::vector<std::string>{"*"} : std::vector<std::string>{};
+      return;
+    }
+    const auto* a = n->as_array();
+    if (!a)
+      bad(*n, key,
+          flag ? "expected true, false or an array of owners" : "expected an array of owners");
+    out.clear();
+    for (const auto& e : *a) {
+      const auto* s = e.as_string();
+      if (!s || !(s->get() == "*" || runtime::valid_owner(s->get())))
+        fail(file_, e.source(), name(key),
+             "expected owners: \"uid:N\", \"workflow:NAME\" or \"*\"");
+      out.push_back(s->get());
+    }
+  }
+
   // "all", "workflow" or a list of class names.
   void classes(const char* key, runtime::class_set& out) {
     const toml::node* n = get(key);
@@ -231,9 +255,56 @@ class section {
 void read_process_limits(section& s, runtime::limits& l) {
   s.size("memory", l.memory);
   s.integer("instructions", l.instructions, 0, INT64_MAX);
-  s.integer("turn", l.turn, 100, 100'000'000);
+  s.seconds("cpu", l.cpu, 0, 1e9);
+  // Deprecated (issue 12): turns are timed now, see [server] time_slice. Still
+  // read, so that older configs load; the value is ignored.
+  std::uint32_t turn = 10000;
+  s.integer("turn", turn, 100, 100'000'000);
   s.size("mailbox", l.mailbox);
   s.size("message_size", l.message_bytes);
+  s.size("mailbox_size", l.mailbox_bytes);
+  s.size("exit_size", l.exit_bytes);
+  s.size("timers", l.timers);
+  s.size("timer_size", l.timer_bytes);
+}
+
+// Gives the store namespaces in `perms` the quota `bytes` (0: none set); two
+// different quotas for one namespace are an error, not a silent choice.
+void add_quota(storage_config& st, const runtime::permission_list& perms, std::size_t bytes,
+               const std::string& file, const toml::table& at, const std::string& key) {
+  if (bytes == 0) return;
+  for (const std::string& p : perms) {
+    if (!p.starts_with("store:")) continue;
+    auto [it, fresh] = st.namespace_quotas.emplace(p.substr(6), bytes);
+    if (!fresh && it->second != bytes) {
+      fail(file, at.source(), key,
+           "store namespace '" + it->first + "' already has store_bytes " +
+               std::to_string(it->second) + " from another profile or workflow");
+    }
+  }
+}
+
+// `durable`, `schedule` and `catchup`: the schedule must parse and fire, and
+// implies durable runs; `catchup` means nothing without a schedule.
+void read_schedule(section& s, const toml::table& t, workflow_config& w) {
+  s.boolean("durable", w.durable);
+  s.text("schedule", w.schedule);
+  s.text("catchup", w.catchup, {"one", "all", "none"});
+  if (const toml::node* n = t.get("schedule")) {
+    auto parsed = schedule::parse(w.schedule);
+    if (!parsed) s.bad(*n, "schedule", parsed.error().message);
+    if (!parsed->fires()) {
+      s.bad(*n, "schedule",
+            "schedule \"" + w.schedule + "\" never fires: none of its months has any of its days");
+    }
+    if (const toml::node* d = t.get("durable"); d && !w.durable) {
+      s.bad(*d, "durable",
+            "a workflow with a schedule runs durably; remove `durable = false` or the schedule");
+    }
+    w.durable = true;
+  } else if (const toml::node* c = t.get("catchup")) {
+    s.bad(*c, "catchup", "needs a schedule (it says which missed ticks of the schedule run)");
+  }
 }
 
 std::string absolute_from(const fs::path& base, const std::string& p) {
@@ -281,6 +352,7 @@ config parse_config(std::string_view text, const std::string& path) {
     s.text("log_level", c.server.log_level, {"debug", "info", "warn", "error"});
     s.text("log_format", c.server.log_format, {"text", "json"});
     s.seconds("grace_period", c.server.grace_period, 0, 3600);
+    s.seconds("time_slice", c.server.time_slice, 0.0001, 1);
     s.finish();
   }
   if (!c.server.socket.empty()) c.server.socket = absolute_from(base, c.server.socket);
@@ -288,6 +360,7 @@ config parse_config(std::string_view text, const std::string& path) {
   if (const auto* t = top.table("storage")) {
     section s(path, *t, "storage.");
     s.text("data_dir", c.storage.data_dir);
+    s.size("namespace_bytes", c.storage.namespace_bytes);
     s.finish();
   }
   c.storage.data_dir = absolute_from(base, c.storage.data_dir);
@@ -298,6 +371,20 @@ config parse_config(std::string_view text, const std::string& path) {
     s.size("max_processes", c.limits.max_processes);
     s.size("max_connections", c.limits.max_connections);
     s.size("max_request_size", c.limits.max_request_bytes);
+    s.size("remembered_exits", c.limits.remembered_exits);
+    s.size("remembered_exits_size", c.limits.remembered_exit_bytes);
+    s.size("log_backlog", c.limits.log_backlog);
+    s.size("log_backlog_size", c.limits.log_backlog_bytes);
+    s.size("source", c.limits.source_bytes);
+    s.integer("pattern_steps", c.limits.pattern_steps, 1000, std::int64_t{1} << 50);
+    s.integer("journal_steps", c.limits.journal_steps, 0, std::int64_t{1} << 40);
+    s.size("connections_per_uid", c.limits.connections_per_uid);
+    s.seconds("idle_timeout", c.limits.idle_timeout, 0.01, 86400);
+    s.seconds("request_timeout", c.limits.request_timeout, 0.01, 3600);
+    if (c.limits.max_connections < 1)
+      fail(path, t->source(), "limits.max_connections", "must be at least 1");
+    if (c.limits.connections_per_uid > c.limits.max_connections)
+      fail(path, t->source(), "limits.connections_per_uid", "must not exceed max_connections");
     s.finish();
   }
 
@@ -323,6 +410,15 @@ config parse_config(std::string_view text, const std::string& path) {
       s.permissions("permissions", p.permissions);
       s.ids("uids", p.uids);
       s.ids("gids", p.gids);
+      if (const auto* qt = s.table("quotas")) {
+        section qs(path, *qt, s.name("quotas."));
+        qs.size("processes", p.quotas.processes);
+        qs.size("memory", p.quotas.memory);
+        qs.size("timers", p.quotas.timers);
+        qs.finish();
+      }
+      s.size("store_bytes", p.store_bytes);
+      add_quota(c.storage, p.permissions, p.store_bytes, path, t, s.name("store_bytes"));
       s.finish();
       c.profiles.push_back(std::move(p));
     }
@@ -353,7 +449,12 @@ config parse_config(std::string_view text, const std::string& path) {
       s.integer("intensity", w.intensity, 0, 1'000'000);
       s.seconds("period", w.period, 0.001, 86400);
       s.permissions("permissions", w.permissions);
+      s.owners("reachable", w.reachable, true);
+      s.owners("controllers", w.controllers, false);
       s.classes("classes", w.classes);
+      s.size("store_bytes", w.store_bytes);
+      add_quota(c.storage, w.permissions, w.store_bytes, path, t, s.name("store_bytes"));
+      read_schedule(s, t, w);
       if (const auto* lt = s.table("limits")) {
         section ls(path, *lt, s.name("limits."));
         read_process_limits(ls, w.limits);
@@ -365,6 +466,42 @@ config parse_config(std::string_view text, const std::string& path) {
   }
   top.finish();
   return c;
+}
+
+bool parse_size(const std::string& text, std::size_t& out) {
+  std::size_t i = 0;
+  unsigned long long n = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    auto digit = static_cast<unsigned>(text[i++] - '0');
+    if (n > ((~0ull) - digit) / 10) return false;
+    n = n * 10 + digit;
+  }
+  if (i == 0) return false;
+  std::string unit = text.substr(i);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  unsigned long long mul;
+  if (unit.empty() || unit == "b")
+    mul = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib")
+    mul = 1ull << 10;
+  else if (unit == "m" || unit == "mb" || unit == "mib")
+    mul = 1ull << 20;
+  else if (unit == "g" || unit == "gb" || unit == "gib")
+    mul = 1ull << 30;
+  else
+    return false;
+  if (n > (~0ull) / mul) return false;
+  out = static_cast<std::size_t>(n * mul);
+  return true;
+}
+
+std::size_t connection_share(const limits_config& l) {
+  if (l.connections_per_uid > 0) return l.connections_per_uid;
+  return std::min(l.max_connections, std::max<std::size_t>(4, l.max_connections / 4));
+}
+
+std::size_t operator_reserve(const limits_config& l) {
+  return std::min(l.max_connections, std::max<std::size_t>(1, l.max_connections / 16));
 }
 
 config load_config(const std::string& path) {

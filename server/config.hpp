@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "runtime/limits.hpp"
 #include "runtime/module.hpp"
+#include "runtime/owners.hpp"
 
 namespace luad::server {
 
@@ -30,12 +32,20 @@ struct server_config {
   std::string log_level = "info";   ///< debug | info | warn | error
   std::string log_format = "text";  ///< text | json
   double grace_period = 10;         ///< seconds between CANCEL and kill at shutdown
+  /// Seconds a turn may run before the watchdog preempts it (runtime/watchdog.hpp).
+  double time_slice = 0.002;
 
   bool operator==(const server_config&) const = default;
 };
 
 struct storage_config {
   std::string data_dir = "data";  ///< relative paths are relative to the config file
+  /// Bytes (keys + values) a store namespace may hold unless a profile or
+  /// workflow naming it sets `store_bytes`; a write past it fails with `limit`.
+  std::size_t namespace_bytes = std::size_t{64} << 20;
+  /// Namespaces given their own quota by a profile's or workflow's
+  /// `store_bytes` (through its store:NAME permissions): name → bytes.
+  std::map<std::string, std::size_t> namespace_quotas;
 
   bool operator==(const storage_config&) const = default;
 };
@@ -45,7 +55,39 @@ struct limits_config {
   std::size_t max_processes = 2'000'000;
   std::size_t max_connections = 1024;
   std::size_t max_request_bytes = std::size_t{16} << 20;
+  /// Exits of submitted processes the daemon remembers (for `wait`), by
+  /// count and by estimated bytes; 0 = no bound.
+  std::size_t remembered_exits = 10000;
+  std::size_t remembered_exit_bytes = std::size_t{64} << 20;
+  /// Log lines kept for `subscribe --backlog`, by count and bytes; 0 = no bound.
+  std::size_t log_backlog = 10000;
+  std::size_t log_backlog_bytes = std::size_t{16} << 20;
+  /// Longest Lua source compiled: a submission, a script file, a load() text
+  /// (runtime::set_source_limit); 0 = no bound.
+  std::size_t source_bytes = std::size_t{1} << 20;
+  /// Steps one string.find/match/gmatch/gsub call may take beyond 16 per
+  /// subject byte before it raises a `limit` error (runtime::set_pattern_budget).
+  std::size_t pattern_steps = 20'000'000;
+  /// Steps one durable run's journal may hold (as Temporal bounds a
+  /// history): past it, each command the run asks fails with `limit`, so a
+  /// run that loops forever cannot fill the disk. 0 = no bound.
+  std::size_t journal_steps = 100'000;
+  /// Connections one peer uid may hold at once; 0 = a quarter of
+  /// max_connections, at least 4. See connection_share().
+  std::size_t connections_per_uid = 0;
+  /// Seconds a connection with no request in flight, no subscription and no
+  /// partial line may stay silent before the daemon closes it.
+  double idle_timeout = 300;
+  /// Seconds a request line has, from its first byte, to end with '\n'
+  /// (a slowloris client is cut off after this).
+  double request_timeout = 30;
 };
+
+/// The connections one uid may hold: connections_per_uid, or its default.
+std::size_t connection_share(const limits_config& l);
+/// Slots kept for root and the daemon's own uid: other peers together may
+/// hold at most max_connections minus this (1/16 of it, at least 1).
+std::size_t operator_reserve(const limits_config& l);
 
 /// Compiled code: the bytecode cache and hot reload.
 struct scripts_config {
@@ -61,6 +103,15 @@ struct profile_config {
   runtime::permission_list permissions;
   std::vector<std::uint32_t> uids;  ///< who may use it (empty: everybody allowed in)
   std::vector<std::uint32_t> gids;
+  /// What one owner (a peer's uid) may hold at once through this profile
+  /// ([profile.quotas]; 0 = unlimited). A peer without a configured profile
+  /// gets these defaults too.
+  runtime::owner_quotas quotas = default_quotas();
+
+  static runtime::owner_quotas default_quotas() { return {1000, 0, 10000}; }
+  /// Quota of the store namespaces its store:NAME permissions name (0: the
+  /// [storage] namespace_bytes default).
+  std::size_t store_bytes = 0;
 };
 
 /// A long-lived process the daemon runs under its supervisor.
@@ -82,8 +133,25 @@ struct workflow_config {
   int intensity = 5;             ///< restarts allowed within `period`...
   double period = 60;            ///< ...seconds, then the supervisor gives up
   runtime::permission_list permissions;
+  /// Other owners ("uid:N", "workflow:NAME", "*" = all) that may send to the
+  /// names its processes register (`reachable = true` means ["*"]).
+  std::vector<std::string> reachable;
+  /// Other owners that may kill, cancel, link to, monitor and inspect its
+  /// processes (scripts and socket peers alike).
+  std::vector<std::string> controllers;
   runtime::limits limits;  ///< the [limits] defaults, overridden per workflow
   runtime::class_set classes = runtime::all_classes;
+  /// Quota of the store namespaces its permissions name (0: the default).
+  std::size_t store_bytes = 0;
+  /// Its runs are durable: journaled, and resumed after a restart of the
+  /// daemon (docs/workflows.md). True whenever `schedule` is set.
+  bool durable = false;
+  /// A cron expression in UTC (server/schedule.hpp) at whose ticks the
+  /// workflow runs; empty: none. Checked when the config is read.
+  std::string schedule;
+  /// one | all | none: which ticks missed while the daemon was down run when
+  /// it is back (schedule::ticks_missed). Only given with a schedule.
+  std::string catchup = "one";
 
   bool operator==(const workflow_config&) const = default;
 };
@@ -98,6 +166,10 @@ struct config {
   std::vector<profile_config> profiles;
   std::vector<workflow_config> workflows;
 };
+
+/// Parses "64MiB", "512k", "1GB", "1048576" into bytes; false on bad text
+/// (or a number past 2^64).
+bool parse_size(const std::string& text, std::size_t& out);
 
 /// Reads and checks `path`. Throws config_error.
 config load_config(const std::string& path);

@@ -1,25 +1,36 @@
 // One client of the daemon's socket: its peer credentials, reading request
 // lines, back-pressure, and writing replies and notifications.
 //
-// DESIGN. A connection lives on the io thread only. It reads one line at a
-// time (at most limits.max_request_size bytes) and stops reading while more
-// than 4 MiB of replies wait to be written or 64 of its requests wait for an
-// answer (an exit, a workflow stop), so a client that never reads cannot make
-// the daemon buffer without bound. Log notifications for such a client are
-// dropped (and counted) rather than queued. Pending reads and writes own the
-// connection; while it is paused, `paused_self_` does, because waiters only
-// hold weak references.
+// DESIGN. A connection lives on the io thread only. It reads chunks into a
+// buffer and handles each complete line (at most limits.max_request_size
+// bytes), and stops reading while more than 4 MiB of replies wait to be
+// written or 64 of its requests wait for an answer (an exit, a workflow
+// stop), so a client that never reads cannot make the daemon buffer without
+// bound. Log notifications for such a client are dropped (and counted) rather
+// than queued. Pending reads and writes own the connection; while it is
+// paused, `paused_self_` does, because waiters only hold weak references.
+//
+// One timer (holding only a weak reference) enforces two deadlines: a line
+// whose first byte has arrived must end within limits.request_timeout
+// (slowloris), and a connection with no partial line, no request in flight and
+// no subscription is closed after limits.idle_timeout of silence. The timer
+// is moved earlier only when a line starts; otherwise it fires, finds the
+// deadline moved by activity, and sleeps again, so activity costs no syscall.
 #pragma once
 
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
+#include "proto/json_rpc.hpp"
 #include "runtime/result.hpp"
 #include "server/access.hpp"
 
@@ -38,9 +49,16 @@ class connection : public std::enable_shared_from_this<connection> {
   /// make the daemon hold.
   static constexpr std::size_t max_in_flight = 64;
 
-  connection(services& s, socket sock) : s_(s), sock_(std::move(sock)) {}
+  /// The most bytes one read takes from the socket.
+  static constexpr std::size_t read_chunk = 16 << 10;
 
-  /// Checks the peer (SO_PEERCRED), then reads requests. A refused peer gets
+  /// A connection from `p` (the daemon read its credentials at accept).
+  connection(services& s, socket sock, server::peer p);
+
+  /// The peer's credentials (SO_PEERCRED), or nullopt if they cannot be read.
+  static std::optional<server::peer> credentials(socket& sock);
+
+  /// Checks the peer (may_connect), then reads requests. A refused peer gets
   /// one error line and is closed.
   void start();
   /// The peer's credentials (valid after start()).
@@ -56,17 +74,35 @@ class connection : public std::enable_shared_from_this<connection> {
   void close();
 
  private:
+  using clock = std::chrono::steady_clock;
   void read();
+  /// Handles the complete lines buffered; false when reading must not go on
+  /// (paused, closed, or a line too long).
+  bool take_lines();
   void handle(const std::string& line);
+  /// Tracks subscriptions (they keep a connection from being idle).
+  void note_reply(const proto::request& req, const boost::json::object& reply);
+  bool idle() const { return !line_started_ && in_flight_ == 0 && subscribed_.empty(); }
+  /// Makes the timer fire no later than `when`.
+  void schedule(clock::time_point when);
+  void check_deadlines();
   void send(const boost::json::value& reply);
   void write();
-  /// Closes once the lines queued so far are written.
-  void close_after_write() { closed_ = true; }
+  /// Closes once the lines queued so far are written (or after 5 s, for a
+  /// peer that does not read them).
+  void close_after_write();
 
   services& s_;
   socket sock_;
   server::peer peer_;
-  std::string in_;
+  std::string in_;           // bytes read and not yet handled
+  std::size_t scanned_ = 0;  // in_[0, scanned_) holds no '\n'
+  boost::asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  clock::time_point last_activity_;
+  std::optional<clock::time_point> line_started_;  // a partial line is buffered
+  std::set<std::string> subscribed_;               // pids whose exit it awaits
+  bool taking_ = false;                            // take_lines is on the stack
   std::deque<std::string> out_;
   std::size_t pending_bytes_ = 0;
   std::uint64_t dropped_ = 0;                // log notifications not sent (see notify)

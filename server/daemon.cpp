@@ -12,17 +12,24 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <boost/asio.hpp>
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "runtime/bounded_lib.hpp"
+#include "runtime/code.hpp"
 #include "runtime/logging.hpp"
 #include "server/code_reload.hpp"
+#include "server/compile_pool.hpp"
 #include "server/connection.hpp"
+#include "server/durable_runs.hpp"
 #include "server/events.hpp"
+#include "server/exit_log.hpp"
 #include "server/methods.hpp"
 #include "server/stats.hpp"
 #include "server/workflows.hpp"
@@ -44,15 +51,20 @@ struct daemon::impl {
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   std::vector<std::weak_ptr<connection>> connections;  // io thread only
   events ev{io};
+  exit_log exits{io};  // a line for each process that fails
   std::unique_ptr<workflows> wf;
   std::unique_ptr<code_reload> code;
+  std::unique_ptr<durable_runs> runs;  // null without a data directory
   std::unique_ptr<services> svc;
+  std::unique_ptr<compile_pool> compiler;  // after io: stopped and joined before it goes
 
   explicit impl(config c) : cfg(std::move(c)) {}
   void make_parts();
   void check_socket();
   void listen();
   void accept();
+  std::string admit(const peer& p);
+  static bool privileged(const peer& p);
   void watch_signals();
   void watch_hangup();
   void begin_stop();
@@ -69,6 +81,12 @@ void daemon::impl::make_parts() {
                  return stats_document(*eng, {started_at, code->counters(), open_connections()});
                },
                [this] { asio::post(io, [this] { begin_stop(); }); }});
+  compiler = std::make_unique<compile_pool>(io);
+  svc->compiler = compiler.get();
+  if (!cfg.storage.data_dir.empty()) {
+    runs = std::make_unique<durable_runs>(cfg, *eng, ev, io);
+    svc->runs = runs.get();
+  }
 }
 
 // Throws when another daemon serves on the socket; removes a stale one.
@@ -96,19 +114,52 @@ void daemon::impl::listen() {
 void daemon::impl::accept() {
   acceptor.async_accept([this](boost::system::error_code ec, local::socket s) {
     if (ec) return;  // closed: stopping
-    if (open_connections() >= cfg.limits.max_connections) {
-      std::string line = proto::frame(
-          proto::error_reply(nullptr, proto::error_code::failed, "too many connections"));
+    std::optional<peer> p = connection::credentials(s);
+    std::string refused = p ? admit(*p) : std::string("peer credentials unreadable");
+    if (!refused.empty()) {
+      runtime::logger().warn("refused a connection: {}", refused);
+      std::string line = proto::frame(proto::error_reply(
+          nullptr, runtime::fail(runtime::error_kind::limit, std::move(refused))));
       boost::system::error_code ignored;
+      s.non_blocking(true, ignored);  // one line into an empty socket buffer: never blocks
       asio::write(s, asio::buffer(line), ignored);
     } else {
-      auto c = std::make_shared<connection>(*svc, std::move(s));
+      auto c = std::make_shared<connection>(*svc, std::move(s), *p);
       connections.push_back(c);
       c->start();
     }
     accept();
   });
 }
+
+// Why `p` may not have another connection, or "". Each uid gets a share of
+// the slots, and the last few are kept for root and the daemon's own uid, so
+// no peer, however many sockets it opens, can lock the operator out.
+std::string daemon::impl::admit(const peer& p) {
+  const limits_config& lim = cfg.limits;
+  open_connections();  // drops the closed ones
+  std::size_t total = 0, same_uid = 0, unprivileged = 0;
+  for (const auto& w : connections) {
+    auto c = w.lock();
+    if (!c) continue;
+    ++total;
+    if (c->peer().uid == p.uid) ++same_uid;
+    if (!privileged(c->peer())) ++unprivileged;
+  }
+  if (total >= lim.max_connections)
+    return "too many connections (max_connections = " + std::to_string(lim.max_connections) + ")";
+  if (same_uid >= connection_share(lim)) {
+    return "too many connections from uid " + std::to_string(p.uid) +
+           " (connections_per_uid = " + std::to_string(connection_share(lim)) + ")";
+  }
+  if (!privileged(p) && unprivileged + operator_reserve(lim) >= lim.max_connections) {
+    return "too many connections: the last " + std::to_string(operator_reserve(lim)) +
+           " are kept for root and the daemon's user";
+  }
+  return {};
+}
+
+bool daemon::impl::privileged(const peer& p) { return p.uid == 0 || p.uid == ::geteuid(); }
 
 std::size_t daemon::impl::open_connections() {
   std::erase_if(connections, [](const auto& w) { return w.expired(); });
@@ -161,23 +212,36 @@ void daemon::start() {
   engine_options eo;
   eo.scheduler = runtime::scheduler_options::with_workers(d.cfg.server.workers);
   eo.scheduler.max_processes = d.cfg.limits.max_processes;
-  eo.scheduler.exit_hook = [&d](const runtime::exit_info& e, const runtime::process_context& ctx) {
+  eo.scheduler.watch.slice =
+      std::chrono::microseconds(static_cast<std::int64_t>(d.cfg.server.time_slice * 1e6));
+  eo.scheduler.exit_hook = [&d](const runtime::exit_info& e, const runtime::process_context& ctx,
+                                std::string_view script) {
+    d.exits.on_exit(e, ctx, script);
     d.code->on_any_exit(e, ctx);
     d.ev.on_any_exit(e);
   };
   eo.data_dir = d.cfg.storage.data_dir;
   d.check_socket();
   d.eng = std::make_unique<engine>(std::move(eo));
+  d.eng->storage().set_quotas(
+      {d.cfg.storage.namespace_bytes,
+       {d.cfg.storage.namespace_quotas.begin(), d.cfg.storage.namespace_quotas.end()}});
   d.listen();
   d.make_parts();
   d.watch_signals();
   d.eng->scheduler().code().configure({d.cfg.scripts.cache_bytes, std::chrono::milliseconds(1000)});
+  runtime::set_source_limit(d.cfg.limits.source_bytes);
+  runtime::set_pattern_budget(d.cfg.limits.pattern_steps);
   d.watch_hangup();
   if (d.cfg.scripts.watch) d.code->watch();
   d.accept();
   if (auto level = runtime::parse_level(d.cfg.server.log_level)) d.ev.set_backlog_level(*level);
+  const limits_config& lc = d.cfg.limits;
+  d.ev.set_bounds(
+      {lc.remembered_exits, lc.remembered_exit_bytes, lc.log_backlog, lc.log_backlog_bytes});
   runtime::set_log_tap(d.ev.tap());
   d.wf->start_boot();
+  if (d.runs) d.runs->resume_unfinished();
   runtime::logger().info("luad {} serving on {} (data in {})", luad_version, d.cfg.server.socket,
                          d.cfg.storage.data_dir);
 }
@@ -185,11 +249,15 @@ void daemon::start() {
 int daemon::run() {
   impl& d = *impl_;
   d.io.run();  // returns once the acceptor, signals and every connection are gone
+  d.compiler->stop();
   // Shutdown: CANCEL everything, give it the grace period, then stop (kills the rest).
   runtime::scheduler& sched = d.eng->scheduler();
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                       std::chrono::duration<double>(d.cfg.server.grace_period));
+  // Durable runs first, and killed rather than canceled: a CANCEL would enter
+  // their histories and end them, where they must stay resumable.
+  if (d.runs) d.runs->stop_all();
   sched.cancel_all("the daemon is shutting down");
   while (sched.alive() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -49,6 +49,7 @@ engine::engine(engine_options opts) : storage_(opts.data_dir) {
   clock_.register_in(registry_);
   fetch_.register_in(registry_);
   storage_.register_in(registry_);
+  values_.register_in(registry_);
   registry_.freeze();
   // The host chooses the modules, as a Lua host calls luaL_openlibs.
   if (opts.scheduler.modules.empty()) opts.scheduler.modules = modules::all();

@@ -9,6 +9,7 @@
 #include "dispatcher/fetch.hpp"
 #include "dispatcher/registry.hpp"
 #include "dispatcher/storage.hpp"
+#include "dispatcher/values.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace luad::server {
@@ -51,6 +52,7 @@ class engine {
   dispatcher::clock clock_;
   dispatcher::fetch fetch_;
   dispatcher::storage storage_;
+  dispatcher::values values_;  // stateless: nothing to start or stop
   std::unique_ptr<runtime::scheduler> scheduler_;
 };
 

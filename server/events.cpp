@@ -15,14 +15,49 @@ namespace luad::server {
 namespace asio = boost::asio;
 namespace json = boost::json;
 
+namespace {
+
+std::size_t value_footprint(const runtime::value& v) {
+  std::size_t n = sizeof(runtime::value);
+  if (const auto* s = v.get<std::string>()) n += s->capacity();
+  if (const auto* a = v.get<runtime::value::array>()) {
+    for (const runtime::value& item : *a) n += value_footprint(item);
+  }
+  if (const auto* m = v.get<runtime::value::map>()) {
+    for (const auto& [key, item] : *m)
+      n += sizeof(std::string) + key.capacity() + value_footprint(item);
+  }
+  return n;
+}
+
+}  // namespace
+
+std::size_t events::exit_footprint(const runtime::exit_info& e) {
+  constexpr std::size_t k_node = 64;  // the hash node and the order entry
+  std::size_t n =
+      sizeof(runtime::exit_info) + k_node + e.err.message.capacity() + e.err.traceback.capacity();
+  for (const runtime::value& v : e.results) n += value_footprint(v);
+  return n;
+}
+
+events::kept events::kept_now() {
+  std::lock_guard lock(mu_);
+  return {exits_.size(), exit_bytes_, log_backlog_.size(), log_bytes_};
+}
+
 void events::on_submitted_exit(const runtime::exit_info& e) {  // a worker thread
   std::vector<waiter> ready;
   {
+    std::size_t bytes = exit_footprint(e);
     std::lock_guard lock(mu_);
     exits_[e.id.serial] = e;
-    exit_order_.push_back(e.id.serial);
-    if (exit_order_.size() > exits_kept) {
-      exits_.erase(exit_order_.front());
+    exit_order_.emplace_back(e.id.serial, bytes);
+    exit_bytes_ += bytes;
+    // Forget the oldest past either bound (the newest stays).
+    while (exit_order_.size() > 1 && ((bounds_.exits && exit_order_.size() > bounds_.exits) ||
+                                      (bounds_.exit_bytes && exit_bytes_ > bounds_.exit_bytes))) {
+      exits_.erase(exit_order_.front().first);
+      exit_bytes_ -= exit_order_.front().second;
       exit_order_.pop_front();
     }
     auto it = waiters_.find(e.id.serial);
@@ -131,6 +166,13 @@ runtime::result<json::object> events::subscribe(runtime::pid id, std::weak_ptr<c
   return result;
 }
 
+std::optional<std::string> events::exit_owner(runtime::pid id) {
+  std::lock_guard lock(mu_);
+  auto it = exits_.find(id.serial);
+  if (it == exits_.end()) return std::nullopt;
+  return it->second.owner;
+}
+
 bool events::unsubscribe(runtime::pid id, const std::weak_ptr<connection>& conn) {
   std::lock_guard lock(mu_);
   auto it = subscribers_.find(id.serial);
@@ -171,7 +213,13 @@ void events::record_log(const runtime::log_record& rec) {  // a worker thread
         if (s.logs && rec.level >= s.level) followers.push_back(s.conn);
     if (rec.level >= backlog_level_) {
       log_backlog_.push_back(line);
-      if (log_backlog_.size() > log_lines_kept) log_backlog_.pop_front();
+      log_bytes_ += log_backlog_.back().bytes();
+      while (log_backlog_.size() > 1 &&
+             ((bounds_.log_lines && log_backlog_.size() > bounds_.log_lines) ||
+              (bounds_.log_bytes && log_bytes_ > bounds_.log_bytes))) {
+        log_bytes_ -= log_backlog_.front().bytes();
+        log_backlog_.pop_front();
+      }
     }
   }
   if (followers.empty()) return;

@@ -33,16 +33,32 @@ namespace luad::server {
 
 class connection;
 
+/// What events keeps, in count and in bytes (config [limits]; a 0 is no
+/// bound). The newest exit and log line are always kept, so each table holds
+/// at most its byte bound plus one entry.
+struct events_bounds {
+  std::size_t exits = 10000;                       ///< exits of submitted processes kept
+  std::size_t exit_bytes = std::size_t{64} << 20;  ///< their estimated bytes
+  std::size_t log_lines = 10000;                   ///< log lines kept for `subscribe`
+  std::size_t log_bytes = std::size_t{16} << 20;   ///< their bytes
+};
+
 class events {
  public:
-  /// Exits of submitted processes kept for `wait` and late subscribers.
-  static constexpr std::size_t exits_kept = 10000;
-  /// Log lines kept for `subscribe` with a backlog.
-  static constexpr std::size_t log_lines_kept = 10000;
   /// Longer log lines are cut for followers.
   static constexpr std::size_t log_message_bytes = 16 << 10;
 
   explicit events(boost::asio::io_context& io) : io_(io) { tap_.owner = this; }
+
+  /// Sets what is kept (before start only).
+  void set_bounds(const events_bounds& b) { bounds_ = b; }
+  /// Estimated bytes an exit holds once kept (the table's charge for it).
+  static std::size_t exit_footprint(const runtime::exit_info& e);
+  /// Exits and log lines kept now, and their bytes (for tests and stats).
+  struct kept {
+    std::size_t exits, exit_bytes, log_lines, log_bytes;
+  };
+  kept kept_now();
 
   /// Lines at `level` or above are kept in the backlog (before start only).
   void set_backlog_level(runtime::log_level level) { backlog_level_ = level; }
@@ -69,6 +85,8 @@ class events {
   runtime::result<boost::json::object> subscribe(runtime::pid id, std::weak_ptr<connection> conn,
                                                  bool logs, bool backlog, runtime::log_level level,
                                                  runtime::scheduler& sched);
+  /// The owner of `id`'s remembered exit; nullopt when none is remembered.
+  std::optional<std::string> exit_owner(runtime::pid id);
   /// Stops `conn` following `id`. True if it was.
   bool unsubscribe(runtime::pid id, const std::weak_ptr<connection>& conn);
   /// Calls `then` on the io thread once `id` is out of the process table (soon
@@ -84,6 +102,10 @@ class events {
     std::uint64_t serial;
     std::string pid, workflow, time, message, fields;
     runtime::log_level level;
+    std::size_t bytes() const {
+      return sizeof(log_line) + pid.size() + workflow.size() + time.size() + message.size() +
+             fields.size();
+    }
   };
   struct subscriber {
     std::weak_ptr<connection> conn;
@@ -103,10 +125,13 @@ class events {
   log_tap tap_;
   runtime::log_level backlog_level_ = runtime::log_level::info;
   std::mutex mu_;
+  events_bounds bounds_;
   std::unordered_map<std::uint64_t, runtime::exit_info> exits_;
-  std::deque<std::uint64_t> exit_order_;
+  std::deque<std::pair<std::uint64_t, std::size_t>> exit_order_;  // (serial, bytes), oldest first
+  std::size_t exit_bytes_ = 0;
   std::unordered_map<std::uint64_t, std::vector<waiter>> waiters_;
   std::deque<log_line> log_backlog_;
+  std::size_t log_bytes_ = 0;
   std::unordered_map<std::uint64_t, std::vector<subscriber>> subscribers_;
   std::atomic<std::size_t> subscriptions_{0};  // read without the lock by exit hooks
   std::unordered_map<std::uint64_t, std::vector<std::function<void()>>> continuations_;

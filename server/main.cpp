@@ -5,6 +5,7 @@
 
 #include "runtime/logging.hpp"
 #include "runtime/permissions.hpp"
+#include "server/class_check.hpp"
 #include "server/client.hpp"
 #include "server/config.hpp"
 #include "server/daemon.hpp"
@@ -32,8 +33,7 @@ int run_cli(int argc, char** argv) {
       ->add_option("--instructions", run.limits.instructions,
                    "Instruction limit of the process (0 = none)")
       ->capture_default_str();
-  cmd_run->add_option("--turn", run.limits.turn, "Instructions per turn before preemption")
-      ->check(CLI::Range(100u, 100000000u))
+  cmd_run->add_option("--cpu", run.limits.cpu, "Cpu limit of the process, seconds (0 = none)")
       ->capture_default_str();
   cmd_run->add_option("--workers", run.workers, "Worker threads (0 = one per core)")
       ->capture_default_str();
@@ -69,6 +69,8 @@ int run_cli(int argc, char** argv) {
   cmd_submit->add_option("file", client.file, "Lua script (sent as source)")->required();
   cmd_submit->add_option("args", client.args, "Arguments, as strings");
   cmd_submit->add_flag("--wait", client.wait, "Wait for the exit and print the results");
+  cmd_submit->add_flag("--durable", client.durable,
+                       "A durable run: journaled, and resumed by replay after a restart");
   cmd_submit->add_option("--profile", client.profile, "Permission profile from the config");
   std::string submit_memory;
   cmd_submit->add_option("--memory", submit_memory,
@@ -91,9 +93,18 @@ int run_cli(int argc, char** argv) {
   cmd_reload->add_option("path", client.file, "Only this script or package file");
   auto* cmd_info = add_client("info", "Show one process");
   cmd_info->add_option("pid", client.pid, "Process id, e.g. 0.42")->required();
-  auto* cmd_kill = add_client("kill", "End a process with reason killed");
-  cmd_kill->add_option("pid", client.pid, "Process id")->required();
+  auto* cmd_kill = add_client("kill", "End a process (or all of an owner's) with reason killed");
+  auto* kill_pid = cmd_kill->add_option("pid", client.pid, "Process id");
   cmd_kill->add_option("reason", client.reason, "Message for the exit");
+  auto* kill_owner = cmd_kill->add_option(
+      "--owner", client.owner,
+      "Every process of this owner (uid:N or workflow:NAME); new ones are refused until all ended");
+  kill_pid->excludes(kill_owner);
+  kill_owner->excludes(kill_pid);
+  cmd_kill->callback([&] {
+    if (client.pid.empty() && client.owner.empty())
+      throw CLI::ValidationError("luad kill", "give a pid or --owner");
+  });
   auto* cmd_send = add_client("send", "Send a message to a process");
   cmd_send->add_option("to", client.pid, "Process id or registered name")->required();
   cmd_send->add_option("topic", client.topic, "Message topic")->required();
@@ -101,11 +112,13 @@ int run_cli(int argc, char** argv) {
   auto* cmd_cancel = add_client("cancel", "Ask a process to finish (a CANCEL message)");
   cmd_cancel->add_option("to", client.pid, "Process id or registered name")->required();
   cmd_cancel->add_option("reason", client.reason, "Why");
-  auto* cmd_workflows =
-      add_client("workflows", "List the config's workflows, or start/stop/restart one");
-  cmd_workflows->add_option("action", client.action, "start, stop or restart")
-      ->check(CLI::IsMember({"start", "stop", "restart"}));
-  cmd_workflows->add_option("name", client.name, "Workflow name");
+  auto* cmd_workflows = add_client(
+      "workflows", "List the config's workflows and the durable runs, or act on one of them");
+  cmd_workflows
+      ->add_option("action", client.action,
+                   "start, stop or restart a workflow; history, resume or terminate a durable run")
+      ->check(CLI::IsMember({"start", "stop", "restart", "history", "resume", "terminate"}));
+  cmd_workflows->add_option("name", client.name, "Workflow name, or durable run id");
   auto* cmd_stats = add_client("stats", "The daemon's counters");
   auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
 
@@ -149,6 +162,10 @@ int run_cli(int argc, char** argv) {
   if (*cmd_check) {
     try {
       luad::server::config c = luad::server::load_config(check_file);
+      // A workflow whose classes forbid a module its code requires never runs.
+      std::vector<std::string> problems = luad::server::class_problems(c);
+      for (const std::string& p : problems) std::cerr << p << '\n';
+      if (!problems.empty()) return luad::server::run_usage;
       std::cout << check_file << ": ok (" << c.workflows.size() << " workflows, "
                 << c.profiles.size() << " profiles, data in " << c.storage.data_dir << ")\n";
       return 0;

@@ -3,18 +3,24 @@
 #include "server/methods.hpp"
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "runtime/code.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/message_codec.hpp"
+#include "runtime/post.hpp"
 #include "runtime/process.hpp"
 #include "server/access.hpp"
 #include "server/code_reload.hpp"
+#include "server/compile_pool.hpp"
 #include "server/connection.hpp"
 #include "server/daemon.hpp"
+#include "server/durable_runs.hpp"
 #include "server/events.hpp"
+#include "server/spawn_request.hpp"
 #include "server/workflows.hpp"
 
 namespace luad::server {
@@ -55,22 +61,6 @@ runtime::result<bool> bool_param(const json::object& p, const char* key, bool fa
   return v->get_bool();
 }
 
-// A non-negative integer field of `limits`, or `fallback`; never above `cap`
-// (a client may tighten the configured defaults, not loosen them).
-template <class T>
-runtime::result<T> limit_param(const json::object& limits, const char* key, T fallback, T cap) {
-  const json::value* v = limits.if_contains(key);
-  if (!v || v->is_null()) return fallback;
-  std::string name = std::string("\"limits.") + key + "\"";
-  if (!v->is_int64() || v->get_int64() < 0)
-    return fail(error_kind::invalid, name + " must be a non-negative integer");
-  auto n = static_cast<std::uint64_t>(v->get_int64());
-  if (cap != 0 && (n == 0 || n > cap))
-    return fail(error_kind::permission_denied,
-                name + " may not exceed " + std::to_string(cap) + " (the daemon's default)");
-  return static_cast<T>(n);
-}
-
 runtime::result<runtime::pid> pid_param(const json::object& p) {
   auto text = text_param(p, "pid", true);
   if (!text) return text.error();
@@ -79,85 +69,121 @@ runtime::result<runtime::pid> pid_param(const json::object& p) {
   return *id;
 }
 
+std::string no_process(runtime::pid pid) { return "no process " + pid.to_string(); }
+
+// Who the request acts as (access.hpp): the peer, or with "as_uid" (root and
+// the daemon's own uid only) that uid, unprivileged.
+runtime::result<actor> actor_param(call& c) {
+  const json::value* v = c.params.if_contains("as_uid");
+  std::optional<std::uint32_t> as_uid;
+  if (v && !v->is_null()) {
+    if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > 0xFFFFFFFFll)
+      return fail(error_kind::invalid, "\"as_uid\" must be a numeric uid");
+    as_uid = static_cast<std::uint32_t>(v->get_int64());
+  }
+  return actor_of(c.from.peer(), as_uid);
+}
+
 // `to`: a pid ("0.42") or a registered name, of a live process.
-runtime::result<runtime::pid> target_param(call& c) {
+struct target {
+  runtime::pid pid;
+  bool named = false;  // given by name (see the owner rule's `reachable`)
+};
+runtime::result<target> target_param(call& c) {
   auto to = text_param(c.params, "to", true);
   if (!to) return to.error();
   runtime::scheduler& sched = c.s.eng.scheduler();
   auto parsed = runtime::pid::parse(*to);
-  runtime::pid pid = parsed && *parsed ? *parsed : sched.whereis(*to);
+  bool named = !parsed || !*parsed;
+  runtime::pid pid = named ? sched.whereis(*to) : *parsed;
   runtime::process* proc = pid ? sched.find(pid) : nullptr;
   if (!proc) return fail(error_kind::not_found, "no process or name '" + *to + "'");
   proc->release_ref();
-  return pid;
+  return target{pid, named};
 }
 
-std::string no_process(runtime::pid pid) { return "no process " + pid.to_string(); }
+// The live process `pid` (a reference the caller releases) if the request's
+// actor may `verb` it; not_found or permission_denied otherwise.
+runtime::result<runtime::process*> checked_process(call& c, runtime::pid pid,
+                                                   runtime::owner_verb verb, bool named = false) {
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  runtime::process* proc = c.s.eng.scheduler().find(pid);
+  if (!proc) return fail(error_kind::not_found, no_process(pid));
+  runtime::status ok = may_act(*who, proc->context(), verb, named);
+  if (!ok) {
+    proc->release_ref();
+    return ok.error();
+  }
+  return proc;
+}
+
+// For methods that also answer for ended processes (wait, subscribe): the
+// live process's owner rule, else the remembered exit's owner.
+runtime::status may_read(call& c, runtime::pid pid) {
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  if (runtime::process* proc = c.s.eng.scheduler().find(pid)) {
+    runtime::status ok = may_act(*who, proc->context(), runtime::owner_verb::control);
+    proc->release_ref();
+    return ok;
+  }
+  if (auto owner = c.s.ev.exit_owner(pid)) return may_see_exit(*who, *owner);
+  return runtime::done{};  // unknown: the method answers not_found
+}
 
 // --- spawn ------------------------------------------------------------------
 
-// The daemon's [limits] defaults, tightened by the request's "limits".
-runtime::status read_limits(const json::object& p, runtime::limits& lim) {
-  const json::value* lv = p.if_contains("limits");
-  if (!lv) return runtime::done{};
-  if (!lv->is_object()) return fail(error_kind::invalid, "\"limits\" must be an object");
-  const json::object& l = lv->get_object();
-  for (const auto& [k, v] : l)
-    if (k != "memory" && k != "instructions" && k != "mailbox" && k != "message_bytes")
-      return fail(error_kind::invalid, "unknown limit '" + std::string(k) +
-                                           "' (memory, instructions, mailbox, message_bytes)");
-  auto memory = limit_param(l, "memory", lim.memory, lim.memory);
-  if (!memory) return memory.error();
-  auto instructions = limit_param(l, "instructions", lim.instructions, lim.instructions);
-  if (!instructions) return instructions.error();
-  auto mailbox = limit_param(l, "mailbox", lim.mailbox, lim.mailbox);
-  if (!mailbox) return mailbox.error();
-  auto message_bytes = limit_param(l, "message_bytes", lim.message_bytes, lim.message_bytes);
-  if (!message_bytes) return message_bytes.error();
-  lim.memory = *memory;
-  lim.instructions = *instructions;
-  lim.mailbox = *mailbox;
-  lim.message_bytes = *message_bytes;
-  return runtime::done{};
+// Everything a spawn needs but the code: limits, args, owner, profile
+// (spawn_request.hpp). With "as_uid" (a privileged peer only) the process is
+// that uid's, and its profile is chosen as for that uid with no group.
+runtime::status spawn_options_of(call& c, runtime::spawn_options& so, peer& as) {
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  as = c.from.peer();
+  if (who->uid != as.uid) as = peer{who->uid, static_cast<gid_t>(-1)};
+  return spawn_options_from(c.s.cfg, c.s.eng, c.params, *who, as, so);
 }
 
-runtime::status read_args(const json::object& p, runtime::value::array& args) {
-  const json::value* a = p.if_contains("args");
-  if (!a) return runtime::done{};
-  if (!a->is_array()) return fail(error_kind::invalid, "\"args\" must be an array");
-  for (const auto& v : a->get_array()) args.push_back(proto::from_json(v));
-  return runtime::done{};
+// Starts the process once its code is there (io thread): its pid, or its
+// exit for "wait", or nullopt when a waiter answers later.
+runtime::result<std::optional<json::value>> start_spawn(services& s,
+                                                        const std::weak_ptr<connection>& from,
+                                                        const json::value& id, bool wait,
+                                                        const runtime::chunk_ptr& code,
+                                                        runtime::spawn_options so) {
+  events& ev = s.ev;
+  so.on_exit = [&ev](const runtime::exit_info& e) { ev.on_submitted_exit(e); };
+  auto spawned = s.eng.scheduler().spawn(code, std::move(so));
+  if (!spawned) return spawned.error();
+  runtime::pid pid = *spawned;
+  if (!wait) return std::optional<json::value>(json::object{{"pid", pid.to_string()}});
+  auto exit = ev.exit_or_wait(pid, from, id, [] { return true; });
+  if (!exit) return exit.error();
+  if (*exit) return std::optional<json::value>(std::move(**exit));
+  return std::optional<json::value>();
 }
 
-// The code to run: `source` compiled, or `script` found under the roots.
-runtime::result<runtime::chunk_ptr> spawn_code(call& c, const std::string& source,
-                                               const std::string& script,
-                                               runtime::spawn_options& so) {
-  if (!source.empty()) {
-    auto name = text_param(c.params, "name");
-    if (!name) return name.error();
-    return runtime::compile(source, name->empty() ? "submitted" : *name);
-  }
-  auto found = find_script(c.s.cfg, script);  // only scripts under the roots
-  if (!found) return found.error();
-  so.ctx.script_root = found->root;
-  return c.s.eng.scheduler().code().get(found->path);
+// The same for a durable run (durable_runs.hpp): the run is recorded first,
+// then started; the answer ({"run", "pid"}, or the exit) comes later.
+void start_durable(services& s, const std::weak_ptr<connection>& from, const json::value& id,
+                   bool wait, durable_request req, std::function<void(const outcome&)> answer) {
+  s.runs->start(std::move(req), [&s, from, id = json::value(id), wait,
+                                 answer](runtime::result<started_run> r) {
+    if (!r) return answer(r.error());
+    if (!wait)
+      return answer(json::value(json::object{{"run", r->run}, {"pid", r->pid.to_string()}}));
+    auto exit = s.ev.exit_or_wait(r->pid, from, id, [] { return true; });
+    if (!exit) return answer(exit.error());
+    if (*exit) answer(json::value(std::move(**exit)));
+    // else: exit_or_wait registered a waiter, which answers
+  });
 }
 
-// Everything a spawn needs but the code: limits, args, owner, profile.
-runtime::status spawn_options_of(call& c, runtime::spawn_options& so) {
-  so.ctx.limits = c.s.cfg.limits.process;
-  so.ctx.owner = "uid:" + std::to_string(c.from.peer().uid);
-  if (auto ok = read_limits(c.params, so.ctx.limits); !ok) return ok.error();
-  if (auto ok = read_args(c.params, so.args); !ok) return ok.error();
-  auto profile_name = text_param(c.params, "profile");
-  if (!profile_name) return profile_name.error();
-  auto profile = choose_profile(c.s.cfg, *profile_name, c.from.peer());
-  if (!profile) return profile.error();
-  if (*profile) so.ctx.permissions = (*profile)->permissions;
-  return runtime::done{};
-}
-
+// The code to run: `source`, or `script` found under the roots. Compiling
+// (and reading a script the cache has not checked lately) happens on the
+// compile pool, never here on the io thread; the answer comes later. With
+// `durable`, the request is kept with the run to start it again on resume.
 outcome spawn(call& c) {
   auto source = text_param(c.params, "source");
   if (!source) return source.error();
@@ -165,20 +191,61 @@ outcome spawn(call& c) {
   if (!script) return script.error();
   if (source->empty() == script->empty())
     return fail(error_kind::invalid, R"(give exactly one of "script" and "source")");
-  runtime::spawn_options so;
-  if (auto ok = spawn_options_of(c, so); !ok) return ok.error();
-  auto code = spawn_code(c, *source, *script, so);
-  if (!code) return code.error();
-  events& ev = c.s.ev;
-  so.on_exit = [&ev](const runtime::exit_info& e) { ev.on_submitted_exit(e); };
-  auto spawned = c.s.eng.scheduler().spawn(*code, std::move(so));
-  if (!spawned) return spawned.error();
-  runtime::pid pid = *spawned;
-  const json::value* wait = c.params.if_contains("wait");
-  if (!wait || !wait->is_bool() || !wait->get_bool())
-    return json::value(json::object{{"pid", pid.to_string()}});
-  auto exit = ev.exit_or_wait(pid, c.from.weak_from_this(), c.id, [] { return true; });
-  if (*exit) return json::value(std::move(**exit));
+  std::size_t limit = runtime::source_limit();
+  if (limit && source->size() > limit) return runtime::source_too_large(source->size());
+  auto so = std::make_shared<runtime::spawn_options>();
+  peer as;
+  if (auto ok = spawn_options_of(c, *so, as); !ok) return ok.error();
+  auto wait_param = bool_param(c.params, "wait", false);
+  if (!wait_param) return wait_param.error();
+  bool wait = *wait_param;
+  auto durable_param = bool_param(c.params, "durable", false);
+  if (!durable_param) return durable_param.error();
+  bool durable = *durable_param;
+  if (durable && !c.s.runs)
+    return fail(error_kind::unavailable, "durable runs need the daemon's data directory");
+  auto name = text_param(c.params, "name");
+  if (!name) return name.error();
+  std::string shown = !script->empty() ? *script : name->empty() ? "submitted" : *name;
+  json::object stored;  // the request, as a durable run keeps it
+  if (durable) {
+    for (const char* key : {"source", "script", "name", "args", "limits", "profile"})
+      if (const json::value* v = c.params.if_contains(key); v && !v->is_null()) stored[key] = *v;
+  }
+  std::function<runtime::chunk_ptr()> work;
+  if (!source->empty()) {
+    work = [text = std::move(*source), name = name->empty() ? "submitted" : *name] {
+      return runtime::compile(text, name);
+    };
+  } else {
+    auto found = find_script(c.s.cfg, *script);  // only scripts under the roots
+    if (!found) return found.error();
+    so->ctx.script_root = found->root;
+    runtime::code_cache& cache = c.s.eng.scheduler().code();
+    if (runtime::chunk_ptr code = cache.fresh(found->path); code && !durable) {  // a cache hit
+      auto started = start_spawn(c.s, c.from.weak_from_this(), c.id, wait, code, std::move(*so));
+      if (!started) return started.error();
+      if (*started) return std::move(**started);
+      return c.later();
+    }
+    work = [&cache, path = found->path] { return cache.get(path); };
+  }
+  auto then = [&s = c.s, from = c.from.weak_from_this(), id = json::value(c.id), wait, so, durable,
+               stored = std::move(stored), as, shown,
+               answer = c.answer_later()](const runtime::chunk_ptr& code) mutable {
+    if (durable) {
+      if (code->compile_error) return answer(*code->compile_error);  // nothing to resume
+      durable_request req{code, std::move(*so), std::move(stored), as, shown};
+      return start_durable(s, from, id, wait, std::move(req), answer);
+    }
+    auto started = start_spawn(s, from, id, wait, code, std::move(*so));
+    if (!started)
+      answer(started.error());
+    else if (*started)
+      answer(std::move(**started));
+    // else: exit_or_wait registered a waiter, which answers
+  };
+  c.s.compiler->run(std::move(work), std::move(then));
   return c.later();
 }
 
@@ -187,6 +254,7 @@ outcome spawn(call& c) {
 outcome wait(call& c) {
   auto pid = pid_param(c.params);
   if (!pid) return pid.error();
+  if (auto ok = may_read(c, *pid); !ok) return ok.error();
   runtime::scheduler& sched = c.s.eng.scheduler();
   auto exit = c.s.ev.exit_or_wait(*pid, c.from.weak_from_this(), c.id, [&] {
     runtime::process* proc = sched.find(*pid);
@@ -201,13 +269,15 @@ outcome wait(call& c) {
 outcome info(call& c) {
   auto pid = pid_param(c.params);
   if (!pid) return pid.error();
-  runtime::process* proc = c.s.eng.scheduler().find(*pid);
-  if (!proc) return fail(error_kind::not_found, no_process(*pid));
+  auto found = checked_process(c, *pid, runtime::owner_verb::control);
+  if (!found) return found.error();
+  runtime::process* proc = *found;
   json::object o{{"pid", pid->to_string()},
                  {"status", proc->status()},
                  {"script", proc->script_name()},
                  {"memory", proc->memory_used()},
-                 {"instructions", proc->instructions()}};
+                 {"instructions", proc->instructions()},
+                 {"cpu", proc->cpu_seconds()}};
   std::string_view on = proc->waiting_on();
   if (!on.empty()) o["waiting_on"] = std::string(on);
   proc->release_ref();
@@ -228,7 +298,8 @@ outcome list(call& c) {
     json::object o{{"pid", proc.id().to_string()},
                    {"status", st},
                    {"script", proc.script_name()},
-                   {"memory", proc.memory_used()}};
+                   {"memory", proc.memory_used()},
+                   {"cpu", proc.cpu_seconds()}};
     if (!proc.context().owner.empty()) o["owner"] = proc.context().owner;
     std::string_view on = proc.waiting_on();
     if (!on.empty()) o["waiting_on"] = std::string(on);
@@ -238,45 +309,78 @@ outcome list(call& c) {
 }
 
 outcome send(call& c) {
-  auto pid = target_param(c);
-  if (!pid) return pid.error();
+  auto to = target_param(c);
+  if (!to) return to.error();
   auto topic = text_param(c.params, "topic", true);
   if (!topic) return topic.error();
   if (topic->empty() || topic->size() > 256)
     return fail(error_kind::invalid, "\"topic\" must be 1-256 bytes");
+  auto found = checked_process(c, to->pid, runtime::verb_of_topic(*topic), to->named);
+  if (!found) return found.error();
+  runtime::process* proc = *found;
   const json::value* v = c.params.if_contains("payload");
   std::string bytes;
-  runtime::encode_value(v ? proto::from_json(*v) : runtime::value(), bytes);
-  runtime::message* m = runtime::message::make(runtime::pid{}, *topic, bytes);
-  if (!m) return fail(error_kind::limit, "out of memory");
-  runtime::process* proc = c.s.eng.scheduler().find(*pid);
-  if (!proc) {
-    runtime::message::destroy(m);
-    return fail(error_kind::not_found, "no process or name '" + pid->to_string() + "'");
+  runtime::status sent = runtime::done{};
+  try {
+    runtime::encode_value(v ? proto::from_json(*v) : runtime::value(), bytes);
+    sent = runtime::post(*proc, runtime::pid{}, *topic, bytes);  // its mailbox limits
+  } catch (...) {
+    proc->release_ref();
+    throw;
   }
-  proc->deliver(m);
   proc->release_ref();
+  if (!sent) return sent.error();
   return json::value(true);
 }
 
 outcome cancel(call& c) {
-  auto pid = target_param(c);
-  if (!pid) return pid.error();
+  auto to = target_param(c);
+  if (!to) return to.error();
   auto reason = text_param(c.params, "reason");
   if (!reason) return reason.error();
-  if (!c.s.eng.scheduler().cancel(*pid, reason->empty() ? "canceled" : *reason))
+  auto found = checked_process(c, to->pid, runtime::owner_verb::control);
+  if (!found) return found.error();
+  (*found)->release_ref();
+  if (!c.s.eng.scheduler().cancel(to->pid, reason->empty() ? "canceled" : *reason))
     return fail(error_kind::limit, "out of memory (or the process just ended)");
   return json::value(true);
 }
 
+// Every live process of one owner, as killpg does (runtime::scheduler::kill_owner).
+outcome kill_owner(call& c, const std::string& owner, const std::string& why) {
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  // The owner rule looks at one of its processes: an owner's processes share
+  // who may control them (its workflow's `controllers`, or none).
+  runtime::status ok = runtime::done{};
+  bool any = false;
+  c.s.eng.scheduler().visit([&](runtime::process& proc) {
+    if (any || proc.context().owner != owner) return;
+    any = true;
+    ok = may_act(*who, proc.context(), runtime::owner_verb::control);
+  });
+  if (!ok) return ok.error();
+  std::size_t n = any ? c.s.eng.scheduler().kill_owner(owner, why) : 0;
+  return json::value(json::object{{"killed", n}});
+}
+
 outcome kill(call& c) {
-  auto pid = pid_param(c.params);
-  if (!pid) return pid.error();
   auto reason = text_param(c.params, "reason");
   if (!reason) return reason.error();
-  if (!c.s.eng.scheduler().kill(*pid, runtime::exit_reason::killed,
-                                reason->empty() ? "killed by a client" : *reason))
-    return fail(error_kind::not_found, no_process(*pid));
+  std::string why = reason->empty() ? "killed by a client" : *reason;
+  auto owner = text_param(c.params, "owner");
+  if (!owner) return owner.error();
+  if (!owner->empty()) {
+    if (c.params.contains("pid"))
+      return fail(error_kind::invalid, R"(give "pid" or "owner", not both)");
+    return kill_owner(c, *owner, why);
+  }
+  auto pid = pid_param(c.params);
+  if (!pid) return pid.error();
+  auto found = checked_process(c, *pid, runtime::owner_verb::control);
+  if (!found) return found.error();
+  (*found)->request_kill(runtime::exit_reason::killed, why);
+  (*found)->release_ref();
   return json::value(true);
 }
 
@@ -285,6 +389,7 @@ outcome kill(call& c) {
 outcome subscribe(call& c) {
   auto pid = pid_param(c.params);
   if (!pid) return pid.error();
+  if (auto ok = may_read(c, *pid); !ok) return ok.error();
   auto logs = bool_param(c.params, "logs", true);
   if (!logs) return logs.error();
   auto backlog = bool_param(c.params, "backlog", true);
@@ -375,6 +480,68 @@ outcome reload(call& c) {
   return c.later();
 }
 
+// --- durable runs -------------------------------------------------------------
+
+runtime::result<durable_runs*> runs_of(call& c) {
+  if (!c.s.runs)
+    return fail(error_kind::unavailable, "durable runs need the daemon's data directory");
+  return c.s.runs;
+}
+
+// The run named by "run", if the request's actor may act on it (its owner,
+// or a privileged peer).
+struct run_target {
+  durable_runs& runs;
+  std::string run;
+};
+runtime::result<run_target> run_param(call& c) {
+  auto runs = runs_of(c);
+  if (!runs) return runs.error();
+  auto run = text_param(c.params, "run", true);
+  if (!run) return run.error();
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  auto owner = (*runs)->owner_of(*run);
+  if (!owner) return owner.error();
+  if (!who->privileged && who->owner != *owner)
+    return fail(error_kind::permission_denied,
+                "run " + *run + " belongs to " + *owner + ", not to " + who->owner);
+  return run_target{**runs, *run};
+}
+
+outcome runs_method(call& c) {
+  auto runs = runs_of(c);
+  if (!runs) return runs.error();
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  auto listed = (*runs)->list(*who);
+  if (!listed) return listed.error();
+  return json::value(std::move(*listed));
+}
+
+outcome run_history(call& c) {
+  auto t = run_param(c);
+  if (!t) return t.error();
+  auto h = t->runs.history(t->run);
+  if (!h) return h.error();
+  return json::value(std::move(*h));
+}
+
+outcome run_resume(call& c) {
+  auto t = run_param(c);
+  if (!t) return t.error();
+  auto started = t->runs.resume(t->run);
+  if (!started) return started.error();
+  return json::value(json::object{{"run", started->run}, {"pid", started->pid.to_string()}});
+}
+
+outcome run_terminate(call& c) {
+  auto t = run_param(c);
+  if (!t) return t.error();
+  if (auto ok = t->runs.terminate(t->run); !ok) return ok.error();
+  return json::value(true);
+}
+
 // In PROTOCOL.md's order. The flags say what a method does; `may_wait` is
 // checked: only those methods may answer later.
 constexpr method k_methods[] = {
@@ -391,6 +558,10 @@ constexpr method k_methods[] = {
     {"kill", kill, changes},
     {"subscribe", subscribe, reads},
     {"unsubscribe", unsubscribe, reads},
+    {"runs", runs_method, reads},
+    {"run_history", run_history, reads},
+    {"run_resume", run_resume, changes},
+    {"run_terminate", run_terminate, changes},
     {"stats", stats, reads},
     {"shutdown", shutdown, changes},
 };

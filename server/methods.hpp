@@ -25,6 +25,8 @@ class connection;
 class events;
 class workflows;
 class code_reload;
+class compile_pool;
+class durable_runs;
 
 /// What the methods work on: the daemon's parts (owned by daemon::impl).
 struct services {
@@ -35,6 +37,11 @@ struct services {
   code_reload& code;
   std::function<boost::json::object()> stats;
   std::function<void()> shutdown;  ///< begins the daemon's stop (posted)
+  /// Where spawn compiles and reads scripts (server/compile_pool.hpp); the
+  /// daemon sets it.
+  compile_pool* compiler = nullptr;
+  /// Durable runs (server/durable_runs.hpp); null without a data directory.
+  durable_runs* runs = nullptr;
 };
 
 /// A handler's answer: the `result`, or an expected failure (its error_kind

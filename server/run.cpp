@@ -8,6 +8,7 @@
 #include <iostream>
 #include <utility>
 
+#include "proto/json_rpc.hpp"
 #include "runtime/code.hpp"
 #include "runtime/json.hpp"
 #include "server/engine.hpp"
@@ -16,29 +17,21 @@ namespace luad::server {
 
 namespace {
 
-// An exit as one JSON line: runtime::exit_value through the runtime codec,
-// the shape `luad submit --wait` prints too.
-std::string exit_json(const runtime::exit_info& info) {
-  runtime::result<std::string> text = runtime::json_encode(runtime::exit_value(info));
+// `v` as one line: the protocol's encoding (proto::to_json: bytes that are
+// not UTF-8 as {"$bytes": base64}, NaN and infinities as null) printed
+// through the runtime codec (keys sorted, floats as "0.5"): exactly what
+// `luad submit --wait` prints for the same script.
+std::string printed(const boost::json::value& v) {
+  runtime::result<std::string> text = runtime::json_encode(proto::from_json(v));
   if (text) return std::move(*text);
-  // A message or traceback that is not valid UTF-8 cannot be JSON text.
-  return R"({"reason":"error"})";
+  std::string line = proto::frame(v);  // (nested deeper than the codec goes)
+  line.pop_back();
+  return line;
 }
 
-// Prints a normal exit's results on stdout, one JSON line each. A result that
-// is not JSON (a string that is not UTF-8, NaN) turns the exit into a failure
-// of kind invalid; the lines before it stay printed.
-void print_results(runtime::exit_info& info) {
-  for (const runtime::value& v : info.results) {
-    runtime::result<std::string> text = runtime::json_encode(v);
-    if (!text) {
-      info.reason = runtime::exit_reason::error;
-      info.err =
-          runtime::fail(runtime::error_kind::invalid, "result not JSON: " + text.error().message);
-      return;
-    }
-    std::cout << *text << '\n';
-  }
+// Prints a normal exit's results on stdout, one JSON line each.
+void print_results(const runtime::exit_info& info) {
+  for (const runtime::value& v : info.results) std::cout << printed(proto::to_json(v)) << '\n';
 }
 
 int status_of(runtime::exit_reason r) {
@@ -53,32 +46,6 @@ int status_of(runtime::exit_reason r) {
 }
 
 }  // namespace
-
-bool parse_size(const std::string& text, std::size_t& out) {
-  std::size_t i = 0;
-  unsigned long long n = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-    if (n > (~0ull) / 10) return false;
-    n = n * 10 + static_cast<unsigned>(text[i++] - '0');
-  }
-  if (i == 0) return false;
-  std::string unit = text.substr(i);
-  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  unsigned long long mul;
-  if (unit.empty() || unit == "b")
-    mul = 1;
-  else if (unit == "k" || unit == "kb" || unit == "kib")
-    mul = 1ull << 10;
-  else if (unit == "m" || unit == "mb" || unit == "mib")
-    mul = 1ull << 20;
-  else if (unit == "g" || unit == "gb" || unit == "gib")
-    mul = 1ull << 30;
-  else
-    return false;
-  if (n > (~0ull) / mul) return false;
-  out = static_cast<std::size_t>(n * mul);
-  return true;
-}
 
 int run_script(const run_options& opts) {
   runtime::chunk_ptr code = runtime::compile_file(opts.file);
@@ -105,11 +72,11 @@ int run_script(const run_options& opts) {
   runtime::exit_info info = exited.get_future().get();
   eng.stop();
 
-  if (info.reason == runtime::exit_reason::normal) print_results(info);
   if (info.reason != runtime::exit_reason::normal) {
-    std::cerr << exit_json(info) << '\n';
+    std::cerr << printed(proto::exit_json(info)) << '\n';
     return status_of(info.reason);
   }
+  print_results(info);
   std::cout.flush();
   return run_ok;
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/limits.hpp"
+#include "server/config.hpp"  // parse_size, which `luad run`'s options use too
 
 namespace luad::server {
 
@@ -33,8 +34,5 @@ enum run_status : int {
 /// Runs the script to completion: return values as JSON, one per line, on
 /// stdout; a non-normal exit as one JSON object on stderr. Returns the code.
 int run_script(const run_options& opts);
-
-/// Parses "64MiB", "512k", "1GB", "1048576" into bytes; false on bad text.
-bool parse_size(const std::string& text, std::size_t& out);
 
 }  // namespace luad::server

@@ -44,9 +44,17 @@ json::object scheduling(runtime::scheduler& sched, const runtime::scheduler_stat
   json::object commands;
   for (std::size_t i = 1; i < s.commands.size(); ++i)
     commands[runtime::command_name(static_cast<runtime::command_id>(i))] = s.commands[i];
-  return json::object{{"workers", sched.worker_count()}, {"yields", s.yields},
-                      {"preemptions", s.preemptions},    {"steals", s.steals},
-                      {"dead_letters", s.dead_letters},  {"commands", std::move(commands)}};
+  return json::object{{"workers", sched.worker_count()},
+                      {"yields", s.yields},
+                      {"preemptions", s.preemptions},
+                      {"hooks_armed", s.hooks_armed},
+                      {"handoffs", s.handoffs},
+                      {"early_handoffs", s.early_handoffs},
+                      {"spare_threads", s.spare_threads},
+                      {"held", s.held},
+                      {"steals", s.steals},
+                      {"dead_letters", s.dead_letters},
+                      {"commands", std::move(commands)}};
 }
 
 json::object code(runtime::scheduler& sched, const json::object& daemon_side) {

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "modules/supervisor.hpp"
+#include "runtime/bounded_lib.hpp"
+#include "runtime/code.hpp"
 #include "runtime/logging.hpp"
 #include "server/code_reload.hpp"
 
@@ -53,12 +55,22 @@ runtime::result<runtime::pid> workflows::start(const workflow_config& w,
   ctx.permissions = w.permissions;
   ctx.allowed_classes = w.classes;
   ctx.owner = "workflow:" + w.name;
+  // Its own account (no quotas) keeps the names its processes register across
+  // restarts; other owners reach or control it only as its config says.
+  ctx.account = eng_.scheduler().owners().account(ctx.owner, ctx.owner, {}, true);
+  ctx.reachable_by = w.reachable;
+  ctx.controlled_by = w.controllers;
   ctx.pinned_code = pin;
   std::string folder = fs::path(w.script).parent_path().string();
-  auto pid =
-      modules::start_supervisor(eng_.scheduler(), supervisor_spec(w), folder, folder, {}, &ctx);
+  // `ctx` is what the child runs under; the supervisor adds every module class.
+  auto status = std::make_shared<modules::supervisor_status>();
+  auto pid = modules::start_supervisor(eng_.scheduler(), supervisor_spec(w), folder, folder, {},
+                                       &ctx, status);
   if (code_) code_->started(w, pin, pid.ok());
-  if (pid || !keep_on_failure) pids_[w.name] = pid ? *pid : runtime::pid{};
+  if (pid || !keep_on_failure) {
+    pids_[w.name] = pid ? *pid : runtime::pid{};
+    statuses_[w.name] = pid ? std::move(status) : nullptr;
+  }
   return pid;
 }
 
@@ -116,11 +128,35 @@ json::array workflows::list() {
                              : pid ? "stopped"
                                    : "not started"}};
     if (alive) o["supervisor"] = pid.to_string();
+    describe_status(w.name, alive, o);
     if (w.reload != "none") o["reload"] = w.reload;
     if (code_) code_->describe(w.name, o);
     listed.push_back(std::move(o));
   }
   return listed;
+}
+
+namespace {
+
+json::object exit_json(const modules::supervisor_status::exit_seen& e) {
+  json::object o{{"reason", e.reason}};
+  if (!e.child.empty()) o["child"] = e.child;
+  if (!e.kind.empty()) o["kind"] = e.kind;
+  if (!e.message.empty()) o["message"] = e.message;
+  return o;
+}
+
+}  // namespace
+
+// What its supervisor reported: restarts, the last child exit, and how the
+// supervisor itself ended (gave up, killed) when it is not running.
+void workflows::describe_status(const std::string& name, bool alive, json::object& o) const {
+  auto it = statuses_.find(name);
+  if (it == statuses_.end() || !it->second) return;
+  modules::supervisor_status::snapshot s = it->second->read();
+  o["restarts"] = s.restarts;
+  if (!s.last_child.reason.empty()) o["last_exit"] = exit_json(s.last_child);
+  if (!alive && !s.ended.reason.empty()) o["supervisor_exit"] = exit_json(s.ended);
 }
 
 // A reload in progress: stops are issued at once; the starts wait for them.
@@ -164,6 +200,7 @@ json::object workflows::apply_diff(const config& fresh, const std::shared_ptr<re
       arrive(st);
     });
     pids_.erase(w.name);
+    statuses_.erase(w.name);
   }
   for (const auto& w : fresh.workflows) {
     const workflow_config* before = find_in(cfg_.workflows, w.name);
@@ -201,6 +238,13 @@ void workflows::adopt(config& fresh) {
   cfg_.limits.process = fresh.limits.process;
   cfg_.limits.max_connections = fresh.limits.max_connections;
   cfg_.limits.max_request_bytes = fresh.limits.max_request_bytes;
+  cfg_.limits.connections_per_uid = fresh.limits.connections_per_uid;
+  cfg_.limits.idle_timeout = fresh.limits.idle_timeout;
+  cfg_.limits.request_timeout = fresh.limits.request_timeout;
+  cfg_.limits.source_bytes = fresh.limits.source_bytes;
+  cfg_.limits.pattern_steps = fresh.limits.pattern_steps;
+  runtime::set_source_limit(cfg_.limits.source_bytes);
+  runtime::set_pattern_budget(cfg_.limits.pattern_steps);
 }
 
 }  // namespace luad::server

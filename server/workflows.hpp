@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "modules/supervisor.hpp"
 #include "runtime/code.hpp"
 #include "runtime/result.hpp"
 #include "server/config.hpp"
@@ -47,7 +48,8 @@ class workflows {
   runtime::pid supervisor(const std::string& name) const;
   /// The configured workflow `name`, or nullptr.
   const workflow_config* named(const std::string& name) const;
-  /// The `workflows` listing: [{name, script, start, restart, state, ...}].
+  /// The `workflows` listing: [{name, script, start, restart, state, restarts,
+  /// last_exit, supervisor_exit, ...}] (proto/PROTOCOL.md).
   boost::json::array list();
   /// Rereads the config file (throws config_error, and then changes
   /// nothing): workflows added, removed or changed; profiles, script roots
@@ -62,6 +64,7 @@ class workflows {
   boost::json::object apply_diff(const config& fresh, const std::shared_ptr<reload_state>& st);
   void arrive(const std::shared_ptr<reload_state>& st);
   void adopt(config& fresh);
+  void describe_status(const std::string& name, bool alive, boost::json::object& o) const;
 
   config& cfg_;
   engine& eng_;
@@ -69,6 +72,8 @@ class workflows {
   boost::asio::io_context& io_;
   code_reload* code_ = nullptr;
   std::unordered_map<std::string, runtime::pid> pids_;  // name -> its supervisor
+  // name -> what its current (or last) supervisor reports
+  std::unordered_map<std::string, std::shared_ptr<modules::supervisor_status>> statuses_;
 };
 
 }  // namespace luad::server

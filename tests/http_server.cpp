@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -78,6 +79,7 @@ struct http_server::impl {
   std::atomic<int> accepted{0}, closed{0}, requests{0}, busy{0}, peak{0};
   mutable std::mutex mu;
   seen last;
+  std::map<std::string, int> by_key;  // Idempotency-Key -> requests carrying it
   bool tls = false;
   std::uint16_t port = 0;
   // Declared after the counters: sessions still count as they are destroyed.
@@ -95,6 +97,7 @@ struct http_server::impl {
     last.headers.clear();
     for (const auto& f : req)
       last.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    if (std::string key = last.header("Idempotency-Key"); !key.empty()) ++by_key[key];
     requests++;
     int now = ++busy;
     for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
@@ -294,6 +297,11 @@ int http_server::accepted() const { return impl_->accepted.load(); }
 int http_server::closed() const { return impl_->closed.load(); }
 int http_server::requests() const { return impl_->requests.load(); }
 int http_server::peak_busy() const { return impl_->peak.load(); }
+
+std::map<std::string, int> http_server::idempotency_keys() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->by_key;
+}
 
 http_server::seen http_server::last() const {
   std::lock_guard lock(impl_->mu);

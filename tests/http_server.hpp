@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +57,8 @@ class http_server {
   int requests() const;
   /// The most requests read and not yet answered at one time.
   int peak_busy() const;
+  /// How many requests carried each Idempotency-Key header value.
+  std::map<std::string, int> idempotency_keys() const;
   /// The most recent request.
   seen last() const;
 

@@ -10,7 +10,10 @@ namespace luad::test {
 /// A Lua state with the standard libraries, closed at scope exit.
 struct lua {
   lua_State* L = luaL_newstate();
-  lua() { luaL_openlibs(L); }
+  lua() {
+    *static_cast<void**>(lua_getextraspace(L)) = nullptr;  // no process (runtime::check_interrupt)
+    luaL_openlibs(L);
+  }
   ~lua() { lua_close(L); }
   lua(const lua&) = delete;
   lua& operator=(const lua&) = delete;

@@ -19,8 +19,10 @@ namespace luad::test {
 /// and slow atomics make 100k-process tests take minutes and gigabytes.
 #if defined(__SANITIZE_THREAD__)
 inline constexpr int sanitizer_scale = 10;
+inline constexpr bool tsan_build = true;
 #else
 inline constexpr int sanitizer_scale = 1;
+inline constexpr bool tsan_build = false;
 #endif
 
 /// One engine (clock + scheduler, two workers) shared by the tests of this binary.

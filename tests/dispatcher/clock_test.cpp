@@ -105,3 +105,33 @@ TEST_CASE("many short timers all fire") {
   REQUIRE(luad::test::eventually([&] { return cnt.ok.load() == 20000; }));
   CHECK(c.pending() == 0);
 }
+
+namespace {
+// A waiter that can give up (a killed process, a canceled time.after).
+struct quitter final : completion_target {
+  std::atomic<bool> waiting{true};
+  std::atomic<int> refs{0};
+  void add_ref() noexcept override { refs++; }
+  void release_ref() noexcept override { refs--; }
+  bool awaits(std::uint64_t) const noexcept override { return waiting.load(); }
+  void complete(std::uint64_t, luad::runtime::outcome&&) noexcept override {}
+};
+}  // namespace
+
+TEST_CASE(
+    "timers nobody awaits any more are purged as the heap grows, not kept to their deadline") {
+  quitter gone, staying;  // declared before the clock: they outlive the io thread
+  luad::dispatcher::clock c;
+  c.start();
+  for (int i = 0; i < 5000; ++i)
+    c.submit({command_id::clock_sleep, luad::runtime::value(3600.0)}, completion(&gone));
+  gone.waiting = false;  // e.g. the process that set them has ended
+  CHECK(c.live() == 0);
+  // The heap purges when it reaches twice what the last purge left (8192 here).
+  for (int i = 0; i < 3300; ++i)
+    c.submit({command_id::clock_sleep, luad::runtime::value(3600.0)}, completion(&staying));
+  CHECK(gone.refs == 0);       // every abandoned timer dropped its reference...
+  CHECK(c.pending() == 3300);  // ...and left the heap
+  CHECK(c.live() == 3300);
+  c.stop();
+}

@@ -211,3 +211,57 @@ TEST_CASE("json_rpc: the exit shape of a normal exit and of failed ones") {
   CHECK(e.at("retryable") == false);     // always there for a failed exit
   CHECK_FALSE(e.contains("traceback"));  // only when there is one
 }
+
+TEST_CASE("json_rpc: bytes that are not UTF-8 are sent losslessly as {\"$bytes\": base64}") {
+  using runtime::value;
+  CHECK(proto::to_json(value("héllo")) == "héllo");
+  CHECK(proto::to_json(value(std::string("a\0b", 3))) == json::string(std::string("a\0b", 3)));
+  CHECK(proto::to_json(value("\xFF\xFE")) == json::parse(R"({"$bytes":"//4="})"));
+  CHECK(proto::to_json(value("\xC0\xAF")) == json::parse(R"({"$bytes":"wK8="})"));
+  CHECK(proto::to_json(value("\xED\xA0\x80")) == json::parse(R"({"$bytes":"7aCA"})"));
+  // Nested, and as a map key.
+  json::value nested = proto::to_json(
+      value(value::map{{"list", value::array{value("\xFF"), value(1)}}, {"\xFE", value(true)}}));
+  CHECK(nested == json::parse(R"({"list":[{"$bytes":"/w=="},1],"$bytes:/g==":true})"));
+  CHECK(json::parse(proto::frame(nested)) == nested);  // and the line is strict JSON
+}
+
+TEST_CASE("json_rpc: frame always writes strict JSON, whatever the value holds") {
+  // Built by hand, past to_json: a log message cut mid-character, an echoed
+  // id of 1e999 (Boost.JSON parses it as infinity), a NaN in a stat.
+  json::object o{{"message", json::string("cut \xE2\x82")},
+                 {"id", std::numeric_limits<double>::infinity()},
+                 {"stat", std::numeric_limits<double>::quiet_NaN()},
+                 {"\xFF"
+                  "key",
+                  json::array{json::string("\xC0\xAF"), 1.5}},
+                 {"nul", json::string(std::string("a\0b", 3))}};
+  std::string line = proto::frame(o);
+  REQUIRE(line.back() == '\n');
+  line.pop_back();
+  boost::system::error_code ec;
+  json::value back = json::parse(line, ec);  // strict: rejects NaN and invalid UTF-8
+  REQUIRE_FALSE(ec);
+  CHECK(back.at("message") == "cut \xEF\xBF\xBD\xEF\xBF\xBD");
+  CHECK(back.at("id").is_null());
+  CHECK(back.at("stat").is_null());
+  CHECK(back.at("\xEF\xBF\xBD"
+                "key") == json::parse(R"(["\ufffd\ufffd",1.5])"));
+  CHECK(line.find("a\\u0000b") != std::string::npos);  // NUL escaped
+  // What is already valid goes out untouched.
+  CHECK(proto::frame(json::value("ü")) == "\"ü\"\n");
+}
+
+TEST_CASE("json_rpc: an exit's results are lossless, its message and traceback repaired text") {
+  runtime::exit_info ok;
+  ok.id = runtime::pid{0, 1};
+  ok.results = {"\xFF", std::numeric_limits<double>::quiet_NaN()};
+  CHECK(proto::exit_json(ok).at("results") == json::parse(R"([{"$bytes":"/w=="},null])"));
+  runtime::exit_info failed;
+  failed.id = runtime::pid{0, 2};
+  failed.reason = runtime::exit_reason::error;
+  failed.err = runtime::error{runtime::error_kind::runtime, "bad \xFF", false, "at \xFE"};
+  json::object e = proto::exit_json(failed);
+  CHECK(e.at("message") == "bad \xEF\xBF\xBD");
+  CHECK(e.at("traceback") == "at \xEF\xBF\xBD");
+}

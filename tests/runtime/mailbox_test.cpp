@@ -78,3 +78,30 @@ TEST_CASE("concurrent senders: nothing lost, each sender's order kept") {
   CHECK_FALSE(box.has_incoming());
   CHECK(box.length() == 0);
 }
+
+TEST_CASE("a mailbox charges the bytes of what it queues and releases them at take") {
+  mailbox box;
+  CHECK(box.bytes() == 0);
+  box.push(make(1, "t", std::string(1000, 'x')));
+  std::size_t one = message::footprint(1, 1000);
+  CHECK(box.bytes() == one);
+  // A reservation within the bound passes and is charged; past it, nothing is.
+  CHECK(box.reserve(one, 2 * one));
+  CHECK(box.bytes() == 2 * one);
+  CHECK_FALSE(box.reserve(1, 2 * one));
+  CHECK(box.bytes() == 2 * one);
+  message* m = make(1, "t", std::string(1000, 'y'));
+  m->reserved = true;  // already charged: push does not charge it twice
+  box.push(m);
+  CHECK(box.bytes() == 2 * one);
+  message* first = box.take({});
+  REQUIRE(first);
+  message::destroy(first);
+  CHECK(box.bytes() == one);
+  box.unreserve(0);
+  CHECK(box.reserve(10, 0));  // 0: no bound
+  box.unreserve(10);
+  box.clear();  // the process ended
+  CHECK(box.bytes() == 0);
+  CHECK(box.length() == 0);
+}

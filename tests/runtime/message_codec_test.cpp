@@ -7,6 +7,7 @@
 #include "tests/lua_state.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -264,6 +265,42 @@ TEST_CASE("valid_message refuses truncated, padded and garbled encodings") {
   // A huge declared table in a short message is refused before any allocation.
   std::string huge("\0\x0A\xFF\xFF\xFF\x7F\0\0\0\0", 10);
   CHECK_FALSE(valid_message(huge));
+}
+
+TEST_CASE("decode_value reads back what encode_value wrote, and nothing else") {
+  std::string long_text(300, 'x');
+  long_text[7] = '\0';
+  value tree(value::map{
+      {"nil", value()},
+      {"flags", value::array{true, false}},
+      {"ints", value::array{0, 127, 128, -1, std::int64_t{1} << 40, INT64_MIN, INT64_MAX}},
+      {"float", 0.1},
+      {"short", "abc"},
+      {"long", long_text},
+      {"nested", value::map{{"a", value::array{value::map{{"b", "c"}}}}}},
+  });
+  for (const value& v : {value(), value(7), value("s"), value(value::array{1, 2}), tree}) {
+    std::string bytes;
+    encode_value(v, bytes);
+    std::optional<value> back = decode_value(bytes);
+    REQUIRE(back);
+    CHECK(*back == v);
+  }
+  std::string bytes;
+  encode_value(tree, bytes);
+  for (std::size_t cut = 0; cut < bytes.size(); cut += 7)  // every truncation is refused
+    CHECK_FALSE(decode_value(std::string_view(bytes).substr(0, cut)));
+  CHECK_FALSE(decode_value(bytes + "x"));  // and padding
+  // Lua-only shapes: shared tables (back-references), pointers, mixed tables.
+  for (const char* code :
+       {"local t = {} return {t, t}", "return {1, 2, x = 3}", "return {[2.5] = 1}"}) {
+    lua from;
+    from.eval(code);
+    CHECK_FALSE(decode_value(encode_top(from)));
+  }
+  lua from;
+  lua_pushlightuserdata(from.L, &bytes);
+  CHECK_FALSE(decode_value(encode_top(from)));
 }
 
 TEST_CASE("decode_integer reads integer encodings only") {

@@ -36,7 +36,7 @@ TEST_CASE("every module's exports match its type manifest") {
     }
   }
   CHECK(names == std::set<std::string>{"errors", "http", "json", "log", "process", "store",
-                                       "supervisor", "time"});
+                                       "supervisor", "time", "workflow"});
   CHECK(mods.find("nope") == nullptr);
 }
 
@@ -58,7 +58,9 @@ TEST_CASE("a yielding module's yield types name commands the engine handles") {
       ++yields;
     }
   }
-  CHECK(yields == 4);  // time.sleep, process.receive, store.op, http.request
+  // time.sleep, process.receive, store.op, http.request, workflow.now, .random, .uuid,
+  // .side_effect
+  CHECK(yields == 8);
   // What a yield object really sends: the command the scheduler counts, by id.
   auto sent = [&](command_id id) {
     return eng.scheduler().stats().commands[static_cast<std::size_t>(id)];

@@ -213,5 +213,8 @@ TEST_CASE("a kill from C++ carries its reason text") {
 TEST_CASE("a process object stays small (idle processes are many)") {
   // 384 bytes on x86-64 with libstdc++ when issue 11 gave the wait one owner;
   // growing it costs every idle receiver. Measure before raising this.
-  CHECK(sizeof(luad::runtime::process) <= 384);
+  // 392 since issue 12: the mailbox counts its queued bytes (8 bytes); 400
+  // with the watchdog's spacing of deep states' preemption (8 bytes: 8 MB per
+  // million processes, against arms that took milliseconds every slice).
+  CHECK(sizeof(luad::runtime::process) <= 400);
 }

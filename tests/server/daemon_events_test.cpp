@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <boost/json.hpp>
 
 #include <chrono>
@@ -92,6 +93,31 @@ TEST_CASE("daemon: luad logs follows a process until it exits; --no-follow print
   CHECK(has(r.err, "no process"));
 }
 
+TEST_CASE("daemon: luad kill --owner ends every process of one owner; a pid and --owner clash") {
+  running_daemon d;
+  fs::path script = d.dir / "sleeper.lua";
+  std::ofstream(script) << "require('time').sleep(60)\n";
+  std::vector<std::string> pids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = luad_cli(d.socket, "submit " + script.string());
+    REQUIRE(r.code == 0);
+    pids.push_back(r.out.substr(0, r.out.find('\n')));
+  }
+  std::string owner = "uid:" + std::to_string(::getuid());
+  auto r = luad_cli(d.socket, "kill --owner " + owner);
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "killed 3 processes of " + owner));
+  client c(d.socket);
+  for (const auto& pid : pids)
+    CHECK(get(c.call("wait", {{"pid", pid}}), "/result/reason") == "killed");
+  r = luad_cli(d.socket, "kill 0.1 --owner " + owner);
+  CHECK(r.code != 0);
+  CHECK(has(r.err, "excludes"));
+  r = luad_cli(d.socket, "kill");
+  CHECK(r.code != 0);
+  CHECK(has(r.err, "give a pid or --owner"));
+}
+
 TEST_CASE("daemon: workflow processes log with their workflow, and ps filters by it") {
   running_daemon d("[[workflow]]\nname = \"talker\"\nscript = \"scripts/talker.lua\"\n",
                    {{"scripts/talker.lua",
@@ -167,9 +193,12 @@ TEST_CASE("daemon: a client may tighten the limits of what it submits, not loose
   r = spawn("return 1", {{"memory", 999999999999}}, false);
   CHECK(code_of(r) == -32001);
   CHECK(has(message_of(r), "may not exceed"));
-  r = spawn("return 1", {{"cpu", 1}}, false);
+  r = spawn("return 1", {{"turn", 1}}, false);
   CHECK(code_of(r) == -32602);
-  CHECK(has(message_of(r), "unknown limit 'cpu'"));
+  CHECK(has(message_of(r), "unknown limit 'turn'"));
+  r = spawn("while true do end", {{"cpu", 0.05}}, true);  // cpu: seconds, may be lowered
+  CHECK(get(r, "/result/reason") == "limit");
+  CHECK(get(r, "/result/message") == "cpu limit exceeded");
   CHECK(code_of(spawn("return 1", {{"memory", -1}}, false)) == -32602);
   fs::path big = d.dir / "big.lua";
   std::ofstream(big) << "return #string.rep('x', 4000000)\n";
@@ -206,7 +235,8 @@ TEST_CASE("daemon: 1,000 connections at once are all served; the next one is tol
     ::setrlimit(RLIMIT_NOFILE, &fds);
   }
   REQUIRE(fds.rlim_cur >= 2100);
-  running_daemon d("", {}, "max_connections = 1000\n");
+  // (one uid here: its share is all of them)
+  running_daemon d("", {}, "max_connections = 1000\nconnections_per_uid = 1000\n");
   std::vector<std::unique_ptr<client>> clients;
   for (int i = 0; i < 1000; ++i) clients.push_back(std::make_unique<client>(d.socket));
   for (int i = 0; i < 1000; ++i)
@@ -218,7 +248,7 @@ TEST_CASE("daemon: 1,000 connections at once are all served; the next one is tol
   client one_more(d.socket);
   json::value refused = one_more.next();
   CHECK(code_of(refused) == -32000);
-  CHECK(message_of(refused) == "too many connections");
+  CHECK(message_of(refused) == "too many connections (max_connections = 1000)");
   clients.pop_back();  // a place frees up
   CHECK(eventually([&] {
     client again(d.socket);

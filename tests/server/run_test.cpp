@@ -96,15 +96,17 @@ TEST_CASE("luad run reports a runtime error as structured JSON on stderr, exit 1
   CHECK(has(*exit.find("traceback")->get<std::string>(), "err.lua"));
 }
 
-TEST_CASE("luad run: a result that is not JSON is a failed exit of kind invalid") {
+TEST_CASE("luad run prints NaN as null and bytes that are not UTF-8 as $bytes, as the protocol") {
   temp_dir tmp("luad_run");
-  auto path = tmp.write("nan.lua", "return 1, 0/0").string();
+  auto path = tmp.write("nan.lua", "return 1, 0/0, '\\xff\\xfe', {k = 1/0}").string();
   auto r = run_luad("run " + path);
+  CHECK(r.code == luad::server::run_ok);
+  CHECK(r.out == "1\nnull\n{\"$bytes\":\"//4=\"}\n{\"k\":null}\n");
+  path = tmp.write("raise.lua", "error('bad \\xff')").string();
+  r = run_luad("run " + path);
   CHECK(r.code == luad::server::run_error);
-  CHECK(r.out == "1\n");  // the results before it
-  value exit = exit_of(r);
-  check_failed_exit(exit, "error", "invalid");
-  CHECK(*exit.find("message") == value("result not JSON: cannot encode NaN"));
+  value exit = exit_of(r);  // still JSON: the message's bad byte is U+FFFD
+  CHECK(has(*exit.find("message")->get<std::string>(), "bad \xEF\xBF\xBD"));
 }
 
 TEST_CASE("luad run enforces --memory and --instructions with exit code 3") {
@@ -148,6 +150,9 @@ TEST_CASE("sizes parse with binary units") {
   CHECK_FALSE(luad::server::parse_size("", n));
   CHECK_FALSE(luad::server::parse_size("12 parsecs", n));
   CHECK_FALSE(luad::server::parse_size("99999999999999999999G", n));
+  // 2^64 + 3: the last digit would wrap the count around to 3.
+  CHECK_FALSE(luad::server::parse_size("18446744073709551619", n));
+  CHECK(luad::server::parse_size("18446744073709551615", n));
 }
 
 TEST_CASE("luad run on the actors example: a supervised pool survives a crash") {
@@ -212,4 +217,12 @@ TEST_CASE("luad check validates a config: 0 for the shipped one, 2 with the line
   CHECK(r.code == 2);
   CHECK(has(r.err, "luad_bad.toml:3:"));
   CHECK(has(r.err, "server.sokcet: unknown key"));
+  bad = tmp.write("luad_cron.toml",
+                  "[[workflow]]\nname = \"w\"\nscript = \"w.lua\"\nschedule = \"61 * * * *\"\n")
+            .string();
+  r = run_luad("check " + bad);
+  CHECK(r.code == 2);
+  CHECK(has(r.err,
+            "luad_cron.toml:4:12: workflow[1].schedule: schedule \"61 * * * *\": "
+            "minute: 61 is out of range 0-59"));
 }

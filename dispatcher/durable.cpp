@@ -1,0 +1,285 @@
+// A durable run's command sink (see durable.hpp): replay from the journal,
+// then journal-before-resume for live commands.
+#include "dispatcher/durable.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <utility>
+
+#include "dispatcher/journal_sqlite.hpp"
+#include "runtime/json.hpp"
+#include "runtime/message_codec.hpp"
+
+namespace luad::dispatcher {
+
+namespace {
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string encoded(const value& v) {
+  std::string bytes;
+  runtime::encode_value(v, bytes);
+  return bytes;
+}
+
+std::string text_of(const value& v) {
+  auto j = runtime::json_encode(v);
+  return j ? *j : std::string("null");
+}
+
+bool has_kind(const value& args, std::string_view kind) {
+  const value* k = args.find("kind");
+  const std::string* s = k ? k->get<std::string>() : nullptr;
+  return s && *s == kind;
+}
+
+// side_effect's first yield: "has this already run?" (no `value` yet).
+bool is_side_effect_probe(const command& c) {
+  return c.id == command_id::workflow_value && has_kind(c.args, "side_effect") &&
+         !c.args.find("value");
+}
+
+bool is_side_effect_record(const journal_entry& e) {
+  if (e.command != command_id::workflow_value) return false;
+  std::optional<value> args = runtime::decode_value(e.args);
+  return args && has_kind(*args, "side_effect");
+}
+
+// The request with `Idempotency-Key: key` added, unless the script set one.
+value with_idempotency_key(value args, const std::string& key) {
+  auto* m = std::get_if<value::map>(&args.data);
+  if (!m) return args;
+  auto named = [](const std::string& n) {
+    return n.size() == 15 && std::equal(n.begin(), n.end(), "idempotency-key", [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+  };
+  for (auto& [field, v] : *m) {
+    if (field != "headers") continue;
+    if (auto* h = std::get_if<value::map>(&v.data)) {
+      for (const auto& kv : *h)
+        if (named(kv.first)) return args;
+      h->emplace_back("Idempotency-Key", key);
+    } else if (auto* a = std::get_if<value::array>(&v.data)) {
+      for (const value& pair : *a) {
+        const auto* p = pair.get<value::array>();
+        const std::string* n = p && !p->empty() ? (*p)[0].get<std::string>() : nullptr;
+        if (n && named(*n)) return args;
+      }
+      a->push_back(value::array{"Idempotency-Key", key});
+    }
+    return args;
+  }
+  m->emplace_back("headers", value::map{{"Idempotency-Key", key}});
+  return args;
+}
+
+void hand_over(completion& done, outcome&& o) {
+  if (o.err) {
+    done.fail(std::move(*o.err));
+  } else {
+    done.succeed(std::move(o.val));
+  }
+}
+
+const error k_stopped{error_kind::canceled, "the durable run stopped (see its state)", false, {}};
+
+}  // namespace
+
+// --- a live step ------------------------------------------------------------
+
+// Receives a live command's outcome, journals it, then hands it to the
+// process; counted like every completion_target.
+struct durable_sink::step_done final : completion_target {
+  step_done(std::shared_ptr<const durable_sink> s, journal_entry e, completion d)
+      : sink(std::move(s)), entry(std::move(e)), done(std::make_shared<completion>(std::move(d))) {}
+
+  void add_ref() noexcept override { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release_ref() noexcept override {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+  bool awaits(std::uint64_t) const noexcept override { return !done->abandoned(); }
+  void complete(std::uint64_t, outcome&& o) noexcept override {
+    // A process that was killed (the daemon stopping) sees no outcome, so
+    // none is journaled: a sleep cut short stays `started`, with its deadline.
+    if (done->abandoned()) return;
+    try {
+      entry.state = step_state::done;
+      record_outcome(entry, o);
+      entry.at = unix_now();
+      auto result = std::make_shared<outcome>(std::move(o));
+      std::int64_t step = entry.step;
+      sink->journal_.append(
+          std::move(entry), [s = sink, d = done, result, step](runtime::status st) {
+            if (!st)
+              return s->stop(text_of(value::map{
+                  {"reason", "journal"}, {"step", step}, {"message", st.error().message}}));
+            hand_over(*d, std::move(*result));
+          });
+    } catch (const std::exception& e) {
+      sink->stop(text_of(value::map{{"reason", "journal"}, {"message", e.what()}}));
+    }
+  }
+
+  std::shared_ptr<const durable_sink> sink;
+  journal_entry entry;
+  std::shared_ptr<completion> done;
+  std::atomic<std::uint32_t> refs{0};
+};
+
+// --- the sink ----------------------------------------------------------------
+
+durable_sink::durable_sink(std::string run, std::string code_hash,
+                           std::vector<journal_entry> history, const runtime::command_sink& live,
+                           journal_backend& journal, stop_fn stop, std::size_t max_steps)
+    : run_(std::move(run)),
+      code_hash_(std::move(code_hash)),
+      history_(std::move(history)),
+      live_(live),
+      journal_(journal),
+      stop_fn_(std::move(stop)),
+      max_steps_(max_steps) {}
+
+std::int64_t durable_sink::steps() const {
+  std::lock_guard lock(mu_);
+  return static_cast<std::int64_t>(next_);
+}
+
+bool durable_sink::replaying() const {
+  std::lock_guard lock(mu_);
+  return next_ < history_.size();
+}
+
+void durable_sink::stop(std::string report) const {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  if (stop_fn_) stop_fn_(std::move(report));
+}
+
+journal_entry durable_sink::entry_for(const command& cmd, std::size_t step) const {
+  journal_entry e;
+  e.run = run_;
+  e.step = static_cast<std::int64_t>(step);
+  e.command = cmd.id;
+  e.args = encoded(cmd.args);
+  e.at = unix_now();
+  return e;
+}
+
+void durable_sink::submit(command&& cmd, completion&& done) const {
+  std::size_t step;
+  bool from_journal;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return done.fail(k_stopped);
+    // A side_effect probe takes a step only when the journal answers it.
+    bool probe = is_side_effect_probe(cmd);
+    from_journal = next_ < history_.size();
+    if (probe && !from_journal) return done.succeed();  // live: run the function
+    if (!from_journal && max_steps_ != 0 && next_ >= max_steps_) {
+      return done.fail(error{error_kind::limit,
+                             "the run's journal is full (" + std::to_string(max_steps_) +
+                                 " steps, [limits] journal_steps)",
+                             false,
+                             {}});
+    }
+    step = next_++;
+  }
+  if (from_journal) return replay(std::move(cmd), std::move(done), step);
+  live(std::move(cmd), std::move(done), step);
+}
+
+void durable_sink::replay(command&& cmd, completion&& done, std::size_t step) const {
+  const journal_entry& e = history_[step];
+  bool probe = is_side_effect_probe(cmd);
+  bool same = probe ? is_side_effect_record(e) : e.command == cmd.id && e.args == encoded(cmd.args);
+  if (!same) {
+    std::optional<value> expected = runtime::decode_value(e.args);
+    stop(text_of(value::map{
+        {"reason", "nondeterminism"},
+        {"step", static_cast<std::int64_t>(step)},
+        {"expected", value::map{{"command", std::string(command_name(e.command))},
+                                {"args", expected ? *expected : value()}}},
+        {"got", value::map{{"command", std::string(command_name(cmd.id))}, {"args", cmd.args}}},
+        {"code_hash", code_hash_}}));
+    return done.fail(k_stopped);
+  }
+  if (e.state == step_state::started) {
+    // Interrupted by the crash. A sleep ends at its journaled deadline; any
+    // other command runs again (at least once).
+    if (cmd.id == command_id::clock_sleep) {
+      std::optional<value> deadline = runtime::decode_value(e.result);
+      const double* at = deadline ? deadline->get<double>() : nullptr;
+      double left = at ? std::max(0.0, *at - unix_now()) : 0.0;
+      journal_entry finished = e;
+      auto* target = new step_done(shared_from_this(), std::move(finished), std::move(done));
+      live_.submit(command{command_id::clock_sleep, value(left)}, completion(target));
+      return;
+    }
+    return live(std::move(cmd), std::move(done), step);
+  }
+  std::optional<outcome> o = read_outcome(e);
+  if (!o) {
+    stop(text_of(value::map{{"reason", "journal"},
+                            {"step", static_cast<std::int64_t>(step)},
+                            {"message", "the journal entry's result cannot be read back"}}));
+    return done.fail(k_stopped);
+  }
+  if (probe) o = outcome::success(value::map{{"value", std::move(o->val)}});
+  hand_over(done, std::move(*o));
+}
+
+void durable_sink::live(command&& cmd, completion&& done, std::size_t step) const {
+  journal_entry e = entry_for(cmd, step);
+  auto self = shared_from_this();
+  if (cmd.id == command_id::store_op) {
+    // One transaction for the write and its entry. `unavailable` means
+    // neither landed (the disk): the run stops rather than see an outcome its
+    // journal does not hold.
+    auto d = std::make_shared<completion>(std::move(done));
+    value args = cmd.args;
+    journal_.apply_and_append(std::move(e), std::move(args), [self, d, step](outcome o) {
+      if (o.err && o.err->kind == error_kind::unavailable) {
+        self->stop(text_of(value::map{{"reason", "journal"},
+                                      {"step", static_cast<std::int64_t>(step)},
+                                      {"message", o.err->message}}));
+        return d->fail(k_stopped);
+      }
+      hand_over(*d, std::move(o));
+    });
+    return;
+  }
+  if (cmd.id == command_id::clock_sleep) {
+    // The deadline first, so a sleep cut by a crash keeps it.
+    const double* seconds = cmd.args.get<double>();
+    double deadline = unix_now() + (seconds ? *seconds : 0.0);
+    journal_entry started = e;
+    started.state = step_state::started;
+    started.result = encoded(value(deadline));
+    auto d = std::make_shared<completion>(std::move(done));
+    journal_.append(std::move(started), [self, d, e = std::move(e), cmd = std::move(cmd),
+                                         step](runtime::status st) mutable {
+      if (!st) {
+        self->stop(text_of(value::map{{"reason", "journal"},
+                                      {"step", static_cast<std::int64_t>(step)},
+                                      {"message", st.error().message}}));
+        return d->fail(k_stopped);
+      }
+      auto* target = new step_done(self, std::move(e), std::move(*d));
+      self->live_.submit(std::move(cmd), completion(target));
+    });
+    return;
+  }
+  if (cmd.id == command_id::fetch_request)
+    cmd.args = with_idempotency_key(std::move(cmd.args), run_ + "-" + std::to_string(step));
+  auto* target = new step_done(self, std::move(e), std::move(done));
+  live_.submit(std::move(cmd), completion(target));
+}
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,81 @@
+// A durable run's command sink: while the run replays, each command is
+// answered from its journal; after that, each command is recorded with its
+// outcome before the process sees the outcome (docs/workflows.md, "Durable
+// runs").
+//
+// DESIGN. The process yields commands as every process does; only the sink
+// differs (runtime::spawn_options::commands). A process has at most one
+// command outstanding, so steps are numbered in the order they are asked.
+// Replay compares each command with the journal's entry at the same step
+// (command id and encoded arguments): a difference is a nondeterminism error,
+// and the run stops with a report instead of going on with a history that is
+// not its own. Live, the outcome is journaled first and handed to the process
+// only once the write is durable, so what a run has seen is always in its
+// journal. A write that fails (a full disk) stops the run the same way; it is
+// resumable. What each kind of command promises:
+//   - store_op: the write and its journal entry commit in one transaction
+//     (journal_backend::apply_and_append): exactly once;
+//   - clock_sleep: its deadline is journaled before the timer starts, so a
+//     sleep interrupted by a crash ends at its original deadline;
+//   - fetch_request: at least once (the request may have left before a
+//     crash); it carries `Idempotency-Key: RUN-STEP` for servers to dedupe;
+//   - workflow_value: recorded, replayed unchanged (side_effect's function
+//     runs only live: its probe is answered from the journal on replay).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dispatcher/journal.hpp"
+#include "dispatcher/registry.hpp"
+
+namespace luad::dispatcher {
+
+class durable_sink final : public runtime::command_sink,
+                           public std::enable_shared_from_this<durable_sink> {
+ public:
+  /// Called once, from any thread, when the run cannot go on: `report` is a
+  /// JSON object (reason "nondeterminism" or "journal", step, expected, got,
+  /// code_hash). The server suspends the run and ends its process.
+  using stop_fn = std::function<void(std::string report)>;
+
+  /// `history`: the run's journal so far (replayed first); `live`: where live
+  /// commands go (the registry).
+  /// `max_steps`: the journal's bound (0: none); past it each command fails
+  /// with `limit` and nothing more is journaled.
+  durable_sink(std::string run, std::string code_hash, std::vector<journal_entry> history,
+               const runtime::command_sink& live, journal_backend& journal, stop_fn stop,
+               std::size_t max_steps = 0);
+
+  void submit(command&& cmd, completion&& done) const override;
+
+  /// Steps answered so far (replayed or live).
+  std::int64_t steps() const;
+  /// True while the journal still has entries to answer from.
+  bool replaying() const;
+  const std::string& run() const { return run_; }
+
+ private:
+  struct step_done;  // completion_target of a live step (durable.cpp)
+  void replay(command&& cmd, completion&& done, std::size_t step) const;
+  void live(command&& cmd, completion&& done, std::size_t step) const;
+  void stop(std::string report) const;
+  journal_entry entry_for(const command& cmd, std::size_t step) const;
+
+  const std::string run_;
+  const std::string code_hash_;
+  const std::vector<journal_entry> history_;
+  const runtime::command_sink& live_;
+  journal_backend& journal_;
+  const stop_fn stop_fn_;
+  const std::size_t max_steps_;
+  mutable std::mutex mu_;
+  mutable std::size_t next_ = 0;  // the next step (guarded by mu_)
+  mutable bool stopped_ = false;  // guarded by mu_
+};
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,335 @@
+// The journal of durable runs in SQLite (see journal_sqlite.hpp): the writer's
+// statements and their refusals, the outcome encoding, and the reads, which
+// check every row they hand out.
+#include "dispatcher/journal_sqlite.hpp"
+
+#include <algorithm>
+
+#include "runtime/message_codec.hpp"
+
+namespace luad::dispatcher {
+
+using runtime::error_kind;
+
+namespace {
+
+constexpr const char* k_run_columns =
+    "SELECT id, workflow, owner, script, code_hash, args, state, detail, steps, created, updated,"
+    " spawn FROM runs";
+
+// Steps a statement that returns no rows and resets it: SQLITE_OK or the error.
+int run_to_end(statement& st) {
+  int rc = st.step();
+  st.reset();
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+runtime::error no_run(std::string_view run) {
+  return runtime::fail(error_kind::not_found, "journal: no run '" + std::string(run) + "'");
+}
+
+// `invalid`, naming the run and the step.
+runtime::error at_step(std::string_view run, std::int64_t step, const std::string& why) {
+  return runtime::fail(error_kind::invalid, "journal: run '" + std::string(run) + "' step " +
+                                                std::to_string(step) + ": " + why);
+}
+
+bool known_command(std::int64_t id) {
+  return id > 0 && id < static_cast<std::int64_t>(runtime::command_id::max_id) &&
+         runtime::command_name(static_cast<runtime::command_id>(id)) != "unknown";
+}
+
+bool known_state(std::int64_t s) {
+  return s == static_cast<std::int64_t>(step_state::started) ||
+         s == static_cast<std::int64_t>(step_state::done);
+}
+
+// What is wrong with an entry's fields, or "" when nothing is. The result is
+// checked when `with_result`: a `done` entry needs one; a `started` one may
+// have none.
+std::string entry_fault(std::int64_t command, std::int64_t state, std::int64_t failed,
+                        const journal_entry& e, bool with_result) {
+  if (!known_command(command)) return "unknown command id " + std::to_string(command);
+  if (!known_state(state)) return "unknown state " + std::to_string(state);
+  if (failed != 0 && failed != 1) return "unknown failed flag " + std::to_string(failed);
+  if (!runtime::valid_message(e.args)) return "the args do not decode";
+  bool needs_result = state == static_cast<std::int64_t>(step_state::done) || !e.result.empty();
+  if (with_result && needs_result && !runtime::valid_message(e.result))
+    return "the result does not decode";
+  return {};
+}
+
+std::string entry_fault(const journal_entry& e, bool with_result) {
+  return entry_fault(static_cast<std::int64_t>(e.command), static_cast<std::int64_t>(e.state),
+                     e.failed ? 1 : 0, e, with_result);
+}
+
+// One read transaction on a read-only connection, so that several statements
+// see one snapshot; ended when it goes out of scope.
+class read_transaction {
+ public:
+  explicit read_transaction(sqlite3* db) : db_(db) { exec(db, "BEGIN"); }
+  ~read_transaction() { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
+  read_transaction(const read_transaction&) = delete;
+  read_transaction& operator=(const read_transaction&) = delete;
+
+ private:
+  sqlite3* db_;
+};
+
+// The run on the current row of a k_run_columns query.
+runtime::result<run_record> read_run(const statement& st) {
+  run_record r;
+  r.id = st.column_blob(0);
+  r.workflow = st.column_blob(1);
+  r.owner = st.column_blob(2);
+  r.script = st.column_blob(3);
+  r.code_hash = st.column_blob(4);
+  r.args = st.column_blob(5);
+  std::string state = st.column_blob(6);
+  auto parsed = parse_run_state(state);
+  if (!parsed) {
+    return runtime::fail(error_kind::invalid,
+                         "journal: run '" + r.id + "': unknown state '" + state + "'");
+  }
+  r.state = *parsed;
+  r.detail = st.column_blob(7);
+  r.steps = st.column_integer(8);
+  r.created = st.column_real(9);
+  r.updated = st.column_real(10);
+  r.spawn = st.column_blob(11);
+  return r;
+}
+
+// The entry on the current row of a history query, which must be step
+// `expected` of `run`; `invalid` naming them when the row is not, or is corrupt.
+runtime::result<journal_entry> read_entry(const statement& rows, std::string_view run,
+                                          std::int64_t expected) {
+  journal_entry e;
+  e.run = std::string(run);
+  e.step = rows.column_integer(0);
+  if (e.step != expected) {
+    return at_step(
+        run, expected,
+        "missing from the journal (the next row is step " + std::to_string(e.step) + ")");
+  }
+  std::int64_t command = rows.column_integer(1), state = rows.column_integer(3);
+  std::int64_t failed = rows.column_integer(4);
+  e.args = rows.column_blob(2);
+  e.result = rows.column_blob(5);
+  if (std::string why = entry_fault(command, state, failed, e, true); !why.empty())
+    return at_step(run, e.step, why);
+  e.command = static_cast<runtime::command_id>(command);
+  e.state = static_cast<step_state>(state);
+  e.failed = failed != 0;
+  e.at = rows.column_real(6);
+  return e;
+}
+
+}  // namespace
+
+void journal_write::finish(runtime::outcome o) {
+  if (applied) {
+    applied(std::move(o));
+  } else if (written) {
+    written(o.err ? runtime::status(std::move(*o.err)) : runtime::status(runtime::done{}));
+  }
+}
+
+journal_writer::journal_writer(sqlite3* db)
+    : db_(db),
+      insert_run_(db,
+                  "INSERT INTO runs (id, workflow, owner, script, code_hash, args, state, detail,"
+                  " steps, created, updated, spawn)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11)"
+                  " ON CONFLICT (id) DO NOTHING"),
+      update_state_(db, "UPDATE runs SET state = ?2, detail = ?3, updated = ?4 WHERE id = ?1"),
+      claim_next_(db, "UPDATE runs SET steps = ?2 + 1, updated = ?3 WHERE id = ?1 AND steps = ?2"),
+      run_steps_(db, "SELECT steps FROM runs WHERE id = ?1"),
+      step_state_(db, "SELECT state FROM journal WHERE run = ?1 AND step = ?2"),
+      put_entry_(db,
+                 "INSERT OR REPLACE INTO journal (run, step, command, args, state, failed, result,"
+                 " at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+      touch_(db, "UPDATE runs SET updated = ?2 WHERE id = ?1") {}
+
+runtime::status journal_writer::create_run(const run_record& r, double now, int& rc) {
+  rc = SQLITE_OK;
+  if (r.id.empty()) return runtime::fail(error_kind::invalid, "journal: a run needs an id");
+  if (!r.args.empty() && !runtime::valid_message(r.args)) {
+    return runtime::fail(error_kind::invalid,
+                         "journal: run '" + r.id + "': the args do not decode");
+  }
+  insert_run_.reset().text(1, r.id).text(2, r.workflow).text(3, r.owner).text(4, r.script);
+  insert_run_.text(5, r.code_hash).blob(6, r.args).text(7, run_state_name(r.state));
+  insert_run_.text(8, r.detail).real(9, r.created > 0 ? r.created : now);
+  insert_run_.real(10, r.updated > 0 ? r.updated : now);
+  insert_run_.text(11, r.spawn.empty() ? std::string_view("{}") : std::string_view(r.spawn));
+  rc = run_to_end(insert_run_);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal create_run");
+  if (sqlite3_changes(db_) == 0) {
+    return runtime::fail(error_kind::invalid, "journal: run '" + r.id + "' already exists");
+  }
+  return runtime::done{};
+}
+
+runtime::status journal_writer::set_state(const journal_write::state_change& c, double now,
+                                          int& rc) {
+  update_state_.reset().text(1, c.run).text(2, run_state_name(c.state)).text(3, c.detail);
+  update_state_.real(4, now);
+  rc = run_to_end(update_state_);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal set_state");
+  if (sqlite3_changes(db_) == 0) return no_run(c.run);
+  return runtime::done{};
+}
+
+runtime::status journal_writer::claim(const journal_entry& e, double now, int& rc) {
+  rc = SQLITE_OK;
+  if (std::string why = entry_fault(e, false); !why.empty()) return at_step(e.run, e.step, why);
+  // The usual case, one statement: the entry is the run's next step.
+  claim_next_.reset().text(1, e.run).integer(2, e.step).real(3, now);
+  rc = run_to_end(claim_next_);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");
+  if (sqlite3_changes(db_) == 1) return runtime::done{};
+  // Otherwise: no such run, a step out of order, or the end of a started one.
+  runtime::status ok = check_earlier(e, rc);
+  if (!ok || rc != SQLITE_OK) return ok;
+  touch_.reset().text(1, e.run).real(2, now);
+  rc = run_to_end(touch_);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");
+  return ok;
+}
+
+runtime::status journal_writer::check_earlier(const journal_entry& e, int& rc) {
+  run_steps_.reset().text(1, e.run);
+  rc = run_steps_.step();
+  std::int64_t steps = rc == SQLITE_ROW ? run_steps_.column_integer(0) : 0;
+  run_steps_.reset();
+  if (rc == SQLITE_DONE) {
+    rc = SQLITE_OK;
+    return no_run(e.run);
+  }
+  if (rc != SQLITE_ROW) return sqlite_failure(db_, rc, "journal append");
+  rc = SQLITE_OK;
+  if (e.step < 0 || e.step >= steps) {
+    return at_step(e.run, e.step, "not the run's next step (" + std::to_string(steps) + ")");
+  }
+  // An earlier step: only its `started` row may be completed.
+  step_state_.reset().text(1, e.run).integer(2, e.step);
+  rc = step_state_.step();
+  std::int64_t state = rc == SQLITE_ROW ? step_state_.column_integer(0) : 0;
+  step_state_.reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite_failure(db_, rc, "journal append");
+  rc = SQLITE_OK;
+  if (state == static_cast<std::int64_t>(step_state::done))
+    return at_step(e.run, e.step, "already done");
+  if (state != static_cast<std::int64_t>(step_state::started))
+    return at_step(e.run, e.step, "no row to complete");
+  if (e.state != step_state::done) return at_step(e.run, e.step, "already started");
+  return runtime::done{};
+}
+
+void journal_writer::put(const journal_entry& e, double now, int& rc) {
+  put_entry_.reset().text(1, e.run).integer(2, e.step);
+  put_entry_.integer(3, static_cast<std::int64_t>(e.command)).blob(4, e.args);
+  put_entry_.integer(5, static_cast<std::int64_t>(e.state)).integer(6, e.failed ? 1 : 0);
+  put_entry_.blob(7, e.result).real(8, e.at > 0 ? e.at : now);
+  rc = run_to_end(put_entry_);
+}
+
+runtime::status journal_writer::append(const journal_entry& e, double now, int& rc) {
+  rc = SQLITE_OK;
+  if (std::string why = entry_fault(e, true); !why.empty()) return at_step(e.run, e.step, why);
+  runtime::status ok = claim(e, now, rc);
+  if (!ok || rc != SQLITE_OK) return ok;
+  put(e, now, rc);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");
+  return ok;
+}
+
+void record_outcome(journal_entry& e, const runtime::outcome& o) {
+  e.result.clear();
+  e.failed = o.err != nullptr;
+  if (!o.err) {
+    runtime::encode_value(o.val, e.result);
+    return;
+  }
+  runtime::value::map err;
+  err.emplace_back("kind", std::string(runtime::kind_name(o.err->kind)));
+  err.emplace_back("message", o.err->message);
+  err.emplace_back("retryable", o.err->retryable);
+  runtime::encode_value(runtime::value(std::move(err)), e.result);
+}
+
+std::optional<runtime::outcome> read_outcome(const journal_entry& e) {
+  std::optional<runtime::value> v = runtime::decode_value(e.result);
+  if (!v) return std::nullopt;
+  if (!e.failed) return runtime::outcome::success(std::move(*v));
+  const runtime::value* kind = v->find("kind");
+  const runtime::value* message = v->find("message");
+  const runtime::value* retryable = v->find("retryable");
+  auto k = kind && kind->get<std::string>() ? runtime::kind_from_name(*kind->get<std::string>())
+                                            : std::nullopt;
+  if (!k || !message || !message->get<std::string>()) return std::nullopt;
+  bool r = retryable && retryable->get<bool>() && *retryable->get<bool>();
+  return runtime::outcome::failure(runtime::error{*k, *message->get<std::string>(), r, {}});
+}
+
+runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only) {
+  // The condition is the partial index's, word for word, so that it is used.
+  std::string sql =
+      std::string(k_run_columns) +
+      (unfinished_only ? " WHERE state NOT IN ('completed', 'failed', 'terminated')" : "") +
+      " ORDER BY created, rowid";
+  try {
+    statement st(db, sql.c_str());
+    std::vector<run_record> out;
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
+      auto r = read_run(st);
+      if (!r) return std::move(r.error());
+      out.push_back(std::move(*r));
+    }
+    if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "journal runs");
+    return out;
+  } catch (const std::exception& e) {  // a statement that does not compile
+    return runtime::fail(error_kind::unavailable, std::string("journal: runs: ") + e.what());
+  }
+}
+
+runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::string_view run) {
+  try {
+    read_transaction tx(db);
+    statement head(db, "SELECT steps FROM runs WHERE id = ?1");
+    head.text(1, run);
+    int rc = head.step();
+    if (rc == SQLITE_DONE) return no_run(run);
+    if (rc != SQLITE_ROW) return sqlite_failure(db, rc, "journal history");
+    std::int64_t steps = head.column_integer(0);
+    statement rows(db,
+                   "SELECT step, command, args, state, failed, result, at FROM journal"
+                   " WHERE run = ?1 ORDER BY step");
+    rows.text(1, run);
+    std::vector<journal_entry> out;
+    out.reserve(static_cast<std::size_t>(std::clamp<std::int64_t>(steps, 0, 1 << 16)));
+    while ((rc = rows.step()) == SQLITE_ROW) {
+      auto e = read_entry(rows, run, static_cast<std::int64_t>(out.size()));
+      if (!e) return std::move(e.error());
+      out.push_back(std::move(*e));
+    }
+    if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "journal history");
+    auto found = static_cast<std::int64_t>(out.size());
+    if (found < steps) {
+      return at_step(
+          run, found,
+          "missing from the journal (the run counts " + std::to_string(steps) + " steps)");
+    }
+    if (found > steps) {
+      return at_step(run, steps, "beyond the run's count of " + std::to_string(steps) + " steps");
+    }
+    return out;
+  } catch (const std::exception& e) {  // BEGIN failed or a statement does not compile
+    return runtime::fail(error_kind::unavailable, std::string("journal: history: ") + e.what());
+  }
+}
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,75 @@
+// The journal of durable runs in SQLite: the `runs` and `journal` tables of
+// the store's file. Writes run on the storage writer's connection inside its
+// batch transaction (dispatcher/storage.cpp queues, commits and answers them);
+// reads block on a connection of their own. The interface is journal.hpp.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "dispatcher/journal.hpp"
+#include "dispatcher/sqlite.hpp"
+
+namespace luad::dispatcher {
+
+/// A journal write waiting in the storage writer's queue: what to write, and
+/// whom to tell once its batch has committed or failed.
+struct journal_write {
+  struct state_change {
+    std::string run;
+    run_state state = run_state::running;
+    std::string detail;
+  };
+  std::variant<run_record, state_change, journal_entry> what;
+  journal_backend::written_fn written;  ///< create_run, set_state, append
+  /// apply_and_append (`what` is its entry; the job's command its store op)
+  journal_backend::applied_fn applied;
+
+  /// Calls the callback that is set: `applied` with `o`, `written` with its status.
+  void finish(runtime::outcome o);
+};
+
+/// The journal's statements on the writer's connection. Each call runs inside
+/// the writer's open transaction and changes nothing when it refuses
+/// (`invalid`, `not_found`); a database failure goes to `rc` instead, and the
+/// batch rolls back. Times left 0 (created, updated, at) become `now`. Writer
+/// thread only.
+class journal_writer {
+ public:
+  explicit journal_writer(sqlite3* db);
+
+  runtime::status create_run(const run_record& r, double now, int& rc);
+  runtime::status set_state(const journal_write::state_change& c, double now, int& rc);
+  /// Takes `e.step` of `e.run` for `e`, or refuses: the step must be the
+  /// run's next one (its count of steps goes up) or a `started` one that `e`
+  /// completes; the run must exist, the command be known, the args decode.
+  /// `e.result` is not looked at. Then put() writes the entry.
+  runtime::status claim(const journal_entry& e, double now, int& rc);
+  /// Writes `e`, whose step claim() has passed.
+  void put(const journal_entry& e, double now, int& rc);
+  /// A decodable result for a `done` entry, claim(), then put().
+  runtime::status append(const journal_entry& e, double now, int& rc);
+
+ private:
+  runtime::status check_earlier(const journal_entry& e, int& rc);
+
+  sqlite3* db_;
+  statement insert_run_, update_state_, claim_next_, run_steps_, step_state_, put_entry_, touch_;
+};
+
+/// Stores `o` in `e`: the value as `result`, or the error as the map
+/// {kind, message, retryable} with `failed` set.
+void record_outcome(journal_entry& e, const runtime::outcome& o);
+/// The outcome record_outcome stored in `e`; nullopt when its result does not
+/// decode (a corrupt journal).
+std::optional<runtime::outcome> read_outcome(const journal_entry& e);
+
+/// journal_backend::runs, in one read transaction on `db`.
+runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only);
+/// journal_backend::history, in one read transaction on `db`.
+runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::string_view run);
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,48 @@
+// The storage writer's ledger of namespace byte totals: checks a write
+// against its namespace's quota and remembers what a batch changed, so that a
+// batch whose transaction rolls back can be undone.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dispatcher/storage.hpp"
+#include "runtime/value.hpp"
+
+namespace luad::dispatcher {
+
+/// The writer's view of the namespaces' byte totals during one batch. Writer
+/// thread only, with the storage's usage lock held.
+class ledger {
+ public:
+  ledger(std::map<std::string, std::int64_t, std::less<>>& usage, const storage::quotas& q)
+      : usage_(usage), quotas_(q) {}
+
+  /// Whether `ns` may grow by `delta` bytes (shrinking always may); `quota`
+  /// gets the namespace's quota (0 = none).
+  bool fits(std::string_view ns, std::int64_t delta, std::uint64_t& quota) const;
+  /// Bytes `ns` holds now, this batch's changes included.
+  std::int64_t used(std::string_view ns) const;
+  /// Records that `ns` grew (or shrank) by `delta`.
+  void add(std::string_view ns, std::int64_t delta);
+  /// Undoes every add of this batch (its transaction rolled back).
+  void undo();
+  /// Forgets this batch's adds (its transaction committed).
+  void committed() { changes_.clear(); }
+
+ private:
+  std::map<std::string, std::int64_t, std::less<>>& usage_;
+  const storage::quotas& quotas_;
+  std::vector<std::pair<std::string, std::int64_t>> changes_;
+};
+
+/// The `limit` failure of a write `op` that would take `ns` from `used` bytes
+/// past its `quota` by growing it `delta`.
+runtime::outcome over_quota(std::string_view op, std::string_view ns, std::int64_t used,
+                            std::int64_t delta, std::uint64_t quota);
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,62 @@
+// Values dispatcher: the system clock and a seeded 64-bit generator per thread.
+#include "dispatcher/values.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace luad::dispatcher {
+
+namespace {
+
+// 64 random bits from this thread's Mersenne Twister, seeded once with 256
+// bits from std::random_device.
+std::uint64_t random_bits() {
+  thread_local std::mt19937_64 generator = [] {
+    std::random_device device;
+    std::array<std::uint32_t, 8> seed{};
+    for (auto& s : seed) s = device();
+    std::seed_seq seq(seed.begin(), seed.end());
+    return std::mt19937_64(seq);
+  }();
+  return generator();
+}
+
+value random_integer() { return {static_cast<std::int64_t>(random_bits())}; }
+
+// Moves out the field `key` of the map `args` (nil when absent).
+value take(value& args, std::string_view key) {
+  if (auto* m = std::get_if<value::map>(&args.data)) {
+    for (auto& [k, v] : *m)
+      if (k == key) return std::move(v);
+  }
+  return {};
+}
+
+}  // namespace
+
+void values::submit(command&& cmd, completion&& done) {
+  const value* kind = cmd.args.find("kind");
+  const std::string* name = kind ? kind->get<std::string>() : nullptr;
+  if (name && *name == "now") {
+    auto since = std::chrono::system_clock::now().time_since_epoch();
+    done.succeed(std::chrono::duration<double>(since).count());
+  } else if (name && *name == "random") {
+    done.succeed(random_integer());
+  } else if (name && *name == "uuid") {
+    done.succeed(value::array{random_integer(), random_integer()});
+  } else if (name && *name == "side_effect") {
+    done.succeed(take(cmd.args, "value"));
+  } else {
+    done.fail(error{error_kind::invalid,
+                    "workflow.value: kind must be now, random, uuid or side_effect",
+                    false,
+                    {}});
+  }
+}
+
+}  // namespace luad::dispatcher

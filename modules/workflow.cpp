@@ -1,0 +1,349 @@
+// The `workflow` module: the nondeterministic values a durable workflow may use
+// (now, random, uuid, side_effect), each one a workflow.value command answered
+// by the values dispatcher (dispatcher/values.hpp).
+//
+// DESIGN. A durable run journals every command with its answer and, after a
+// crash, replays the script answering each command from the journal; so every
+// value here comes from an answer and is made into Lua values here, never in
+// the dispatcher. random and uuid are answered with raw bits (64 and 128),
+// which random maps to its range exactly as Lua 5.4.4's math.random does; its
+// rejection sampling waits again for fresh bits. side_effect(fn, ...) waits
+// twice. First {kind = "side_effect"} without a value asks whether the results
+// are known: the live dispatcher answers nil ("run it"), a replaying journal
+// answers the recorded results and fn is not called again. Then fn(...) runs
+// in the process (lua_callk: it may wait itself; an error it raises propagates
+// and nothing is recorded) and {kind = "side_effect", value = results}
+// records its results; what side_effect returns is that answer, so a live run
+// and a replay return the same copies. Results travel as an array of
+// message-codec encodings, one per result; an answer holding them is that
+// array or a map whose `value` is that array. A failed answer raises: a
+// workflow cannot go on without its value.
+#include <algorithm>
+#include <cstdint>
+#include <new>
+#include <string>
+
+#include "modules/modules.hpp"
+#include "runtime/command.hpp"
+#include "runtime/lua_value.hpp"
+#include "runtime/message_codec.hpp"
+#include "runtime/process.hpp"
+#include "runtime/result.hpp"
+#include "runtime/yield.hpp"
+
+namespace luad::modules {
+
+namespace {
+
+using runtime::error;
+using runtime::error_kind;
+using runtime::param_type;
+using runtime::value;
+
+// The args of a workflow.value command without a value.
+value request(const char* kind) { return value(value::map{{"kind", kind}}); }
+
+// What handle_result leaves for `answered`: [true, results...] or [false, err].
+int push_failed(lua_State* L, const error& e) {
+  lua_pushboolean(L, 0);
+  runtime::push_error(L, e);
+  return 2;
+}
+
+// Answers of the wrong shape (a dispatcher or journal bug). Constants, so that
+// nothing with a destructor is alive if pushing one raises.
+error bad_answer(const char* message) { return {error_kind::internal, message, false, {}}; }
+const error k_bad_now = bad_answer("workflow.now: the answer is not a number");
+const error k_bad_random = bad_answer("workflow.random: the answer is not an integer");
+const error k_bad_uuid = bad_answer("workflow.uuid: the answer is not two integers");
+const error k_bad_results = bad_answer("workflow.side_effect: the answer is not a list of results");
+const error k_too_many = bad_answer("workflow.side_effect: too many results");
+const error k_unrecorded = bad_answer("workflow.side_effect: the results were not recorded");
+
+// The continuation of every binding here, after its last wait: returns the
+// results handle_result pushed, or raises its error.
+int answered(lua_State* L, int, lua_KContext pushed) {
+  int n = static_cast<int>(pushed);
+  if (!lua_toboolean(L, -n)) return lua_error(L);  // the error is on top
+  lua_remove(L, -n);
+  return n - 1;
+}
+
+// --- now ----------------------------------------------------------------------
+
+class now_yield final
+    : public runtime::pooled_yield<now_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.now";
+
+  value args() const { return request("now"); }
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_failed(L, *err);
+    const auto* seconds = v.get<double>();
+    if (!seconds) return push_failed(L, k_bad_now);
+    lua_pushboolean(L, 1);
+    lua_pushnumber(L, *seconds);
+    return 2;
+  }
+};
+
+int workflow_now(lua_State* L) {
+  now_yield::acquire(L);
+  return runtime::yield_command(L, answered);
+}
+
+// --- random -------------------------------------------------------------------
+
+class random_yield final
+    : public runtime::pooled_yield<random_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.random";
+  enum class form : std::uint8_t { real, integer, range };
+  form shape = form::real;
+  lua_Unsigned low = 0, span = 0;  // range: [low, low + span], wrapping as Lua's does
+
+  value args() const { return request("random"); }
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_failed(L, *err);
+    const auto* bits = v.get<std::int64_t>();
+    if (!bits) return push_failed(L, k_bad_random);
+    auto rv = static_cast<lua_Unsigned>(*bits);
+    switch (shape) {
+      case form::real:  // the top 53 bits, scaled to [0, 1) (lmathlib.c, I2d)
+        lua_pushboolean(L, 1);
+        lua_pushnumber(L, static_cast<lua_Number>(rv >> 11) * 0x1.0p-53);
+        return 2;
+      case form::integer:
+        lua_pushboolean(L, 1);
+        lua_pushinteger(L, static_cast<lua_Integer>(rv));
+        return 2;
+      case form::range: break;
+    }
+    // lmathlib.c, project: mask to the smallest 2^b - 1 not below `span`; a
+    // value past `span` is drawn again.
+    lua_Unsigned lim = span;
+    for (int shift = 1; shift < 64; shift *= 2) lim |= lim >> shift;
+    if ((rv &= lim) > span) {
+      lua_pushlightuserdata(L, static_cast<runtime::yield_object*>(this));
+      return -1;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, static_cast<lua_Integer>(rv + low));
+    return 2;
+  }
+};
+
+// math.random's three forms and its argument errors (lmathlib.c, math_random).
+int workflow_random(lua_State* L) {
+  auto shape = random_yield::form::real;
+  lua_Integer low = 1, up = 0;
+  switch (lua_gettop(L)) {
+    case 0: break;
+    case 1:
+      up = luaL_checkinteger(L, 1);
+      shape = up == 0 ? random_yield::form::integer : random_yield::form::range;
+      break;
+    case 2:
+      low = luaL_checkinteger(L, 1);
+      up = luaL_checkinteger(L, 2);
+      shape = random_yield::form::range;
+      break;
+    default: return luaL_error(L, "wrong number of arguments");
+  }
+  if (shape == random_yield::form::range) luaL_argcheck(L, low <= up, 1, "interval is empty");
+  random_yield* y = random_yield::acquire(L);
+  y->shape = shape;
+  y->low = static_cast<lua_Unsigned>(low);
+  y->span = static_cast<lua_Unsigned>(up) - static_cast<lua_Unsigned>(low);
+  return runtime::yield_command(L, answered);
+}
+
+// --- uuid ---------------------------------------------------------------------
+
+class uuid_yield final
+    : public runtime::pooled_yield<uuid_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.uuid";
+
+  value args() const { return request("uuid"); }
+  // The answer is {high, low}: 128 bits as two integers.
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_failed(L, *err);
+    const auto* halves = v.get<value::array>();
+    const std::int64_t* high =
+        halves && halves->size() == 2 ? (*halves)[0].get<std::int64_t>() : nullptr;
+    const std::int64_t* low = high ? (*halves)[1].get<std::int64_t>() : nullptr;
+    if (!low) return push_failed(L, k_bad_uuid);
+    unsigned char b[16];
+    for (int i = 0; i < 8; ++i) {
+      b[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(*high) >> (56 - 8 * i));
+      b[8 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(*low) >> (56 - 8 * i));
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;  // version 4 (RFC 4122, 4.4)
+    b[8] = (b[8] & 0x3f) | 0x80;  // variant 10x
+    static constexpr char hex[] = "0123456789abcdef";
+    char text[36];
+    char* out = text;
+    for (int i = 0; i < 16; ++i) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
+      *out++ = hex[b[i] >> 4];
+      *out++ = hex[b[i] & 0x0f];
+    }
+    lua_pushboolean(L, 1);
+    lua_pushlstring(L, text, sizeof text);
+    return 2;
+  }
+};
+
+int workflow_uuid(lua_State* L) {
+  uuid_yield::acquire(L);
+  return runtime::yield_command(L, answered);
+}
+
+// --- side_effect --------------------------------------------------------------
+
+// Pushes true and the results an answer holds (see DESIGN), or false and why not.
+int push_recorded(lua_State* L, const value& v) {
+  const value* list = v.find("value");
+  const auto* results = (list ? list : &v)->get<value::array>();
+  bool readable = results != nullptr;
+  for (std::size_t i = 0; readable && i < results->size(); ++i) {
+    const auto* bytes = (*results)[i].get<std::string>();
+    readable = bytes && runtime::valid_message(*bytes);
+  }
+  if (!readable) return push_failed(L, k_bad_results);
+  // (A failure's 2 slots are free already: a call leaves LUA_MINSTACK, and
+  // side_effect_ran keeps 5.)
+  if (results->size() >= LUAI_MAXSTACK || !lua_checkstack(L, static_cast<int>(results->size()) + 1))
+    return push_failed(L, k_too_many);
+  lua_pushboolean(L, 1);
+  for (const value& r : *results) runtime::push_message(L, *r.get<std::string>());
+  return static_cast<int>(results->size()) + 1;
+}
+
+class side_effect_yield final
+    : public runtime::pooled_yield<side_effect_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.side_effect";
+  bool asking = true;    // the first wait; false: the second, recording `results`
+  value::array results;  // one message-codec encoding per result of fn
+
+  value args() {
+    value::map m{{"kind", "side_effect"}};
+    if (!asking) m.emplace_back("value", std::move(results));
+    return {std::move(m)};
+  }
+  // Asking, nil means "run it" and pushes nothing.
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_failed(L, *err);
+    if (asking && v.is_nil()) return 0;
+    if (v.is_nil()) return push_failed(L, k_unrecorded);
+    return push_recorded(L, v);
+  }
+};
+
+// Encodes the `count` values at the bottom of the stack (fn's results) into
+// `y`, within the process's message size limit for all of them. Each result
+// costs its encoding and its slot in the record, so a million nils are no
+// cheaper than what they hold.
+runtime::status record(lua_State* L, int count, side_effect_yield& y) noexcept {
+  try {
+    const std::size_t max = runtime::process::of(L)->context().limits.message_bytes;
+    std::size_t left = max;
+    y.results.reserve(std::min(static_cast<std::size_t>(count), max / sizeof(value)));
+    std::string bytes, why;
+    for (int i = 1; i <= count; ++i) {
+      bytes.clear();
+      bool fits = left >= sizeof(value);
+      if (fits) left -= sizeof(value);
+      if (!fits || !runtime::encode_message(L, i, bytes, why, left)) {
+        bool size = !fits || why.starts_with("message larger than");
+        if (size) {
+          why = "all results together are larger than " + std::to_string(max) +
+                " bytes (limits.message_size)";
+        }
+        return runtime::fail(
+            size ? error_kind::limit : error_kind::invalid,
+            "workflow.side_effect: result " + std::to_string(i) + " cannot be recorded: " + why);
+      }
+      left -= bytes.size();
+      y.results.emplace_back(std::move(bytes));
+    }
+    return runtime::done{};
+  } catch (const std::bad_alloc&) {
+    return runtime::fail(error_kind::limit, "workflow.side_effect: out of memory");
+  }
+}
+
+// fn returned: the stack holds its results and nothing else. Records them.
+int side_effect_ran(lua_State* L, int, lua_KContext) {
+  int count = lua_gettop(L);
+  // A call with any number of results leaves no free slot: the yield object,
+  // then `nil, err` (push_failure) or the answer's [false, err].
+  luaL_checkstack(L, 5, "too many results");
+  side_effect_yield* y = side_effect_yield::acquire(L);
+  y->asking = false;
+  int n = 0;
+  {
+    runtime::status ok = record(L, count, *y);
+    if (!ok) {
+      lua_pop(L, 1);  // the yield object acquire pushed
+      y->release();
+      n = runtime::push_failure(L, ok.error());
+    }
+  }
+  if (n != 0) return lua_error(L);  // the error on top (or Lua's memory error)
+  return runtime::yield_command(L, answered);
+}
+
+// After the first wait: [fn, args...] and the `pushed` values of the answer.
+int side_effect_asked(lua_State* L, int status, lua_KContext pushed) {
+  if (pushed != 0) return answered(L, status, pushed);  // recorded: fn is not run
+  lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, side_effect_ran);
+  return side_effect_ran(L, LUA_OK, 0);
+}
+
+int workflow_side_effect(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  side_effect_yield::acquire(L);
+  return runtime::yield_command(L, side_effect_asked);
+}
+
+// --- the module ---------------------------------------------------------------
+
+constexpr param_type now_returns[] = {{"seconds", "number"}};
+constexpr param_type random_params[] = {{"m", "integer?"}, {"n", "integer?"}};
+constexpr param_type random_returns[] = {{"x", "number"}};
+constexpr param_type uuid_returns[] = {{"uuid", "string"}};
+constexpr param_type side_effect_params[] = {{"fn", "function"}, {"...", "any"}};
+constexpr param_type side_effect_returns[] = {{"...", "any"}};
+
+constexpr runtime::function_type manifest[] = {
+    {"now",
+     {},
+     now_returns,
+     "Wall-clock time in seconds since the Unix epoch, recorded: a replay sees the same time."},
+    {"random", random_params, random_returns,
+     "Like math.random (a float in [0, 1), an integer in [1, m] or [m, n], any integer for "
+     "random(0)), from recorded random bits."},
+    {"uuid", {}, uuid_returns, "A random RFC 4122 version 4 UUID (lower-case), recorded."},
+    {"side_effect", side_effect_params, side_effect_returns,
+     "Calls fn(...) and returns its results, recorded (copied as messages are): a replay returns "
+     "them without calling fn again. Errors fn raises propagate unrecorded."},
+};
+
+runtime::module_exports build() {
+  return {{{"now", workflow_now},
+           {"random", workflow_random},
+           {"uuid", workflow_uuid},
+           {"side_effect", workflow_side_effect}},
+          {now_yield::type(), random_yield::type(), uuid_yield::type(), side_effect_yield::type()}};
+}
+
+}  // namespace
+
+extern const runtime::module_def workflow_module{
+    "workflow", "Clocks, randomness and side effects a durable workflow can replay.",
+    runtime::workflow, manifest, build};
+
+}  // namespace luad::modules

@@ -1,0 +1,386 @@
+// Durable runs as the daemon keeps them (see durable_runs.hpp).
+#include "server/durable_runs.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <random>
+#include <utility>
+
+#include "dispatcher/durable.hpp"
+#include "proto/json_rpc.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/message_codec.hpp"
+#include "runtime/process.hpp"
+#include "server/spawn_request.hpp"
+
+namespace luad::server {
+
+namespace json = boost::json;
+using dispatcher::journal_entry;
+using dispatcher::run_record;
+using dispatcher::run_state;
+using runtime::error_kind;
+using runtime::fail;
+
+namespace {
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string hex16(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Waits for an asynchronous journal write (protocol calls and startup only).
+runtime::status written(const std::function<void(dispatcher::journal_backend::written_fn)>& write) {
+  auto p = std::make_shared<std::promise<runtime::status>>();
+  auto f = p->get_future();
+  write([p](runtime::status s) { p->set_value(std::move(s)); });
+  return f.get();
+}
+
+// A stored value (message-codec bytes) as JSON, or null.
+json::value decoded_json(const std::string& bytes) {
+  if (bytes.empty()) return nullptr;
+  auto v = runtime::decode_value(bytes);
+  return v ? proto::to_json(*v) : json::value(nullptr);
+}
+
+// A run's `detail` (JSON text) as JSON; text that does not parse stays text.
+json::value detail_json(const std::string& text) {
+  if (text.empty()) return nullptr;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  return ec ? json::value(text) : v;
+}
+
+std::string report(std::string_view reason, std::string_view message) {
+  return json::serialize(json::object{{"reason", reason}, {"message", message}});
+}
+
+}  // namespace
+
+std::string new_run_id() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  std::lock_guard lock(mu);
+  return "r-" + hex16(rng());
+}
+
+/// A run with a process (or about to have one).
+struct durable_runs::live_run {
+  std::string id;
+  runtime::pid pid;  // empty until spawned
+  /// Why the process is being ended, so that its exit leaves the state alone.
+  enum class ending : std::uint8_t { none, suspended, terminated } why = ending::none;
+};
+
+durable_runs::durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io)
+    : cfg_(cfg), eng_(eng), ev_(ev), io_(io) {}
+
+durable_runs::~durable_runs() = default;
+
+void durable_runs::start(durable_request req, started_fn then) {
+  run_record rec;
+  rec.id = new_run_id();
+  rec.owner = req.so.ctx.owner;
+  rec.script = req.script;
+  rec.code_hash = hex16(runtime::content_hash(req.code->bytecode));
+  runtime::encode_value(runtime::value(req.so.args), rec.args);
+  rec.state = run_state::running;
+  rec.created = rec.updated = unix_now();
+  req.spawn["peer"] = json::object{{"uid", req.as.uid}, {"gid", req.as.gid}};
+  req.spawn["owner"] = rec.owner;
+  rec.spawn = json::serialize(req.spawn);
+  auto shared = std::make_shared<durable_request>(std::move(req));
+  eng_.storage().create_run(rec, [this, rec, shared, then = std::move(then)](runtime::status s) {
+    // On the storage's thread: spawning is thread-safe; answering is the io
+    // thread's.
+    runtime::result<started_run> r =
+        s ? launch(rec, {}, shared->code, std::move(shared->so)) : s.error();
+    boost::asio::post(io_, [then, r = std::move(r)]() mutable { then(std::move(r)); });
+  });
+}
+
+runtime::result<started_run> durable_runs::launch(const run_record& rec,
+                                                  std::vector<journal_entry> past,
+                                                  runtime::chunk_ptr code,
+                                                  runtime::spawn_options so) {
+  auto r = std::make_shared<live_run>();
+  r->id = rec.id;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail(error_kind::unavailable, "the daemon is shutting down");
+    if (live_.count(rec.id)) return fail(error_kind::invalid, "run " + rec.id + " is running");
+    live_[rec.id] = r;
+  }
+  std::weak_ptr<live_run> weak = r;
+  auto on_stop = [this, weak](std::string report) {
+    if (auto run = weak.lock()) suspend(run, std::move(report));
+  };
+  so.commands = std::make_shared<dispatcher::durable_sink>(
+      rec.id, rec.code_hash, std::move(past), eng_.commands(), eng_.storage(), std::move(on_stop),
+      cfg_.limits.journal_steps);
+  so.on_exit = [this, r](const runtime::exit_info& e) {
+    ev_.on_submitted_exit(e);
+    ended(r, e);
+  };
+  auto spawned = eng_.scheduler().spawn(code, std::move(so));
+  if (!spawned) {
+    std::lock_guard lock(mu_);
+    live_.erase(rec.id);
+    return spawned.error();
+  }
+  bool end_now;
+  {
+    std::lock_guard lock(mu_);
+    r->pid = *spawned;
+    end_now = r->why != live_run::ending::none;  // suspended before we knew its pid
+  }
+  if (end_now) eng_.scheduler().kill(*spawned, runtime::exit_reason::killed, "run suspended");
+  return started_run{rec.id, *spawned};
+}
+
+void durable_runs::suspend(const std::shared_ptr<live_run>& r, std::string why) {
+  runtime::pid pid;
+  {
+    std::lock_guard lock(mu_);
+    if (r->why != live_run::ending::none) return;
+    r->why = live_run::ending::suspended;
+    pid = r->pid;
+  }
+  runtime::logger().warn("durable run {} suspended: {}", r->id, why);
+  eng_.storage().set_state(r->id, run_state::suspended, std::move(why), [id = r->id](auto s) {
+    if (!s) runtime::logger().error("durable run {}: state not written: {}", id, s.error().message);
+  });
+  if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run suspended");
+}
+
+void durable_runs::ended(const std::shared_ptr<live_run>& r, const runtime::exit_info& e) {
+  live_run::ending why;
+  bool stopping;
+  {
+    std::lock_guard lock(mu_);
+    why = r->why;
+    stopping = stopping_;
+    auto it = live_.find(r->id);
+    if (it != live_.end() && it->second == r) live_.erase(it);
+  }
+  // Suspended or terminated: that wrote the state. Shutdown: stays unfinished.
+  if (why != live_run::ending::none || stopping || e.reason == runtime::exit_reason::shutdown)
+    return;
+  run_state state =
+      e.reason == runtime::exit_reason::normal ? run_state::completed : run_state::failed;
+  if (state == run_state::failed)
+    runtime::logger().warn("durable run {} failed: {}: {}", r->id, runtime::reason_name(e.reason),
+                           e.err.message);
+  eng_.storage().set_state(
+      r->id, state, json::serialize(proto::exit_json(e)), [id = r->id](runtime::status s) {
+        if (!s)
+          runtime::logger().error("durable run {}: state not written: {}", id, s.error().message);
+      });
+}
+
+runtime::status durable_runs::rebuild(const run_record& rec, runtime::chunk_ptr& code,
+                                      runtime::spawn_options& so) {
+  boost::system::error_code ec;
+  json::value spawn = json::parse(rec.spawn, ec);
+  if (ec || !spawn.is_object())
+    return fail(error_kind::invalid, "its stored spawn request does not parse");
+  const json::object& p = spawn.get_object();
+  const json::object* peer_obj = p.if_contains("peer") ? p.at("peer").if_object() : nullptr;
+  const json::value* owner = p.if_contains("owner");
+  if (!peer_obj || !owner || !owner->is_string() || !peer_obj->contains("uid"))
+    return fail(error_kind::invalid, "its stored spawn request names no peer");
+  peer as{static_cast<uid_t>(peer_obj->at("uid").to_number<std::int64_t>()),
+          static_cast<gid_t>(
+              peer_obj->contains("gid") ? peer_obj->at("gid").to_number<std::int64_t>() : -1)};
+  actor who{std::string(owner->get_string()), false, as.uid};
+  if (auto ok = spawn_options_from(cfg_, eng_, p, who, as, so); !ok) return ok.error();
+  if (const json::value* src = p.if_contains("source"); src && src->is_string()) {
+    const json::value* name = p.if_contains("name");
+    code = runtime::compile(src->get_string(), name && name->is_string()
+                                                   ? std::string_view(name->get_string())
+                                                   : std::string_view("submitted"));
+  } else if (const json::value* script = p.if_contains("script"); script && script->is_string()) {
+    auto found = find_script(cfg_, std::string(script->get_string()));
+    if (!found) return found.error();
+    so.ctx.script_root = found->root;
+    // Read now, not from the cache, which trusts a file it checked within the
+    // last second: a resume usually follows a fix of that very file.
+    code = runtime::compile_file(found->path);
+  } else {
+    return fail(error_kind::invalid, "its stored spawn request has no source or script");
+  }
+  if (code->compile_error) return *code->compile_error;
+  return runtime::done{};
+}
+
+runtime::result<run_record> durable_runs::record(const std::string& run) {
+  auto all = eng_.storage().runs(false);
+  if (!all) return all.error();
+  for (run_record& r : *all)
+    if (r.id == run) return std::move(r);
+  return fail(error_kind::not_found, "no durable run '" + run + "'");
+}
+
+runtime::status durable_runs::write_state(const std::string& run, run_state state,
+                                          std::string detail) {
+  return written([&](dispatcher::journal_backend::written_fn done) {
+    eng_.storage().set_state(run, state, std::move(detail), std::move(done));
+  });
+}
+
+std::size_t durable_runs::resume_unfinished() {
+  auto runs = eng_.storage().runs(true);
+  if (!runs) {
+    runtime::logger().error("durable runs not resumed: {}", runs.error().message);
+    return 0;
+  }
+  std::size_t started = 0;
+  for (const run_record& rec : *runs) {
+    if (rec.state == run_state::suspended) continue;  // waits for `resume`
+    auto past = eng_.storage().history(rec.id);
+    runtime::chunk_ptr code;
+    runtime::spawn_options so;
+    runtime::status ok = past ? rebuild(rec, code, so) : runtime::status(past.error());
+    runtime::result<started_run> s =
+        ok ? launch(rec, std::move(*past), code, std::move(so)) : ok.error();
+    if (s) {
+      ++started;
+      continue;
+    }
+    std::string why = (past ? "cannot start it again: " : "") + s.error().message;
+    runtime::logger().error("durable run {} suspended: {}", rec.id, why);
+    (void)write_state(rec.id, run_state::suspended, report(past ? "start" : "journal", why));
+  }
+  if (!runs->empty())
+    runtime::logger().info("durable runs: {} resumed of {} unfinished", started, runs->size());
+  return started;
+}
+
+runtime::result<started_run> durable_runs::resume(const std::string& run) {
+  auto rec = record(run);
+  if (!rec) return rec.error();
+  {
+    std::lock_guard lock(mu_);
+    if (live_.count(run)) return fail(error_kind::invalid, "run " + run + " is running");
+  }
+  if (dispatcher::finished(rec->state))
+    return fail(error_kind::invalid, "run " + run + " is " +
+                                         std::string(dispatcher::run_state_name(rec->state)) +
+                                         ": only a suspended or stopped run can be resumed");
+  auto past = eng_.storage().history(run);
+  if (!past) return past.error();
+  runtime::chunk_ptr code;
+  runtime::spawn_options so;
+  if (auto ok = rebuild(*rec, code, so); !ok)
+    return fail(ok.error().kind, "run " + run + " cannot start again: " + ok.error().message);
+  if (auto ok = write_state(run, run_state::running, ""); !ok) return ok.error();
+  runtime::logger().info("durable run {} resumed by replay of {} steps", run, past->size());
+  return launch(*rec, std::move(*past), code, std::move(so));
+}
+
+runtime::status durable_runs::terminate(const std::string& run) {
+  auto rec = record(run);
+  if (!rec) return rec.error();
+  if (dispatcher::finished(rec->state))
+    return fail(error_kind::invalid, "run " + run + " is already " +
+                                         std::string(dispatcher::run_state_name(rec->state)));
+  runtime::pid pid;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(run); it != live_.end()) {
+      it->second->why = live_run::ending::terminated;
+      pid = it->second->pid;
+    }
+  }
+  if (auto ok = write_state(run, run_state::terminated, report("terminated", "by hand")); !ok)
+    return ok;
+  if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run terminated");
+  runtime::logger().info("durable run {} terminated", run);
+  return runtime::done{};
+}
+
+runtime::result<std::string> durable_runs::owner_of(const std::string& run) {
+  auto rec = record(run);
+  if (!rec) return rec.error();
+  return rec->owner;
+}
+
+runtime::result<json::array> durable_runs::list(const actor& viewer) {
+  auto runs = eng_.storage().runs(false);
+  if (!runs) return runs.error();
+  json::array out;
+  for (const run_record& rec : *runs) {
+    json::object o{{"run", rec.id},
+                   {"workflow", rec.workflow},
+                   {"owner", rec.owner},
+                   {"script", rec.script},
+                   {"state", dispatcher::run_state_name(rec.state)},
+                   {"steps", rec.steps},
+                   {"created", rec.created},
+                   {"updated", rec.updated}};
+    runtime::pid pid;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = live_.find(rec.id); it != live_.end()) pid = it->second->pid;
+    }
+    if (pid) {
+      o["pid"] = pid.to_string();
+      if (runtime::process* proc = eng_.scheduler().find(pid)) {
+        std::string_view on = proc->waiting_on();
+        if (on == "message") o["state"] = "waiting";
+        if (on == "clock.sleep") o["state"] = "sleeping";
+        proc->release_ref();
+      }
+    }
+    bool readable = viewer.privileged || viewer.owner == rec.owner;
+    if (!rec.detail.empty() && readable) o["detail"] = detail_json(rec.detail);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+runtime::result<json::object> durable_runs::history(const std::string& run) {
+  auto rec = record(run);
+  if (!rec) return rec.error();
+  auto past = eng_.storage().history(run);
+  if (!past) return past.error();
+  json::array steps;
+  for (const journal_entry& e : *past) {
+    json::object s{{"step", e.step},
+                   {"command", runtime::command_name(e.command)},
+                   {"args", decoded_json(e.args)},
+                   {"state", e.state == dispatcher::step_state::done ? "done" : "started"},
+                   {"failed", e.failed},
+                   {"result", decoded_json(e.result)},
+                   {"at", e.at}};
+    steps.push_back(std::move(s));
+  }
+  return json::object{
+      {"run", run}, {"state", dispatcher::run_state_name(rec->state)}, {"steps", std::move(steps)}};
+}
+
+void durable_runs::stop_all() {
+  std::vector<runtime::pid> pids;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (auto& [id, r] : live_)
+      if (r->pid) pids.push_back(r->pid);
+  }
+  for (runtime::pid pid : pids)
+    eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
+}
+
+}  // namespace luad::server

@@ -1,0 +1,123 @@
+// Durable runs as the daemon keeps them: starting one (a `spawn` with
+// `durable`), resuming the unfinished ones when the daemon starts, suspending
+// a run whose replay diverged, resuming and terminating by hand, ending them
+// at shutdown so that they stay resumable, and listing them with their
+// journals (docs/workflows.md, "Durable runs").
+//
+// DESIGN. A run is a row of the journal's `runs` table (its state, its
+// detail, and the spawn request that started it) plus, while it runs, one
+// process whose commands go through a dispatcher::durable_sink. The table is
+// the truth: a process's exit writes the run's final state (completed with
+// its results, failed with its error) unless the run is being suspended,
+// terminated or the daemon is stopping, when the state was written already
+// or must stay unfinished. Resuming rebuilds the spawn from the stored
+// request (its code, args, limits, profile and peer) and replays the journal.
+// A run the daemon cannot start again (its journal unreadable, its script
+// gone or not compiling) is suspended with a report naming the run, and the
+// other runs go on. Thread-safe: exits and suspensions arrive on worker and
+// storage threads; protocol calls come from the io thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dispatcher/journal.hpp"
+#include "runtime/code.hpp"
+#include "runtime/pid.hpp"
+#include "runtime/result.hpp"
+#include "server/access.hpp"
+#include "server/config.hpp"
+#include "server/engine.hpp"
+#include "server/events.hpp"
+
+namespace luad::server {
+
+/// A run that was started or resumed: its id and its process.
+struct started_run {
+  std::string run;
+  runtime::pid pid;
+};
+
+/// What a new durable run is: its code and spawn, and what to store so that
+/// it can be started again.
+struct durable_request {
+  runtime::chunk_ptr code;
+  runtime::spawn_options so;  ///< without `commands` and `on_exit` (durable_runs sets them)
+  /// The spawn request's params (`source` or `script`, `name`, `args`,
+  /// `limits`, `profile`); `peer` ({uid, gid}) and `owner` are added.
+  boost::json::object spawn;
+  peer as;
+  std::string script;  ///< for listings: the script's path or the submission's name
+};
+
+class durable_runs {
+ public:
+  /// `io`: where start()'s answers go.
+  durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io);
+  ~durable_runs();
+  durable_runs(const durable_runs&) = delete;
+  durable_runs& operator=(const durable_runs&) = delete;
+
+  using started_fn = std::function<void(runtime::result<started_run>)>;
+  /// Records a new run (durably) and then starts it; `then` runs once, on
+  /// the io thread.
+  void start(durable_request req, started_fn then);
+  /// At daemon start: starts every unfinished run again by replay, except
+  /// the suspended ones. Returns how many were started; one that cannot be
+  /// started is suspended with a report (and logged), the rest go on.
+  std::size_t resume_unfinished();
+  /// A suspended run, or an unfinished one with no process: replays it again
+  /// (after a code fix). `not_found`, or `invalid` for a run in another state.
+  runtime::result<started_run> resume(const std::string& run);
+  /// Ends a run for good (state `terminated`), killing its process if alive.
+  /// `invalid` for a run already completed, failed or terminated.
+  runtime::status terminate(const std::string& run);
+  /// Every run, oldest first: {run, workflow, owner, script, state, steps,
+  /// created, updated, pid?, detail?} (state `sleeping` / `waiting` while its
+  /// process waits on a timer / a message). `detail` (results, errors) only
+  /// for the runs `viewer` may read: its own, or all for a privileged one.
+  runtime::result<boost::json::array> list(const actor& viewer);
+  /// A run's journal: {run, state, steps: [{step, command, args, state,
+  /// failed, result, at}]}; an unreadable journal is `invalid`, naming the step.
+  runtime::result<boost::json::object> history(const std::string& run);
+  /// The owner of `run` ("uid:N", "workflow:NAME"), or not_found.
+  runtime::result<std::string> owner_of(const std::string& run);
+  /// Shutdown: kills every live run's process with reason `shutdown`; their
+  /// states stay unfinished so that the next start resumes them.
+  void stop_all();
+
+ private:
+  struct live_run;
+  runtime::result<started_run> launch(const dispatcher::run_record& rec,
+                                      std::vector<dispatcher::journal_entry> past,
+                                      runtime::chunk_ptr code, runtime::spawn_options so);
+  /// The code and spawn options of a stored run (its `spawn` request).
+  runtime::status rebuild(const dispatcher::run_record& rec, runtime::chunk_ptr& code,
+                          runtime::spawn_options& so);
+  runtime::result<dispatcher::run_record> record(const std::string& run);
+  runtime::status write_state(const std::string& run, dispatcher::run_state state,
+                              std::string detail);
+  void suspend(const std::shared_ptr<live_run>& r, std::string report);
+  void ended(const std::shared_ptr<live_run>& r, const runtime::exit_info& e);
+
+  const config& cfg_;
+  engine& eng_;
+  events& ev_;
+  boost::asio::io_context& io_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<live_run>> live_;  // guarded by mu_
+  bool stopping_ = false;                                            // guarded by mu_
+};
+
+/// A fresh run id: "r-" and 16 hex digits.
+std::string new_run_id();
+
+}  // namespace luad::server

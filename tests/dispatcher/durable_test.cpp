@@ -1,0 +1,265 @@
+// The durable sink (dispatcher/durable.hpp) on a real engine and a real
+// SQLite journal: a run replayed from its journal sees the same outcomes and
+// dispatches nothing twice; a changed command stops it with a nondeterminism
+// report; a sleep cut by a crash keeps its deadline; a journal that cannot be
+// written stops the run instead of letting it see an unrecorded outcome.
+#include "dispatcher/durable.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/json.hpp"
+#include "runtime/message_codec.hpp"
+#include "server/engine.hpp"
+#include "tests/support.hpp"
+
+namespace {
+
+using luad::dispatcher::durable_sink;
+using luad::dispatcher::journal_backend;
+using luad::dispatcher::journal_entry;
+using luad::dispatcher::run_record;
+using luad::dispatcher::step_state;
+using luad::runtime::command_id;
+using luad::runtime::exit_reason;
+using luad::runtime::value;
+using luad::test::eventually;
+using luad::test::has;
+using clk = std::chrono::steady_clock;
+
+// An engine whose store (and journal) is a real file in a temp folder.
+struct journaled_engine {
+  luad::test::temp_dir dir{"durable"};
+  luad::server::engine eng{luad::server::engine_options{
+      luad::runtime::scheduler_options::with_workers(2), dir.path().string()}};
+  std::mutex mu;
+  std::vector<std::string> reports;  // what stop_fn was told
+  // The running process: stop_fn ends it, as the daemon does.
+  std::atomic<bool> started{false};
+  luad::runtime::pid current;
+
+  journal_backend& journal() { return eng.storage(); }
+
+  void create(const std::string& run) {
+    std::promise<luad::runtime::status> p;
+    run_record r;
+    r.id = run;
+    r.script = "test.lua";
+    journal().create_run(std::move(r), [&](luad::runtime::status s) { p.set_value(std::move(s)); });
+    auto s = p.get_future().get();
+    REQUIRE_MESSAGE(s, (s ? "" : s.error().message));
+  }
+
+  std::vector<journal_entry> history(const std::string& run) {
+    auto h = journal().history(run);
+    REQUIRE_MESSAGE(h, (h ? "" : h.error().message));
+    return *h;
+  }
+
+  // Runs `source` as run `run`, answered first from `past`.
+  luad::runtime::exit_info run(const std::string& run, const std::string& source,
+                               std::vector<journal_entry> past = {},
+                               std::shared_ptr<durable_sink>* sink_out = nullptr) {
+    started = false;
+    auto sink = std::make_shared<durable_sink>(run, "hash", std::move(past), eng.commands(),
+                                               journal(), [this](std::string report) {
+                                                 {
+                                                   std::lock_guard lock(mu);
+                                                   reports.push_back(std::move(report));
+                                                 }
+                                                 if (eventually([&] { return started.load(); }))
+                                                   eng.scheduler().kill(current);
+                                               });
+    if (sink_out) *sink_out = sink;
+    luad::runtime::spawn_options so;
+    so.ctx.permissions = {"store:d"};
+    so.commands = sink;
+    auto fut = luad::test::spawn_lua(eng, source, std::move(so), &current);
+    started = true;
+    return luad::test::wait_exit(fut, std::chrono::seconds(20));
+  }
+
+  std::string report(std::size_t i = 0) {
+    std::lock_guard lock(mu);
+    return i < reports.size() ? reports[i] : std::string();
+  }
+};
+
+constexpr const char* k_steps = R"(
+  local store, time = require("store"), require("time")
+  local a = assert(store.incr("n", 1))
+  time.sleep(0)
+  local b = assert(store.incr("n", 10))
+  return a, b
+)";
+
+}  // namespace
+
+TEST_CASE("durable: a replayed run sees the same outcomes and dispatches nothing twice") {
+  journaled_engine j;
+  j.create("r1");
+  auto first = j.run("r1", k_steps);
+  INFO(first.err.message);
+  REQUIRE(first.reason == exit_reason::normal);
+  CHECK(first.results == std::vector<value>{value(1), value(11)});
+  std::vector<journal_entry> past = j.history("r1");
+  REQUIRE(past.size() == 3);
+  CHECK(past[0].command == command_id::store_op);
+  CHECK(past[1].command == command_id::clock_sleep);
+  CHECK(past[1].state == step_state::done);
+  CHECK(past[2].command == command_id::store_op);
+
+  std::shared_ptr<durable_sink> sink;
+  auto again = j.run("r1", k_steps, past, &sink);
+  REQUIRE(again.reason == exit_reason::normal);
+  CHECK(again.results == first.results);  // answered from the journal...
+  CHECK(sink->steps() == 3);
+  CHECK(j.history("r1").size() == 3);  // ...which did not grow
+  // The counter was incremented once per step, not again on replay.
+  auto read = luad::test::run_lua(
+      "return require('store').get('n')",
+      [] {
+        luad::runtime::spawn_options so;
+        so.ctx.permissions = {"store:d"};
+        return so;
+      }(),
+      &j.eng);
+  CHECK(read.results == std::vector<value>{value(11)});
+  CHECK(j.report().empty());
+}
+
+TEST_CASE("durable: a half-replayed run goes on live where its journal ends") {
+  journaled_engine j;
+  j.create("r2");
+  REQUIRE(j.run("r2", k_steps).reason == exit_reason::normal);
+  std::vector<journal_entry> past = j.history("r2");
+  past.resize(1);  // as if the daemon had died after the first step
+  // The journal in the database has all three; a fresh run with a shorter
+  // past would append at a step already done, which the journal refuses.
+  // So start a second run whose journal really holds only the first step.
+  j.create("r2b");
+  journal_entry first = past[0];
+  first.run = "r2b";
+  std::promise<luad::runtime::status> p;
+  j.journal().append(first, [&](luad::runtime::status s) { p.set_value(std::move(s)); });
+  REQUIRE(p.get_future().get());
+  auto resumed = j.run("r2b", k_steps, {first});
+  REQUIRE(resumed.reason == exit_reason::normal);
+  // Step 0 came from the journal (the counter was 11 after run r2, not 0):
+  // the replay answered 1 without incrementing; steps 1 and 2 ran live.
+  CHECK(resumed.results == std::vector<value>{value(1), value(21)});
+  CHECK(j.history("r2b").size() == 3);
+}
+
+TEST_CASE("durable: a command that differs from the journal stops the run with a report") {
+  journaled_engine j;
+  j.create("r3");
+  REQUIRE(j.run("r3", k_steps).reason == exit_reason::normal);
+  auto changed = j.run("r3", R"(
+    local store = require("store")
+    local a = store.incr("other", 1)  -- another key than the journal's step 0
+    return a
+  )",
+                       j.history("r3"));
+  CHECK(changed.reason == exit_reason::killed);
+  std::string report = j.report();
+  INFO(report);
+  CHECK(has(report, "\"reason\":\"nondeterminism\""));
+  CHECK(has(report, "\"step\":0"));
+  CHECK(has(report, "other"));
+  CHECK(has(report, "\"code_hash\":\"hash\""));
+}
+
+TEST_CASE("durable: a sleep cut short by a crash ends at its journaled deadline") {
+  journaled_engine j;
+  j.create("r4");
+  // What a daemon that died 0.3 s into a 5 s sleep left: a started step.
+  journal_entry cut;
+  cut.run = "r4";
+  cut.step = 0;
+  cut.command = command_id::clock_sleep;
+  luad::runtime::encode_value(value(5.0), cut.args);
+  cut.state = step_state::started;
+  double deadline =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      0.3;
+  luad::runtime::encode_value(value(deadline), cut.result);
+  std::promise<luad::runtime::status> p;
+  j.journal().append(cut, [&](luad::runtime::status s) { p.set_value(std::move(s)); });
+  REQUIRE(p.get_future().get());
+  auto t0 = clk::now();
+  auto e = j.run("r4", "require('time').sleep(5) return 'woke'", {cut});
+  double took = std::chrono::duration<double>(clk::now() - t0).count();
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(took < 3);     // not the 5 s the script asks for again
+  CHECK(took > 0.15);  // but the rest of the original one
+  auto h = j.history("r4");
+  REQUIRE(h.size() == 1);
+  CHECK(h[0].state == step_state::done);
+}
+
+TEST_CASE("durable: a journal that cannot be written stops the run") {
+  journaled_engine j;
+  j.create("r5");
+  j.eng.storage().inject(luad::dispatcher::storage::fault::read_only);
+  auto e = j.run("r5", R"(
+    local ok, err = require("store").incr("n", 1)
+    return "went on", ok, err and err.kind
+  )");
+  j.eng.storage().inject(luad::dispatcher::storage::fault::none);
+  // The process never saw an outcome its journal does not hold.
+  CHECK(e.reason == exit_reason::killed);
+  CHECK(has(j.report(), "\"reason\":\"journal\""));
+  CHECK(j.history("r5").empty());
+}
+
+TEST_CASE("durable: receive and spawn, which the journal would not hold, are refused") {
+  journaled_engine j;
+  j.create("r-recv");
+  auto e = j.run("r-recv", "return require('process').receive('x', 0.01)");
+  REQUIRE(e.reason == exit_reason::error);
+  CHECK(has(e.err.message, "process.receive: not available in a durable run yet"));
+  j.create("r-spawn");
+  auto s = j.run("r-spawn", R"(
+    local pid, err = require("process").spawn("child.lua")
+    return pid == nil, err and err.message)");
+  REQUIRE_MESSAGE(s.reason == exit_reason::normal, s.err.message);
+  REQUIRE(s.results.size() == 2);
+  CHECK(s.results[0] == value(true));
+  const std::string* msg = s.results[1].get<std::string>();
+  REQUIRE(msg);
+  CHECK(has(*msg, "process.spawn: not available in a durable run yet"));
+}
+
+TEST_CASE("durable: past the journal's bound each command fails with limit, journaling nothing") {
+  // A run that loops on a cheap command forever would fill the disk.
+  journaled_engine j;
+  j.create("r-full");
+  auto sink = std::make_shared<durable_sink>(
+      "r-full", "hash", std::vector<journal_entry>{}, j.eng.commands(), j.journal(),
+      [](std::string) {}, 50);
+  luad::runtime::spawn_options so;
+  so.commands = sink;
+  auto fut = luad::test::spawn_lua(j.eng, R"(
+    local workflow = require("workflow")
+    local n = 0
+    while true do
+      local ok, err = pcall(workflow.now)
+      if not ok then return n, tostring(err) end
+      n = n + 1
+    end)",
+                                   std::move(so));
+  auto e = luad::test::wait_exit(fut, std::chrono::seconds(20));
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  CHECK(e.results.at(0) == value(50));
+  const std::string* why = e.results.at(1).get<std::string>();
+  REQUIRE(why);
+  CHECK(has(*why, "the run's journal is full (50 steps, [limits] journal_steps)"));
+  CHECK(j.history("r-full").size() == 50);
+}

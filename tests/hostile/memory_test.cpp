@@ -1,0 +1,120 @@
+// Hostile memory attacks: everything a process makes the daemon hold outside
+// its Lua heap is bounded and charged (exit copies, queued messages, timers),
+// and running out of memory while a process exits ends only that process.
+// Daemon RSS is the test binary's own (the daemon runs in this process).
+#include <doctest/doctest.h>
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "runtime/process.hpp"
+#include "server/engine.hpp"
+#include "tests/hostile/daemon_process.hpp"
+#include "tests/server/daemon_support.hpp"
+#include "tests/support.hpp"
+
+using namespace luad_test;
+using luad::runtime::exit_reason;
+using luad::test::run_lua;
+
+namespace {
+
+// The text of tests/hostile/scripts/NAME (tests run from the source tree).
+std::string hostile_script(const std::string& name) {
+  std::ifstream in("tests/hostile/scripts/" + name);
+  REQUIRE(in);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// This process's resident set (the daemon's, since it runs in-process), bytes.
+std::size_t rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+}  // namespace
+
+TEST_CASE("hostile: four exits of one 1 MiB string shared 250 times end with limit, RSS bounded") {
+  running_daemon d("", {{"scripts/memory_dag_exit.lua", hostile_script("memory_dag_exit.lua")}});
+  client c(d.socket);
+  std::size_t before = rss_bytes();
+  for (int i = 0; i < 4; ++i) {
+    json::value r = c.call("spawn", {{"script", "memory_dag_exit.lua"}, {"wait", true}});
+    CHECK(get(r, "/result/reason") == "limit");
+    CHECK(get(r, "/result/kind") == "limit");
+    CHECK(has(text(get(r, "/result/message")), "exit limit"));
+  }
+  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  INFO("RSS grew by " << grown / MiB << " MiB");
+  // Each process's Lua heap held 1 MiB (freed at exit); nothing of 250 MiB is
+  // kept. Before the bound, four runs grew the daemon by about 1 GB.
+  CHECK(grown < 48 * MiB);
+}
+
+TEST_CASE("hostile: 60 self-sends of 10 MiB fail with limit past the mailbox's bytes") {
+  running_daemon d("",
+                   {{"scripts/memory_self_flood.lua", hostile_script("memory_self_flood.lua")}});
+  client c(d.socket);
+  std::size_t before = rss_bytes();
+  json::value r = c.call("spawn", {{"script", "memory_self_flood.lua"}, {"wait", true}});
+  INFO("reply: " << r);
+  REQUIRE(get(r, "/result/reason") == "normal");
+  std::int64_t sent = get(r, "/result/results/0").as_int64();
+  std::int64_t refused = get(r, "/result/results/1").as_int64();
+  CHECK(sent == 6);  // 64 MiB of mailbox_bytes hold six messages of 10 MiB
+  CHECK(refused == 54);
+  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  INFO("RSS grew by " << grown / MiB << " MiB");
+  // ASan keeps freed blocks in quarantine and maps shadow memory: looser there.
+  CHECK(grown < (luad_hostile::asan_build ? 400 : 160) * MiB);  // unbounded, it was 600 MB
+}
+
+TEST_CASE("hostile: 100 timers of 1 MiB are refused past timer_size and die with the process") {
+  auto& eng = luad::test::shared_engine();
+  std::size_t live_before = eng.clock().live();
+  std::size_t before = rss_bytes();
+  auto e = run_lua(hostile_script("memory_timer_flood.lua"));
+  REQUIRE(e.reason == exit_reason::normal);
+  REQUIRE(e.results.size() == 2);
+  CHECK(*e.results[0].get<std::int64_t>() == 15);  // 16 MiB of timer_bytes: 15 of 1 MiB + topic
+  CHECK(*e.results[1].get<std::int64_t>() == 85);
+  // Its hour-long timers were canceled at its exit, their payloads freed.
+  CHECK(eng.clock().live() == live_before);
+  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  INFO("RSS grew by " << grown / MiB << " MiB");
+  CHECK(grown < (luad_hostile::asan_build ? 200 : 48) * MiB);  // unbounded, it was 105 MB
+}
+
+TEST_CASE("hostile: a full heap and then an error ends the process with limit; the daemon lives") {
+  running_daemon d(
+      "", {{"scripts/memory_full_heap_error.lua", hostile_script("memory_full_heap_error.lua")}});
+  client c(d.socket);
+  for (int i = 0; i < 2; ++i) {
+    json::value r = c.call("spawn", {{"script", "memory_full_heap_error.lua"}, {"wait", true}});
+    INFO("reply: " << r);
+    CHECK(get(r, "/result/reason") == "limit");
+    CHECK(get(r, "/result/kind") == "limit");
+    CHECK(has(text(get(r, "/result/message")), "traceback of: boom"));
+  }
+  CHECK(get(c.call("ping"), "/result") == "pong");
+}
+
+TEST_CASE("hostile: 20,000 timers stop at limits.timers and are canceled at exit") {
+  auto& eng = luad::test::shared_engine();
+  std::size_t live_before = eng.clock().live();
+  auto e = run_lua(hostile_script("memory_timer_count.lua"));
+  INFO(e.err.message);
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(*e.results[0].get<std::int64_t>() == 10000);
+  CHECK(eng.clock().live() == live_before);
+}
