@@ -16,7 +16,9 @@
 // thread's own cpu clock is the test, not the wall clock: on a busy machine
 // the OS may not run a turn's thread for milliseconds, and a spare for it
 // would be one more thread on the same cores (each such hand-off marked a
-// pure Lua loop heavy and fed on itself: 37-56 ms late on a 2-core machine). Holding early matters:
+// pure Lua loop heavy and fed on itself: 37-56 ms late on a 2-core machine).
+// A turn asleep in the kernel uses no cpu: after 4 ticks it is held unless
+// the kernel reports its thread runnable (waiting for a core). Holding early matters:
 // a held thread and the spare beside it share the cores, so every millisecond the queue waits is
 // added to the lateness of whatever is queued behind the long call.
 //
@@ -46,12 +48,15 @@
 // held thread then sat on the locks it shares with the spare.)
 #include "runtime/watchdog.hpp"
 
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 
 #include "runtime/process.hpp"
 #include "runtime/worker.hpp"
@@ -80,8 +85,28 @@ std::chrono::microseconds tick_of(std::chrono::microseconds slice) {
 }
 
 // A turn armed this many ticks ago and still running is held even if its
-// thread's cpu clock says it barely ran (blocked in the kernel, say).
+// thread's cpu clock says it barely ran, unless the kernel says the thread is
+// runnable (only waiting for a core): blocked in the kernel, say.
 constexpr std::int64_t k_hold_wall_ticks = 4;
+
+// Whether the kernel has thread `tid` runnable (state R: running or waiting
+// for a core) rather than asleep in a call; unknown (no /proc) counts as not.
+bool runnable(pid_t tid) {
+  if (tid <= 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  // "tid (comm) S ...": comm may hold spaces and parentheses, so the state is
+  // after the last ')'.
+  const char* close_paren = std::strrchr(buf, ')');
+  return close_paren && close_paren[1] == ' ' && close_paren[2] == 'R';
+}
 
 std::int64_t cpu_ns(clockid_t clock) {
   timespec ts{};
@@ -172,15 +197,17 @@ void watchdog::note_cpu_clock(runner& r) {
 
 // Held: the turn's hook was first armed at an earlier look, and its thread
 // has run on for half a tick of cpu since without yielding, so it is inside a
-// C call (or it has not yielded for k_hold_wall_ticks, whatever it does). A turn
-// whose thread the OS did not run meanwhile (more busy threads than cores) is
-// not held: a spare would only add one more thread to share the same cores.
+// C call; or it has not yielded for k_hold_wall_ticks while asleep in the
+// kernel. A turn whose thread the OS did not run meanwhile (runnable, but more
+// busy threads than cores) is not held however long it waits: a spare would
+// only add one more thread to share the same cores.
 bool watchdog::stuck(runner& r, std::uint64_t e, std::int64_t now) const {
   if (r.armed_epoch_ != e) return false;  // not armed yet: this look arms it
   const std::int64_t tick = std::chrono::nanoseconds(tick_of(opts_.slice)).count();
-  if (now - r.armed_ns_ >= k_hold_wall_ticks * tick) return true;
   if (!r.has_cpu_clock_) return now - r.armed_ns_ >= tick / 2;
-  return cpu_ns(r.cpu_clock_) - r.armed_cpu_ns_ >= tick / 2;
+  if (cpu_ns(r.cpu_clock_) - r.armed_cpu_ns_ >= tick / 2) return true;
+  return now - r.armed_ns_ >= k_hold_wall_ticks * tick &&
+         !runnable(r.tid_.load(std::memory_order_relaxed));
 }
 
 void watchdog::poke() {
@@ -195,6 +222,7 @@ void watchdog::poke() {
 // end) or the queue is handed to a spare (then wait to be given another).
 void watchdog::drive(runner& r, worker* first) {
   runner::t_current_ = &r;
+  r.tid_.store(static_cast<pid_t>(::syscall(SYS_gettid)), std::memory_order_relaxed);
   if (first) {
     std::lock_guard lock(r.mu_);
     r.assigned_ = first;

@@ -123,6 +123,7 @@ class alignas(64) runner {
   std::int64_t armed_cpu_ns_ = 0;
   clockid_t cpu_clock_{};  // set before the thread is published
   bool has_cpu_clock_ = false;
+  std::atomic<pid_t> tid_{0};        // the thread's kernel id, set by the thread itself
   std::int64_t prompt_turn_ns_ = 0;  // set once, by the watchdog
   // The pool: the queue this thread drives, or null while it waits as a spare.
   std::mutex mu_;

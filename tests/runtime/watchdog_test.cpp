@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
+#include "modules/modules.hpp"
 #include "runtime/process.hpp"
 #include "tests/support.hpp"
 
@@ -160,6 +162,56 @@ TEST_CASE("a heavy process that turns into a pure Lua loop stops being handed of
   CHECK(st.early_handoffs <= 10);  // at most the string.rep turns, and one more
   eng.stop();
   CHECK(fut.get().reason == exit_reason::shutdown);
+}
+
+namespace {
+
+// A module whose one function sleeps 30 ms in the kernel inside the turn (as
+// a C call blocked on a lock or a disk read would): the turn uses no cpu.
+int nap(lua_State*) {
+  std::this_thread::sleep_for(milliseconds(30));
+  return 0;
+}
+constexpr luad::runtime::function_type nap_manifest[] = {
+    {"nap", {}, {}, "Sleeps 30 ms without yielding."}};
+luad::runtime::module_exports nap_build() { return {{{"nap", nap}}, {}}; }
+const luad::runtime::module_def nap_module{"nap", "Test only.", luad::runtime::deterministic,
+                                           nap_manifest, nap_build};
+
+// Every module, and nap.
+std::vector<const luad::runtime::module_def*> with_nap() {
+  auto all = luad::modules::all();
+  std::vector<const luad::runtime::module_def*> list(all.begin(), all.end());
+  list.push_back(&nap_module);
+  return list;
+}
+
+}  // namespace
+
+TEST_CASE("a turn asleep in the kernel is handed off; a thread only waiting for a core is not") {
+  // The cpu clock cannot see a turn blocked in a call, so a turn still running
+  // k_hold_wall_ticks after its arm is held unless the kernel has its thread
+  // runnable. Ten 30 ms naps here: each is handed off, and the canary on the
+  // same worker stays prompt. (With the wall rule gone: no hand-off, and the
+  // canary waits out each nap. The other half, a paused thread that is not
+  // handed off, is the scheduler test's "handoffs <= 3" beside two loops.)
+  static const auto modules = with_nap();
+  auto opts = scheduler_options::with_workers(1);
+  opts.modules = modules;
+  luad::server::engine eng(opts);
+  auto napper = spawn_lua(eng, R"(
+    local nap = require("nap").nap
+    for _ = 1, 10 do nap() end
+    return "done")");
+  auto canary = spawn_lua(eng, k_canary);
+  auto e = wait_exit(napper, std::chrono::seconds(30));
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  auto c = wait_exit(canary, std::chrono::seconds(30));
+  REQUIRE(c.reason == exit_reason::normal);
+  auto st = eng.scheduler().stats();
+  MESSAGE("hand-offs " << st.handoffs << ", canary worst " << *c.results.at(0).get<double>() * 1000
+                       << " ms");
+  CHECK(st.handoffs >= 5);
 }
 
 TEST_CASE("a state 200k calls deep is preempted sparingly, and still killed at once") {
