@@ -147,9 +147,24 @@ void print_workflows(const json::array& list) {
     const auto& q = w.get_object();
     const json::value* n = q.if_contains("restarts");
     std::string restarts = n && n->is_int64() ? std::to_string(n->get_int64()) : "-";
+    bool durable = q.contains("durable");  // (its runs are listed below the workflows)
     std::printf("%-16s %-12s %-10s %-10s %-8s %s\n", cell(q, "name").c_str(),
-                cell(q, "state").c_str(), cell(q, "start").c_str(), cell(q, "restart").c_str(),
-                restarts.c_str(), cell(q, "supervisor").c_str());
+                cell(q, "state").c_str(), cell(q, "start").c_str(),
+                durable ? "durable" : cell(q, "restart").c_str(), restarts.c_str(),
+                cell(q, "supervisor").c_str());
+    if (q.contains("schedule")) {
+      std::string next = "none";
+      if (const json::value* t = q.if_contains("next_tick"); t && t->is_number()) {
+        std::time_t secs = static_cast<std::time_t>(t->to_number<double>());
+        std::tm utc{};
+        char buf[32];
+        gmtime_r(&secs, &utc);
+        std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &utc);
+        next = buf;
+      }
+      std::printf("  schedule: %s (catchup %s), next tick %s\n", cell(q, "schedule").c_str(),
+                  cell(q, "catchup").c_str(), next.c_str());
+    }
     if (const json::value* e = q.if_contains("last_exit"); e && e->is_object())
       std::printf("  last exit: %s\n", exit_cell(e->get_object()).c_str());
     if (const json::value* e = q.if_contains("supervisor_exit"); e && e->is_object())

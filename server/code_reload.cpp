@@ -163,6 +163,15 @@ bool code_reload::code_differs(const workflow_config& w, const std::vector<std::
 // exited, or after the grace period (at most 5 s), a fresh supervisor on the
 // new code. The io thread does not wait: exits and the deadline call back.
 void code_reload::restart_on_new_code(const workflow_config& w) {
+  if (w.durable) {
+    // No CANCEL (its process would end the run): its runs' processes are
+    // killed, their states stay unfinished, and they start again by replay
+    // on the new code. A replay the new code does not follow suspends the
+    // run; there is no trial, and no rollback.
+    restarting_.insert(w.name);
+    finish_restart(w.name, nullptr);
+    return;
+  }
   runtime::scheduler& sched = eng_.scheduler();
   // What it runs now is what a rollback goes back to.
   auto previous = std::make_shared<const runtime::code_pin>(running_[w.name]);

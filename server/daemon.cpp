@@ -31,6 +31,7 @@
 #include "server/events.hpp"
 #include "server/exit_log.hpp"
 #include "server/methods.hpp"
+#include "server/scheduled_runs.hpp"
 #include "server/stats.hpp"
 #include "server/workflows.hpp"
 
@@ -54,7 +55,8 @@ struct daemon::impl {
   exit_log exits{io};  // a line for each process that fails
   std::unique_ptr<workflows> wf;
   std::unique_ptr<code_reload> code;
-  std::unique_ptr<durable_runs> runs;  // null without a data directory
+  std::unique_ptr<durable_runs> runs;         // null without a data directory
+  std::unique_ptr<scheduled_runs> schedules;  // (the same)
   std::unique_ptr<services> svc;
   std::unique_ptr<compile_pool> compiler;  // after io: stopped and joined before it goes
 
@@ -85,6 +87,8 @@ void daemon::impl::make_parts() {
   svc->compiler = compiler.get();
   if (!cfg.storage.data_dir.empty()) {
     runs = std::make_unique<durable_runs>(cfg, *eng, ev, io);
+    schedules = std::make_unique<scheduled_runs>(*runs, io);
+    wf->set_durable(*runs, *schedules);
     svc->runs = runs.get();
   }
 }
@@ -195,6 +199,7 @@ void daemon::impl::begin_stop() {
   signals.cancel(ignored);
   hangup.cancel(ignored);
   if (code) code->stop();
+  if (schedules) schedules->stop_all();  // (their timers would keep io.run going)
   for (auto& w : connections)
     if (auto c = w.lock()) c->close();
 }
@@ -240,8 +245,9 @@ void daemon::start() {
   d.ev.set_bounds(
       {lc.remembered_exits, lc.remembered_exit_bytes, lc.log_backlog, lc.log_backlog_bytes});
   runtime::set_log_tap(d.ev.tap());
-  d.wf->start_boot();
+  // Unfinished runs first: a durable workflow's start then finds its run live.
   if (d.runs) d.runs->resume_unfinished();
+  d.wf->start_boot();
   runtime::logger().info("luad {} serving on {} (data in {})", luad_version, d.cfg.server.socket,
                          d.cfg.storage.data_dir);
 }

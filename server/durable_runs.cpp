@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -65,6 +66,19 @@ std::string report(std::string_view reason, std::string_view message) {
   return json::serialize(json::object{{"reason", reason}, {"message", message}});
 }
 
+// A new run's record, state running; its spawn request is the caller's.
+run_record fresh_record(const std::string& owner, const std::string& script,
+                        const runtime::chunk& code, const runtime::value::array& args);
+
+// The schedule tick a stored spawn request names, or 0.
+double tick_of(const run_record& rec) {
+  if (rec.spawn.find("\"tick\"") == std::string::npos) return 0;  // (most runs: skip the parse)
+  boost::system::error_code ec;
+  json::value v = json::parse(rec.spawn, ec);
+  const json::value* t = !ec && v.is_object() ? v.get_object().if_contains("tick") : nullptr;
+  return t && t->is_number() ? t->to_number<double>() : 0;
+}
+
 }  // namespace
 
 std::string new_run_id() {
@@ -76,12 +90,31 @@ std::string new_run_id() {
   return "r-" + hex16(rng());
 }
 
+namespace {
+
+run_record fresh_record(const std::string& owner, const std::string& script,
+                        const runtime::chunk& code, const runtime::value::array& args) {
+  run_record rec;
+  rec.id = new_run_id();
+  rec.owner = owner;
+  rec.script = script;
+  rec.code_hash = hex16(runtime::content_hash(code.bytecode));
+  runtime::encode_value(runtime::value(args), rec.args);
+  rec.state = run_state::running;
+  rec.created = rec.updated = unix_now();
+  return rec;
+}
+
+}  // namespace
+
 /// A run with a process (or about to have one).
 struct durable_runs::live_run {
   std::string id;
-  runtime::pid pid;  // empty until spawned
-  /// Why the process is being ended, so that its exit leaves the state alone.
-  enum class ending : std::uint8_t { none, suspended, terminated } why = ending::none;
+  std::string workflow;  // the config workflow's name, or ""
+  runtime::pid pid;      // empty until spawned
+  /// Why the process is being ended, so that its exit leaves the state alone
+  /// (stopped: it stays unfinished, to be resumed).
+  enum class ending : std::uint8_t { none, suspended, terminated, stopped } why = ending::none;
 };
 
 durable_runs::durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io)
@@ -90,14 +123,7 @@ durable_runs::durable_runs(const config& cfg, engine& eng, events& ev, boost::as
 durable_runs::~durable_runs() = default;
 
 void durable_runs::start(durable_request req, started_fn then) {
-  run_record rec;
-  rec.id = new_run_id();
-  rec.owner = req.so.ctx.owner;
-  rec.script = req.script;
-  rec.code_hash = hex16(runtime::content_hash(req.code->bytecode));
-  runtime::encode_value(runtime::value(req.so.args), rec.args);
-  rec.state = run_state::running;
-  rec.created = rec.updated = unix_now();
+  run_record rec = fresh_record(req.so.ctx.owner, req.script, *req.code, req.so.args);
   req.spawn["peer"] = json::object{{"uid", req.as.uid}, {"gid", req.as.gid}};
   req.spawn["owner"] = rec.owner;
   rec.spawn = json::serialize(req.spawn);
@@ -117,6 +143,7 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
                                                   runtime::spawn_options so) {
   auto r = std::make_shared<live_run>();
   r->id = rec.id;
+  r->workflow = rec.workflow;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return fail(error_kind::unavailable, "the daemon is shutting down");
@@ -197,6 +224,19 @@ runtime::status durable_runs::rebuild(const run_record& rec, runtime::chunk_ptr&
   if (ec || !spawn.is_object())
     return fail(error_kind::invalid, "its stored spawn request does not parse");
   const json::object& p = spawn.get_object();
+  if (const json::value* wf = p.if_contains("workflow"); wf && wf->is_string()) {
+    std::string name(wf->get_string());
+    const workflow_config* w = nullptr;
+    for (const auto& c : cfg_.workflows)
+      if (c.name == name) w = &c;
+    if (!w) return fail(error_kind::not_found, "workflow '" + name + "' is no longer configured");
+    if (!w->durable)
+      return fail(error_kind::invalid, "workflow '" + name + "' is no longer durable");
+    workflow_spawn_options(eng_, *w, so);
+    code = runtime::compile_file(w->script);  // (not the cache: see below)
+    if (code->compile_error) return *code->compile_error;
+    return runtime::done{};
+  }
   const json::object* peer_obj = p.if_contains("peer") ? p.at("peer").if_object() : nullptr;
   const json::value* owner = p.if_contains("owner");
   if (!peer_obj || !owner || !owner->is_string() || !peer_obj->contains("uid"))
@@ -249,23 +289,25 @@ std::size_t durable_runs::resume_unfinished() {
   std::size_t started = 0;
   for (const run_record& rec : *runs) {
     if (rec.state == run_state::suspended) continue;  // waits for `resume`
-    auto past = eng_.storage().history(rec.id);
-    runtime::chunk_ptr code;
-    runtime::spawn_options so;
-    runtime::status ok = past ? rebuild(rec, code, so) : runtime::status(past.error());
-    runtime::result<started_run> s =
-        ok ? launch(rec, std::move(*past), code, std::move(so)) : ok.error();
-    if (s) {
-      ++started;
-      continue;
-    }
-    std::string why = (past ? "cannot start it again: " : "") + s.error().message;
-    runtime::logger().error("durable run {} suspended: {}", rec.id, why);
-    (void)write_state(rec.id, run_state::suspended, report(past ? "start" : "journal", why));
+    if (relaunch(rec)) ++started;
   }
   if (!runs->empty())
     runtime::logger().info("durable runs: {} resumed of {} unfinished", started, runs->size());
   return started;
+}
+
+runtime::result<started_run> durable_runs::relaunch(const run_record& rec) {
+  auto past = eng_.storage().history(rec.id);
+  runtime::chunk_ptr code;
+  runtime::spawn_options so;
+  runtime::status ok = past ? rebuild(rec, code, so) : runtime::status(past.error());
+  runtime::result<started_run> s =
+      ok ? launch(rec, std::move(*past), code, std::move(so)) : ok.error();
+  if (s) return s;
+  std::string why = (past ? "cannot start it again: " : "") + s.error().message;
+  runtime::logger().error("durable run {} suspended: {}", rec.id, why);
+  (void)write_state(rec.id, run_state::suspended, report(past ? "start" : "journal", why));
+  return fail(s.error().kind, "run " + rec.id + " suspended: " + why);
 }
 
 runtime::result<started_run> durable_runs::resume(const std::string& run) {
@@ -381,6 +423,96 @@ void durable_runs::stop_all() {
   }
   for (runtime::pid pid : pids)
     eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
+}
+
+runtime::pid durable_runs::live_pid(const std::string& run) {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(run);
+  return it == live_.end() ? runtime::pid{} : it->second->pid;
+}
+
+runtime::result<started_run> durable_runs::start_workflow(const workflow_config& w, double tick) {
+  runtime::chunk_ptr code = runtime::compile_file(w.script);
+  if (code->compile_error) return *code->compile_error;
+  runtime::spawn_options so;
+  workflow_spawn_options(eng_, w, so);
+  run_record rec = fresh_record(so.ctx.owner, w.script, *code, so.args);
+  rec.workflow = w.name;
+  json::object spawn{{"workflow", w.name}};
+  if (tick != 0) spawn["tick"] = tick;
+  rec.spawn = json::serialize(spawn);
+  auto ok = written([&](dispatcher::journal_backend::written_fn done) {
+    eng_.storage().create_run(rec, std::move(done));
+  });
+  if (!ok) return ok.error();
+  return launch(rec, {}, code, std::move(so));
+}
+
+runtime::result<workflow_runs> durable_runs::resume_workflow(const workflow_config& w) {
+  auto runs = eng_.storage().runs(true);
+  if (!runs) return runs.error();
+  workflow_runs out;
+  for (const run_record& rec : *runs) {
+    if (rec.workflow != w.name) continue;
+    if (runtime::pid pid = live_pid(rec.id)) {
+      out.live.push_back({rec.id, pid});
+    } else if (rec.state == run_state::suspended) {
+      out.suspended.push_back(rec.id);
+    } else if (auto s = relaunch(rec)) {
+      out.live.push_back(*s);
+      ++out.resumed;
+    } else {
+      out.suspended.push_back(rec.id);
+    }
+  }
+  return out;
+}
+
+std::vector<runtime::pid> durable_runs::stop_workflow(const std::string& name) {
+  std::vector<runtime::pid> pids;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, r] : live_) {
+      if (r->workflow != name || r->why != live_run::ending::none) continue;
+      r->why = live_run::ending::stopped;
+      if (r->pid) pids.push_back(r->pid);
+    }
+  }
+  for (runtime::pid pid : pids)
+    eng_.scheduler().kill(pid, runtime::exit_reason::killed, "workflow stopped");
+  return pids;
+}
+
+runtime::result<double> durable_runs::last_tick(const std::string& name) {
+  auto runs = eng_.storage().runs(false);
+  if (!runs) return runs.error();
+  double last = 0;
+  for (const run_record& rec : *runs)
+    if (rec.workflow == name) last = std::max(last, tick_of(rec));
+  return last;
+}
+
+json::array durable_runs::runs_of(const std::string& name) {
+  json::array out;
+  auto runs = eng_.storage().runs(false);
+  if (!runs) return out;
+  const run_record* last_finished = nullptr;
+  auto add = [&](const run_record& rec) {
+    json::object o{
+        {"run", rec.id}, {"state", dispatcher::run_state_name(rec.state)}, {"steps", rec.steps}};
+    if (double t = tick_of(rec)) o["tick"] = t;
+    if (runtime::pid pid = live_pid(rec.id)) o["pid"] = pid.to_string();
+    out.push_back(std::move(o));
+  };
+  for (const run_record& rec : *runs) {
+    if (rec.workflow != name) continue;
+    if (dispatcher::finished(rec.state))
+      last_finished = &rec;
+    else
+      add(rec);
+  }
+  if (last_finished) add(*last_finished);
+  return out;
 }
 
 }  // namespace luad::server

@@ -46,6 +46,13 @@ struct started_run {
   runtime::pid pid;
 };
 
+/// The unfinished runs of one config workflow (durable_runs::resume_workflow).
+struct workflow_runs {
+  std::vector<started_run> live;       ///< with a process (resumed just now or before)
+  std::vector<std::string> suspended;  ///< waiting for `luad workflows resume` or `terminate`
+  std::size_t resumed = 0;             ///< how many of `live` were started again just now
+};
+
 /// What a new durable run is: its code and spawn, and what to store so that
 /// it can be started again.
 struct durable_request {
@@ -94,6 +101,28 @@ class durable_runs {
   /// states stay unfinished so that the next start resumes them.
   void stop_all();
 
+  // Runs of config workflows (`durable = true`, server/workflows.hpp). Their
+  // stored spawn request names the workflow, and a resume takes its script,
+  // args, limits and permissions from the config as it is then.
+
+  /// Records a new run of `w` and starts it; `tick` (unix seconds, 0: none)
+  /// is the schedule tick it is for. Blocking (the io thread, at start and
+  /// reload and at schedule ticks).
+  runtime::result<started_run> start_workflow(const workflow_config& w, double tick = 0);
+  /// `w`'s unfinished runs: each one with no process that is not suspended
+  /// is started again by replay, on its script as it is now (a restart on
+  /// new code). One that cannot start again is suspended with a report.
+  runtime::result<workflow_runs> resume_workflow(const workflow_config& w);
+  /// Kills the processes of workflow `name`'s runs (reason `killed`,
+  /// "workflow stopped"); their states stay unfinished, so that the
+  /// workflow's next start resumes them by replay. Returns the pids.
+  std::vector<runtime::pid> stop_workflow(const std::string& name);
+  /// The latest schedule tick a run of workflow `name` was started for, or 0.
+  runtime::result<double> last_tick(const std::string& name);
+  /// Workflow `name`'s runs for the `workflows` listing: every unfinished one
+  /// and the latest finished one, [{run, state, steps, tick?, pid?}].
+  boost::json::array runs_of(const std::string& name);
+
  private:
   struct live_run;
   runtime::result<started_run> launch(const dispatcher::run_record& rec,
@@ -103,6 +132,11 @@ class durable_runs {
   runtime::status rebuild(const dispatcher::run_record& rec, runtime::chunk_ptr& code,
                           runtime::spawn_options& so);
   runtime::result<dispatcher::run_record> record(const std::string& run);
+  /// Starts `rec` again by replay of its journal; suspends it (and logs)
+  /// when it cannot start.
+  runtime::result<started_run> relaunch(const dispatcher::run_record& rec);
+  std::string workflow_of(const dispatcher::run_record& rec) const;
+  runtime::pid live_pid(const std::string& run);
   runtime::status write_state(const std::string& run, dispatcher::run_state state,
                               std::string detail);
   void suspend(const std::shared_ptr<live_run>& r, std::string report);

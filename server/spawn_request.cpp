@@ -1,6 +1,7 @@
 // A spawn request's options (spawn_request.hpp): limits, args, profile.
 #include "server/spawn_request.hpp"
 
+#include <filesystem>
 #include <string>
 
 #include "proto/json_rpc.hpp"
@@ -90,6 +91,26 @@ runtime::status spawn_options_from(const config& cfg, engine& eng, const json::o
   if (*profile) so.ctx.permissions = (*profile)->permissions;
   so.ctx.account = account_of(eng.scheduler().owners(), as, *profile, profile_name);  // its quotas
   return runtime::done{};
+}
+
+runtime::process_context workflow_context(engine& eng, const workflow_config& w) {
+  runtime::process_context ctx;
+  ctx.limits = w.limits;
+  ctx.permissions = w.permissions;
+  ctx.allowed_classes = w.classes;
+  ctx.owner = "workflow:" + w.name;
+  // Its own account (no quotas) keeps the names its processes register across
+  // restarts; other owners reach or control it only as its config says.
+  ctx.account = eng.scheduler().owners().account(ctx.owner, ctx.owner, {}, true);
+  ctx.reachable_by = w.reachable;
+  ctx.controlled_by = w.controllers;
+  return ctx;
+}
+
+void workflow_spawn_options(engine& eng, const workflow_config& w, runtime::spawn_options& so) {
+  so.ctx = workflow_context(eng, w);
+  so.ctx.script_root = std::filesystem::path(w.script).parent_path().string();
+  for (const auto& a : w.args) so.args.emplace_back(a);
 }
 
 }  // namespace luad::server

@@ -22,4 +22,13 @@ runtime::status spawn_options_from(const config& cfg, engine& eng,
                                    const boost::json::object& params, const actor& who, peer as,
                                    runtime::spawn_options& so);
 
+/// What a config workflow's processes run under: its limits, permissions,
+/// classes, owner ("workflow:NAME") and account, who may reach and control
+/// it. The supervised workflow's child and a durable run of it share this.
+runtime::process_context workflow_context(engine& eng, const workflow_config& w);
+
+/// A durable run of config workflow `w`: its context, its args (strings) and
+/// its script's folder as the root of its `require`s.
+void workflow_spawn_options(engine& eng, const workflow_config& w, runtime::spawn_options& so);
+
 }  // namespace luad::server

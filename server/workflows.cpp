@@ -13,6 +13,9 @@
 #include "runtime/code.hpp"
 #include "runtime/logging.hpp"
 #include "server/code_reload.hpp"
+#include "server/durable_runs.hpp"
+#include "server/scheduled_runs.hpp"
+#include "server/spawn_request.hpp"
 
 namespace luad::server {
 
@@ -50,16 +53,8 @@ const workflow_config* find_in(const std::vector<workflow_config>& list, const s
 runtime::result<runtime::pid> workflows::start(const workflow_config& w,
                                                const std::shared_ptr<const runtime::code_pin>& pin,
                                                bool keep_on_failure) {
-  runtime::process_context ctx;
-  ctx.limits = w.limits;
-  ctx.permissions = w.permissions;
-  ctx.allowed_classes = w.classes;
-  ctx.owner = "workflow:" + w.name;
-  // Its own account (no quotas) keeps the names its processes register across
-  // restarts; other owners reach or control it only as its config says.
-  ctx.account = eng_.scheduler().owners().account(ctx.owner, ctx.owner, {}, true);
-  ctx.reachable_by = w.reachable;
-  ctx.controlled_by = w.controllers;
+  if (w.durable) return start_durable(w);
+  runtime::process_context ctx = workflow_context(eng_, w);
   ctx.pinned_code = pin;
   std::string folder = fs::path(w.script).parent_path().string();
   // `ctx` is what the child runs under; the supervisor adds every module class.
@@ -74,9 +69,44 @@ runtime::result<runtime::pid> workflows::start(const workflow_config& w,
   return pid;
 }
 
+runtime::result<runtime::pid> workflows::start_durable(const workflow_config& w) {
+  if (!runs_ || !schedules_)
+    return runtime::fail(runtime::error_kind::unavailable,
+                         "durable workflows need the store ([storage] data_dir)");
+  if (code_) code_->started(w, nullptr, true);
+  if (!w.schedule.empty()) {
+    auto caught_up = schedules_->start(w);
+    if (!caught_up) return caught_up.error();
+    pids_[w.name] = runtime::pid{};
+    return runtime::pid{};
+  }
+  auto runs = runs_->resume_workflow(w);
+  if (!runs) return runs.error();
+  for (const std::string& run : runs->suspended)
+    runtime::logger().warn(
+        "workflow {}: run {} is suspended; `luad workflows resume {}` or `terminate {}`", w.name,
+        run, run, run);
+  if (runs->resumed > 0)
+    runtime::logger().info("workflow {}: {} runs resumed by replay", w.name, runs->resumed);
+  runtime::pid pid;
+  if (!runs->live.empty()) {
+    pid = runs->live.front().pid;
+  } else if (runs->suspended.empty()) {
+    auto fresh = runs_->start_workflow(w);
+    if (!fresh) return fresh.error();
+    runtime::logger().info("workflow {}: durable run {} started", w.name, fresh->run);
+    pid = fresh->pid;
+  }
+  pids_[w.name] = pid;
+  return pid;
+}
+
 void workflows::start_logged(const workflow_config& w) {
   auto pid = start(w);
-  if (pid)
+  if (pid && w.durable)
+    runtime::logger().info("workflow {} started (durable{})", w.name,
+                           w.schedule.empty() ? "" : ", schedule \"" + w.schedule + "\"");
+  else if (pid)
     runtime::logger().info("workflow {} started (supervisor {})", w.name, pid->to_string());
   else
     runtime::logger().error("workflow {} could not start: {}", w.name, pid.error().message);
@@ -88,6 +118,10 @@ void workflows::start_boot() {
 }
 
 void workflows::stop(const std::string& name, std::function<void(bool)> then) {
+  if (const workflow_config* w = named(name); w && w->durable) {
+    stop_durable(name, std::move(then));
+    return;
+  }
   runtime::scheduler& sched = eng_.scheduler();
   runtime::pid old = supervisor(name);
   if (code_) code_->stopped(name);
@@ -99,12 +133,35 @@ void workflows::stop(const std::string& name, std::function<void(bool)> then) {
   ev_.after_exit(old, sched, [then = std::move(then)] { then(true); });
 }
 
+// Its schedule stops; its runs' processes are killed, their states left
+// unfinished so that the next start (a reload, a restart on new code)
+// resumes them by replay.
+void workflows::stop_durable(const std::string& name, std::function<void(bool)> then) {
+  if (code_) code_->stopped(name);
+  bool was = schedules_ && schedules_->stop(name);
+  std::vector<runtime::pid> pids = runs_ ? runs_->stop_workflow(name) : std::vector<runtime::pid>{};
+  was |= !pids.empty();
+  auto left = std::make_shared<std::size_t>(pids.size() + 1);
+  auto arrive = [left, was, then = std::move(then)] {
+    if (--*left == 0) then(was);
+  };
+  for (runtime::pid pid : pids) ev_.after_exit(pid, eng_.scheduler(), arrive);
+  asio::post(io_, arrive);
+}
+
 runtime::pid workflows::supervisor(const std::string& name) const {
   auto it = pids_.find(name);
   return it == pids_.end() ? runtime::pid{} : it->second;
 }
 
 bool workflows::running(const std::string& name) {
+  if (const workflow_config* w = named(name); w && w->durable) {
+    if (schedules_ && schedules_->following(name)) return true;
+    if (!runs_) return false;
+    for (const auto& r : runs_->runs_of(name))
+      if (r.as_object().contains("pid")) return true;
+    return false;
+  }
   runtime::pid pid = supervisor(name);
   runtime::process* sup = pid ? eng_.scheduler().find(pid) : nullptr;
   if (sup) sup->release_ref();
@@ -118,6 +175,12 @@ const workflow_config* workflows::named(const std::string& name) const {
 json::array workflows::list() {
   json::array listed;
   for (const auto& w : cfg_.workflows) {
+    if (w.durable) {
+      json::object o{{"name", w.name}, {"script", w.script}, {"start", w.start}};
+      describe_durable(w, o);
+      listed.push_back(std::move(o));
+      continue;
+    }
     runtime::pid pid = supervisor(w.name);
     bool alive = running(w.name);
     json::object o{{"name", w.name},
@@ -134,6 +197,23 @@ json::array workflows::list() {
     listed.push_back(std::move(o));
   }
   return listed;
+}
+
+// A durable workflow: running while it has a live run or follows its
+// schedule; its runs (unfinished ones, and the latest finished one).
+void workflows::describe_durable(const workflow_config& w, json::object& o) {
+  bool alive = running(w.name);
+  o["durable"] = true;
+  o["state"] = alive ? "running" : pids_.count(w.name) ? "stopped" : "not started";
+  if (!w.schedule.empty()) {
+    o["schedule"] = w.schedule;
+    o["catchup"] = w.catchup;
+    if (schedules_)
+      if (auto next = schedules_->next_tick(w.name)) o["next_tick"] = *next;
+  }
+  o["runs"] = runs_ ? runs_->runs_of(w.name) : json::array{};
+  if (w.reload != "none") o["reload"] = w.reload;
+  if (code_) code_->describe(w.name, o);
 }
 
 namespace {

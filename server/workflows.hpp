@@ -22,6 +22,8 @@
 namespace luad::server {
 
 class code_reload;
+class durable_runs;
+class scheduled_runs;
 
 class workflows {
  public:
@@ -29,12 +31,19 @@ class workflows {
       : cfg_(cfg), eng_(eng), ev_(ev), io_(io) {}
   /// The code reloader told when a workflow starts or stops (set once).
   void set_code_reload(code_reload& c) { code_ = &c; }
+  /// Where `durable = true` workflows run (set once; without it, a daemon
+  /// with no data directory, they cannot start).
+  void set_durable(durable_runs& runs, scheduled_runs& schedules) {
+    runs_ = &runs;
+    schedules_ = &schedules;
+  }
 
   /// Starts the workflows with start = "boot", logging each.
   void start_boot();
   /// Starts `w` under a supervisor of its own, on `pin`'s code where given (a
   /// rollback) or on the files as they are, and records its supervisor (an
-  /// empty pid on failure, unless `keep_on_failure`).
+  /// empty pid on failure, unless `keep_on_failure`). A durable workflow has
+  /// no supervisor: see start_durable().
   runtime::result<runtime::pid> start(const workflow_config& w,
                                       const std::shared_ptr<const runtime::code_pin>& pin = nullptr,
                                       bool keep_on_failure = false);
@@ -61,6 +70,12 @@ class workflows {
  private:
   struct reload_state;
   void start_logged(const workflow_config& w);
+  /// A durable `w`: with a schedule, follows it (missed ticks first); without,
+  /// resumes its unfinished runs by replay, or starts a new run if it has
+  /// none. Returns the pid of one of its runs (empty for a schedule).
+  runtime::result<runtime::pid> start_durable(const workflow_config& w);
+  void stop_durable(const std::string& name, std::function<void(bool)> then);
+  void describe_durable(const workflow_config& w, boost::json::object& o);
   boost::json::object apply_diff(const config& fresh, const std::shared_ptr<reload_state>& st);
   void arrive(const std::shared_ptr<reload_state>& st);
   void adopt(config& fresh);
@@ -71,6 +86,8 @@ class workflows {
   events& ev_;
   boost::asio::io_context& io_;
   code_reload* code_ = nullptr;
+  durable_runs* runs_ = nullptr;
+  scheduled_runs* schedules_ = nullptr;
   std::unordered_map<std::string, runtime::pid> pids_;  // name -> its supervisor
   // name -> what its current (or last) supervisor reports
   std::unordered_map<std::string, std::shared_ptr<modules::supervisor_status>> statuses_;
