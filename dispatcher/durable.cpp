@@ -48,6 +48,44 @@ bool is_side_effect_record(const journal_entry& e) {
   return args && has_kind(*args, "side_effect");
 }
 
+// workflow.version's command: the change id and the versions the code knows.
+struct version_ask {
+  std::string change;
+  std::int64_t min = 0, max = 0;
+};
+std::optional<version_ask> version_of(const command& c) {
+  if (c.id != command_id::workflow_value || !has_kind(c.args, "version")) return std::nullopt;
+  const value* change = c.args.find("change");
+  const value* min = c.args.find("min");
+  const value* max = c.args.find("max");
+  if (!change || !change->get<std::string>() || !min || !min->get<std::int64_t>() || !max ||
+      !max->get<std::int64_t>())
+    return std::nullopt;
+  return version_ask{*change->get<std::string>(), *min->get<std::int64_t>(),
+                     *max->get<std::int64_t>()};
+}
+
+// Whether `e` recorded workflow.version for `change` (whatever min and max).
+bool is_version_record(const journal_entry& e, const std::string& change) {
+  if (e.command != command_id::workflow_value) return false;
+  std::optional<value> args = runtime::decode_value(e.args);
+  const value* c = args && has_kind(*args, "version") ? args->find("change") : nullptr;
+  return c && c->get<std::string>() && *c->get<std::string>() == change;
+}
+
+// The report of a run whose history follows version `recorded` (0: from
+// before the change) of `ask.change`, which the code no longer supports.
+std::string version_report(const version_ask& ask, std::int64_t recorded, std::size_t step,
+                           const std::string& code_hash) {
+  return text_of(
+      value::map{{"reason", "nondeterminism"},
+                 {"step", static_cast<std::int64_t>(step)},
+                 {"message", "the history follows version " + std::to_string(recorded) +
+                                 " of change '" + ask.change + "'; this code supports " +
+                                 std::to_string(ask.min) + " to " + std::to_string(ask.max)},
+                 {"code_hash", code_hash}});
+}
+
 // The request with `Idempotency-Key: key` added, unless the script set one.
 value with_idempotency_key(value args, const std::string& key) {
   auto* m = std::get_if<value::map>(&args.data);
@@ -175,6 +213,7 @@ journal_entry durable_sink::entry_for(const command& cmd, std::size_t step) cons
 void durable_sink::submit(command&& cmd, completion&& done) const {
   std::size_t step;
   bool from_journal;
+  std::optional<version_ask> before_change;
   {
     std::lock_guard lock(mu_);
     if (stopped_) return done.fail(k_stopped);
@@ -182,14 +221,27 @@ void durable_sink::submit(command&& cmd, completion&& done) const {
     bool probe = is_side_effect_probe(cmd);
     from_journal = next_ < history_.size();
     if (probe && !from_journal) return done.succeed();  // live: run the function
-    if (!from_journal && max_steps_ != 0 && next_ >= max_steps_) {
-      return done.fail(error{error_kind::limit,
-                             "the run's journal is full (" + std::to_string(max_steps_) +
-                                 " steps, [limits] journal_steps)",
-                             false,
-                             {}});
+    // A version asked where the journal recorded something else: a history
+    // from before the change, version 0, and no step.
+    if (auto v = from_journal ? version_of(cmd) : std::nullopt;
+        v && !is_version_record(history_[next_], v->change)) {
+      if (v->min <= 0) return done.succeed(value(std::int64_t{0}));
+      before_change = std::move(v);
+      step = next_;
+    } else {
+      if (!from_journal && max_steps_ != 0 && next_ >= max_steps_) {
+        return done.fail(error{error_kind::limit,
+                               "the run's journal is full (" + std::to_string(max_steps_) +
+                                   " steps, [limits] journal_steps)",
+                               false,
+                               {}});
+      }
+      step = next_++;
     }
-    step = next_++;
+  }
+  if (before_change) {  // (stop takes the lock)
+    stop(version_report(*before_change, 0, step, code_hash_));
+    return done.fail(k_stopped);
   }
   if (from_journal) return replay(std::move(cmd), std::move(done), step);
   live(std::move(cmd), std::move(done), step);
@@ -198,7 +250,10 @@ void durable_sink::submit(command&& cmd, completion&& done) const {
 void durable_sink::replay(command&& cmd, completion&& done, std::size_t step) const {
   const journal_entry& e = history_[step];
   bool probe = is_side_effect_probe(cmd);
-  bool same = probe ? is_side_effect_record(e) : e.command == cmd.id && e.args == encoded(cmd.args);
+  std::optional<version_ask> version = version_of(cmd);
+  bool same = probe     ? is_side_effect_record(e)
+              : version ? is_version_record(e, version->change)
+                        : e.command == cmd.id && e.args == encoded(cmd.args);
   if (!same) {
     std::optional<value> expected = runtime::decode_value(e.args);
     stop(text_of(value::map{
@@ -232,6 +287,13 @@ void durable_sink::replay(command&& cmd, completion&& done, std::size_t step) co
     return done.fail(k_stopped);
   }
   if (probe) o = outcome::success(value::map{{"value", std::move(o->val)}});
+  if (version) {
+    const std::int64_t* v = o->err ? nullptr : o->val.get<std::int64_t>();
+    if (!v || *v < version->min || *v > version->max) {
+      stop(version_report(*version, v ? *v : -1, step, code_hash_));
+      return done.fail(k_stopped);
+    }
+  }
   hand_over(done, std::move(*o));
 }
 

@@ -51,9 +51,16 @@ void values::submit(command&& cmd, completion&& done) {
     done.succeed(value::array{random_integer(), random_integer()});
   } else if (name && *name == "side_effect") {
     done.succeed(take(cmd.args, "value"));
+  } else if (name && *name == "version") {
+    // Live (or not durable): the newest version the code knows.
+    const value* max = cmd.args.find("max");
+    if (max && max->get<std::int64_t>())
+      done.succeed(*max);
+    else
+      done.fail(error{error_kind::invalid, "workflow.version: no integer max", false, {}});
   } else {
     done.fail(error{error_kind::invalid,
-                    "workflow.value: kind must be now, random, uuid or side_effect",
+                    "workflow.value: kind must be now, random, uuid, side_effect or version",
                     false,
                     {}});
   }

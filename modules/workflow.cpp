@@ -1,5 +1,5 @@
 // The `workflow` module: the nondeterministic values a durable workflow may use
-// (now, random, uuid, side_effect), each one a workflow.value command answered
+// (now, random, uuid, side_effect) and version, each one a workflow.value command answered
 // by the values dispatcher (dispatcher/values.hpp).
 //
 // DESIGN. A durable run journals every command with its answer and, after a
@@ -59,6 +59,7 @@ const error k_bad_uuid = bad_answer("workflow.uuid: the answer is not two intege
 const error k_bad_results = bad_answer("workflow.side_effect: the answer is not a list of results");
 const error k_too_many = bad_answer("workflow.side_effect: too many results");
 const error k_unrecorded = bad_answer("workflow.side_effect: the results were not recorded");
+const error k_bad_version = bad_answer("workflow.version: the answer is not an integer");
 
 // The continuation of every binding here, after its last wait: returns the
 // results handle_result pushed, or raises its error.
@@ -200,6 +201,53 @@ int workflow_uuid(lua_State* L) {
   return runtime::yield_command(L, answered);
 }
 
+// --- version ------------------------------------------------------------------
+
+// version(change, min, max): the live dispatcher answers max, and a durable
+// run records {kind = "version", change, min, max} with it. A replay answers
+// the recorded version; a history from before the call (no record of that
+// change at that step) answers 0 without taking a step, and the journal
+// refuses a recorded version outside [min, max] (dispatcher/durable.cpp).
+class version_yield final
+    : public runtime::pooled_yield<version_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.version";
+  std::string change;
+  std::int64_t min = 0, max = 0;
+
+  value args() const {
+    return value(value::map{{"kind", "version"}, {"change", change}, {"min", min}, {"max", max}});
+  }
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_failed(L, *err);
+    const auto* version = v.get<std::int64_t>();
+    if (!version) return push_failed(L, k_bad_version);
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, static_cast<lua_Integer>(*version));
+    return 2;
+  }
+};
+
+int workflow_version(lua_State* L) {
+  size_t len = 0;
+  const char* change = luaL_checklstring(L, 1, &len);
+  luaL_argcheck(L, len > 0 && len <= 256, 1, "a change id of 1 to 256 bytes");
+  lua_Integer min = luaL_checkinteger(L, 2);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, 0 <= min && min <= max, 2, "0 <= min <= max");
+  version_yield* y = version_yield::acquire(L);
+  try {
+    y->change.assign(change, len);
+  } catch (const std::bad_alloc&) {
+    lua_pop(L, 1);
+    y->release();
+    return luaL_error(L, "not enough memory");
+  }
+  y->min = min;
+  y->max = max;
+  return runtime::yield_command(L, answered);
+}
+
 // --- side_effect --------------------------------------------------------------
 
 // Pushes true and the results an answer holds (see DESIGN), or false and why not.
@@ -317,6 +365,9 @@ constexpr param_type random_returns[] = {{"x", "number"}};
 constexpr param_type uuid_returns[] = {{"uuid", "string"}};
 constexpr param_type side_effect_params[] = {{"fn", "function"}, {"...", "any"}};
 constexpr param_type side_effect_returns[] = {{"...", "any"}};
+constexpr param_type version_params[] = {
+    {"change", "string"}, {"min", "integer"}, {"max", "integer"}};
+constexpr param_type version_returns[] = {{"version", "integer"}};
 
 constexpr runtime::function_type manifest[] = {
     {"now",
@@ -330,14 +381,20 @@ constexpr runtime::function_type manifest[] = {
     {"side_effect", side_effect_params, side_effect_returns,
      "Calls fn(...) and returns its results, recorded (copied as messages are): a replay returns "
      "them without calling fn again. Errors fn raises propagate unrecorded."},
+    {"version", version_params, version_returns,
+     "Which version of a code change this run follows: max when first reached, the recorded "
+     "version on replay, 0 for a history from before the change (an error if outside "
+     "[min, max])."},
 };
 
 runtime::module_exports build() {
   return {{{"now", workflow_now},
            {"random", workflow_random},
            {"uuid", workflow_uuid},
-           {"side_effect", workflow_side_effect}},
-          {now_yield::type(), random_yield::type(), uuid_yield::type(), side_effect_yield::type()}};
+           {"side_effect", workflow_side_effect},
+           {"version", workflow_version}},
+          {now_yield::type(), random_yield::type(), uuid_yield::type(), side_effect_yield::type(),
+           version_yield::type()}};
 }
 
 }  // namespace

@@ -263,3 +263,58 @@ TEST_CASE("durable: past the journal's bound each command fails with limit, jour
   CHECK(has(*why, "the run's journal is full (50 steps, [limits] journal_steps)"));
   CHECK(j.history("r-full").size() == 50);
 }
+
+TEST_CASE("durable: workflow.version records max live, replays it, and is 0 for older histories") {
+  journaled_engine j;
+  // Old code, before the change: one sleep.
+  const char* v0 = R"(
+    local time = require("time")
+    time.sleep(0)
+    return "old")";
+  // New code: a version call where the change begins.
+  const char* v1 = R"(
+    local time, workflow = require("time"), require("workflow")
+    local v = workflow.version("add-step", 0, 1)
+    time.sleep(0)
+    if v >= 1 then time.sleep(0) end
+    return v)";
+  // A run begun on the old code replays on the new as version 0: its history
+  // has no record of the change, and the version takes no step.
+  j.create("v-old");
+  REQUIRE(j.run("v-old", v0).reason == exit_reason::normal);
+  auto old_past = j.history("v-old");
+  REQUIRE(old_past.size() == 1);
+  auto replayed_old = j.run("v-old", v1, old_past);
+  INFO(j.report());
+  REQUIRE(replayed_old.reason == exit_reason::normal);
+  CHECK(replayed_old.results == std::vector<value>{value(0)});
+  CHECK(j.history("v-old").size() == 1);
+  // A new run records version 1 (the version is step 0) and replays it.
+  j.create("v-new");
+  auto live = j.run("v-new", v1);
+  REQUIRE(live.reason == exit_reason::normal);
+  CHECK(live.results == std::vector<value>{value(1)});
+  auto new_past = j.history("v-new");
+  REQUIRE(new_past.size() == 3);
+  CHECK(new_past[0].command == command_id::workflow_value);
+  // Later code that raised max still replays the recorded version 1.
+  std::string v2 = v1;
+  v2.replace(v2.find("0, 1)"), 5, "0, 2)");
+  auto replayed = j.run("v-new", v2, new_past);
+  REQUIRE(replayed.reason == exit_reason::normal);
+  CHECK(replayed.results == std::vector<value>{value(1)});
+  CHECK(j.report().empty());
+  // Code that dropped version 0 cannot replay the old history: suspended.
+  std::string v3 = v1;
+  v3.replace(v3.find("0, 1)"), 5, "1, 1)");
+  auto refused = j.run("v-old", v3, old_past);
+  CHECK(refused.reason != exit_reason::normal);
+  CHECK(has(j.report(), "nondeterminism"));
+  CHECK(has(j.report(), "version 0 of change 'add-step'"));
+  // Not durable, the version is max; bad arguments are argument errors.
+  CHECK(luad::test::run_lua("return require('workflow').version('x', 0, 3)", {}, &j.eng).results ==
+        std::vector<value>{value(3)});
+  auto bad = luad::test::run_lua("return require('workflow').version('x', 2, 1)", {}, &j.eng);
+  CHECK(bad.reason == exit_reason::error);
+  CHECK(has(bad.err.message, "0 <= min <= max"));
+}
