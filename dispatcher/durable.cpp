@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <utility>
 
 #include "dispatcher/journal_sqlite.hpp"
+#include "runtime/code.hpp"
 #include "runtime/json.hpp"
 #include "runtime/message_codec.hpp"
 
@@ -28,6 +30,15 @@ std::string encoded(const value& v) {
 std::string text_of(const value& v) {
   auto j = runtime::json_encode(v);
   return j ? *j : std::string("null");
+}
+
+// Moves field `key` out of the map `args` (nil if it is not there).
+value take_field(value& args, std::string_view key) {
+  auto* m = std::get_if<value::map>(&args.data);
+  if (!m) return {};
+  for (auto& [k, v] : *m)
+    if (k == key) return std::move(v);
+  return {};
 }
 
 bool has_kind(const value& args, std::string_view kind) {
@@ -172,14 +183,16 @@ struct durable_sink::step_done final : completion_target {
 
 durable_sink::durable_sink(std::string run, std::string code_hash,
                            std::vector<journal_entry> history, const runtime::command_sink& live,
-                           journal_backend& journal, stop_fn stop, std::size_t max_steps)
+                           journal_backend& journal, stop_fn stop, std::size_t max_steps,
+                           continue_fn on_continue)
     : run_(std::move(run)),
       code_hash_(std::move(code_hash)),
       history_(std::move(history)),
       live_(live),
       journal_(journal),
       stop_fn_(std::move(stop)),
-      max_steps_(max_steps) {}
+      max_steps_(max_steps),
+      continue_fn_(std::move(on_continue)) {}
 
 std::int64_t durable_sink::steps() const {
   std::lock_guard lock(mu_);
@@ -214,9 +227,17 @@ void durable_sink::submit(command&& cmd, completion&& done) const {
   std::size_t step;
   bool from_journal;
   std::optional<version_ask> before_change;
+  bool continuing = cmd.id == command_id::workflow_value && has_kind(cmd.args, "continue_as_new");
   {
     std::lock_guard lock(mu_);
     if (stopped_) return done.fail(k_stopped);
+    if (continuing) {
+      // Not a step: the run ends here. The next run's id comes from this
+      // run's and the step, so a replay of this point names the same run.
+      step = next_;
+      if (!continue_fn_ || next_ < history_.size())  // (a history that goes on past it)
+        continuing = false;
+    }
     // A side_effect probe takes a step only when the journal answers it.
     bool probe = is_side_effect_probe(cmd);
     from_journal = next_ < history_.size();
@@ -238,6 +259,34 @@ void durable_sink::submit(command&& cmd, completion&& done) const {
       }
       step = next_++;
     }
+  }
+  if (cmd.id == command_id::workflow_value && has_kind(cmd.args, "continue_as_new")) {
+    if (!continuing) {
+      if (!continue_fn_)
+        return done.fail(error{error_kind::invalid,
+                               "workflow.continue_as_new: this run cannot continue as new",
+                               false,
+                               {}});
+      stop(text_of(value::map{{"reason", "nondeterminism"},
+                              {"step", static_cast<std::int64_t>(step)},
+                              {"message", "continue_as_new where the journal goes on"},
+                              {"code_hash", code_hash_}}));
+      return done.fail(k_stopped);
+    }
+    // A chain of runs that take no step would make runs as fast as the disk
+    // takes them; with a step each, it goes no faster than one run's steps.
+    if (step == 0)
+      return done.fail(error{error_kind::invalid,
+                             "workflow.continue_as_new: a run continues as new only after a step "
+                             "of its own (a sleep, a store call, ...)",
+                             false,
+                             {}});
+    std::string key = run_ + "/" + std::to_string(step);
+    char next[19];
+    std::snprintf(next, sizeof next, "r-%016llx",
+                  static_cast<unsigned long long>(runtime::content_hash(key)));
+    value args = take_field(cmd.args, "args");
+    return continue_fn_(next, std::move(args), std::move(done));
   }
   if (before_change) {  // (stop takes the lock)
     stop(version_report(*before_change, 0, step, code_hash_));

@@ -20,7 +20,8 @@
 //   - fetch_request: at least once (the request may have left before a
 //     crash); it carries `Idempotency-Key: RUN-STEP` for servers to dedupe;
 //   - workflow_value: recorded, replayed unchanged (side_effect's function
-//     runs only live: its probe is answered from the journal on replay).
+//     runs only live: its probe is answered from the journal on replay);
+//     continue_as_new is not a step: it ends the run (continue_fn).
 #pragma once
 
 #include <cstdint>
@@ -42,14 +43,21 @@ class durable_sink final : public runtime::command_sink,
   /// JSON object (reason "nondeterminism" or "journal", step, expected, got,
   /// code_hash). The server suspends the run and ends its process.
   using stop_fn = std::function<void(std::string report)>;
+  /// workflow.continue_as_new: `next_run` is the new run's id (the same for
+  /// the same run and step, so a replay after a crash names the run it
+  /// started already), `args` its args (message-codec encodings). The server
+  /// ends this run and starts the next; it completes `done` only to fail.
+  using continue_fn =
+      std::function<void(std::string next_run, runtime::value args, runtime::completion done)>;
 
   /// `history`: the run's journal so far (replayed first); `live`: where live
   /// commands go (the registry).
   /// `max_steps`: the journal's bound (0: none); past it each command fails
   /// with `limit` and nothing more is journaled.
+  /// `on_continue`: empty, continue_as_new fails with `invalid`.
   durable_sink(std::string run, std::string code_hash, std::vector<journal_entry> history,
                const runtime::command_sink& live, journal_backend& journal, stop_fn stop,
-               std::size_t max_steps = 0);
+               std::size_t max_steps = 0, continue_fn on_continue = {});
 
   void submit(command&& cmd, completion&& done) const override;
 
@@ -73,6 +81,7 @@ class durable_sink final : public runtime::command_sink,
   journal_backend& journal_;
   const stop_fn stop_fn_;
   const std::size_t max_steps_;
+  const continue_fn continue_fn_;
   mutable std::mutex mu_;
   mutable std::size_t next_ = 0;  // the next step (guarded by mu_)
   mutable bool stopped_ = false;  // guarded by mu_

@@ -51,6 +51,11 @@ void values::submit(command&& cmd, completion&& done) {
     done.succeed(value::array{random_integer(), random_integer()});
   } else if (name && *name == "side_effect") {
     done.succeed(take(cmd.args, "value"));
+  } else if (name && *name == "continue_as_new") {
+    done.fail(error{error_kind::invalid,
+                    "workflow.continue_as_new: only a durable run can continue as new",
+                    false,
+                    {}});
   } else if (name && *name == "version") {
     // Live (or not durable): the newest version the code knows.
     const value* max = cmd.args.find("max");
@@ -59,10 +64,11 @@ void values::submit(command&& cmd, completion&& done) {
     else
       done.fail(error{error_kind::invalid, "workflow.version: no integer max", false, {}});
   } else {
-    done.fail(error{error_kind::invalid,
-                    "workflow.value: kind must be now, random, uuid, side_effect or version",
-                    false,
-                    {}});
+    done.fail(error{
+        error_kind::invalid,
+        "workflow.value: kind must be now, random, uuid, side_effect, version or continue_as_new",
+        false,
+        {}});
   }
 }
 

@@ -60,6 +60,8 @@ const error k_bad_results = bad_answer("workflow.side_effect: the answer is not 
 const error k_too_many = bad_answer("workflow.side_effect: too many results");
 const error k_unrecorded = bad_answer("workflow.side_effect: the results were not recorded");
 const error k_bad_version = bad_answer("workflow.version: the answer is not an integer");
+const error k_not_continued =
+    bad_answer("workflow.continue_as_new: the run was not ended (a server bug)");
 
 // The continuation of every binding here, after its last wait: returns the
 // results handle_result pushed, or raises its error.
@@ -290,15 +292,18 @@ class side_effect_yield final
   }
 };
 
-// Encodes the `count` values at the bottom of the stack (fn's results) into
-// `y`, within the process's message size limit for all of them. Each result
-// costs its encoding and its slot in the record, so a million nils are no
+// Encodes the `count` values at the bottom of the stack into `out` (one
+// message-codec encoding each), within the process's message size limit for
+// all of them; `what` names one in errors ("workflow.side_effect: result"),
+// `all` all of them ("all results").
+// Each value costs its encoding and its slot, so a million nils are no
 // cheaper than what they hold.
-runtime::status record(lua_State* L, int count, side_effect_yield& y) noexcept {
+runtime::status record(lua_State* L, int count, value::array& out, const char* what,
+                       const char* all) noexcept {
   try {
     const std::size_t max = runtime::process::of(L)->context().limits.message_bytes;
     std::size_t left = max;
-    y.results.reserve(std::min(static_cast<std::size_t>(count), max / sizeof(value)));
+    out.reserve(std::min(static_cast<std::size_t>(count), max / sizeof(value)));
     std::string bytes, why;
     for (int i = 1; i <= count; ++i) {
       bytes.clear();
@@ -307,19 +312,19 @@ runtime::status record(lua_State* L, int count, side_effect_yield& y) noexcept {
       if (!fits || !runtime::encode_message(L, i, bytes, why, left)) {
         bool size = !fits || why.starts_with("message larger than");
         if (size) {
-          why = "all results together are larger than " + std::to_string(max) +
+          why = std::string(all) + " together are larger than " + std::to_string(max) +
                 " bytes (limits.message_size)";
         }
         return runtime::fail(
             size ? error_kind::limit : error_kind::invalid,
-            "workflow.side_effect: result " + std::to_string(i) + " cannot be recorded: " + why);
+            std::string(what) + " " + std::to_string(i) + " cannot be recorded: " + why);
       }
       left -= bytes.size();
-      y.results.emplace_back(std::move(bytes));
+      out.emplace_back(std::move(bytes));
     }
     return runtime::done{};
   } catch (const std::bad_alloc&) {
-    return runtime::fail(error_kind::limit, "workflow.side_effect: out of memory");
+    return runtime::fail(error_kind::limit, std::string(what) + "s: out of memory");
   }
 }
 
@@ -333,7 +338,8 @@ int side_effect_ran(lua_State* L, int, lua_KContext) {
   y->asking = false;
   int n = 0;
   {
-    runtime::status ok = record(L, count, *y);
+    runtime::status ok =
+        record(L, count, y->results, "workflow.side_effect: result", "all results");
     if (!ok) {
       lua_pop(L, 1);  // the yield object acquire pushed
       y->release();
@@ -357,6 +363,45 @@ int workflow_side_effect(lua_State* L) {
   return runtime::yield_command(L, side_effect_asked);
 }
 
+// --- continue_as_new ----------------------------------------------------------
+
+// continue_as_new(...): the run ends here, completed, and a new run of the same
+// script starts with `...` as its args and an empty journal (a durable run's
+// server does it, and kills this process: the answer never comes back unless
+// it failed). Outside a durable run the values dispatcher refuses it.
+class continue_yield final
+    : public runtime::pooled_yield<continue_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.continue_as_new";
+  value::array args_;  // one message-codec encoding per arg
+
+  value args() {
+    return value(value::map{{"kind", "continue_as_new"}, {"args", std::move(args_)}});
+  }
+  int handle_result(lua_State* L, const value&, const error* err) override {
+    if (err) return push_failed(L, *err);
+    return push_failed(L, k_not_continued);
+  }
+};
+
+int workflow_continue_as_new(lua_State* L) {
+  int count = lua_gettop(L);
+  luaL_checkstack(L, 5, "too many arguments");
+  continue_yield* y = continue_yield::acquire(L);  // (on top: the args stay at 1..count)
+  int n = 0;
+  {
+    runtime::status ok =
+        record(L, count, y->args_, "workflow.continue_as_new: argument", "all arguments");
+    if (!ok) {
+      lua_pop(L, 1);  // the yield object acquire pushed
+      y->release();
+      n = runtime::push_failure(L, ok.error());
+    }
+  }
+  if (n != 0) return lua_error(L);  // the error on top (or Lua's memory error)
+  return runtime::yield_command(L, answered);
+}
+
 // --- the module ---------------------------------------------------------------
 
 constexpr param_type now_returns[] = {{"seconds", "number"}};
@@ -368,6 +413,7 @@ constexpr param_type side_effect_returns[] = {{"...", "any"}};
 constexpr param_type version_params[] = {
     {"change", "string"}, {"min", "integer"}, {"max", "integer"}};
 constexpr param_type version_returns[] = {{"version", "integer"}};
+constexpr param_type continue_params[] = {{"...", "any"}};
 
 constexpr runtime::function_type manifest[] = {
     {"now",
@@ -385,6 +431,11 @@ constexpr runtime::function_type manifest[] = {
      "Which version of a code change this run follows: max when first reached, the recorded "
      "version on replay, 0 for a history from before the change (an error if outside "
      "[min, max])."},
+    {"continue_as_new",
+     continue_params,
+     {},
+     "Ends this durable run (completed) and starts a new run of the same script with these "
+     "args and an empty journal. Does not return."},
 };
 
 runtime::module_exports build() {
@@ -392,9 +443,10 @@ runtime::module_exports build() {
            {"random", workflow_random},
            {"uuid", workflow_uuid},
            {"side_effect", workflow_side_effect},
-           {"version", workflow_version}},
+           {"version", workflow_version},
+           {"continue_as_new", workflow_continue_as_new}},
           {now_yield::type(), random_yield::type(), uuid_yield::type(), side_effect_yield::type(),
-           version_yield::type()}};
+           version_yield::type(), continue_yield::type()}};
 }
 
 }  // namespace

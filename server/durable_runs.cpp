@@ -111,10 +111,18 @@ run_record fresh_record(const std::string& owner, const std::string& script,
 struct durable_runs::live_run {
   std::string id;
   std::string workflow;  // the config workflow's name, or ""
+  run_record rec;        // as it was started (for continue_as_new)
   runtime::pid pid;      // empty until spawned
   /// Why the process is being ended, so that its exit leaves the state alone
-  /// (stopped: it stays unfinished, to be resumed).
-  enum class ending : std::uint8_t { none, suspended, terminated, stopped } why = ending::none;
+  /// (stopped: it stays unfinished, to be resumed; continued: completed by
+  /// continue_as_new).
+  enum class ending : std::uint8_t {
+    none,
+    suspended,
+    terminated,
+    stopped,
+    continued
+  } why = ending::none;
 };
 
 durable_runs::durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io)
@@ -144,6 +152,7 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
   auto r = std::make_shared<live_run>();
   r->id = rec.id;
   r->workflow = rec.workflow;
+  r->rec = rec;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return fail(error_kind::unavailable, "the daemon is shutting down");
@@ -154,9 +163,13 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
   auto on_stop = [this, weak](std::string report) {
     if (auto run = weak.lock()) suspend(run, std::move(report));
   };
+  auto on_continue = [this, weak](std::string next, runtime::value args, runtime::completion done) {
+    if (auto run = weak.lock())
+      continue_as_new(run, std::move(next), std::move(args), std::move(done));
+  };
   so.commands = std::make_shared<dispatcher::durable_sink>(
       rec.id, rec.code_hash, std::move(past), eng_.commands(), eng_.storage(), std::move(on_stop),
-      cfg_.limits.journal_steps);
+      cfg_.limits.journal_steps, std::move(on_continue));
   so.on_exit = [this, r](const runtime::exit_info& e) {
     ev_.on_submitted_exit(e);
     ended(r, e);
@@ -233,6 +246,10 @@ runtime::status durable_runs::rebuild(const run_record& rec, runtime::chunk_ptr&
     if (!w->durable)
       return fail(error_kind::invalid, "workflow '" + name + "' is no longer durable");
     workflow_spawn_options(eng_, *w, so);
+    if (const json::value* a = p.if_contains("args"); a && a->is_array()) {  // continued as new
+      so.args.clear();
+      for (const auto& v : a->get_array()) so.args.push_back(proto::from_json(v));
+    }
     code = runtime::compile_file(w->script);  // (not the cache: see below)
     if (code->compile_error) return *code->compile_error;
     return runtime::done{};
@@ -297,6 +314,8 @@ std::size_t durable_runs::resume_unfinished() {
 }
 
 runtime::result<started_run> durable_runs::relaunch(const run_record& rec) {
+  // (Started meanwhile by the run it continues, replayed just before it.)
+  if (runtime::pid pid = live_pid(rec.id)) return started_run{rec.id, pid};
   auto past = eng_.storage().history(rec.id);
   runtime::chunk_ptr code;
   runtime::spawn_options so;
@@ -513,6 +532,75 @@ json::array durable_runs::runs_of(const std::string& name) {
   }
   if (last_finished) add(*last_finished);
   return out;
+}
+
+void durable_runs::continue_as_new(const std::shared_ptr<live_run>& r, std::string next,
+                                   runtime::value args, runtime::completion done) {
+  // The args arrive as message-codec encodings; a new run's args are values
+  // (kept in its spawn request as JSON).
+  runtime::value::array values;
+  json::array args_json;
+  if (const auto* list = args.get<runtime::value::array>()) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const std::string* bytes = (*list)[i].get<std::string>();
+      std::optional<runtime::value> v = bytes ? runtime::decode_value(*bytes) : std::nullopt;
+      if (!v)
+        return done.fail({error_kind::invalid,
+                          "workflow.continue_as_new: argument " + std::to_string(i + 1) +
+                              " cannot start a run (a shared or mixed table, or a pointer)",
+                          false,
+                          {}});
+      args_json.push_back(proto::to_json(*v));
+      values.push_back(std::move(*v));
+    }
+  }
+  boost::system::error_code ec;
+  json::value spawn = json::parse(r->rec.spawn, ec);
+  if (ec || !spawn.is_object()) spawn = json::object{};
+  spawn.as_object()["args"] = std::move(args_json);
+  spawn.as_object()["continued_from"] = r->id;
+  run_record rec = r->rec;
+  rec.id = std::move(next);
+  rec.args.clear();
+  runtime::encode_value(runtime::value(values), rec.args);
+  rec.state = run_state::running;
+  rec.detail.clear();
+  rec.steps = 0;
+  rec.created = rec.updated = unix_now();
+  rec.spawn = json::serialize(spawn);
+  auto d = std::make_shared<runtime::completion>(std::move(done));
+  eng_.storage().create_run(rec, [this, r, rec, d](runtime::status s) {
+    // `invalid`: the id is taken, by this very run's continuation before a
+    // crash (the id comes from this run and step): it is there already.
+    if (!s && s.error().kind != error_kind::invalid) return d->fail(s.error());
+    // The rest on the io thread: rebuilding reads the config.
+    boost::asio::post(io_, [this, r, rec, d] { start_next(r, rec, std::move(*d)); });
+  });
+}
+
+void durable_runs::start_next(const std::shared_ptr<live_run>& r, const run_record& next,
+                              runtime::completion done) {
+  runtime::pid pid;
+  {
+    std::lock_guard lock(mu_);
+    if (r->why != live_run::ending::none || stopping_) return;  // (done drops: canceled)
+    r->why = live_run::ending::continued;
+    pid = r->pid;
+  }
+  auto ok = write_state(r->id, run_state::completed,
+                        json::serialize(json::object{{"continued_as", next.id}}));
+  if (!ok)
+    runtime::logger().error("durable run {}: state not written: {}", r->id, ok.error().message);
+  auto rec = record(next.id);  // as stored (a replay finds the first one)
+  auto started = rec ? relaunch(*rec) : runtime::result<started_run>(rec.error());
+  if (started)
+    runtime::logger().info("durable run {} continued as new: run {} (pid {})", r->id, next.id,
+                           started->pid.to_string());
+  else
+    runtime::logger().error("durable run {} continued as new, but run {} did not start: {}", r->id,
+                            next.id, started.error().message);
+  if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "continued as new");
+  (void)done;  // dropped: the process is being killed
 }
 
 }  // namespace luad::server

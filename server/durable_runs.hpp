@@ -140,6 +140,13 @@ class durable_runs {
   runtime::status write_state(const std::string& run, dispatcher::run_state state,
                               std::string detail);
   void suspend(const std::shared_ptr<live_run>& r, std::string report);
+  /// workflow.continue_as_new in run `r`: records run `next` (unless a
+  /// replay finds it recorded already), completes `r` with {continued_as},
+  /// starts `next` and ends `r`'s process. `done` fails only if it cannot.
+  void continue_as_new(const std::shared_ptr<live_run>& r, std::string next, runtime::value args,
+                       runtime::completion done);
+  void start_next(const std::shared_ptr<live_run>& r, const dispatcher::run_record& next,
+                  runtime::completion done);
   void ended(const std::shared_ptr<live_run>& r, const runtime::exit_info& e);
 
   const config& cfg_;

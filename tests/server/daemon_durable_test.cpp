@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -326,4 +327,56 @@ TEST_CASE("durable runs: a stranger may not read, resume or end another owner's 
     CHECK(has(text(refused), "belongs to uid:0"));
   }
   CHECK(runs_of(d).at(run).at("state") == "completed");
+}
+
+TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across a crash") {
+  daemon_process d(config_for("\"store:t\""));
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  write_file(d.dir() / "scripts" / "loop.lua", R"(
+    local store, time, workflow = require("store"), require("time"), require("workflow")
+    local n = ...
+    store.incr("loops", 1)
+    time.sleep(0.2)
+    if n < 4 then workflow.continue_as_new(n + 1) end
+    return n)");
+  {
+    line_client c(d.socket());
+    json::value r =
+        c.call("spawn", {{"script", "loop.lua"}, {"durable", true}, {"args", json::array{1}}});
+    REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
+  }
+  // A crash once the chain is under way.
+  REQUIRE(eventually([&] { return runs_of(d).size() >= 2; }));
+  ::kill(d.pid(), SIGKILL);
+  REQUIRE(eventually([&] { return !d.alive(); }));
+  d.start();
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, 4, "completed"); }, 20s), d.log_tail());
+  // Each run continued as the next (oldest first), with a journal of its own.
+  std::vector<json::object> chain;
+  for (auto& [id, r] : runs_of(d)) chain.push_back(r);
+  std::sort(chain.begin(), chain.end(), [](const json::object& a, const json::object& b) {
+    return a.at("created").to_number<double>() < b.at("created").to_number<double>();
+  });
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    INFO(i, ": ", text(chain[i]));
+    CHECK(chain[i].at("steps").as_int64() == 2);  // the incr and the sleep
+    if (i + 1 < chain.size())
+      CHECK(chain[i].at("detail").at("continued_as") == chain[i + 1].at("run"));
+  }
+  CHECK(text(chain.back().at("detail").at("results")) == "[4]");
+  CHECK(run_once(d, "return require('store').get('loops')") == 4);  // none twice
+  // Not durable: refused, with a word.
+  line_client c(d.socket());
+  json::value plain =
+      c.call("spawn", {{"source", "require('workflow').continue_as_new(1)"}, {"wait", true}}, 10s);
+  CHECK(has(text(plain), "only a durable run can continue as new"));
+  // A run that would continue before any step of its own (a chain of empty
+  // runs, as fast as the disk takes them) fails instead.
+  json::value empty = c.call(
+      "spawn",
+      {{"source", "require('workflow').continue_as_new(1)"}, {"durable", true}, {"wait", true}},
+      10s);
+  CHECK(has(text(empty), "continues as new only after a step"));
+  CHECK(runs_of(d).size() == 5);  // that run, failed; no other
 }
