@@ -328,6 +328,23 @@ runtime::status record(lua_State* L, int count, value::array& out, const char* w
   }
 }
 
+// With the yield object `y` on top of the `count` values: records them into
+// `out` and yields, or releases `y` and raises why they cannot be recorded.
+int record_and_yield(lua_State* L, int count, runtime::yield_object& y, value::array& out,
+                     const char* what, const char* all) {
+  int n = 0;
+  {
+    runtime::status ok = record(L, count, out, what, all);
+    if (!ok) {
+      lua_pop(L, 1);  // the yield object acquire pushed
+      y.release();
+      n = runtime::push_failure(L, ok.error());
+    }
+  }
+  if (n != 0) return lua_error(L);  // the error on top (or Lua's memory error)
+  return runtime::yield_command(L, answered);
+}
+
 // fn returned: the stack holds its results and nothing else. Records them.
 int side_effect_ran(lua_State* L, int, lua_KContext) {
   int count = lua_gettop(L);
@@ -336,18 +353,7 @@ int side_effect_ran(lua_State* L, int, lua_KContext) {
   luaL_checkstack(L, 5, "too many results");
   side_effect_yield* y = side_effect_yield::acquire(L);
   y->asking = false;
-  int n = 0;
-  {
-    runtime::status ok =
-        record(L, count, y->results, "workflow.side_effect: result", "all results");
-    if (!ok) {
-      lua_pop(L, 1);  // the yield object acquire pushed
-      y->release();
-      n = runtime::push_failure(L, ok.error());
-    }
-  }
-  if (n != 0) return lua_error(L);  // the error on top (or Lua's memory error)
-  return runtime::yield_command(L, answered);
+  return record_and_yield(L, count, *y, y->results, "workflow.side_effect: result", "all results");
 }
 
 // After the first wait: [fn, args...] and the `pushed` values of the answer.
@@ -388,18 +394,8 @@ int workflow_continue_as_new(lua_State* L) {
   int count = lua_gettop(L);
   luaL_checkstack(L, 5, "too many arguments");
   continue_yield* y = continue_yield::acquire(L);  // (on top: the args stay at 1..count)
-  int n = 0;
-  {
-    runtime::status ok =
-        record(L, count, y->args_, "workflow.continue_as_new: argument", "all arguments");
-    if (!ok) {
-      lua_pop(L, 1);  // the yield object acquire pushed
-      y->release();
-      n = runtime::push_failure(L, ok.error());
-    }
-  }
-  if (n != 0) return lua_error(L);  // the error on top (or Lua's memory error)
-  return runtime::yield_command(L, answered);
+  return record_and_yield(L, count, *y, y->args_, "workflow.continue_as_new: argument",
+                          "all arguments");
 }
 
 // --- the module ---------------------------------------------------------------
