@@ -21,14 +21,22 @@
 //     crash); it carries `Idempotency-Key: RUN-STEP` for servers to dedupe;
 //   - workflow_value: recorded, replayed unchanged (side_effect's function
 //     runs only live: its probe is answered from the journal on replay);
-//     continue_as_new is not a step: it ends the run (continue_fn).
+//     continue_as_new is not a step: it ends the run (continue_fn);
+//   - receive (workflow_value {kind = "receive"}): messages sent to the run
+//     are recorded in its inbox first (take_message), and a receive is a step
+//     whose result is the message it took (or nil for a timeout): each message
+//     is received exactly once, across crashes. A receive's timeout starts
+//     again after a restart.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dispatcher/journal.hpp"
@@ -61,6 +69,20 @@ class durable_sink final : public runtime::command_sink,
 
   void submit(command&& cmd, completion&& done) const override;
 
+  /// A message sent to this run (runtime/post.cpp): recorded in its inbox
+  /// (journal_backend::append_message) before the run may receive it;
+  /// `limit` past the bounds set by limit_inbox().
+  std::optional<runtime::outcome> take_message(runtime::pid from, std::string_view topic,
+                                               std::string_view body) const override;
+  /// Bounds of the messages recorded and not received yet (0: none).
+  void limit_inbox(std::size_t messages, std::size_t bytes);
+  /// At a resume, before the process starts: the run's recorded messages;
+  /// those its journal has received already are dropped.
+  void restore_inbox(std::vector<inbox_message> recorded);
+  /// The process has ended: drops a waiting receive (its completion holds
+  /// the process, which holds this sink).
+  void abandon() const;
+
   /// Steps answered so far (replayed or live).
   std::int64_t steps() const;
   /// True while the journal still has entries to answer from.
@@ -68,7 +90,21 @@ class durable_sink final : public runtime::command_sink,
   const std::string& run() const { return run_; }
 
  private:
-  struct step_done;  // completion_target of a live step (durable.cpp)
+  struct step_done;      // completion_target of a live step (durable.cpp)
+  struct receive_timer;  // the timeout of a waiting receive (durable.cpp)
+  struct waiting_receive {
+    std::vector<std::string> topics;  // empty: any
+    journal_entry entry;
+    runtime::completion done;
+    std::uint64_t serial = 0;
+  };
+  void receive_live(command&& cmd, completion&& done, std::size_t step) const;
+  void receive_timed_out(std::uint64_t serial) const;
+  /// Journals what a receive got (a message, or nil for a timeout) and then
+  /// hands it to the process.
+  void answer_receive(journal_entry e, completion done, runtime::value got) const;
+  /// A message's record is durable (or failed: the run stops).
+  void recorded(inbox_message m, runtime::status st) const;
   void replay(command&& cmd, completion&& done, std::size_t step) const;
   void live(command&& cmd, completion&& done, std::size_t step) const;
   void stop(std::string report) const;
@@ -85,6 +121,15 @@ class durable_sink final : public runtime::command_sink,
   mutable std::mutex mu_;
   mutable std::size_t next_ = 0;  // the next step (guarded by mu_)
   mutable bool stopped_ = false;  // guarded by mu_
+  // The inbox (guarded by mu_): recorded messages not received yet, in seq
+  // order; the next seq; those being recorded; a receive waiting for one.
+  mutable std::deque<inbox_message> inbox_;
+  mutable std::size_t inbox_bytes_ = 0;
+  mutable std::int64_t next_seq_ = 0;
+  mutable std::size_t recording_ = 0;
+  mutable std::optional<waiting_receive> waiting_;
+  mutable std::uint64_t wait_serial_ = 0;
+  std::size_t max_messages_ = 0, max_bytes_ = 0;  // set before the process starts
 };
 
 }  // namespace luad::dispatcher

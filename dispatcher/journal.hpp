@@ -76,6 +76,18 @@ struct journal_entry {
   double at = 0;        ///< unix seconds it was written
 };
 
+/// A message sent to a durable run, recorded before it is delivered so that
+/// the run receives it exactly once, across crashes (its receive step names
+/// its `seq`).
+struct inbox_message {
+  std::string run;
+  std::int64_t seq = 0;  ///< 0-based, in the order the run was sent them
+  std::string sender;    ///< the sender's pid as text ("" for none)
+  std::string topic;
+  std::string payload;  ///< message-codec encoded
+  double at = 0;        ///< unix seconds it was written
+};
+
 /// The history of durable runs. Thread-safe: any thread may call any member.
 class journal_backend {
  public:
@@ -100,12 +112,18 @@ class journal_backend {
   virtual void apply_and_append(journal_entry entry, runtime::value store_args,
                                 applied_fn done) = 0;
 
+  /// Records `m` (its seq must be new for its run: `invalid` otherwise).
+  virtual void append_message(inbox_message m, written_fn done) = 0;
+
   /// Every run, or only those not finished(); oldest first. Blocking.
   virtual runtime::result<std::vector<run_record>> runs(bool unfinished_only) = 0;
   /// A run's journal in step order. A row that cannot be read back (a
   /// corrupt or truncated blob, a gap in the steps) fails with `invalid`,
   /// naming the run and the step. Blocking.
   virtual runtime::result<std::vector<journal_entry>> history(std::string_view run) = 0;
+  /// The messages recorded for `run`, in seq order; a row that cannot be read
+  /// back fails with `invalid`, naming the run and the seq. Blocking.
+  virtual runtime::result<std::vector<inbox_message>> messages(std::string_view run) = 0;
 
  protected:
   ~journal_backend() = default;

@@ -150,7 +150,11 @@ journal_writer::journal_writer(sqlite3* db)
       put_entry_(db,
                  "INSERT OR REPLACE INTO journal (run, step, command, args, state, failed, result,"
                  " at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-      touch_(db, "UPDATE runs SET updated = ?2 WHERE id = ?1") {}
+      touch_(db, "UPDATE runs SET updated = ?2 WHERE id = ?1"),
+      put_message_(db,
+                   "INSERT INTO inbox (run, seq, sender, topic, payload, at)"
+                   " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)"
+                   " ON CONFLICT (run, seq) DO NOTHING") {}
 
 runtime::status journal_writer::create_run(const run_record& r, double now, int& rc) {
   rc = SQLITE_OK;
@@ -246,6 +250,23 @@ runtime::status journal_writer::append(const journal_entry& e, double now, int& 
   return ok;
 }
 
+runtime::status journal_writer::put_message(const inbox_message& m, double now, int& rc) {
+  rc = SQLITE_OK;
+  if (!runtime::valid_message(m.payload))
+    return runtime::fail(error_kind::invalid, "journal: run '" + m.run + "' message " +
+                                                  std::to_string(m.seq) +
+                                                  ": the payload does not decode");
+  put_message_.reset().text(1, m.run).integer(2, m.seq).text(3, m.sender).blob(4, m.topic);
+  put_message_.blob(5, m.payload).real(6, m.at > 0 ? m.at : now);
+  rc = run_to_end(put_message_);
+  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append_message");
+  if (sqlite3_changes(db_) == 0)
+    return runtime::fail(error_kind::invalid, "journal: run '" + m.run + "' message " +
+                                                  std::to_string(m.seq) +
+                                                  " already recorded, or no such run");
+  return runtime::done{};
+}
+
 void record_outcome(journal_entry& e, const runtime::outcome& o) {
   e.result.clear();
   e.failed = o.err != nullptr;
@@ -329,6 +350,34 @@ runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::strin
     return out;
   } catch (const std::exception& e) {  // BEGIN failed or a statement does not compile
     return runtime::fail(error_kind::unavailable, std::string("journal: history: ") + e.what());
+  }
+}
+
+runtime::result<std::vector<inbox_message>> read_messages(sqlite3* db, std::string_view run) {
+  try {
+    statement rows(db,
+                   "SELECT seq, sender, topic, payload, at FROM inbox WHERE run = ?1 ORDER BY seq");
+    rows.text(1, run);
+    std::vector<inbox_message> out;
+    int rc;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+      inbox_message m;
+      m.run = std::string(run);
+      m.seq = rows.column_integer(0);
+      m.sender = rows.column_blob(1);
+      m.topic = rows.column_blob(2);
+      m.payload = rows.column_blob(3);
+      m.at = rows.column_real(4);
+      if (m.seq != static_cast<std::int64_t>(out.size()) || !runtime::valid_message(m.payload))
+        return runtime::fail(error_kind::invalid, "journal: run '" + std::string(run) +
+                                                      "' message " + std::to_string(out.size()) +
+                                                      ": missing, or its payload does not decode");
+      out.push_back(std::move(m));
+    }
+    if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "journal messages");
+    return out;
+  } catch (const std::exception& e) {
+    return runtime::fail(error_kind::unavailable, std::string("journal: messages: ") + e.what());
   }
 }
 

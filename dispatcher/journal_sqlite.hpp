@@ -1,4 +1,4 @@
-// The journal of durable runs in SQLite: the `runs` and `journal` tables of
+// The journal of durable runs in SQLite: the `runs`, `journal` and `inbox` tables of
 // the store's file. Writes run on the storage writer's connection inside its
 // batch transaction (dispatcher/storage.cpp queues, commits and answers them);
 // reads block on a connection of their own. The interface is journal.hpp.
@@ -23,8 +23,8 @@ struct journal_write {
     run_state state = run_state::running;
     std::string detail;
   };
-  std::variant<run_record, state_change, journal_entry> what;
-  journal_backend::written_fn written;  ///< create_run, set_state, append
+  std::variant<run_record, state_change, journal_entry, inbox_message> what;
+  journal_backend::written_fn written;  ///< create_run, set_state, append, append_message
   /// apply_and_append (`what` is its entry; the job's command its store op)
   journal_backend::applied_fn applied;
 
@@ -52,12 +52,15 @@ class journal_writer {
   void put(const journal_entry& e, double now, int& rc);
   /// A decodable result for a `done` entry, claim(), then put().
   runtime::status append(const journal_entry& e, double now, int& rc);
+  /// Records `m`: its run must exist, its seq be new, its payload decode.
+  runtime::status put_message(const inbox_message& m, double now, int& rc);
 
  private:
   runtime::status check_earlier(const journal_entry& e, int& rc);
 
   sqlite3* db_;
-  statement insert_run_, update_state_, claim_next_, run_steps_, step_state_, put_entry_, touch_;
+  statement insert_run_, update_state_, claim_next_, run_steps_, step_state_, put_entry_, touch_,
+      put_message_;
 };
 
 /// Stores `o` in `e`: the value as `result`, or the error as the map
@@ -71,5 +74,7 @@ std::optional<runtime::outcome> read_outcome(const journal_entry& e);
 runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only);
 /// journal_backend::history, in one read transaction on `db`.
 runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::string_view run);
+/// journal_backend::messages, on `db`.
+runtime::result<std::vector<inbox_message>> read_messages(sqlite3* db, std::string_view run);
 
 }  // namespace luad::dispatcher

@@ -80,6 +80,10 @@ constexpr const char* k_schema_steps[] = {
     // 3: what started a run (the spawn request, JSON), to start it again when
     // it is resumed after a restart (server/durable_runs.cpp).
     "ALTER TABLE runs ADD COLUMN spawn TEXT NOT NULL DEFAULT '{}';",
+    // 4: messages sent to durable runs, recorded before they are delivered
+    // (dispatcher/durable.cpp, the inbox).
+    "CREATE TABLE inbox (run TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL,"
+    "  topic BLOB NOT NULL, payload BLOB NOT NULL, at REAL NOT NULL, PRIMARY KEY (run, seq));",
 };
 static_assert(std::size(k_schema_steps) == storage::schema_version,
               "storage::schema_version must count the schema's steps");

@@ -188,6 +188,11 @@ void storage::append(journal_entry entry, written_fn done) {
       std::make_unique<journal_write>(journal_write{std::move(entry), std::move(done), {}}), {});
 }
 
+void storage::append_message(inbox_message m, written_fn done) {
+  queue_journal(std::make_unique<journal_write>(journal_write{std::move(m), std::move(done), {}}),
+                {});
+}
+
 void storage::apply_and_append(journal_entry entry, runtime::value store_args, applied_fn done) {
   queue_journal(
       std::make_unique<journal_write>(journal_write{std::move(entry), {}, std::move(done)}),
@@ -218,6 +223,12 @@ runtime::result<std::vector<journal_entry>> storage::history(std::string_view ru
   std::lock_guard lock(journal_mu_);
   if (!jdb_) return journal_closed();
   return read_history(jdb_, run);
+}
+
+runtime::result<std::vector<inbox_message>> storage::messages(std::string_view run) {
+  std::lock_guard lock(journal_mu_);
+  if (!jdb_) return journal_closed();
+  return read_messages(jdb_, run);
 }
 
 runtime::error storage::journal_closed() const {
@@ -300,6 +311,8 @@ runtime::outcome storage::writer_parts::apply_journal(journal_write& w,
     return as_outcome(journal->create_run(*r, now, rc));
   if (auto* c = std::get_if<journal_write::state_change>(&w.what))
     return as_outcome(journal->set_state(*c, now, rc));
+  if (auto* m = std::get_if<inbox_message>(&w.what))
+    return as_outcome(journal->put_message(*m, now, rc));
   auto& e = std::get<journal_entry>(w.what);
   if (!w.applied) return as_outcome(journal->append(e, now, rc));
   // Fused: a refused entry leaves the store untouched; the operation's own

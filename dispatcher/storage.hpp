@@ -77,8 +77,10 @@ class storage final : public handler, public journal_backend {
   void set_state(std::string run, run_state state, std::string detail, written_fn done) override;
   void append(journal_entry entry, written_fn done) override;
   void apply_and_append(journal_entry entry, runtime::value store_args, applied_fn done) override;
+  void append_message(inbox_message m, written_fn done) override;
   runtime::result<std::vector<run_record>> runs(bool unfinished_only) override;
   runtime::result<std::vector<journal_entry>> history(std::string_view run) override;
+  runtime::result<std::vector<inbox_message>> messages(std::string_view run) override;
 
   /// Byte quotas of namespaces, counting keys plus values (expired rows
   /// count until deleted): a namespace in `by_namespace` has that quota,
@@ -107,7 +109,7 @@ class storage final : public handler, public journal_backend {
   void inject(fault f) { fault_.store(f); }
 
   /// Version written into new files; a file with a larger one is refused.
-  static constexpr int schema_version = 3;
+  static constexpr int schema_version = 4;
   /// Largest key, in bytes.
   static constexpr std::size_t max_key = 1024;
   /// Most items one list call returns.

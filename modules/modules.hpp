@@ -18,6 +18,12 @@ extern const runtime::module_def store_module;       // modules/store.cpp
 extern const runtime::module_def http_module;        // modules/http.cpp
 extern const runtime::module_def workflow_module;    // modules/workflow.cpp
 
+/// workflow.side_effect for other modules' bindings: calls the function at
+/// index 1 with the values above it, its results recorded in a durable run's
+/// journal (and, on replay, returned without calling it). Returns as a
+/// binding does (-1: a yield). modules/workflow.cpp.
+int side_effect_call(lua_State* L);
+
 /// Every module, in the order `luad types` lists them (modules/list.cpp).
 std::span<const runtime::module_def* const> all();
 

@@ -588,7 +588,7 @@ runtime::module_exports build() {
            {"on_upgrade", process_on_upgrade},
            {"unload", process_unload},
            {"cancel", process_cancel}},
-          {receive_yield_type()}};
+          {receive_yield_type(), durable_receive_yield_type()}};
 }
 
 }  // namespace

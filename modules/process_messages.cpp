@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "modules/modules.hpp"
 #include "modules/process_parts.hpp"
 #include "runtime/command.hpp"
 #include "runtime/lua_value.hpp"
@@ -63,7 +64,10 @@ runtime::status send_to(lua_State* L, pid to, bool named) noexcept {
 
 }  // namespace
 
-int process_send(lua_State* L) {
+namespace {
+
+// process.send itself, in any process.
+int send_now(lua_State* L) {
   pid to = check_pid(L, 1, true);
   luaL_checkstring(L, 2);
   lua_settop(L, 3);
@@ -76,6 +80,18 @@ int process_send(lua_State* L) {
   if (n > 0) return n;
   lua_pushboolean(L, 1);
   return 1;
+}
+
+}  // namespace
+
+// In a durable run a send is a side effect: sent live and recorded, so that a
+// replay returns what it returned and does not send it again.
+int process_send(lua_State* L) {
+  if (!process::of(L)->own_commands()) return send_now(L);
+  lua_settop(L, 3);
+  lua_pushcfunction(L, send_now);
+  lua_insert(L, 1);
+  return side_effect_call(L);
 }
 
 namespace {
@@ -176,14 +192,76 @@ class receive_yield final
 
 const runtime::yield_type* receive_yield_type() { return receive_yield::type(); }
 
-// Messages reach a process outside its commands, so a durable run's journal
-// would not hold them and a replay would not see them: refused rather than
-// lost on a restart (docs/workflows.md, "Status").
-const char* const k_not_journaled_receive =
-    "process.receive: not available in a durable run yet (messages are not journaled)";
+namespace {
+
+// A receive in a durable run: messages sent to the run go to its journal's
+// inbox (dispatcher/durable.cpp), not to the mailbox, and a receive is a
+// command, {kind = "receive", topics, timeout}, answered with the message it
+// took, {seq, from, topic, payload}, or nil for a timeout: a replay answers it
+// from the journal, so the run receives each message once, across crashes.
+class durable_receive_yield final
+    : public runtime::pooled_yield<durable_receive_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "process.receive (durable)";
+  runtime::value::array topics;
+  double timeout = -1;  // < 0: forever
+
+  runtime::value args() {
+    return runtime::value(runtime::value::map{
+        {"kind", "receive"}, {"topics", std::move(topics)}, {"timeout", timeout}});
+  }
+  int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
+    if (err) {
+      lua_pushnil(L);
+      runtime::push_error(L, *err);
+      return 2;
+    }
+    if (v.is_nil()) return push_timeout(L);
+    const runtime::value* topic = v.find("topic");
+    const runtime::value* from = v.find("from");
+    const runtime::value* payload = v.find("payload");
+    const std::string* t = topic ? topic->get<std::string>() : nullptr;
+    const std::string* f = from ? from->get<std::string>() : nullptr;
+    const std::string* p = payload ? payload->get<std::string>() : nullptr;
+    if (!t || !f || !p || !runtime::valid_message(*p))
+      return fail(L, error_kind::internal, "process.receive: the recorded message cannot be read");
+    lua_createtable(L, 0, 3);
+    lua_pushlstring(L, t->data(), t->size());
+    lua_setfield(L, -2, "topic");
+    if (auto sender = pid::parse(*f))
+      push_pid(L, *sender);
+    else
+      lua_pushnil(L);
+    lua_setfield(L, -2, "from");
+    runtime::push_message(L, *p);
+    lua_setfield(L, -2, "payload");
+    return 1;
+  }
+};
+
+}  // namespace
+
+const runtime::yield_type* durable_receive_yield_type() { return durable_receive_yield::type(); }
+
+namespace {
+
+// process.receive in a durable run (see durable_receive_yield).
+int durable_receive(lua_State* L, const topic_filter& topics, double timeout) {
+  durable_receive_yield* y = durable_receive_yield::acquire(L);
+  try {
+    for (std::string_view t : topics.span()) y->topics.emplace_back(std::string(t));
+  } catch (const std::bad_alloc&) {
+    lua_pop(L, 1);
+    y->release();
+    return luaL_error(L, "not enough memory");
+  }
+  y->timeout = timeout;
+  return -1;
+}
+
+}  // namespace
 
 int process_receive(lua_State* L) {
-  if (process::of(L)->own_commands()) return luaL_error(L, "%s", k_not_journaled_receive);
   topic_filter topics;
   check_topics(L, topics);
   double timeout = -1;
@@ -192,6 +270,7 @@ int process_receive(lua_State* L) {
     luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
     timeout = static_cast<double>(t);
   }
+  if (process::of(L)->own_commands()) return durable_receive(L, topics, timeout);
   if (message* m = process::of(L)->mailbox().take(topics.span())) {
     push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
     return 1;

@@ -49,5 +49,7 @@ int process_receive(lua_State* L);
 int process_cancel(lua_State* L);
 /// The yield type of process.receive (listed in the module's exports).
 const runtime::yield_type* receive_yield_type();
+/// process.receive in a durable run: a journaled command (process_messages.cpp).
+const runtime::yield_type* durable_receive_yield_type();
 
 }  // namespace luad::modules::process_parts

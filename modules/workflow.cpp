@@ -447,6 +447,8 @@ runtime::module_exports build() {
 
 }  // namespace
 
+int side_effect_call(lua_State* L) { return workflow_side_effect(L); }
+
 extern const runtime::module_def workflow_module{
     "workflow", "Clocks, randomness and side effects a durable workflow can replay.",
     runtime::workflow, manifest, build};

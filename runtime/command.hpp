@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 
+#include "runtime/pid.hpp"
 #include "runtime/value.hpp"
 
 namespace luad::runtime {
@@ -102,6 +104,15 @@ class command_sink {
  public:
   /// Routes `cmd` to whoever fulfils it; an unknown id completes with `invalid`.
   virtual void submit(command&& cmd, completion&& done) const = 0;
+  /// A message sent to the process whose own sink this is (a durable run's
+  /// journal, which records it before the process may receive it): success,
+  /// or why it was refused; nullopt when this sink takes no messages (the
+  /// mailbox does).
+  virtual std::optional<outcome> take_message(pid from, std::string_view topic,
+                                              std::string_view body) const {
+    (void)from, (void)topic, (void)body;
+    return std::nullopt;
+  }
 
  protected:
   ~command_sink() = default;

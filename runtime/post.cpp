@@ -4,12 +4,17 @@
 #include <new>
 #include <string>
 
+#include "runtime/command.hpp"
 #include "runtime/process.hpp"
 
 namespace luad::runtime {
 
 status post(process& to, pid from, std::string_view topic, std::string_view body) noexcept {
   try {
+    // A durable run's messages go to its journal first (dispatcher/durable.cpp).
+    if (const command_sink* own = to.own_sink())
+      if (std::optional<outcome> taken = own->take_message(from, topic, body))
+        return taken->err ? status(std::move(*taken->err)) : status(done{});
     const limits& lim = to.context().limits;
     runtime::mailbox& box = to.mailbox();
     if (lim.mailbox && box.length() >= lim.mailbox) {

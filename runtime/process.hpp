@@ -154,6 +154,8 @@ class process final : public completion_target {
   /// durable run's journal. What bypasses commands (receive, spawn) is not
   /// journaled, so the modules refuse it there.
   bool own_commands() const { return own_commands_; }
+  /// The sink of a process with own_commands() (else null).
+  const command_sink* own_sink() const { return own_commands_ ? rare_->commands.get() : nullptr; }
 
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// True once the process has ended (any thread).

@@ -140,13 +140,14 @@ void durable_runs::start(durable_request req, started_fn then) {
     // On the storage's thread: spawning is thread-safe; answering is the io
     // thread's.
     runtime::result<started_run> r =
-        s ? launch(rec, {}, shared->code, std::move(shared->so)) : s.error();
+        s ? launch(rec, {}, {}, shared->code, std::move(shared->so)) : s.error();
     boost::asio::post(io_, [then, r = std::move(r)]() mutable { then(std::move(r)); });
   });
 }
 
 runtime::result<started_run> durable_runs::launch(const run_record& rec,
                                                   std::vector<journal_entry> past,
+                                                  std::vector<dispatcher::inbox_message> inbox,
                                                   runtime::chunk_ptr code,
                                                   runtime::spawn_options so) {
   auto r = std::make_shared<live_run>();
@@ -167,10 +168,14 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
     if (auto run = weak.lock())
       continue_as_new(run, std::move(next), std::move(args), std::move(done));
   };
-  so.commands = std::make_shared<dispatcher::durable_sink>(
+  auto sink = std::make_shared<dispatcher::durable_sink>(
       rec.id, rec.code_hash, std::move(past), eng_.commands(), eng_.storage(), std::move(on_stop),
       cfg_.limits.journal_steps, std::move(on_continue));
-  so.on_exit = [this, r](const runtime::exit_info& e) {
+  sink->limit_inbox(so.ctx.limits.mailbox, so.ctx.limits.mailbox_bytes);
+  sink->restore_inbox(std::move(inbox));
+  so.commands = sink;
+  so.on_exit = [this, r, sink](const runtime::exit_info& e) {
+    sink->abandon();
     ev_.on_submitted_exit(e);
     ended(r, e);
   };
@@ -317,15 +322,19 @@ runtime::result<started_run> durable_runs::relaunch(const run_record& rec) {
   // (Started meanwhile by the run it continues, replayed just before it.)
   if (runtime::pid pid = live_pid(rec.id)) return started_run{rec.id, pid};
   auto past = eng_.storage().history(rec.id);
+  auto inbox = past ? eng_.storage().messages(rec.id) : past.error();
   runtime::chunk_ptr code;
   runtime::spawn_options so;
-  runtime::status ok = past ? rebuild(rec, code, so) : runtime::status(past.error());
+  runtime::status ok = !past    ? runtime::status(past.error())
+                       : !inbox ? runtime::status(inbox.error())
+                                : rebuild(rec, code, so);
+  bool readable = past && inbox;
   runtime::result<started_run> s =
-      ok ? launch(rec, std::move(*past), code, std::move(so)) : ok.error();
+      ok ? launch(rec, std::move(*past), std::move(*inbox), code, std::move(so)) : ok.error();
   if (s) return s;
-  std::string why = (past ? "cannot start it again: " : "") + s.error().message;
+  std::string why = (readable ? "cannot start it again: " : "") + s.error().message;
   runtime::logger().error("durable run {} suspended: {}", rec.id, why);
-  (void)write_state(rec.id, run_state::suspended, report(past ? "start" : "journal", why));
+  (void)write_state(rec.id, run_state::suspended, report(readable ? "start" : "journal", why));
   return fail(s.error().kind, "run " + rec.id + " suspended: " + why);
 }
 
@@ -342,13 +351,15 @@ runtime::result<started_run> durable_runs::resume(const std::string& run) {
                                          ": only a suspended or stopped run can be resumed");
   auto past = eng_.storage().history(run);
   if (!past) return past.error();
+  auto inbox = eng_.storage().messages(run);
+  if (!inbox) return inbox.error();
   runtime::chunk_ptr code;
   runtime::spawn_options so;
   if (auto ok = rebuild(*rec, code, so); !ok)
     return fail(ok.error().kind, "run " + run + " cannot start again: " + ok.error().message);
   if (auto ok = write_state(run, run_state::running, ""); !ok) return ok.error();
   runtime::logger().info("durable run {} resumed by replay of {} steps", run, past->size());
-  return launch(*rec, std::move(*past), code, std::move(so));
+  return launch(*rec, std::move(*past), std::move(*inbox), code, std::move(so));
 }
 
 runtime::status durable_runs::terminate(const std::string& run) {
@@ -464,7 +475,7 @@ runtime::result<started_run> durable_runs::start_workflow(const workflow_config&
     eng_.storage().create_run(rec, std::move(done));
   });
   if (!ok) return ok.error();
-  return launch(rec, {}, code, std::move(so));
+  return launch(rec, {}, {}, code, std::move(so));
 }
 
 runtime::result<workflow_runs> durable_runs::resume_workflow(const workflow_config& w) {

@@ -125,8 +125,10 @@ class durable_runs {
 
  private:
   struct live_run;
+  /// `inbox`: the messages recorded for it (a resumed run; {} for a new one).
   runtime::result<started_run> launch(const dispatcher::run_record& rec,
                                       std::vector<dispatcher::journal_entry> past,
+                                      std::vector<dispatcher::inbox_message> inbox,
                                       runtime::chunk_ptr code, runtime::spawn_options so);
   /// The code and spawn options of a stored run (its `spawn` request).
   runtime::status rebuild(const dispatcher::run_record& rec, runtime::chunk_ptr& code,

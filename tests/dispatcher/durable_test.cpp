@@ -16,6 +16,8 @@
 
 #include "runtime/json.hpp"
 #include "runtime/message_codec.hpp"
+#include "runtime/post.hpp"
+#include "runtime/process.hpp"
 #include "server/engine.hpp"
 #include "tests/support.hpp"
 
@@ -62,10 +64,12 @@ struct journaled_engine {
     return *h;
   }
 
-  // Runs `source` as run `run`, answered first from `past`.
-  luad::runtime::exit_info run(const std::string& run, const std::string& source,
-                               std::vector<journal_entry> past = {},
-                               std::shared_ptr<durable_sink>* sink_out = nullptr) {
+  // Starts `source` as run `run`, answered first from `past`, with the
+  // recorded messages `inbox`; its exit is the future's.
+  std::future<luad::runtime::exit_info> start(
+      const std::string& run, const std::string& source, std::vector<journal_entry> past = {},
+      std::shared_ptr<durable_sink>* sink_out = nullptr,
+      std::vector<luad::dispatcher::inbox_message> inbox = {}) {
     started = false;
     auto sink = std::make_shared<durable_sink>(run, "hash", std::move(past), eng.commands(),
                                                journal(), [this](std::string report) {
@@ -76,12 +80,22 @@ struct journaled_engine {
                                                  if (eventually([&] { return started.load(); }))
                                                    eng.scheduler().kill(current);
                                                });
+    sink->restore_inbox(std::move(inbox));
     if (sink_out) *sink_out = sink;
     luad::runtime::spawn_options so;
     so.ctx.permissions = {"store:d"};
     so.commands = sink;
     auto fut = luad::test::spawn_lua(eng, source, std::move(so), &current);
     started = true;
+    return fut;
+  }
+
+  // Runs `source` as run `run`, answered first from `past`.
+  luad::runtime::exit_info run(const std::string& run, const std::string& source,
+                               std::vector<journal_entry> past = {},
+                               std::shared_ptr<durable_sink>* sink_out = nullptr,
+                               std::vector<luad::dispatcher::inbox_message> inbox = {}) {
+    auto fut = start(run, source, std::move(past), sink_out, std::move(inbox));
     return luad::test::wait_exit(fut, std::chrono::seconds(20));
   }
 
@@ -219,12 +233,8 @@ TEST_CASE("durable: a journal that cannot be written stops the run") {
   CHECK(j.history("r5").empty());
 }
 
-TEST_CASE("durable: receive and spawn, which the journal would not hold, are refused") {
+TEST_CASE("durable: spawn, which the journal would not hold, is refused") {
   journaled_engine j;
-  j.create("r-recv");
-  auto e = j.run("r-recv", "return require('process').receive('x', 0.01)");
-  REQUIRE(e.reason == exit_reason::error);
-  CHECK(has(e.err.message, "process.receive: not available in a durable run yet"));
   j.create("r-spawn");
   auto s = j.run("r-spawn", R"(
     local pid, err = require("process").spawn("child.lua")
@@ -235,6 +245,64 @@ TEST_CASE("durable: receive and spawn, which the journal would not hold, are ref
   const std::string* msg = s.results[1].get<std::string>();
   REQUIRE(msg);
   CHECK(has(*msg, "process.spawn: not available in a durable run yet"));
+}
+
+TEST_CASE("durable: messages are recorded before they are received, and received once") {
+  journaled_engine j;
+  j.create("r-inbox");
+  const char* source = R"(
+    local process = require("process")
+    local a = process.receive("n")
+    local _, late = process.receive("none", 0.05)
+    local b = process.receive({"n", "m"})
+    return a.payload + b.payload, late and late.kind, b.topic)";
+  std::shared_ptr<durable_sink> sink;
+  auto fut = j.start("r-inbox", source, {}, &sink);
+  // Sent from outside (as the protocol's send does): each goes to the inbox.
+  auto send = [&](const char* topic, std::int64_t n) {
+    std::string bytes;
+    luad::runtime::encode_value(value(n), bytes);
+    luad::runtime::process* p = nullptr;
+    REQUIRE(eventually([&] { return (p = j.eng.scheduler().find(j.current)) != nullptr; }));
+    auto st = luad::runtime::post(*p, luad::runtime::pid{}, topic, bytes);
+    p->release_ref();
+    REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+  };
+  send("n", 5);
+  send("m", 7);
+  send("n", 100);  // never received: stays in the inbox
+  auto e = luad::test::wait_exit(fut, std::chrono::seconds(20));
+  INFO(e.err.message);
+  REQUIRE(e.reason == exit_reason::normal);
+  // "n" 5 first; the timeout; then the first of "n" or "m" left: "m" 7.
+  CHECK(e.results == std::vector<value>{value(12), value("timeout"), value("m")});
+  auto past = j.history("r-inbox");
+  REQUIRE(past.size() == 3);
+  auto recorded = j.eng.storage().messages("r-inbox");
+  REQUIRE(recorded);
+  REQUIRE(recorded->size() == 3);
+  CHECK(recorded->at(2).topic == "n");
+  // Replayed with its inbox: the same results, and nothing new received or
+  // journaled; the message it never took is still waiting.
+  std::shared_ptr<durable_sink> again_sink;
+  auto again = j.run("r-inbox", source, past, &again_sink, *recorded);
+  REQUIRE(again.reason == exit_reason::normal);
+  CHECK(again.results == e.results);
+  CHECK(j.history("r-inbox").size() == 3);
+  CHECK(j.report().empty());
+  // A fresh run on the same inbox (as after a crash before any receive): the
+  // first "n" it takes is 5 again, not a copy or a later one.
+  auto fresh_past = std::vector<journal_entry>{};
+  j.create("r-inbox2");
+  for (auto m : *recorded) {
+    m.run = "r-inbox2";
+    std::promise<luad::runtime::status> done;
+    j.eng.storage().append_message(m, [&](luad::runtime::status s) { done.set_value(s); });
+    REQUIRE(done.get_future().get());
+  }
+  auto replay_two = j.run("r-inbox2", "return require('process').receive('n').payload", {}, nullptr,
+                          *j.eng.storage().messages("r-inbox2"));
+  CHECK(replay_two.results == std::vector<value>{value(5)});
 }
 
 TEST_CASE("durable: past the journal's bound each command fails with limit, journaling nothing") {
@@ -317,4 +385,33 @@ TEST_CASE("durable: workflow.version records max live, replays it, and is 0 for 
   auto bad = luad::test::run_lua("return require('workflow').version('x', 2, 1)", {}, &j.eng);
   CHECK(bad.reason == exit_reason::error);
   CHECK(has(bad.err.message, "0 <= min <= max"));
+}
+
+TEST_CASE("durable: a send is recorded as it is made, and a replay does not send it again") {
+  journaled_engine j;
+  j.create("r-send");
+  const char* source = R"(
+    local process = require("process")
+    local me = process.self()
+    assert(process.send(me, "n", 5))
+    local ok = process.send("nobody-by-this-name", "n", 1)  -- a dead letter: true
+    local m = process.receive("n")
+    return m.payload, ok)";
+  auto e = j.run("r-send", source);
+  INFO(e.err.message);
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(e.results == std::vector<value>{value(5), value(true)});
+  auto past = j.history("r-send");
+  REQUIRE(past.size() == 3);  // two sends (side effects), one receive
+  auto inbox = j.eng.storage().messages("r-send");
+  REQUIRE(inbox);
+  CHECK(inbox->size() == 1);
+  // Replayed: the sends' results come from the journal; nothing is sent.
+  auto again = j.run("r-send", source, past, nullptr, *inbox);
+  REQUIRE(again.reason == exit_reason::normal);
+  CHECK(again.results == e.results);
+  auto after = j.eng.storage().messages("r-send");
+  REQUIRE(after);
+  CHECK(after->size() == 1);
+  CHECK(j.history("r-send").size() == 3);
 }

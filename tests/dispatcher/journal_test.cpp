@@ -412,7 +412,7 @@ TEST_CASE("journal: a version-1 file gains the journal in place; a newer file is
   {
     storage s(d.path().string());
     s.start();
-    CHECK(raw_text(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "3");
+    CHECK(raw_text(db, "SELECT value FROM meta WHERE key = 'schema_version'") == "4");
     CHECK(s.namespace_bytes("jt") == 4);  // the old key is still there
     REQUIRE(create(s, "after").ok());
     REQUIRE(append(s, entry("after", 0)).ok());
@@ -423,7 +423,7 @@ TEST_CASE("journal: a version-1 file gains the journal in place; a newer file is
     s.start();
     CHECK(s.history("after")->size() == 1);
   }
-  raw_sql(db, "UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+  raw_sql(db, "UPDATE meta SET value = '5' WHERE key = 'schema_version'");
   storage s(d.path().string());
   std::string why;
   try {
@@ -431,7 +431,7 @@ TEST_CASE("journal: a version-1 file gains the journal in place; a newer file is
   } catch (const std::exception& e) {
     why = e.what();
   }
-  CHECK(has(why, "newer luad (schema version 4; this luad reads up to 3)"));
+  CHECK(has(why, "newer luad (schema version 5; this luad reads up to 4)"));
 }
 
 TEST_CASE("journal: appends from many runs and store writes share group commits") {

@@ -141,7 +141,12 @@ TEST_CASE("a loop of long C calls is handed off at each call's start, not after 
   auto after = eng.scheduler().stats();
   MESSAGE("hand-offs: " << after.handoffs - before.handoffs
                         << ", early: " << after.early_handoffs - before.early_handoffs);
-  CHECK(after.early_handoffs - before.early_handoffs >= 3);
+  // 5-6 of the 7 are early here. The watchdog sees a turn early only if it
+  // wakes within the turn's first slice: on a machine overloaded three times
+  // over (a CI run beside two builds) it woke late, and 5 of the 7 went by
+  // the slice rule instead. Broken, the early rule gives none.
+  CHECK(after.handoffs - before.handoffs >= 6);
+  CHECK(after.early_handoffs - before.early_handoffs >= 1);
 }
 
 TEST_CASE("a heavy process that turns into a pure Lua loop stops being handed off early") {

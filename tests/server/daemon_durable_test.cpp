@@ -380,3 +380,53 @@ TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across
   CHECK(has(text(empty), "continues as new only after a step"));
   CHECK(runs_of(d).size() == 5);  // that run, failed; no other
 }
+
+TEST_CASE("durable runs: messages sent by name are received exactly once across a SIGKILL") {
+  daemon_process d(config_for("\"store:t\""));
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  line_client c(d.socket());
+  json::value r = c.call("spawn", {{"source", R"(
+    local process, store = require("process"), require("store")
+    process.register("acc")
+    local sum = 0
+    for _ = 1, 5 do
+      local m = process.receive("add")
+      sum = sum + m.payload
+      store.incr("seen", 1)
+    end
+    return sum)"},
+                                   {"durable", true}});
+  REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
+  std::string run(result_of(r).at("run").as_string());
+  // Sends by name; a daemon that was just started may not have it registered
+  // again yet, so each send is retried until it is accepted.
+  auto send = [&](line_client& to, int n) {
+    REQUIRE(eventually([&] {
+      json::value s = to.call("send", {{"to", "acc"}, {"topic", "add"}, {"payload", n}});
+      return result_of(s) == true;
+    }));
+  };
+  send(c, 1);
+  send(c, 2);
+  REQUIRE(eventually([&] {
+    json::value h = result_of(c.call("run_history", {{"run", run}}));
+    return h.is_object() && h.at("steps").as_array().size() == 4;  // 2 receives, 2 incrs
+  }));
+  send(c, 3);  // recorded, perhaps received, when the daemon dies
+  ::kill(d.pid(), SIGKILL);
+  REQUIRE(eventually([&] { return !d.alive(); }));
+  d.start();
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  line_client c2(d.socket());
+  send(c2, 4);
+  send(c2, 5);
+  REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, 1, "completed"); }, 15s), d.log_tail());
+  auto runs = runs_of(d);
+  CHECK(text(runs.begin()->second.at("detail").at("results")) == "[15]");
+  CHECK(run_once(d, "return require('store').get('seen')") == 5);
+  // The receives are in its history, each with the message it took.
+  json::value h = result_of(c2.call("run_history", {{"run", run}}));
+  REQUIRE(h.is_object());
+  CHECK(h.at("steps").as_array().size() == 10);
+  CHECK(has(text(h.at("steps").at(0)), "\"receive\""));
+}
