@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <iterator>
+#include <thread>
 #include <utility>
 
 #include "dispatcher/journal_sqlite.hpp"
@@ -449,6 +451,27 @@ void durable_sink::abandon() const {
   dropped.swap(waiting_);
 }
 
+std::vector<inbox_message> durable_sink::close_inbox() const {
+  {
+    std::lock_guard lock(mu_);
+    inbox_closed_ = true;
+  }
+  // Those being recorded land within a commit or two (bounded: 5 s).
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(mu_);
+      if (recording_ == 0) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::lock_guard lock(mu_);
+  std::vector<inbox_message> out(std::make_move_iterator(inbox_.begin()),
+                                 std::make_move_iterator(inbox_.end()));
+  inbox_.clear();
+  inbox_bytes_ = 0;
+  return out;
+}
+
 void durable_sink::limit_inbox(std::size_t messages, std::size_t bytes) {
   max_messages_ = messages;
   max_bytes_ = bytes;
@@ -476,7 +499,8 @@ void durable_sink::restore_inbox(std::vector<inbox_message> recorded) {
 }
 
 std::optional<outcome> durable_sink::take_message(runtime::pid from, std::string_view topic,
-                                                  std::string_view body) const {
+                                                  std::string_view body,
+                                                  std::function<void(outcome)> then) const {
   try {
     inbox_message m{run_,
                     0,
@@ -489,6 +513,12 @@ std::optional<outcome> durable_sink::take_message(runtime::pid from, std::string
       if (stopped_)
         return outcome::failure(
             error{error_kind::unavailable, "the durable run " + run_ + " has stopped", false, {}});
+      if (inbox_closed_)
+        return outcome::failure(
+            error{error_kind::unavailable,
+                  "the durable run " + run_ + " has continued as new: send again (to its name)",
+                  true,
+                  {}});
       if (max_messages_ != 0 && inbox_.size() + recording_ >= max_messages_)
         return outcome::failure(error{error_kind::limit,
                                       "the inbox of durable run " + run_ + " is full (" +
@@ -506,8 +536,12 @@ std::optional<outcome> durable_sink::take_message(runtime::pid from, std::string
       inbox_bytes_ += inbox_bytes_of(m);
     }
     auto self = shared_from_this();
-    journal_.append_message(
-        m, [self, m](runtime::status st) mutable { self->recorded(std::move(m), std::move(st)); });
+    journal_.append_message(m, [self, m, then = std::move(then)](runtime::status st) mutable {
+      std::optional<outcome> told;
+      if (then) told = st ? outcome::success({}) : outcome::failure(st.error());
+      self->recorded(std::move(m), std::move(st));
+      if (then) then(std::move(*told));
+    });
     return outcome::success({});
   } catch (const std::bad_alloc&) {
     return outcome::failure(error{error_kind::limit, "out of memory", false, {}});

@@ -72,8 +72,9 @@ class durable_sink final : public runtime::command_sink,
   /// A message sent to this run (runtime/post.cpp): recorded in its inbox
   /// (journal_backend::append_message) before the run may receive it;
   /// `limit` past the bounds set by limit_inbox().
-  std::optional<runtime::outcome> take_message(runtime::pid from, std::string_view topic,
-                                               std::string_view body) const override;
+  std::optional<runtime::outcome> take_message(
+      runtime::pid from, std::string_view topic, std::string_view body,
+      std::function<void(runtime::outcome)> recorded = {}) const override;
   /// Bounds of the messages recorded and not received yet (0: none).
   void limit_inbox(std::size_t messages, std::size_t bytes);
   /// At a resume, before the process starts: the run's recorded messages;
@@ -82,6 +83,10 @@ class durable_sink final : public runtime::command_sink,
   /// The process has ended: drops a waiting receive (its completion holds
   /// the process, which holds this sink).
   void abandon() const;
+  /// continue_as_new: from now on messages are refused (`unavailable`: send
+  /// again, to the next run); returns those recorded and not received, once
+  /// the ones being recorded are, for the next run to take over.
+  std::vector<inbox_message> close_inbox() const;
 
   /// Steps answered so far (replayed or live).
   std::int64_t steps() const;
@@ -129,6 +134,7 @@ class durable_sink final : public runtime::command_sink,
   mutable std::size_t recording_ = 0;
   mutable std::optional<waiting_receive> waiting_;
   mutable std::uint64_t wait_serial_ = 0;
+  mutable bool inbox_closed_ = false;
   std::size_t max_messages_ = 0, max_bytes_ = 0;  // set before the process starts
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -105,12 +106,14 @@ class command_sink {
   /// Routes `cmd` to whoever fulfils it; an unknown id completes with `invalid`.
   virtual void submit(command&& cmd, completion&& done) const = 0;
   /// A message sent to the process whose own sink this is (a durable run's
-  /// journal, which records it before the process may receive it): success,
-  /// or why it was refused; nullopt when this sink takes no messages (the
-  /// mailbox does).
+  /// journal, which records it before the process may receive it): success
+  /// once it is accepted, or why it was refused; nullopt when this sink takes
+  /// no messages (the mailbox does). `recorded`, if set, is called (on
+  /// another thread) once an accepted message is durable, or has failed.
   virtual std::optional<outcome> take_message(pid from, std::string_view topic,
-                                              std::string_view body) const {
-    (void)from, (void)topic, (void)body;
+                                              std::string_view body,
+                                              std::function<void(outcome)> recorded = {}) const {
+    (void)from, (void)topic, (void)body, (void)recorded;
     return std::nullopt;
   }
 

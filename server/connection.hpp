@@ -66,6 +66,8 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Answers a request whose handler deferred it (see methods.hpp): a result
   /// or an error reply. Resumes reading if it was paused on in-flight requests.
   void finish_deferred(const boost::json::value& id, const runtime::result<boost::json::value>& r);
+  /// The io thread's executor, to post a deferred answer to from elsewhere.
+  boost::asio::any_io_executor executor() { return sock_.get_executor(); }
   /// A notification (no id): a log line or an exit the client subscribed to.
   /// Droppable ones are dropped while the client does not read; the next one
   /// sent is preceded by a `dropped` count.

@@ -112,7 +112,8 @@ struct durable_runs::live_run {
   std::string id;
   std::string workflow;  // the config workflow's name, or ""
   run_record rec;        // as it was started (for continue_as_new)
-  runtime::pid pid;      // empty until spawned
+  std::shared_ptr<dispatcher::durable_sink> sink;
+  runtime::pid pid;  // empty until spawned
   /// Why the process is being ended, so that its exit leaves the state alone
   /// (stopped: it stays unfinished, to be resumed; continued: completed by
   /// continue_as_new).
@@ -174,6 +175,7 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
   sink->limit_inbox(so.ctx.limits.mailbox, so.ctx.limits.mailbox_bytes);
   sink->restore_inbox(std::move(inbox));
   so.commands = sink;
+  r->sink = sink;
   so.on_exit = [this, r, sink](const runtime::exit_info& e) {
     sink->abandon();
     ev_.on_submitted_exit(e);
@@ -597,6 +599,23 @@ void durable_runs::start_next(const std::shared_ptr<live_run>& r, const run_reco
     if (r->why != live_run::ending::none || stopping_) return;  // (done drops: canceled)
     r->why = live_run::ending::continued;
     pid = r->pid;
+  }
+  // Its messages go on to the next run: those it did not receive, recorded
+  // in the next run's inbox before this run is completed (a replay after a
+  // crash here records the same ones again, refused as already there), and
+  // its names freed for the next run to register; later sends are refused.
+  std::vector<dispatcher::inbox_message> carried = r->sink->close_inbox();
+  if (pid) eng_.scheduler().unregister_name(pid);
+  for (std::size_t i = 0; i < carried.size(); ++i) {
+    dispatcher::inbox_message m = std::move(carried[i]);
+    m.run = next.id;
+    m.seq = static_cast<std::int64_t>(i);
+    auto put = written([&](dispatcher::journal_backend::written_fn w) {
+      eng_.storage().append_message(std::move(m), std::move(w));
+    });
+    if (!put && put.error().kind != error_kind::invalid)
+      runtime::logger().error("durable run {}: message {} not carried to run {}: {}", r->id, i,
+                              next.id, put.error().message);
   }
   auto ok = write_state(r->id, run_state::completed,
                         json::serialize(json::object{{"continued_as", next.id}}));

@@ -2,6 +2,8 @@
 // method table and dispatch (methods.hpp).
 #include "server/methods.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -321,14 +323,27 @@ outcome send(call& c) {
   const json::value* v = c.params.if_contains("payload");
   std::string bytes;
   runtime::status sent = runtime::done{};
+  std::optional<runtime::outcome> taken;
   try {
     runtime::encode_value(v ? proto::from_json(*v) : runtime::value(), bytes);
-    sent = runtime::post(*proc, runtime::pid{}, *topic, bytes);  // its mailbox limits
+    if (const runtime::command_sink* own = proc->own_sink()) {
+      // A durable run: answered once the message is recorded in its inbox.
+      taken = own->take_message(
+          runtime::pid{}, *topic, bytes,
+          [answer = c.answer_later(), ex = c.from.executor()](runtime::outcome o) {
+            boost::asio::post(ex, [answer, o = std::move(o)] {
+              answer(o.err ? outcome(*o.err) : outcome(json::value(true)));
+            });
+          });
+    } else {
+      sent = runtime::post(*proc, runtime::pid{}, *topic, bytes);  // its mailbox limits
+    }
   } catch (...) {
     proc->release_ref();
     throw;
   }
   proc->release_ref();
+  if (taken) return taken->err ? outcome(*taken->err) : outcome(c.later());
   if (!sent) return sent.error();
   return json::value(true);
 }
@@ -553,7 +568,7 @@ constexpr method k_methods[] = {
     {"list", list, reads},
     {"workflows", workflows_method, changes | may_wait},
     {"reload", reload, changes | may_wait},
-    {"send", send, changes},
+    {"send", send, changes | may_wait},
     {"cancel", cancel, changes},
     {"kill", kill, changes},
     {"subscribe", subscribe, reads},

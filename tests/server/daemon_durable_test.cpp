@@ -250,7 +250,8 @@ TEST_CASE("durable runs: a diverging replay is suspended, resumed after a fix, o
   json::value t = c2.call("run_terminate", {{"run", run}});
   CHECK_MESSAGE(result_of(t) == true, text(t));
   REQUIRE(eventually([&] { return all_in_state(d, 1, "terminated"); }));
-  CHECK(runs_of(d).at(run).if_contains("pid") == nullptr);
+  // (The state is written before the kill lands: its pid goes once it has.)
+  CHECK(eventually([&] { return runs_of(d).at(run).if_contains("pid") == nullptr; }));
   json::value again = c2.call("run_terminate", {{"run", run}});
   CHECK(has(text(again), "already terminated"));
   CHECK(has(text(c2.call("run_history", {{"run", "r-none"}})), "no durable run 'r-none'"));

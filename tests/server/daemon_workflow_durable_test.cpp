@@ -257,3 +257,41 @@ TEST_CASE("schedule: the ticks missed while the daemon was down run as catchup s
   CHECK(has(d.log_tail(), "workflow all: 5 missed ticks run (catchup = all)"));
   CHECK(has(d.log_tail(), "workflow one: 1 missed ticks run (catchup = one)"));
 }
+
+TEST_CASE("examples/billing.lua: orders sent by name are charged once across a SIGKILL") {
+  std::string config = std::string(k_head) + "[[workflow]]\nname = \"billing\"\nscript = \"" +
+                       LUAD_SOURCE_DIR +
+                       "/examples/billing.lua\"\ndurable = true\n"
+                       "args = [\"1\", \"0\", \"0.4\", \"3\"]\npermissions = [\"store:t\"]\n";
+  daemon_process d(config);
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  int cents = 0;
+  auto order = [&](int n) {
+    REQUIRE(eventually([&] {
+      line_client c(d.socket());
+      json::value r =
+          c.call("send", {{"to", "billing"},
+                          {"topic", "order"},
+                          {"payload", {{"id", "o-" + std::to_string(n)}, {"cents", n}}}});
+      return result_of(r) == true;
+    }));
+    cents += n;
+  };
+  order(100);
+  order(20);
+  REQUIRE(eventually([&] { return runs_named(d, "billing").size() >= 2; }));  // a cycle done
+  order(3);
+  ::kill(d.pid(), SIGKILL);
+  REQUIRE(eventually([&] { return !d.alive(); }));
+  d.start();
+  REQUIRE_MESSAGE(d.started(), d.log_tail());
+  order(4000);
+  REQUIRE_MESSAGE(eventually([&] { return all_completed(runs_named(d, "billing"), 3); }, 20s),
+                  d.log_tail());
+  json::array runs = runs_named(d, "billing");
+  INFO(text(runs));
+  CHECK(text(runs.back().at("detail").at("results")) == "[" + std::to_string(cents) + "]");
+  for (int n : {100, 20, 3, 4000})
+    CHECK(store_get(d, "charged:o-" + std::to_string(n)) == n);  // each once
+  CHECK(store_get(d, "cycle:3").at("total") == cents);
+}
