@@ -16,6 +16,7 @@
 #include "runtime/logging.hpp"
 #include "runtime/message_codec.hpp"
 #include "runtime/process.hpp"
+#include "server/durable_runs_parts.hpp"
 #include "server/spawn_request.hpp"
 
 namespace luad::server {
@@ -27,24 +28,22 @@ using dispatcher::run_state;
 using runtime::error_kind;
 using runtime::fail;
 
-namespace {
+namespace durable_runs_parts {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+}  // namespace durable_runs_parts
+
+using namespace durable_runs_parts;
+
+namespace {
+
 std::string hex16(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-// Waits for an asynchronous journal write (protocol calls and startup only).
-runtime::status written(const std::function<void(dispatcher::journal_backend::written_fn)>& write) {
-  auto p = std::make_shared<std::promise<runtime::status>>();
-  auto f = p->get_future();
-  write([p](runtime::status s) { p->set_value(std::move(s)); });
-  return f.get();
 }
 
 // A stored value (message-codec bytes) as JSON, or null.
@@ -66,19 +65,6 @@ std::string report(std::string_view reason, std::string_view message) {
   return json::serialize(json::object{{"reason", reason}, {"message", message}});
 }
 
-// A new run's record, state running; its spawn request is the caller's.
-run_record fresh_record(const std::string& owner, const std::string& script,
-                        const runtime::chunk& code, const runtime::value::array& args);
-
-// The schedule tick a stored spawn request names, or 0.
-double tick_of(const run_record& rec) {
-  if (rec.spawn.find("\"tick\"") == std::string::npos) return 0;  // (most runs: skip the parse)
-  boost::system::error_code ec;
-  json::value v = json::parse(rec.spawn, ec);
-  const json::value* t = !ec && v.is_object() ? v.get_object().if_contains("tick") : nullptr;
-  return t && t->is_number() ? t->to_number<double>() : 0;
-}
-
 }  // namespace
 
 std::string new_run_id() {
@@ -90,7 +76,22 @@ std::string new_run_id() {
   return "r-" + hex16(rng());
 }
 
-namespace {
+namespace durable_runs_parts {
+
+runtime::status written(const std::function<void(dispatcher::journal_backend::written_fn)>& write) {
+  auto p = std::make_shared<std::promise<runtime::status>>();
+  auto f = p->get_future();
+  write([p](runtime::status s) { p->set_value(std::move(s)); });
+  return f.get();
+}
+
+double tick_of(const run_record& rec) {
+  if (rec.spawn.find("\"tick\"") == std::string::npos) return 0;  // (most runs: skip the parse)
+  boost::system::error_code ec;
+  json::value v = json::parse(rec.spawn, ec);
+  const json::value* t = !ec && v.is_object() ? v.get_object().if_contains("tick") : nullptr;
+  return t && t->is_number() ? t->to_number<double>() : 0;
+}
 
 run_record fresh_record(const std::string& owner, const std::string& script,
                         const runtime::chunk& code, const runtime::value::array& args) {
@@ -105,7 +106,7 @@ run_record fresh_record(const std::string& owner, const std::string& script,
   return rec;
 }
 
-}  // namespace
+}  // namespace durable_runs_parts
 
 /// A run with a process (or about to have one).
 struct durable_runs::live_run {
@@ -463,43 +464,6 @@ runtime::pid durable_runs::live_pid(const std::string& run) {
   return it == live_.end() ? runtime::pid{} : it->second->pid;
 }
 
-runtime::result<started_run> durable_runs::start_workflow(const workflow_config& w, double tick) {
-  runtime::chunk_ptr code = runtime::compile_file(w.script);
-  if (code->compile_error) return *code->compile_error;
-  runtime::spawn_options so;
-  workflow_spawn_options(eng_, w, so);
-  run_record rec = fresh_record(so.ctx.owner, w.script, *code, so.args);
-  rec.workflow = w.name;
-  json::object spawn{{"workflow", w.name}};
-  if (tick != 0) spawn["tick"] = tick;
-  rec.spawn = json::serialize(spawn);
-  auto ok = written([&](dispatcher::journal_backend::written_fn done) {
-    eng_.storage().create_run(rec, std::move(done));
-  });
-  if (!ok) return ok.error();
-  return launch(rec, {}, {}, code, std::move(so));
-}
-
-runtime::result<workflow_runs> durable_runs::resume_workflow(const workflow_config& w) {
-  auto runs = eng_.storage().runs(true);
-  if (!runs) return runs.error();
-  workflow_runs out;
-  for (const run_record& rec : *runs) {
-    if (rec.workflow != w.name) continue;
-    if (runtime::pid pid = live_pid(rec.id)) {
-      out.live.push_back({rec.id, pid});
-    } else if (rec.state == run_state::suspended) {
-      out.suspended.push_back(rec.id);
-    } else if (auto s = relaunch(rec)) {
-      out.live.push_back(*s);
-      ++out.resumed;
-    } else {
-      out.suspended.push_back(rec.id);
-    }
-  }
-  return out;
-}
-
 std::vector<runtime::pid> durable_runs::stop_workflow(const std::string& name) {
   std::vector<runtime::pid> pids;
   {
@@ -513,38 +477,6 @@ std::vector<runtime::pid> durable_runs::stop_workflow(const std::string& name) {
   for (runtime::pid pid : pids)
     eng_.scheduler().kill(pid, runtime::exit_reason::killed, "workflow stopped");
   return pids;
-}
-
-runtime::result<double> durable_runs::last_tick(const std::string& name) {
-  auto runs = eng_.storage().runs(false);
-  if (!runs) return runs.error();
-  double last = 0;
-  for (const run_record& rec : *runs)
-    if (rec.workflow == name) last = std::max(last, tick_of(rec));
-  return last;
-}
-
-json::array durable_runs::runs_of(const std::string& name) {
-  json::array out;
-  auto runs = eng_.storage().runs(false);
-  if (!runs) return out;
-  const run_record* last_finished = nullptr;
-  auto add = [&](const run_record& rec) {
-    json::object o{
-        {"run", rec.id}, {"state", dispatcher::run_state_name(rec.state)}, {"steps", rec.steps}};
-    if (double t = tick_of(rec)) o["tick"] = t;
-    if (runtime::pid pid = live_pid(rec.id)) o["pid"] = pid.to_string();
-    out.push_back(std::move(o));
-  };
-  for (const run_record& rec : *runs) {
-    if (rec.workflow != name) continue;
-    if (dispatcher::finished(rec.state))
-      last_finished = &rec;
-    else
-      add(rec);
-  }
-  if (last_finished) add(*last_finished);
-  return out;
 }
 
 void durable_runs::continue_as_new(const std::shared_ptr<live_run>& r, std::string next,
