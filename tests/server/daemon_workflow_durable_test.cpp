@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -256,6 +257,19 @@ TEST_CASE("schedule: the ticks missed while the daemon was down run as catchup s
   CHECK(text(all.back().at("detail").at("results")) == "[\"ticked\"]");
   CHECK(has(d.log_tail(), "workflow all: 5 missed ticks run (catchup = all)"));
   CHECK(has(d.log_tail(), "workflow one: 1 missed ticks run (catchup = one)"));
+  // The CLI: durable in the RESTART column, the schedule and its next tick.
+  std::string cmd =
+      std::string("'") + LUAD_BINARY + "' workflows --socket '" + d.socket() + "' 2>&1";
+  std::string out;
+  if (FILE* pipe = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+    ::pclose(pipe);
+  }
+  INFO(out);
+  CHECK(has(out, "durable"));
+  CHECK(has(out, "schedule: * * * * * (catchup all), next tick 20"));
 }
 
 TEST_CASE("examples/billing.lua: orders sent by name are charged once across a SIGKILL") {
