@@ -198,7 +198,7 @@ struct durable_sink::step_done final : completion_target {
 durable_sink::durable_sink(std::string run, std::string code_hash,
                            std::vector<journal_entry> history, const runtime::command_sink& live,
                            journal_backend& journal, stop_fn stop, std::size_t max_steps,
-                           continue_fn on_continue)
+                           continue_fn on_continue, child_hooks children)
     : run_(std::move(run)),
       code_hash_(std::move(code_hash)),
       history_(std::move(history)),
@@ -206,7 +206,8 @@ durable_sink::durable_sink(std::string run, std::string code_hash,
       journal_(journal),
       stop_fn_(std::move(stop)),
       max_steps_(max_steps),
-      continue_fn_(std::move(on_continue)) {}
+      continue_fn_(std::move(on_continue)),
+      children_(std::move(children)) {}
 
 std::int64_t durable_sink::steps() const {
   std::lock_guard lock(mu_);
@@ -362,6 +363,9 @@ void durable_sink::replay(command&& cmd, completion&& done, std::size_t step) co
 
 void durable_sink::live(command&& cmd, completion&& done, std::size_t step) const {
   if (is_receive(cmd)) return receive_live(std::move(cmd), std::move(done), step);
+  if (cmd.id == command_id::workflow_value &&
+      (has_kind(cmd.args, "start") || has_kind(cmd.args, "wait")))
+    return child_live(std::move(cmd), std::move(done), step);
   journal_entry e = entry_for(cmd, step);
   auto self = shared_from_this();
   if (cmd.id == command_id::store_op) {
@@ -406,6 +410,34 @@ void durable_sink::live(command&& cmd, completion&& done, std::size_t step) cons
     cmd.args = with_idempotency_key(std::move(cmd.args), run_ + "-" + std::to_string(step));
   auto* target = new step_done(self, std::move(e), std::move(done));
   live_.submit(std::move(cmd), completion(target));
+}
+
+void durable_sink::child_live(command&& cmd, completion&& done, std::size_t step) const {
+  bool starting = has_kind(cmd.args, "start");
+  // (Through the step's target: a refusal is journaled as every outcome is.)
+  completion target(new step_done(shared_from_this(), entry_for(cmd, step), std::move(done)));
+  if (starting ? !children_.start : !children_.wait)
+    return target.fail(error{error_kind::invalid,
+                             starting ? "workflow.start: this run cannot start children"
+                                      : "workflow.wait: this run cannot wait for runs",
+                             false,
+                             {}});
+  if (starting) {
+    // The same id for the same run and step: a replay that reaches this
+    // start again live (the crash came before its step was journaled) names
+    // the child that was started already.
+    char child[19];
+    std::snprintf(child, sizeof child, "c-%016llx",
+                  static_cast<unsigned long long>(
+                      runtime::content_hash(run_ + "/" + std::to_string(step) + "/child")));
+    return children_.start(child, std::move(cmd.args), std::move(target));
+  }
+  const value* run = cmd.args.find("run");
+  const value* timeout = cmd.args.find("timeout");
+  const std::string* id = run ? run->get<std::string>() : nullptr;
+  const double* seconds = timeout ? timeout->get<double>() : nullptr;
+  if (!id) return target.fail(error{error_kind::invalid, "workflow.wait: no run id", false, {}});
+  children_.wait(*id, seconds ? *seconds : 0.0, std::move(target));
 }
 
 void durable_sink::answer_receive(journal_entry e, completion done, value got) const {

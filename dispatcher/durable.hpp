@@ -27,6 +27,13 @@
 //     whose result is the message it took (or nil for a timeout): each message
 //     is received exactly once, across crashes. A receive's timeout starts
 //     again after a restart.
+//   - children (workflow.start, workflow.wait; process.spawn in a durable
+//     run): a child is a durable run of its own, whose id comes from this
+//     run's id and the step, so that a replay that reaches the start again
+//     (a crash before the step was journaled) names the child it started
+//     already and the server does not start it twice; the step records the
+//     id. A wait is a step whose result is the child's end (its results, or
+//     its error), recorded once the child's end is durable.
 #pragma once
 
 #include <cstdint>
@@ -58,14 +65,24 @@ class durable_sink final : public runtime::command_sink,
   using continue_fn =
       std::function<void(std::string next_run, runtime::value args, runtime::completion done)>;
 
+  /// The server's side of children (child_hooks::start and ::wait). Each
+  /// completes `done` once, on any thread: start with the child's run id,
+  /// wait with the array of the child's results or its error (`timeout` when
+  /// `timeout` seconds pass first; 0: no bound).
+  struct child_hooks {
+    std::function<void(std::string child, runtime::value args, runtime::completion done)> start;
+    std::function<void(std::string run, double timeout, runtime::completion done)> wait;
+  };
+
   /// `history`: the run's journal so far (replayed first); `live`: where live
   /// commands go (the registry).
   /// `max_steps`: the journal's bound (0: none); past it each command fails
   /// with `limit` and nothing more is journaled.
-  /// `on_continue`: empty, continue_as_new fails with `invalid`.
+  /// `on_continue`: empty, continue_as_new fails with `invalid`; the same for
+  /// each of `children` and workflow.start and .wait.
   durable_sink(std::string run, std::string code_hash, std::vector<journal_entry> history,
                const runtime::command_sink& live, journal_backend& journal, stop_fn stop,
-               std::size_t max_steps = 0, continue_fn on_continue = {});
+               std::size_t max_steps = 0, continue_fn on_continue = {}, child_hooks children = {});
 
   void submit(command&& cmd, completion&& done) const override;
 
@@ -112,6 +129,8 @@ class durable_sink final : public runtime::command_sink,
   void recorded(inbox_message m, runtime::status st) const;
   void replay(command&& cmd, completion&& done, std::size_t step) const;
   void live(command&& cmd, completion&& done, std::size_t step) const;
+  /// workflow.start and .wait, live: the server does them (children_).
+  void child_live(command&& cmd, completion&& done, std::size_t step) const;
   void stop(std::string report) const;
   journal_entry entry_for(const command& cmd, std::size_t step) const;
 
@@ -123,6 +142,7 @@ class durable_sink final : public runtime::command_sink,
   const stop_fn stop_fn_;
   const std::size_t max_steps_;
   const continue_fn continue_fn_;
+  const child_hooks children_;
   mutable std::mutex mu_;
   mutable std::size_t next_ = 0;  // the next step (guarded by mu_)
   mutable bool stopped_ = false;  // guarded by mu_

@@ -56,6 +56,13 @@ void values::submit(command&& cmd, completion&& done) {
                     "workflow.continue_as_new: only a durable run can continue as new",
                     false,
                     {}});
+  } else if (name && (*name == "start" || *name == "wait")) {
+    done.fail(error{error_kind::invalid,
+                    "workflow." + *name +
+                        ": children are for durable runs only (process.spawn starts "
+                        "a plain child elsewhere)",
+                    false,
+                    {}});
   } else if (name && *name == "version") {
     // Live (or not durable): the newest version the code knows.
     const value* max = cmd.args.find("max");
@@ -66,7 +73,8 @@ void values::submit(command&& cmd, completion&& done) {
   } else {
     done.fail(error{
         error_kind::invalid,
-        "workflow.value: kind must be now, random, uuid, side_effect, version or continue_as_new",
+        "workflow.value: kind must be now, random, uuid, side_effect, version, continue_as_new, "
+        "start or wait",
         false,
         {}});
   }

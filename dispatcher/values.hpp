@@ -17,7 +17,9 @@ class values final : public handler {
   /// wall-clock seconds since the Unix epoch (a float); "random", 64 random
   /// bits (an integer); "uuid", 128 random bits as {high, low} integers;
   /// "side_effect", V unchanged, or nil when absent (live, a side effect is
-  /// never recorded yet: "run it"). Anything else fails with `invalid`.
+  /// never recorded yet: "run it"); "version", its max. "continue_as_new",
+  /// "start" and "wait" are a durable run's (its sink answers them) and fail
+  /// here with `invalid`, as does anything else.
   /// Completes before it returns. Thread-safe.
   void submit(command&& cmd, completion&& done) override;
 };

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "runtime/module.hpp"
+#include "runtime/result.hpp"
 
 namespace luad::modules {
 
@@ -23,6 +25,17 @@ extern const runtime::module_def workflow_module;    // modules/workflow.cpp
 /// journal (and, on replay, returned without calling it). Returns as a
 /// binding does (-1: a yield). modules/workflow.cpp.
 int side_effect_call(lua_State* L);
+
+/// The script `script` names for a child of the calling process: resolved
+/// against the folder of its own script, inside its script root (set in
+/// `canon_root`) and permitted ("spawn"), or why not. modules/process.cpp.
+runtime::result<std::string> child_script_path(lua_State* L, const char* script,
+                                               std::string& canon_root);
+
+/// workflow.start for process.spawn in a durable run: starts a durable
+/// child run of the script at index 1 with the values above it as its args,
+/// and returns its run id. modules/workflow.cpp.
+int workflow_start_call(lua_State* L);
 
 /// Every module, in the order `luad types` lists them (modules/list.cpp).
 std::span<const runtime::module_def* const> all();

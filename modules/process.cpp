@@ -74,6 +74,27 @@ int fail(lua_State* L, error_kind kind, const char* message) {
 
 }  // namespace process_parts
 
+runtime::result<std::string> child_script_path(lua_State* L, const char* script,
+                                               std::string& canon_root) {
+  namespace fs = std::filesystem;
+  runtime::process* self = runtime::process::of(L);
+  runtime::code_cache& code = self->owner().code();
+  std::string base = fs::path(self->script_name()).parent_path().string();
+  const std::string& root = self->context().script_root;
+  canon_root = root.empty() ? code.resolve(base, ".") : root;
+  std::string target = code.resolve(base, script);
+  if (!runtime::path_inside(canon_root, target)) {
+    return runtime::fail(
+        runtime::error_kind::permission_denied,
+        std::string("script '") + script + "' is outside the script root '" + canon_root + "'");
+  }
+  if (!self->owner().permitted(*self, "spawn", target)) {
+    return runtime::fail(runtime::error_kind::permission_denied,
+                         std::string("this process may not spawn '") + script + "'");
+  }
+  return target;
+}
+
 namespace {
 
 using namespace process_parts;  // NOLINT(google-build-using-namespace): the module's own parts
@@ -95,35 +116,26 @@ struct spawn_link_options {
 runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg,
                                  spawn_link_options how) noexcept {
   try {
-    namespace fs = std::filesystem;
     process* self = process::of(L);
     if (self->own_commands()) {
-      // A child is not part of the journal: a replay would start it again.
+      // process.spawn itself starts a durable child (workflow.start); exits
+      // do not reach a durable run, so links and monitors cannot be kept.
       return runtime::fail(error_kind::invalid,
-                           "process.spawn: not available in a durable run yet (children are not "
-                           "journaled)");
+                           "process.spawn_link and spawn_monitor: not in a durable run (exit "
+                           "signals are not journaled); start a durable child with process.spawn "
+                           "or workflow.start and wait for its end with workflow.wait");
     }
     runtime::code_cache& code = self->owner().code();
-    std::string base = fs::path(self->script_name()).parent_path().string();
-    const std::string& root = self->context().script_root;
-    fs::path canon_root = root.empty() ? fs::path(code.resolve(base, ".")) : fs::path(root);
-    fs::path target = code.resolve(base, script);
-    if (!runtime::path_inside(canon_root.string(), target.string())) {
-      return runtime::fail(error_kind::permission_denied, std::string("script '") + script +
-                                                              "' is outside the script root '" +
-                                                              canon_root.string() + "'");
-    }
-    if (!self->owner().permitted(*self, "spawn", target.string())) {
-      return runtime::fail(error_kind::permission_denied,
-                           std::string("this process may not spawn '") + script + "'");
-    }
+    std::string canon_root;
+    runtime::result<std::string> target = child_script_path(L, script, canon_root);
+    if (!target) return target.error();
     runtime::spawn_options opts;
     // Children share their parent's context, or the one it keeps for them.
     const runtime::context_ptr& theirs =
         self->context().child_context ? self->context().child_context : self->shared_context();
     if (theirs->script_root.empty()) {  // the first spawn below a top-level script fixes the root
       runtime::process_context ctx = *theirs;
-      ctx.script_root = canon_root.string();
+      ctx.script_root = canon_root;
       opts.context = runtime::intern_context(std::move(ctx));
     } else {
       opts.context = theirs;
@@ -143,7 +155,7 @@ runtime::result<pid> spawn_child(lua_State* L, const char* script, int first_arg
       }
       runtime::append_packed_arg(opts.packed_args, one);
     }
-    runtime::chunk_ptr chunk = code.get(target.string(), opts.context->pinned_code.get());
+    runtime::chunk_ptr chunk = code.get(*target, opts.context->pinned_code.get());
     return self->owner().spawn(std::move(chunk), std::move(opts));
   } catch (const std::bad_alloc&) {
     return runtime::fail(error_kind::internal, "out of memory");  // (fits without allocating)
@@ -171,7 +183,12 @@ int spawn_with(lua_State* L, spawn_link_options how) {
   return 2;
 }
 
-int process_spawn(lua_State* L) { return spawn_with(L, {}); }
+// In a durable run a child is a durable run too (workflow.start): spawn
+// returns its run id.
+int process_spawn(lua_State* L) {
+  if (process::of(L)->own_commands()) return workflow_start_call(L);
+  return spawn_with(L, {});
+}
 int process_spawn_link(lua_State* L) { return spawn_with(L, {true, 0}); }
 int process_spawn_monitor(lua_State* L) {
   return spawn_with(L, {false, process::of(L)->owner().next_monitor_ref()});

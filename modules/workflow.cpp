@@ -60,6 +60,13 @@ const error k_bad_results = bad_answer("workflow.side_effect: the answer is not 
 const error k_too_many = bad_answer("workflow.side_effect: too many results");
 const error k_unrecorded = bad_answer("workflow.side_effect: the results were not recorded");
 const error k_bad_version = bad_answer("workflow.version: the answer is not an integer");
+const error k_bad_start = bad_answer("workflow.start: the answer is not a run id");
+const error k_bad_wait = bad_answer("workflow.wait: the answer is not a list of results");
+const error k_not_durable{error_kind::invalid,
+                          "workflow.start: children are for durable runs only (process.spawn "
+                          "starts a plain child elsewhere)",
+                          false,
+                          {}};
 const error k_not_continued =
     bad_answer("workflow.continue_as_new: the run was not ended (a server bug)");
 
@@ -398,6 +405,122 @@ int workflow_continue_as_new(lua_State* L) {
                           "all arguments");
 }
 
+// --- children -----------------------------------------------------------------
+
+// What handle_result leaves for `answered` when the binding returns `nil, e`
+// rather than raise: [true, nil, e].
+int push_returned_failure(lua_State* L, const error& e) {
+  lua_pushboolean(L, 1);
+  lua_pushnil(L);
+  runtime::push_error(L, e);
+  return 3;
+}
+
+// start(script, ...): a durable child run of `script` (found as process.spawn
+// finds it) with `...` as its args, owned and limited as this run is. The
+// durable sink names it from this run and the step and the server starts it;
+// the answer is its run id, or an error returned as nil, err.
+class start_yield final
+    : public runtime::pooled_yield<start_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.start";
+  std::string script;
+  value::array args_;  // one message-codec encoding per arg
+
+  value args() {
+    return value(
+        value::map{{"kind", "start"}, {"script", std::move(script)}, {"args", std::move(args_)}});
+  }
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_returned_failure(L, *err);
+    lua_pushboolean(L, 1);
+    const auto* run = v.get<std::string>();
+    if (!run) return lua_pop(L, 1), push_failed(L, k_bad_start);
+    lua_pushlstring(L, run->data(), run->size());
+    return 2;
+  }
+};
+
+int workflow_start(lua_State* L) {
+  luaL_checkstring(L, 1);
+  if (!runtime::process::of(L)->own_commands()) {
+    int n = runtime::push_failure(L, k_not_durable);
+    return n < 0 ? lua_error(L) : n;
+  }
+  luaL_checkstack(L, 5, "too many arguments");
+  start_yield* y = start_yield::acquire(L);  // (on top of the script and the args)
+  int n = 0;
+  {
+    runtime::result<std::string> path = runtime::fail(error_kind::internal, "");
+    try {
+      std::string root;
+      path = child_script_path(L, lua_tostring(L, 1), root);
+    } catch (const std::bad_alloc&) {
+      path = runtime::fail(error_kind::limit, "workflow.start: out of memory");
+    } catch (const std::exception& e) {
+      path = runtime::fail(error_kind::invalid, std::string("workflow.start: ") + e.what());
+    }
+    if (path) {
+      y->script = std::move(*path);
+    } else {
+      lua_pop(L, 1);
+      y->release();
+      n = runtime::push_failure(L, path.error());
+    }
+  }
+  if (n != 0) return n < 0 ? lua_error(L) : n;
+  lua_remove(L, 1);  // the args at 1..count, the yield object above them
+  return record_and_yield(L, lua_gettop(L) - 1, *y, y->args_, "workflow.start: argument",
+                          "all arguments");
+}
+
+// wait(run [, timeout]): a step that ends when run `run` (a child, or any
+// durable run of the same owner) has ended: its results, or nil and its
+// error (kind `timeout` when `timeout` seconds pass first). A run that
+// continued as new is followed to the run it continued as.
+class wait_yield final
+    : public runtime::pooled_yield<wait_yield, runtime::command_id::workflow_value> {
+ public:
+  static constexpr const char* type_name = "workflow.wait";
+  std::string run;
+  double timeout = 0;
+
+  value args() {
+    value::map m{{"kind", "wait"}, {"run", std::move(run)}};
+    if (timeout > 0) m.emplace_back("timeout", timeout);
+    return value(std::move(m));
+  }
+  int handle_result(lua_State* L, const value& v, const error* err) override {
+    if (err) return push_returned_failure(L, *err);
+    lua_pushboolean(L, 1);
+    const auto* results = v.get<value::array>();
+    if (!results) return lua_pop(L, 1), push_failed(L, k_bad_wait);
+    if (results->size() >= LUAI_MAXSTACK ||
+        !lua_checkstack(L, static_cast<int>(results->size()) + 1))
+      return lua_pop(L, 1), push_failed(L, k_bad_wait);
+    for (const value& r : *results) runtime::push_value(L, r);
+    return static_cast<int>(results->size()) + 1;
+  }
+};
+
+int workflow_wait(lua_State* L) {
+  std::size_t len = 0;
+  const char* run = luaL_checklstring(L, 1, &len);
+  lua_Number timeout = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, len > 0 && len <= 256, 1, "a run id of 1 to 256 bytes");
+  luaL_argcheck(L, timeout >= 0 && timeout <= 1e9, 2, "seconds from 0 (none) to 1e9");
+  wait_yield* y = wait_yield::acquire(L);
+  try {
+    y->run.assign(run, len);
+  } catch (const std::bad_alloc&) {
+    lua_pop(L, 1);
+    y->release();
+    return luaL_error(L, "not enough memory");
+  }
+  y->timeout = static_cast<double>(timeout);
+  return runtime::yield_command(L, answered);
+}
+
 // --- the module ---------------------------------------------------------------
 
 constexpr param_type now_returns[] = {{"seconds", "number"}};
@@ -410,6 +533,10 @@ constexpr param_type version_params[] = {
     {"change", "string"}, {"min", "integer"}, {"max", "integer"}};
 constexpr param_type version_returns[] = {{"version", "integer"}};
 constexpr param_type continue_params[] = {{"...", "any"}};
+constexpr param_type start_params[] = {{"script", "string"}, {"...", "any"}};
+constexpr param_type start_returns[] = {{"run", "string?"}, {"err", "error?"}};
+constexpr param_type wait_params[] = {{"run", "string"}, {"timeout", "number?"}};
+constexpr param_type wait_returns[] = {{"...", "any"}};
 
 constexpr runtime::function_type manifest[] = {
     {"now",
@@ -432,6 +559,12 @@ constexpr runtime::function_type manifest[] = {
      {},
      "Ends this durable run (completed) and starts a new run of the same script with these "
      "args and an empty journal. Does not return."},
+    {"start", start_params, start_returns,
+     "Starts a durable child run of script (found as process.spawn finds it) with these args, "
+     "owned and limited as this run; returns its run id, or nil, err. Durable runs only."},
+    {"wait", wait_params, wait_returns,
+     "Waits, as a recorded step, for durable run `run` (of the same owner) to end: its results, "
+     "or nil, err (its error; kind timeout after `timeout` seconds). Durable runs only."},
 };
 
 runtime::module_exports build() {
@@ -440,14 +573,17 @@ runtime::module_exports build() {
            {"uuid", workflow_uuid},
            {"side_effect", workflow_side_effect},
            {"version", workflow_version},
-           {"continue_as_new", workflow_continue_as_new}},
+           {"continue_as_new", workflow_continue_as_new},
+           {"start", workflow_start},
+           {"wait", workflow_wait}},
           {now_yield::type(), random_yield::type(), uuid_yield::type(), side_effect_yield::type(),
-           version_yield::type(), continue_yield::type()}};
+           version_yield::type(), continue_yield::type(), start_yield::type(), wait_yield::type()}};
 }
 
 }  // namespace
 
 int side_effect_call(lua_State* L) { return workflow_side_effect(L); }
+int workflow_start_call(lua_State* L) { return workflow_start(L); }
 
 extern const runtime::module_def workflow_module{
     "workflow", "Clocks, randomness and side effects a durable workflow can replay.",

@@ -170,9 +170,18 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
     if (auto run = weak.lock())
       continue_as_new(run, std::move(next), std::move(args), std::move(done));
   };
+  dispatcher::durable_sink::child_hooks children{
+      [this, weak](std::string child, runtime::value args, runtime::completion done) {
+        if (auto run = weak.lock())
+          start_child(run->rec, std::move(child), std::move(args), std::move(done));
+      },
+      [this, weak](std::string run, double timeout, runtime::completion done) {
+        if (auto parent = weak.lock())
+          wait_run(parent->rec.owner, std::move(run), timeout, std::move(done));
+      }};
   auto sink = std::make_shared<dispatcher::durable_sink>(
       rec.id, rec.code_hash, std::move(past), eng_.commands(), eng_.storage(), std::move(on_stop),
-      cfg_.limits.journal_steps, std::move(on_continue));
+      cfg_.limits.journal_steps, std::move(on_continue), std::move(children));
   sink->limit_inbox(so.ctx.limits.mailbox, so.ctx.limits.mailbox_bytes);
   sink->restore_inbox(std::move(inbox));
   so.commands = sink;
@@ -231,20 +240,24 @@ void durable_runs::ended(const std::shared_ptr<live_run>& r, const runtime::exit
   if (state == run_state::failed)
     runtime::logger().warn("durable run {} failed: {}: {}", r->id, runtime::reason_name(e.reason),
                            e.err.message);
-  eng_.storage().set_state(
-      r->id, state, json::serialize(proto::exit_json(e)), [id = r->id](runtime::status s) {
-        if (!s)
-          runtime::logger().error("durable run {}: state not written: {}", id, s.error().message);
-      });
+  std::string detail = json::serialize(proto::exit_json(e));
+  eng_.storage().set_state(r->id, state, detail,
+                           [this, id = r->id, state, detail](runtime::status s) {
+                             if (!s)
+                               return runtime::logger().error(
+                                   "durable run {}: state not written: {}", id, s.error().message);
+                             run_ended(id, state, detail);
+                           });
 }
 
 runtime::status durable_runs::rebuild(const run_record& rec, runtime::chunk_ptr& code,
-                                      runtime::spawn_options& so) {
+                                      runtime::spawn_options& so, int depth) {
   boost::system::error_code ec;
   json::value spawn = json::parse(rec.spawn, ec);
   if (ec || !spawn.is_object())
     return fail(error_kind::invalid, "its stored spawn request does not parse");
   const json::object& p = spawn.get_object();
+  if (p.contains("parent")) return rebuild_child(rec, p, code, so, depth);
   if (const json::value* wf = p.if_contains("workflow"); wf && wf->is_string()) {
     std::string name(wf->get_string());
     const workflow_config* w = nullptr;
@@ -381,6 +394,7 @@ runtime::status durable_runs::terminate(const std::string& run) {
   }
   if (auto ok = write_state(run, run_state::terminated, report("terminated", "by hand")); !ok)
     return ok;
+  run_ended(run, run_state::terminated, report("terminated", "by hand"));
   if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run terminated");
   runtime::logger().info("durable run {} terminated", run);
   return runtime::done{};
@@ -454,6 +468,7 @@ void durable_runs::stop_all() {
     for (auto& [id, r] : live_)
       if (r->pid) pids.push_back(r->pid);
   }
+  drop_waiters();
   for (runtime::pid pid : pids)
     eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
 }
@@ -549,10 +564,12 @@ void durable_runs::start_next(const std::shared_ptr<live_run>& r, const run_reco
       runtime::logger().error("durable run {}: message {} not carried to run {}: {}", r->id, i,
                               next.id, put.error().message);
   }
-  auto ok = write_state(r->id, run_state::completed,
-                        json::serialize(json::object{{"continued_as", next.id}}));
+  std::string continued = json::serialize(json::object{{"continued_as", next.id}});
+  auto ok = write_state(r->id, run_state::completed, continued);
   if (!ok)
     runtime::logger().error("durable run {}: state not written: {}", r->id, ok.error().message);
+  else
+    run_ended(r->id, run_state::completed, continued);
   auto rec = record(next.id);  // as stored (a replay finds the first one)
   auto started = rec ? relaunch(*rec) : runtime::result<started_run>(rec.error());
   if (started)

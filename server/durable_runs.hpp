@@ -131,8 +131,10 @@ class durable_runs {
                                       std::vector<dispatcher::inbox_message> inbox,
                                       runtime::chunk_ptr code, runtime::spawn_options so);
   /// The code and spawn options of a stored run (its `spawn` request).
+  /// `depth`: how many children deep `rec` is (a child's options are its
+  /// parent's, rebuilt first).
   runtime::status rebuild(const dispatcher::run_record& rec, runtime::chunk_ptr& code,
-                          runtime::spawn_options& so);
+                          runtime::spawn_options& so, int depth = 0);
   runtime::result<dispatcher::run_record> record(const std::string& run);
   /// Starts `rec` again by replay of its journal; suspends it (and logs)
   /// when it cannot start.
@@ -151,6 +153,24 @@ class durable_runs {
                   runtime::completion done);
   void ended(const std::shared_ptr<live_run>& r, const runtime::exit_info& e);
 
+  // Children (durable_children.cpp): workflow.start and workflow.wait.
+  struct waiter;
+  /// Records child run `child` of `parent` (unless a replay finds it
+  /// recorded) and starts it; `done` gets its id. Any thread.
+  void start_child(const dispatcher::run_record& parent, std::string child, runtime::value args,
+                   runtime::completion done);
+  /// Completes `done` when run `run` (of owner `owner`) has ended, with its
+  /// results or its error; `timeout` seconds (0: none). Any thread.
+  void wait_run(std::string owner, std::string run, double timeout, runtime::completion done);
+  /// Run `run`'s final state has been written: answers those waiting for it
+  /// (or moves them to the run it continued as).
+  void run_ended(const std::string& run, dispatcher::run_state state, const std::string& detail);
+  /// Shutdown: forgets the waiters (their processes are being killed).
+  void drop_waiters();
+  /// rebuild() for a child run ({"parent", "script_path"}).
+  runtime::status rebuild_child(const dispatcher::run_record& rec, const boost::json::object& spawn,
+                                runtime::chunk_ptr& code, runtime::spawn_options& so, int depth);
+
   const config& cfg_;
   engine& eng_;
   events& ev_;
@@ -158,6 +178,8 @@ class durable_runs {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<live_run>> live_;  // guarded by mu_
   bool stopping_ = false;                                            // guarded by mu_
+  /// Processes waiting for a run to end, by run id (guarded by mu_).
+  std::unordered_map<std::string, std::vector<std::shared_ptr<waiter>>> waiters_;
 };
 
 /// A fresh run id: "r-" and 16 hex digits.

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -233,18 +235,32 @@ TEST_CASE("durable: a journal that cannot be written stops the run") {
   CHECK(j.history("r5").empty());
 }
 
-TEST_CASE("durable: spawn, which the journal would not hold, is refused") {
+TEST_CASE("durable: children need the server's hooks; links and monitors are refused") {
   journaled_engine j;
   j.create("r-spawn");
+  // (A path inside the script root: for a source, the daemon's folder.)
+  std::string child = (std::filesystem::current_path() / "child.lua").string();
   auto s = j.run("r-spawn", R"(
-    local pid, err = require("process").spawn("child.lua")
-    return pid == nil, err and err.message)");
+    local process, child = require("process"), ")" +
+                                child + R"("
+    local _, err = process.spawn(child)
+    local _, linked = process.spawn_link(child)
+    local _, monitored = process.spawn_monitor(child)
+    local _, waited = require("workflow").wait("r-1")
+    return err.message, linked.message, monitored.message, waited.message)");
   REQUIRE_MESSAGE(s.reason == exit_reason::normal, s.err.message);
-  REQUIRE(s.results.size() == 2);
-  CHECK(s.results[0] == value(true));
-  const std::string* msg = s.results[1].get<std::string>();
-  REQUIRE(msg);
-  CHECK(has(*msg, "process.spawn: not available in a durable run yet"));
+  REQUIRE(s.results.size() == 4);
+  INFO((s.results[0].get<std::string>() ? *s.results[0].get<std::string>() : std::string("?")));
+  CHECK(s.results[0] == value("workflow.start: this run cannot start children"));
+  CHECK(
+      has(*s.results[1].get<std::string>(), "spawn_link and spawn_monitor: not in a durable run"));
+  CHECK(s.results[2] == s.results[1]);
+  CHECK(s.results[3] == value("workflow.wait: this run cannot wait for runs"));
+  // The start and the wait are steps, recorded with their errors.
+  auto h = j.history("r-spawn");
+  REQUIRE(h.size() == 2);
+  CHECK(h[0].failed);
+  CHECK(h[1].failed);
 }
 
 TEST_CASE("durable: messages are recorded before they are received, and received once") {

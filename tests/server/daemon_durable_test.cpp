@@ -16,6 +16,7 @@
 
 #include "tests/hostile/daemon_process.hpp"
 #include "tests/http_server.hpp"
+#include "tests/server/durable_support.hpp"
 
 namespace {
 
@@ -26,50 +27,7 @@ using luad::test::has;
 using luad_hostile::daemon_process;
 using luad_hostile::line_client;
 using namespace std::chrono_literals;
-
-std::string config_for(const std::string& permissions) {
-  return "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\nworkers = 2\n"
-         "[storage]\ndata_dir = \"data\"\n"
-         "[scripts]\nroots = [\"scripts\"]\nwatch = false\n"
-         "[[profile]]\nname = \"default\"\npermissions = [" +
-         permissions + "]\n";
-}
-
-// The reply's result, or null (the error is reported by the caller's CHECK).
-json::value result_of(const json::value& reply) {
-  if (!reply.is_object()) return nullptr;
-  const json::value* r = reply.as_object().if_contains("result");
-  return r ? *r : json::value(nullptr);
-}
-
-std::string text(const json::value& v) { return json::serialize(v); }
-
-// The daemon's durable runs, by id.
-std::map<std::string, json::object> runs_of(daemon_process& d) {
-  line_client c(d.socket());
-  std::map<std::string, json::object> out;
-  json::value r = result_of(c.call("runs"));
-  if (!r.is_array()) return out;
-  for (const auto& v : r.as_array()) out[std::string(v.at("run").as_string())] = v.as_object();
-  return out;
-}
-
-bool all_in_state(daemon_process& d, std::size_t n, std::string_view state) {
-  auto runs = runs_of(d);
-  if (runs.size() != n) return false;
-  for (const auto& [id, r] : runs)
-    if (r.at("state").as_string() != state) return false;
-  return true;
-}
-
-// Runs `source` to its end (not durable) and returns its first result.
-json::value run_once(daemon_process& d, const std::string& source) {
-  line_client c(d.socket());
-  json::value exit = result_of(c.call("spawn", {{"source", source}, {"wait", true}}, 10s));
-  if (!exit.is_object() || !exit.as_object().contains("results")) return exit;
-  const auto& results = exit.at("results").as_array();
-  return results.empty() ? json::value(nullptr) : results[0];
-}
+using namespace luad::test::durable;  // NOLINT(google-build-using-namespace): shared helpers
 
 // True once `run`'s step `step` is a sleep whose deadline is durable (the
 // timer starts only after that: a run killed before has not begun its sleep).
@@ -79,11 +37,6 @@ bool sleep_journaled(line_client& c, const std::string& run, std::size_t step) {
     return h.is_object() && h.at("steps").as_array().size() == step + 1 &&
            h.at("steps").at(step).at("state") == "started";
   });
-}
-
-void write_file(const fs::path& path, const std::string& body) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << body;
 }
 
 // Each run: six rounds of a store increment, an http call and a short
@@ -106,7 +59,7 @@ return sum, calls
 
 TEST_CASE("durable runs: SIGKILL at random points, restart, and every run ends as if never cut") {
   luad::test::http_server web;
-  daemon_process d(config_for("\"store:t\", \"" + web.permission() + "\""));
+  daemon_process d(daemon_config("\"store:t\", \"" + web.permission() + "\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   write_file(d.dir() / "scripts" / "mixed.lua", k_mixed);
   constexpr int k_runs = 8;
@@ -157,7 +110,7 @@ TEST_CASE("durable runs: SIGKILL at random points, restart, and every run ends a
 }
 
 TEST_CASE("durable runs: a sleep cut by a crash ends at its first deadline") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   line_client c(d.socket());
   json::value r = c.call("spawn", {{"source", R"(
@@ -185,7 +138,7 @@ TEST_CASE("durable runs: a sleep cut by a crash ends at its first deadline") {
 }
 
 TEST_CASE("durable runs: a diverging replay is suspended, resumed after a fix, or terminated") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   fs::path script = d.dir() / "scripts" / "flow.lua";
   write_file(script, R"(
@@ -258,7 +211,7 @@ TEST_CASE("durable runs: a diverging replay is suspended, resumed after a fix, o
 }
 
 TEST_CASE("durable runs: a corrupt journal row suspends its run, naming it; the others resume") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   line_client c(d.socket());
   std::string ids[2];
@@ -304,7 +257,7 @@ TEST_CASE("durable runs: a corrupt journal row suspends its run, naming it; the 
 }
 
 TEST_CASE("durable runs: a stranger may not read, resume or end another owner's run") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   line_client c(d.socket());
   json::value r = c.call("spawn", {{"source", "return 'secret result'"}, {"durable", true}});
@@ -331,7 +284,7 @@ TEST_CASE("durable runs: a stranger may not read, resume or end another owner's 
 }
 
 TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across a crash") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   write_file(d.dir() / "scripts" / "loop.lua", R"(
     local store, time, workflow = require("store"), require("time"), require("workflow")
@@ -383,7 +336,7 @@ TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across
 }
 
 TEST_CASE("durable runs: messages sent by name are received exactly once across a SIGKILL") {
-  daemon_process d(config_for("\"store:t\""));
+  daemon_process d(daemon_config("\"store:t\""));
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   line_client c(d.socket());
   json::value r = c.call("spawn", {{"source", R"(

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/hostile/daemon_process.hpp"
+#include "tests/server/durable_support.hpp"
 
 namespace {
 
@@ -24,25 +25,13 @@ using luad::test::has;
 using luad_hostile::daemon_process;
 using luad_hostile::line_client;
 using namespace std::chrono_literals;
+using namespace luad::test::durable;  // NOLINT(google-build-using-namespace): shared helpers
 
 constexpr const char* k_head =
     "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\nworkers = 2\n"
     "[storage]\ndata_dir = \"data\"\n"
     "[scripts]\nwatch = false\n"
     "[[profile]]\nname = \"default\"\npermissions = [\"store:t\"]\n";
-
-json::value result_of(const json::value& reply) {
-  if (!reply.is_object()) return nullptr;
-  const json::value* r = reply.as_object().if_contains("result");
-  return r ? *r : json::value(nullptr);
-}
-
-std::string text(const json::value& v) { return json::serialize(v); }
-
-void write_file(const fs::path& path, const std::string& body) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << body;
-}
 
 // The `workflows` listing entry of workflow `name` (null if absent).
 json::value listed(daemon_process& d, const std::string& name) {
@@ -73,12 +62,7 @@ bool all_completed(const json::array& runs, std::size_t n) {
 }
 
 json::value store_get(daemon_process& d, const std::string& key) {
-  line_client c(d.socket());
-  json::value exit = result_of(c.call(
-      "spawn", {{"source", "return require('store').get('" + key + "')"}, {"wait", true}}, 10s));
-  if (!exit.is_object() || !exit.as_object().contains("results")) return exit;
-  const auto& results = exit.at("results").as_array();
-  return results.empty() ? json::value(nullptr) : results[0];
+  return run_once(d, "return require('store').get('" + key + "')");
 }
 
 // Increments "wf", sleeps, increments again: 3 (1 + 2) when no step ran twice.
