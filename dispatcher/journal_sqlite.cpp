@@ -13,9 +13,18 @@ using runtime::error_kind;
 
 namespace {
 
+// A run's steps and its last change come from its journal's last row (the
+// (run, step) key finds it): the writer does not update the run at each step.
 constexpr const char* k_run_columns =
-    "SELECT id, workflow, owner, script, code_hash, args, state, detail, steps, created, updated,"
+    "SELECT id, workflow, owner, script, code_hash, args, state, detail,"
+    " COALESCE((SELECT step + 1 FROM journal WHERE run = runs.id ORDER BY step DESC LIMIT 1), 0),"
+    " created,"
+    " MAX(updated, COALESCE((SELECT at FROM journal WHERE run = runs.id"
+    " ORDER BY step DESC LIMIT 1), 0)),"
     " spawn FROM runs";
+
+// More runs than this in the writer's cache of next steps, and it starts over.
+constexpr std::size_t k_max_cached_runs = 65536;
 
 // Steps a statement that returns no rows and resets it: SQLITE_OK or the error.
 int run_to_end(statement& st) {
@@ -140,17 +149,17 @@ journal_writer::journal_writer(sqlite3* db)
     : db_(db),
       insert_run_(db,
                   "INSERT INTO runs (id, workflow, owner, script, code_hash, args, state, detail,"
-                  " steps, created, updated, spawn)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11)"
+                  " created, updated, spawn)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                   " ON CONFLICT (id) DO NOTHING"),
       update_state_(db, "UPDATE runs SET state = ?2, detail = ?3, updated = ?4 WHERE id = ?1"),
-      claim_next_(db, "UPDATE runs SET steps = ?2 + 1, updated = ?3 WHERE id = ?1 AND steps = ?2"),
-      run_steps_(db, "SELECT steps FROM runs WHERE id = ?1"),
+      run_steps_(db,
+                 "SELECT COALESCE((SELECT step + 1 FROM journal WHERE run = ?1"
+                 " ORDER BY step DESC LIMIT 1), 0) FROM runs WHERE id = ?1"),
       step_state_(db, "SELECT state FROM journal WHERE run = ?1 AND step = ?2"),
       put_entry_(db,
                  "INSERT OR REPLACE INTO journal (run, step, command, args, state, failed, result,"
                  " at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-      touch_(db, "UPDATE runs SET updated = ?2 WHERE id = ?1"),
       put_message_(db,
                    "INSERT INTO inbox (run, seq, sender, topic, payload, at)"
                    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)"
@@ -173,8 +182,16 @@ runtime::status journal_writer::create_run(const run_record& r, double now, int&
   if (sqlite3_changes(db_) == 0) {
     return runtime::fail(error_kind::invalid, "journal: run '" + r.id + "' already exists");
   }
+  remember(r.id, 0);
   return runtime::done{};
 }
+
+void journal_writer::remember(const std::string& run, std::int64_t next) {
+  if (next_steps_.size() >= k_max_cached_runs && !next_steps_.count(run)) next_steps_.clear();
+  next_steps_[run] = next;
+}
+
+void journal_writer::rolled_back() { next_steps_.clear(); }
 
 runtime::status journal_writer::set_state(const journal_write::state_change& c, double now,
                                           int& rc) {
@@ -183,37 +200,38 @@ runtime::status journal_writer::set_state(const journal_write::state_change& c, 
   rc = run_to_end(update_state_);
   if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal set_state");
   if (sqlite3_changes(db_) == 0) return no_run(c.run);
+  if (finished(c.state)) next_steps_.erase(c.run);  // (read again if it is appended to)
   return runtime::done{};
 }
 
-runtime::status journal_writer::claim(const journal_entry& e, double now, int& rc) {
+runtime::status journal_writer::claim(const journal_entry& e, double, int& rc) {
   rc = SQLITE_OK;
   if (std::string why = entry_fault(e, false); !why.empty()) return at_step(e.run, e.step, why);
-  // The usual case, one statement: the entry is the run's next step.
-  claim_next_.reset().text(1, e.run).integer(2, e.step).real(3, now);
-  rc = run_to_end(claim_next_);
-  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");
-  if (sqlite3_changes(db_) == 1) return runtime::done{};
-  // Otherwise: no such run, a step out of order, or the end of a started one.
-  runtime::status ok = check_earlier(e, rc);
-  if (!ok || rc != SQLITE_OK) return ok;
-  touch_.reset().text(1, e.run).real(2, now);
-  rc = run_to_end(touch_);
-  if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");
-  return ok;
+  // The usual case: the entry is the run's next step, known without a read.
+  auto it = next_steps_.find(e.run);
+  if (it == next_steps_.end()) {
+    run_steps_.reset().text(1, e.run);
+    rc = run_steps_.step();
+    std::int64_t steps = rc == SQLITE_ROW ? run_steps_.column_integer(0) : 0;
+    run_steps_.reset();
+    if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+      return no_run(e.run);
+    }
+    if (rc != SQLITE_ROW) return sqlite_failure(db_, rc, "journal append");
+    rc = SQLITE_OK;
+    remember(e.run, steps);
+    it = next_steps_.find(e.run);
+  }
+  if (e.step == it->second) {
+    ++it->second;  // (forgotten if the batch rolls back: rolled_back())
+    return runtime::done{};
+  }
+  // Otherwise: a step out of order, or the end of a started one.
+  return check_earlier(e, it->second, rc);
 }
 
-runtime::status journal_writer::check_earlier(const journal_entry& e, int& rc) {
-  run_steps_.reset().text(1, e.run);
-  rc = run_steps_.step();
-  std::int64_t steps = rc == SQLITE_ROW ? run_steps_.column_integer(0) : 0;
-  run_steps_.reset();
-  if (rc == SQLITE_DONE) {
-    rc = SQLITE_OK;
-    return no_run(e.run);
-  }
-  if (rc != SQLITE_ROW) return sqlite_failure(db_, rc, "journal append");
-  rc = SQLITE_OK;
+runtime::status journal_writer::check_earlier(const journal_entry& e, std::int64_t steps, int& rc) {
   if (e.step < 0 || e.step >= steps) {
     return at_step(e.run, e.step, "not the run's next step (" + std::to_string(steps) + ")");
   }
@@ -320,33 +338,22 @@ runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_
 runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::string_view run) {
   try {
     read_transaction tx(db);
-    statement head(db, "SELECT steps FROM runs WHERE id = ?1");
+    statement head(db, "SELECT 1 FROM runs WHERE id = ?1");
     head.text(1, run);
     int rc = head.step();
     if (rc == SQLITE_DONE) return no_run(run);
     if (rc != SQLITE_ROW) return sqlite_failure(db, rc, "journal history");
-    std::int64_t steps = head.column_integer(0);
     statement rows(db,
                    "SELECT step, command, args, state, failed, result, at FROM journal"
                    " WHERE run = ?1 ORDER BY step");
     rows.text(1, run);
     std::vector<journal_entry> out;
-    out.reserve(static_cast<std::size_t>(std::clamp<std::int64_t>(steps, 0, 1 << 16)));
     while ((rc = rows.step()) == SQLITE_ROW) {
       auto e = read_entry(rows, run, static_cast<std::int64_t>(out.size()));
       if (!e) return std::move(e.error());
       out.push_back(std::move(*e));
     }
     if (rc != SQLITE_DONE) return sqlite_failure(db, rc, "journal history");
-    auto found = static_cast<std::int64_t>(out.size());
-    if (found < steps) {
-      return at_step(
-          run, found,
-          "missing from the journal (the run counts " + std::to_string(steps) + " steps)");
-    }
-    if (found > steps) {
-      return at_step(run, steps, "beyond the run's count of " + std::to_string(steps) + " steps");
-    }
     return out;
   } catch (const std::exception& e) {  // BEGIN failed or a statement does not compile
     return runtime::fail(error_kind::unavailable, std::string("journal: history: ") + e.what());

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -44,9 +45,11 @@ class journal_writer {
   runtime::status create_run(const run_record& r, double now, int& rc);
   runtime::status set_state(const journal_write::state_change& c, double now, int& rc);
   /// Takes `e.step` of `e.run` for `e`, or refuses: the step must be the
-  /// run's next one (its count of steps goes up) or a `started` one that `e`
-  /// completes; the run must exist, the command be known, the args decode.
-  /// `e.result` is not looked at. Then put() writes the entry.
+  /// run's next one or a `started` one that `e` completes; the run must
+  /// exist, the command be known, the args decode. `e.result` is not looked
+  /// at. Then put() writes the entry. The next step of each run written to
+  /// lately is kept here (read once from the journal), so the usual claim
+  /// reads and writes nothing.
   runtime::status claim(const journal_entry& e, double now, int& rc);
   /// Writes `e`, whose step claim() has passed.
   void put(const journal_entry& e, double now, int& rc);
@@ -54,13 +57,18 @@ class journal_writer {
   runtime::status append(const journal_entry& e, double now, int& rc);
   /// Records `m`: its run must exist, its seq be new, its payload decode.
   runtime::status put_message(const inbox_message& m, double now, int& rc);
+  /// The writer's transaction rolled back: the next steps claimed in it
+  /// were not written, so all are forgotten (and read again).
+  void rolled_back();
 
  private:
-  runtime::status check_earlier(const journal_entry& e, int& rc);
+  runtime::status check_earlier(const journal_entry& e, std::int64_t steps, int& rc);
+  void remember(const std::string& run, std::int64_t next);
 
   sqlite3* db_;
-  statement insert_run_, update_state_, claim_next_, run_steps_, step_state_, put_entry_, touch_,
-      put_message_;
+  statement insert_run_, update_state_, run_steps_, step_state_, put_entry_, put_message_;
+  /// Each run's next step, as claimed in this transaction and those before.
+  std::unordered_map<std::string, std::int64_t> next_steps_;
 };
 
 /// Stores `o` in `e`: the value as `result`, or the error as the map

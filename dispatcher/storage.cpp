@@ -391,6 +391,7 @@ void storage::write_batch(writer_parts& w, std::vector<job>& batch, double now) 
   usage_lock.unlock();
   if (failed) {
     w.st.rollback.reset().step();
+    if (w.journal) w.journal->rolled_back();
     runtime::logger().warn("{} ({} writes failed)", batch_error.message, batch.size());
     for (job& j : batch) finish(j, runtime::outcome::failure(batch_error));
     return;

@@ -109,7 +109,7 @@ class storage final : public handler, public journal_backend {
   void inject(fault f) { fault_.store(f); }
 
   /// Version written into new files; a file with a larger one is refused.
-  static constexpr int schema_version = 4;
+  static constexpr int schema_version = 5;
   /// Largest key, in bytes.
   static constexpr std::size_t max_key = 1024;
   /// Most items one list call returns.

@@ -187,10 +187,10 @@ void seed_run(const fs::path& db_path, const std::string& name, std::int64_t tic
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(db_path.c_str(), &db) == SQLITE_OK);
   std::string sql =
-      "INSERT INTO runs (id, workflow, owner, script, code_hash, args, state, detail, steps,"
+      "INSERT INTO runs (id, workflow, owner, script, code_hash, args, state, detail,"
       " created, updated, spawn) VALUES ('r-seed-" +
       name + "', '" + name + "', 'workflow:" + name +
-      "', 'tick.lua', '0', x'', 'completed', '{}', 0, 0, 0, '{\"workflow\":\"" + name +
+      "', 'tick.lua', '0', x'', 'completed', '{}', 0, 0, '{\"workflow\":\"" + name +
       "\",\"tick\":" + std::to_string(tick) + "}')";
   CHECK(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
