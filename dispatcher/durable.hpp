@@ -36,6 +36,7 @@
 //     its error), recorded once the child's end is durable.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -152,6 +153,7 @@ class durable_sink final : public runtime::command_sink,
   mutable std::size_t inbox_bytes_ = 0;
   mutable std::int64_t next_seq_ = 0;
   mutable std::size_t recording_ = 0;
+  mutable std::condition_variable recorded_cv_;  // recording_ fell to 0
   mutable std::optional<waiting_receive> waiting_;
   mutable std::uint64_t wait_serial_ = 0;
   mutable bool inbox_closed_ = false;

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <chrono>
 #include <iterator>
-#include <thread>
 #include <utility>
 
 #include "dispatcher/durable.hpp"
@@ -71,19 +70,10 @@ void durable_sink::abandon() const {
 }
 
 std::vector<inbox_message> durable_sink::close_inbox() const {
-  {
-    std::lock_guard lock(mu_);
-    inbox_closed_ = true;
-  }
+  std::unique_lock lock(mu_);
+  inbox_closed_ = true;
   // Those being recorded land within a commit or two (bounded: 5 s).
-  for (int i = 0; i < 5000; ++i) {
-    {
-      std::lock_guard lock(mu_);
-      if (recording_ == 0) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  std::lock_guard lock(mu_);
+  recorded_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return recording_ == 0; });
   std::vector<inbox_message> out(std::make_move_iterator(inbox_.begin()),
                                  std::make_move_iterator(inbox_.end()));
   inbox_.clear();
@@ -172,7 +162,7 @@ void durable_sink::recorded(inbox_message m, runtime::status st) const {
   std::optional<inbox_message> got;
   {
     std::lock_guard lock(mu_);
-    --recording_;
+    if (--recording_ == 0) recorded_cv_.notify_all();  // (close_inbox)
     if (!st) {
       inbox_bytes_ -= inbox_bytes_of(m);
     } else {

@@ -117,6 +117,8 @@ class journal_backend {
 
   /// Every run, or only those not finished(); oldest first. Blocking.
   virtual runtime::result<std::vector<run_record>> runs(bool unfinished_only) = 0;
+  /// Run `id`, or `not_found`. Blocking.
+  virtual runtime::result<run_record> run(std::string_view id) = 0;
   /// A run's journal in step order. A row that cannot be read back (a
   /// corrupt or truncated blob, a gap in the steps) fails with `invalid`,
   /// naming the run and the step. Blocking.

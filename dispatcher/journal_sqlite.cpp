@@ -87,7 +87,7 @@ class read_transaction {
 };
 
 // The run on the current row of a k_run_columns query.
-runtime::result<run_record> read_run(const statement& st) {
+runtime::result<run_record> run_on_row(const statement& st) {
   run_record r;
   r.id = st.column_blob(0);
   r.workflow = st.column_blob(1);
@@ -324,7 +324,7 @@ runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_
     std::vector<run_record> out;
     int rc;
     while ((rc = st.step()) == SQLITE_ROW) {
-      auto r = read_run(st);
+      auto r = run_on_row(st);
       if (!r) return std::move(r.error());
       out.push_back(std::move(*r));
     }
@@ -332,6 +332,19 @@ runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_
     return out;
   } catch (const std::exception& e) {  // a statement that does not compile
     return runtime::fail(error_kind::unavailable, std::string("journal: runs: ") + e.what());
+  }
+}
+
+runtime::result<run_record> read_run(sqlite3* db, std::string_view id) {
+  try {
+    statement st(db, (std::string(k_run_columns) + " WHERE id = ?1").c_str());
+    st.text(1, id);
+    int rc = st.step();
+    if (rc == SQLITE_DONE) return no_run(id);
+    if (rc != SQLITE_ROW) return sqlite_failure(db, rc, "journal run");
+    return run_on_row(st);
+  } catch (const std::exception& e) {
+    return runtime::fail(error_kind::unavailable, std::string("journal: run: ") + e.what());
   }
 }
 

@@ -80,6 +80,8 @@ std::optional<runtime::outcome> read_outcome(const journal_entry& e);
 
 /// journal_backend::runs, in one read transaction on `db`.
 runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only);
+/// journal_backend::run, on `db`.
+runtime::result<run_record> read_run(sqlite3* db, std::string_view id);
 /// journal_backend::history, in one read transaction on `db`.
 runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::string_view run);
 /// journal_backend::messages, on `db`.

@@ -219,6 +219,12 @@ runtime::result<std::vector<run_record>> storage::runs(bool unfinished_only) {
   return read_runs(jdb_, unfinished_only);
 }
 
+runtime::result<run_record> storage::run(std::string_view id) {
+  std::lock_guard lock(journal_mu_);
+  if (!jdb_) return journal_closed();
+  return read_run(jdb_, id);
+}
+
 runtime::result<std::vector<journal_entry>> storage::history(std::string_view run) {
   std::lock_guard lock(journal_mu_);
   if (!jdb_) return journal_closed();

@@ -79,6 +79,7 @@ class storage final : public handler, public journal_backend {
   void apply_and_append(journal_entry entry, runtime::value store_args, applied_fn done) override;
   void append_message(inbox_message m, written_fn done) override;
   runtime::result<std::vector<run_record>> runs(bool unfinished_only) override;
+  runtime::result<run_record> run(std::string_view id) override;
   runtime::result<std::vector<journal_entry>> history(std::string_view run) override;
   runtime::result<std::vector<inbox_message>> messages(std::string_view run) override;
 

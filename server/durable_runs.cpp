@@ -110,9 +110,7 @@ run_record fresh_record(const std::string& owner, const std::string& script,
 
 /// A run with a process (or about to have one).
 struct durable_runs::live_run {
-  std::string id;
-  std::string workflow;  // the config workflow's name, or ""
-  run_record rec;        // as it was started (for continue_as_new)
+  run_record rec;  // as it was started: its id, workflow, owner, spawn request
   std::shared_ptr<dispatcher::durable_sink> sink;
   runtime::pid pid;  // empty until spawned
   /// Why the process is being ended, so that its exit leaves the state alone
@@ -153,8 +151,6 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
                                                   runtime::chunk_ptr code,
                                                   runtime::spawn_options so) {
   auto r = std::make_shared<live_run>();
-  r->id = rec.id;
-  r->workflow = rec.workflow;
   r->rec = rec;
   {
     std::lock_guard lock(mu_);
@@ -215,10 +211,12 @@ void durable_runs::suspend(const std::shared_ptr<live_run>& r, std::string why) 
     r->why = live_run::ending::suspended;
     pid = r->pid;
   }
-  runtime::logger().warn("durable run {} suspended: {}", r->id, why);
-  eng_.storage().set_state(r->id, run_state::suspended, std::move(why), [id = r->id](auto s) {
-    if (!s) runtime::logger().error("durable run {}: state not written: {}", id, s.error().message);
-  });
+  runtime::logger().warn("durable run {} suspended: {}", r->rec.id, why);
+  eng_.storage().set_state(
+      r->rec.id, run_state::suspended, std::move(why), [id = r->rec.id](auto s) {
+        if (!s)
+          runtime::logger().error("durable run {}: state not written: {}", id, s.error().message);
+      });
   if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run suspended");
 }
 
@@ -229,7 +227,7 @@ void durable_runs::ended(const std::shared_ptr<live_run>& r, const runtime::exit
     std::lock_guard lock(mu_);
     why = r->why;
     stopping = stopping_;
-    auto it = live_.find(r->id);
+    auto it = live_.find(r->rec.id);
     if (it != live_.end() && it->second == r) live_.erase(it);
   }
   // Suspended or terminated: that wrote the state. Shutdown: stays unfinished.
@@ -238,11 +236,11 @@ void durable_runs::ended(const std::shared_ptr<live_run>& r, const runtime::exit
   run_state state =
       e.reason == runtime::exit_reason::normal ? run_state::completed : run_state::failed;
   if (state == run_state::failed)
-    runtime::logger().warn("durable run {} failed: {}: {}", r->id, runtime::reason_name(e.reason),
-                           e.err.message);
+    runtime::logger().warn("durable run {} failed: {}: {}", r->rec.id,
+                           runtime::reason_name(e.reason), e.err.message);
   std::string detail = json::serialize(proto::exit_json(e));
-  eng_.storage().set_state(r->id, state, detail,
-                           [this, id = r->id, state, detail](runtime::status s) {
+  eng_.storage().set_state(r->rec.id, state, detail,
+                           [this, id = r->rec.id, state, detail](runtime::status s) {
                              if (!s)
                                return runtime::logger().error(
                                    "durable run {}: state not written: {}", id, s.error().message);
@@ -304,11 +302,10 @@ runtime::status durable_runs::rebuild(const run_record& rec, runtime::chunk_ptr&
 }
 
 runtime::result<run_record> durable_runs::record(const std::string& run) {
-  auto all = eng_.storage().runs(false);
-  if (!all) return all.error();
-  for (run_record& r : *all)
-    if (r.id == run) return std::move(r);
-  return fail(error_kind::not_found, "no durable run '" + run + "'");
+  auto found = eng_.storage().run(run);
+  if (!found && found.error().kind == error_kind::not_found)
+    return fail(error_kind::not_found, "no durable run '" + run + "'");
+  return found;
 }
 
 runtime::status durable_runs::write_state(const std::string& run, run_state state,
@@ -473,6 +470,13 @@ void durable_runs::stop_all() {
     eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
 }
 
+bool durable_runs::has_live(const std::string& workflow) {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, r] : live_)
+    if (r->rec.workflow == workflow && r->pid) return true;
+  return false;
+}
+
 runtime::pid durable_runs::live_pid(const std::string& run) {
   std::lock_guard lock(mu_);
   auto it = live_.find(run);
@@ -484,7 +488,7 @@ std::vector<runtime::pid> durable_runs::stop_workflow(const std::string& name) {
   {
     std::lock_guard lock(mu_);
     for (auto& [id, r] : live_) {
-      if (r->workflow != name || r->why != live_run::ending::none) continue;
+      if (r->rec.workflow != name || r->why != live_run::ending::none) continue;
       r->why = live_run::ending::stopped;
       if (r->pid) pids.push_back(r->pid);
     }
@@ -518,7 +522,7 @@ void durable_runs::continue_as_new(const std::shared_ptr<live_run>& r, std::stri
   json::value spawn = json::parse(r->rec.spawn, ec);
   if (ec || !spawn.is_object()) spawn = json::object{};
   spawn.as_object()["args"] = std::move(args_json);
-  spawn.as_object()["continued_from"] = r->id;
+  spawn.as_object()["continued_from"] = r->rec.id;
   run_record rec = r->rec;
   rec.id = std::move(next);
   rec.args.clear();
@@ -561,23 +565,23 @@ void durable_runs::start_next(const std::shared_ptr<live_run>& r, const run_reco
       eng_.storage().append_message(std::move(m), std::move(w));
     });
     if (!put && put.error().kind != error_kind::invalid)
-      runtime::logger().error("durable run {}: message {} not carried to run {}: {}", r->id, i,
+      runtime::logger().error("durable run {}: message {} not carried to run {}: {}", r->rec.id, i,
                               next.id, put.error().message);
   }
   std::string continued = json::serialize(json::object{{"continued_as", next.id}});
-  auto ok = write_state(r->id, run_state::completed, continued);
+  auto ok = write_state(r->rec.id, run_state::completed, continued);
   if (!ok)
-    runtime::logger().error("durable run {}: state not written: {}", r->id, ok.error().message);
+    runtime::logger().error("durable run {}: state not written: {}", r->rec.id, ok.error().message);
   else
-    run_ended(r->id, run_state::completed, continued);
+    run_ended(r->rec.id, run_state::completed, continued);
   auto rec = record(next.id);  // as stored (a replay finds the first one)
   auto started = rec ? relaunch(*rec) : runtime::result<started_run>(rec.error());
   if (started)
-    runtime::logger().info("durable run {} continued as new: run {} (pid {})", r->id, next.id,
+    runtime::logger().info("durable run {} continued as new: run {} (pid {})", r->rec.id, next.id,
                            started->pid.to_string());
   else
-    runtime::logger().error("durable run {} continued as new, but run {} did not start: {}", r->id,
-                            next.id, started.error().message);
+    runtime::logger().error("durable run {} continued as new, but run {} did not start: {}",
+                            r->rec.id, next.id, started.error().message);
   if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "continued as new");
   (void)done;  // dropped: the process is being killed
 }

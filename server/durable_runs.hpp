@@ -119,6 +119,8 @@ class durable_runs {
   std::vector<runtime::pid> stop_workflow(const std::string& name);
   /// The latest schedule tick a run of workflow `name` was started for, or 0.
   runtime::result<double> last_tick(const std::string& name);
+  /// Whether a run of workflow `workflow` has a process now.
+  bool has_live(const std::string& workflow);
   /// Workflow `name`'s runs for the `workflows` listing: every unfinished one
   /// and the latest finished one, [{run, state, steps, tick?, pid?}].
   boost::json::array runs_of(const std::string& name);

@@ -157,10 +157,7 @@ runtime::pid workflows::supervisor(const std::string& name) const {
 bool workflows::running(const std::string& name) {
   if (const workflow_config* w = named(name); w && w->durable) {
     if (schedules_ && schedules_->following(name)) return true;
-    if (!runs_) return false;
-    for (const auto& r : runs_->runs_of(name))
-      if (r.as_object().contains("pid")) return true;
-    return false;
+    return runs_ && runs_->has_live(name);
   }
   runtime::pid pid = supervisor(name);
   runtime::process* sup = pid ? eng_.scheduler().find(pid) : nullptr;

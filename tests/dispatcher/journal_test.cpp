@@ -212,6 +212,15 @@ TEST_CASE("journal: runs are created, steps appended and completed, history and 
   REQUIRE(all.ok());
   CHECK(all->front().state == run_state::completed);
   CHECK(all->front().detail == "[\"done\"]");
+  // One run by id reads the same as in the list.
+  auto one = s.run("r1");
+  REQUIRE(one.ok());
+  CHECK(one->state == run_state::completed);
+  CHECK(one->steps == 2);
+  CHECK(one->workflow == "orders");
+  auto none = s.run("r9");
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().kind == error_kind::not_found);
 }
 
 TEST_CASE("journal: a step is recorded once; a done step is refused and the first record stays") {
