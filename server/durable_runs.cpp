@@ -575,6 +575,11 @@ void durable_runs::start_next(const std::shared_ptr<live_run>& r, const run_reco
   else
     run_ended(r->rec.id, run_state::completed, continued);
   auto rec = record(next.id);  // as stored (a replay finds the first one)
+  if (rec && (dispatcher::finished(rec->state) || rec->state == run_state::suspended)) {
+    // A replay reached this point again after the next run had gone on.
+    if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "continued as new");
+    return;
+  }
   auto started = rec ? relaunch(*rec) : runtime::result<started_run>(rec.error());
   if (started)
     runtime::logger().info("durable run {} continued as new: run {} (pid {})", r->rec.id, next.id,

@@ -303,6 +303,16 @@ TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across
   REQUIRE(eventually([&] { return runs_of(d).size() >= 2; }));
   ::kill(d.pid(), SIGKILL);
   REQUIRE(eventually([&] { return !d.alive(); }));
+  // As if it came after the next run was recorded but before this one was
+  // completed: the first run replays up to its continue_as_new again.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((d.dir() / "data" / "luad.db").c_str(), &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "UPDATE runs SET state = 'running', detail = ''"
+                     " WHERE created = (SELECT MIN(created) FROM runs)",
+                     nullptr, nullptr, nullptr) == SQLITE_OK);
+  CHECK(sqlite3_changes(db) == 1);
+  sqlite3_close(db);
   d.start();
   REQUIRE_MESSAGE(d.started(), d.log_tail());
   REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, 4, "completed"); }, 20s), d.log_tail());

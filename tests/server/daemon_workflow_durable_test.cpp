@@ -168,9 +168,21 @@ TEST_CASE("durable workflow: new code restarts its run by replay, not from the t
   CHECK(h.at("steps").as_array().size() == 2);
   CHECK(h.at("steps").at(1).at("state") == "started");
   CHECK(h.at("state") == "running");
-  // Still asleep on its first deadline (30 s): terminate it, and it is done.
-  json::value t = c.call("run_terminate", {{"run", run}});
-  CHECK_MESSAGE(result_of(t) == true, text(t));
+  // New code that fails once it has replayed: the run fails, and that is
+  // all. No trial watches a durable workflow, so no rollback starts the
+  // workflow again, which would begin a fresh run from the top.
+  std::string v3 = v2;
+  v3.replace(v3.find("time.sleep"), 10, "error('v3 broken') time.sleep");
+  write_file(script, v3);
+  c.call("reload", {{"path", script.string()}});
+  REQUIRE_MESSAGE(eventually([&] {
+                    auto now = runs_named(d, "counter");
+                    return !now.empty() && now[0].at("state") == "failed";
+                  }),
+                  d.log_tail());
+  CHECK_FALSE(eventually([&] { return runs_named(d, "counter").size() > 1; }, 2s));
+  CHECK(store_get(d, "wf") == 1);
+  CHECK_FALSE(has(d.log_tail(), "the new code failed within"));
 }
 
 namespace {
