@@ -209,6 +209,10 @@ durable_sink::durable_sink(std::string run, std::string code_hash,
       continue_fn_(std::move(on_continue)),
       children_(std::move(children)) {}
 
+std::optional<std::uint64_t> durable_sink::random_seed() const {
+  return runtime::content_hash(run_ + "/math.random");
+}
+
 std::int64_t durable_sink::steps() const {
   std::lock_guard lock(mu_);
   return static_cast<std::int64_t>(next_);

@@ -93,6 +93,9 @@ class durable_sink final : public runtime::command_sink,
   std::optional<runtime::outcome> take_message(
       runtime::pid from, std::string_view topic, std::string_view body,
       std::function<void(runtime::outcome)> recorded = {}) const override;
+  /// math.random's seed: from the run id, so a replay draws what the live
+  /// run drew (a new run, continue_as_new's too, draws others).
+  std::optional<std::uint64_t> random_seed() const override;
   /// Bounds of the messages recorded and not received yet (0: none).
   void limit_inbox(std::size_t messages, std::size_t bytes);
   /// At a resume, before the process starts: the run's recorded messages;

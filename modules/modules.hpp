@@ -32,6 +32,9 @@ int side_effect_call(lua_State* L);
 runtime::result<std::string> child_script_path(lua_State* L, const char* script,
                                                std::string& canon_root);
 
+/// workflow.now for time.now in a durable run. modules/workflow.cpp.
+int workflow_now_call(lua_State* L);
+
 /// workflow.start for process.spawn in a durable run: starts a durable
 /// child run of the script at index 1 with the values above it as its args,
 /// and returns its run id. modules/workflow.cpp.

@@ -48,16 +48,26 @@ int time_sleep(lua_State* L) {
   return -1;
 }
 
+// In a durable run the clocks are recorded (a replay must see what the live
+// run saw): now is workflow.now, monotonic a side effect.
 int time_now(lua_State* L) {
+  if (runtime::process::of(L)->own_commands()) return workflow_now_call(L);
   auto d = std::chrono::system_clock::now().time_since_epoch();
   lua_pushnumber(L, std::chrono::duration<double>(d).count());
   return 1;
 }
 
-int time_monotonic(lua_State* L) {
+int monotonic_now(lua_State* L) {
   auto d = std::chrono::steady_clock::now().time_since_epoch();
   lua_pushnumber(L, std::chrono::duration<double>(d).count());
   return 1;
+}
+
+int time_monotonic(lua_State* L) {
+  if (!runtime::process::of(L)->own_commands()) return monotonic_now(L);
+  lua_settop(L, 0);
+  lua_pushcfunction(L, monotonic_now);
+  return side_effect_call(L);
 }
 
 // --- timers that deliver a message -------------------------------------------
@@ -289,8 +299,15 @@ constexpr runtime::function_type manifest[] = {
     {"sleep", seconds_param, sleep_returns,
      "Suspends the process for `seconds` (0 yields to other processes). Returns "
      "nothing, or nil and an error if the wait was canceled."},
-    {"now", {}, number_return, "Wall-clock time in seconds since the Unix epoch."},
-    {"monotonic", {}, number_return, "Seconds from a monotonic clock, for measuring intervals."},
+    {"now",
+     {},
+     number_return,
+     "Wall-clock time in seconds since the Unix epoch (recorded in a durable run, as "
+     "workflow.now)."},
+    {"monotonic",
+     {},
+     number_return,
+     "Seconds from a monotonic clock, for measuring intervals (recorded in a durable run)."},
     {"after", after_params, after_returns,
      "After `seconds`, sends the calling process a message {topic, payload} (from itself). "
      "Returns a timer for time.cancel; nil, err(limit) past the owner's timer quota."},

@@ -584,6 +584,7 @@ runtime::module_exports build() {
 
 int side_effect_call(lua_State* L) { return workflow_side_effect(L); }
 int workflow_start_call(lua_State* L) { return workflow_start(L); }
+int workflow_now_call(lua_State* L) { return workflow_now(L); }
 
 extern const runtime::module_def workflow_module{
     "workflow", "Clocks, randomness and side effects a durable workflow can replay.",

@@ -116,6 +116,10 @@ class command_sink {
     (void)from, (void)topic, (void)body, (void)recorded;
     return std::nullopt;
   }
+  /// The seed of math.random for the process whose own sink this is, when
+  /// its draws must be the same each time it runs (a durable run's replay);
+  /// nullopt: Lua's own random seed.
+  virtual std::optional<std::uint64_t> random_seed() const { return std::nullopt; }
 
  protected:
   ~command_sink() = default;

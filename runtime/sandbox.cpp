@@ -362,6 +362,35 @@ void push_coroutine_lib(lua_State* L) {
   luaL_newlib(L, fns);
 }
 
+// math.randomseed in a process whose draws must repeat (a durable run): a
+// seed is required; without one Lua would seed from the clock.
+int repeatable_randomseed(lua_State* L) {
+  if (lua_isnone(L, 1))
+    return luaL_error(L,
+                      "math.randomseed: give a seed (in a durable run every draw must be the "
+                      "same on replay; workflow.random is recorded)");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+// The math table at `idx`, just opened: seeded as the process's own sink
+// asks (a durable run's draws come from its run id, so a replay draws the
+// same numbers), with a randomseed that will not seed from the clock.
+void seed_math(lua_State* L, int idx) {
+  const command_sink* sink = process::of(L)->own_sink();
+  std::optional<std::uint64_t> seed = sink ? sink->random_seed() : std::nullopt;
+  if (!seed) return;
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, "randomseed");
+  lua_pushvalue(L, -1);
+  lua_pushinteger(L, static_cast<lua_Integer>(*seed));
+  lua_call(L, 1, 0);
+  lua_pushcclosure(L, repeatable_randomseed, 1);
+  lua_setfield(L, idx, "randomseed");
+}
+
 void push_library(lua_State* L, lib which, const char* name) {
   switch (which) {
     case lib::string: push_string_lib(L); break;
@@ -369,7 +398,10 @@ void push_library(lua_State* L, lib which, const char* name) {
       luaL_requiref(L, name, luaopen_table, 0);
       install_bounded_table(L, -1);
       break;
-    case lib::math: luaL_requiref(L, name, luaopen_math, 0); break;
+    case lib::math:
+      luaL_requiref(L, name, luaopen_math, 0);
+      seed_math(L, -1);
+      break;
     case lib::utf8: luaL_requiref(L, name, luaopen_utf8, 0); break;
     case lib::coroutine: push_coroutine_lib(L); break;
     case lib::none: lua_pushnil(L); return;
