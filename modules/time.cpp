@@ -250,11 +250,24 @@ runtime::result<timer_message*> start_timer(lua_State* L, timer_list& timers, do
   }
 }
 
+// A durable run's replay would arm its timers again and receive their
+// messages twice; its deadlines are sleeps and receive timeouts.
+const runtime::error k_after_durable{
+    runtime::error_kind::invalid,
+    "time.after: not in a durable run (a replay would arm it again); use time.sleep, or "
+    "process.receive with a timeout",
+    false,
+    {}};
+
 int time_after(lua_State* L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && !std::isnan(s), 1, "non-negative number of seconds expected");
   std::size_t len;
   const char* topic = luaL_checklstring(L, 2, &len);
+  if (runtime::process::of(L)->own_commands()) {
+    int n = runtime::push_failure(L, k_after_durable);
+    return n < 0 ? lua_error(L) : n;
+  }
   lua_settop(L, 3);
   timer_list* timers = timers_of(L);
   auto** slot = static_cast<timer_message**>(lua_newuserdatauv(L, sizeof(timer_message*), 0));

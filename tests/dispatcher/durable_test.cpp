@@ -150,7 +150,7 @@ TEST_CASE("durable: a replayed run sees the same outcomes and dispatches nothing
   CHECK(j.report().empty());
 }
 
-TEST_CASE("durable: time.now and time.monotonic are recorded; math.random repeats on replay") {
+TEST_CASE("durable: clocks are recorded, math.random repeats on replay, time.after is refused") {
   journaled_engine j;
   j.create("r-clock");
   const char* source = R"(
@@ -159,6 +159,8 @@ TEST_CASE("durable: time.now and time.monotonic are recorded; math.random repeat
     local ok, err = pcall(math.randomseed)
     math.randomseed(7)
     local c = math.random(1000)
+    local timer, refused = time.after(0.01, "t")
+    assert(timer == nil and refused.message:find("not in a durable run"), "time.after")
     return time.now(), time.monotonic(), a, b, c, ok, err)";
   auto first = j.run("r-clock", source);
   REQUIRE_MESSAGE(first.reason == exit_reason::normal, first.err.message);
