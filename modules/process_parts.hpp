@@ -1,6 +1,7 @@
-// What the process module's two files share (modules/process.cpp: self,
-// spawn, links, names, info; modules/process_messages.cpp: send, receive,
-// cancel): pid arguments and the nil, err answer. Internal to the module.
+// What the process module's files share (modules/process.cpp: self, links,
+// names, info; modules/process_spawn.cpp: spawn; modules/process_messages.cpp:
+// send, receive, cancel): pid arguments and the nil, err answer. Internal to
+// the module.
 #pragma once
 
 #include <string>
@@ -42,6 +43,11 @@ bool by_name(lua_State* L, int arg);
 
 /// Pushes nil and an error of `kind` with `message`; returns 2.
 int fail(lua_State* L, error_kind kind, const char* message);
+
+// The bindings of modules/process_spawn.cpp.
+int process_spawn(lua_State* L);
+int process_spawn_link(lua_State* L);
+int process_spawn_monitor(lua_State* L);
 
 // The bindings of modules/process_messages.cpp.
 int process_send(lua_State* L);
