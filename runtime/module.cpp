@@ -141,10 +141,39 @@ const module_def* module_registry::find(std::string_view name) const {
 
 const module_registry& modules_of(lua_State* L) { return process::of(L)->owner().modules(); }
 
+namespace {
+
+// What plain Lua's require hands out from package.loaded without a search:
+// the standard libraries the sandbox has (as their globals are), and those
+// it leaves out, which get a word of their own instead of "not found".
+constexpr std::string_view k_standard[] = {"_G", "coroutine", "math", "string", "table", "utf8"};
+constexpr std::string_view k_left_out[] = {"debug", "io", "os", "package"};
+
+template <std::size_t N>
+bool one_of(const std::string_view (&names)[N], std::string_view name) {
+  for (std::string_view n : names)
+    if (n == name) return true;
+  return false;
+}
+
+}  // namespace
+
 int sandbox_require(lua_State* L) {
   std::size_t len = 0;
   const char* name = luaL_checklstring(L, 1, &len);
   lua_settop(L, 1);
+  std::string_view wanted(name, len);
+  if (one_of(k_standard, wanted)) {
+    // The global (materialised on first read), so that require("string")
+    // and `string` are the same table; nil once the script removed it.
+    if (lua_getglobal(L, name) != LUA_TNIL) return 1;
+    return luaL_error(L, "module '%s': this script has removed the global '%s'", name, name);
+  }
+  if (one_of(k_left_out, wanted))
+    return luaL_error(L,
+                      "module '%s' is not available in luad: the sandbox leaves out io, os, "
+                      "debug and package (docs/security.md); luad's own modules: %s",
+                      name, modules_of(L).names().c_str());
   if (lua_getfield(L, LUA_REGISTRYINDEX, k_loaded) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);

@@ -78,3 +78,35 @@ TEST_CASE("a yielding module's yield types name commands the engine handles") {
   CHECK_THROWS_WITH_AS(luad::server::check_yields(mods, none), doctest::Contains("time.sleep"),
                        std::logic_error);
 }
+
+TEST_CASE("require of a standard library returns it; one the sandbox leaves out says so") {
+  auto e = luad::test::run_lua(R"(
+    assert(require("string") == string and require("table") == table)
+    assert(require("math") == math and require("utf8") == utf8)
+    assert(require("coroutine") == coroutine and require("_G") == _G)
+    assert(require("utf8").char(72, 105) == "Hi" and ("x"):rep(2) == "xx")
+    local out = {}
+    for _, name in ipairs({"io", "os", "debug", "package"}) do
+      local ok, err = pcall(require, name)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err)
+    end
+    utf8 = nil
+    local ok, err = pcall(require, "utf8")
+    out[#out + 1] = tostring(ok) .. " " .. tostring(err)
+    local _, missing = pcall(require, "nope")
+    out[#out + 1] = tostring(missing)
+    return table.unpack(out))");
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  REQUIRE(e.results.size() == 6);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const std::string* r = e.results[i].get<std::string>();
+    REQUIRE(r);
+    CAPTURE(*r);
+    CHECK(r->starts_with("false "));
+    CHECK(luad::test::has(*r, "is not available in luad"));
+    CHECK(luad::test::has(*r, "luad's own modules: "));
+  }
+  CHECK(luad::test::has(*e.results[0].get<std::string>(), "module 'io'"));
+  CHECK(luad::test::has(*e.results[4].get<std::string>(), "has removed the global 'utf8'"));
+  CHECK(luad::test::has(*e.results[5].get<std::string>(), "module 'nope' not found"));
+}
