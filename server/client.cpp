@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -247,6 +248,32 @@ void print_exit(const json::object& exit, bool as_json) {
 }
 
 // "key: value" lines; nested objects as "outer.inner: value".
+// A figure as people read it: a fraction to at most three decimals (not
+// Boost.JSON's 2.3735197625E1), bytes with their MiB beside them.
+std::string readable(std::string_view key, const json::value& v) {
+  if (v.is_string()) return std::string(v.get_string());
+  if (v.is_double()) {
+    double x = v.get_double();
+    if (!std::isfinite(x) || std::fabs(x) >= 1e15) return json::serialize(v);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", x);
+    std::string out = buf;
+    while (out.back() == '0') out.pop_back();
+    if (out.back() == '.') out.pop_back();
+    return out == "-0" ? "0" : out;
+  }
+  std::string out = json::serialize(v);
+  if ((key.ends_with("bytes") || key.ends_with("_size")) && v.is_number()) {
+    double n = v.to_number<double>();
+    if (n >= 1024.0 * 1024.0) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, " (%.1f MiB)", n / (1024.0 * 1024.0));
+      out += buf;
+    }
+  }
+  return out;
+}
+
 void print_fields(const json::object& o, const std::string& prefix) {
   for (const auto& [k, v] : o) {
     std::string key = prefix + std::string(k);
@@ -254,8 +281,7 @@ void print_fields(const json::object& o, const std::string& prefix) {
       print_fields(v.get_object(), key + ".");
       continue;
     }
-    std::cout << key << ": " << (v.is_string() ? std::string(v.get_string()) : json::serialize(v))
-              << '\n';
+    std::cout << key << ": " << readable(key, v) << '\n';
   }
 }
 

@@ -248,6 +248,15 @@ TEST_CASE("daemon: the client commands submit, ps, info, kill, stats and ping") 
   CHECK(has(r.out, "processes.spawned: "));
   CHECK(has(r.out, "processes.exits.killed: 1"));
   CHECK(has(r.out, "scheduler.commands.clock.sleep: 1"));
+  // Figures as people read them: uptime in seconds to three decimals at most.
+  CHECK_FALSE(has(r.out, "E1\n"));
+  CHECK_FALSE(has(r.out, "E0\n"));
+  auto at = r.out.find("uptime: ");
+  REQUIRE(at != std::string::npos);
+  std::string uptime = r.out.substr(at + 8, r.out.find('\n', at) - at - 8);
+  INFO(uptime);
+  CHECK(uptime.find_first_not_of("0123456789.") == std::string::npos);
+  CHECK(uptime.size() - std::min(uptime.size(), uptime.find('.') + 1) <= 3);
   r = luad_cli((d.dir / "nope.sock").string(), "ping");
   CHECK(r.code == 5);
   CHECK(has(r.err, "cannot reach the daemon"));
