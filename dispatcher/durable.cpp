@@ -7,8 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <iterator>
-#include <thread>
 #include <utility>
 
 #include "dispatcher/durable_parts.hpp"

@@ -3,8 +3,6 @@
 // check every row they hand out.
 #include "dispatcher/journal_sqlite.hpp"
 
-#include <algorithm>
-
 #include "runtime/message_codec.hpp"
 
 namespace luad::dispatcher {
@@ -204,7 +202,7 @@ runtime::status journal_writer::set_state(const journal_write::state_change& c, 
   return runtime::done{};
 }
 
-runtime::status journal_writer::claim(const journal_entry& e, double, int& rc) {
+runtime::status journal_writer::claim(const journal_entry& e, int& rc) {
   rc = SQLITE_OK;
   if (std::string why = entry_fault(e, false); !why.empty()) return at_step(e.run, e.step, why);
   // The usual case: the entry is the run's next step, known without a read.
@@ -261,7 +259,7 @@ void journal_writer::put(const journal_entry& e, double now, int& rc) {
 runtime::status journal_writer::append(const journal_entry& e, double now, int& rc) {
   rc = SQLITE_OK;
   if (std::string why = entry_fault(e, true); !why.empty()) return at_step(e.run, e.step, why);
-  runtime::status ok = claim(e, now, rc);
+  runtime::status ok = claim(e, rc);
   if (!ok || rc != SQLITE_OK) return ok;
   put(e, now, rc);
   if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append");

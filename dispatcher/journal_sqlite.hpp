@@ -50,7 +50,7 @@ class journal_writer {
   /// at. Then put() writes the entry. The next step of each run written to
   /// lately is kept here (read once from the journal), so the usual claim
   /// reads and writes nothing.
-  runtime::status claim(const journal_entry& e, double now, int& rc);
+  runtime::status claim(const journal_entry& e, int& rc);
   /// Writes `e`, whose step claim() has passed.
   void put(const journal_entry& e, double now, int& rc);
   /// A decodable result for a `done` entry, claim(), then put().

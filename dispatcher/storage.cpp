@@ -323,7 +323,7 @@ runtime::outcome storage::writer_parts::apply_journal(journal_write& w,
   if (!w.applied) return as_outcome(journal->append(e, now, rc));
   // Fused: a refused entry leaves the store untouched; the operation's own
   // failure (limit, invalid) is its journaled result.
-  runtime::status ok = journal->claim(e, now, rc);
+  runtime::status ok = journal->claim(e, rc);
   if (!ok || rc != SQLITE_OK) return as_outcome(std::move(ok));
   runtime::outcome o = is_read(text_field(store_args, "op"))
                            ? apply_read(reads, db, store_args)

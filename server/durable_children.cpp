@@ -49,36 +49,38 @@ constexpr std::int64_t k_max_depth = 64;
 // How many runs a wait follows through continue_as_new before it gives up.
 constexpr int k_max_continuations = 10000;
 
-// The field `key` of the JSON object text `detail`, or null.
-json::value field_of(const std::string& detail, std::string_view key) {
+// The JSON object text `detail` parsed (an empty object when it is not one).
+json::object object_of(const std::string& detail) {
   boost::system::error_code ec;
   json::value v = json::parse(detail, ec);
-  if (ec || !v.is_object()) return nullptr;
-  const json::value* f = v.get_object().if_contains(key);
-  return f ? *f : json::value(nullptr);
+  return !ec && v.is_object() ? std::move(v.get_object()) : json::object{};
+}
+
+// Field `key` of `o` when it is a string, else "".
+std::string text_field(const json::object& o, std::string_view key) {
+  const json::value* f = o.if_contains(key);
+  return f && f->is_string() ? std::string(f->get_string()) : std::string();
 }
 
 std::string text_field(const std::string& detail, std::string_view key) {
-  json::value f = field_of(detail, key);
-  return f.is_string() ? std::string(f.get_string()) : std::string();
+  return text_field(object_of(detail), key);
 }
 
 // What a wait for run `run`, ended in `state` with `detail`, answers: the
 // array of its results, or its error.
 outcome end_of(const std::string& run, run_state state, const std::string& detail) {
+  json::object o = object_of(detail);
   if (state == run_state::completed) {
     value::array results;
-    json::value r = field_of(detail, "results");
-    if (r.is_array())
-      for (const json::value& v : r.get_array()) results.push_back(proto::from_json(v));
+    if (const json::value* r = o.if_contains("results"); r && r->is_array())
+      for (const json::value& v : r->get_array()) results.push_back(proto::from_json(v));
     return outcome::success(std::move(results));
   }
   if (state == run_state::terminated)
     return outcome::failure(
         error{error_kind::canceled, "run " + run + " was terminated", false, {}});
-  std::string kind = text_field(detail, "kind");
-  auto k = runtime::kind_from_name(kind);
-  std::string message = text_field(detail, "message");
+  auto k = runtime::kind_from_name(text_field(o, "kind"));
+  std::string message = text_field(o, "message");
   return outcome::failure(error{k ? *k : error_kind::runtime,
                                 "run " + run + " failed: " + (message.empty() ? detail : message),
                                 false,
@@ -113,8 +115,7 @@ struct durable_runs::waiter {
   std::mutex mu;
   bool answered = false;  // guarded by mu
   runtime::completion done;
-  boost::asio::steady_timer timer;  // the io thread's
-  bool timed = false;
+  boost::asio::steady_timer timer;  // the io thread's (armed for a wait with a timeout)
 };
 
 void durable_runs::start_child(const run_record& parent, std::string child, value args,
@@ -139,8 +140,9 @@ void durable_runs::start_child(const run_record& parent, std::string child, valu
                              {}});
     values.push_back(std::move(*v));
   }
-  json::value above = field_of(parent.spawn, "depth");
-  std::int64_t depth = (above.is_int64() ? above.get_int64() : 0) + 1;
+  json::object parent_spawn = object_of(parent.spawn);
+  const json::value* above = parent_spawn.if_contains("depth");
+  std::int64_t depth = (above && above->is_int64() ? above->get_int64() : 0) + 1;
   if (depth > k_max_depth)
     return done.fail(
         error{error_kind::limit,
@@ -208,7 +210,6 @@ void durable_runs::wait_run(std::string owner, std::string run, double timeout,
       id = std::move(next);
     }
     if (timeout <= 0) return;
-    w->timed = true;
     w->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(timeout)));
     w->timer.async_wait([w, run](boost::system::error_code ec) {
@@ -236,8 +237,8 @@ void durable_runs::run_ended(const std::string& run, run_state state, const std:
     }
   }
   for (const auto& w : list) {
-    if (!w->answer(end_of(run, state, detail))) continue;
-    if (w->timed) boost::asio::post(io_, [w] { w->timer.cancel(); });
+    // (The timer is the io thread's; canceling one never armed does nothing.)
+    if (w->answer(end_of(run, state, detail))) boost::asio::post(io_, [w] { w->timer.cancel(); });
   }
 }
 
@@ -248,8 +249,7 @@ void durable_runs::drop_waiters() {
     all.swap(waiters_);
   }
   for (auto& [run, list] : all)
-    for (const auto& w : list)
-      if (w->timed) boost::asio::post(io_, [w] { w->timer.cancel(); });
+    for (const auto& w : list) boost::asio::post(io_, [w] { w->timer.cancel(); });
 }
 
 runtime::status durable_runs::rebuild_child(const run_record& rec, const json::object& spawn,
