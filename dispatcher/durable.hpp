@@ -96,6 +96,7 @@ class durable_sink final : public runtime::command_sink,
   /// math.random's seed: from the run id, so a replay draws what the live
   /// run drew (a new run, continue_as_new's too, draws others).
   std::optional<std::uint64_t> random_seed() const override;
+  bool journaled() const override { return true; }
   /// Bounds of the messages recorded and not received yet (0: none).
   void limit_inbox(std::size_t messages, std::size_t bytes);
   /// At a resume, before the process starts: the run's recorded messages;

@@ -45,6 +45,9 @@ void values::submit(command&& cmd, completion&& done) {
   if (name && *name == "now") {
     auto since = std::chrono::system_clock::now().time_since_epoch();
     done.succeed(std::chrono::duration<double>(since).count());
+  } else if (name && *name == "monotonic") {
+    auto since = std::chrono::steady_clock::now().time_since_epoch();
+    done.succeed(std::chrono::duration<double>(since).count());
   } else if (name && *name == "random") {
     done.succeed(random_integer());
   } else if (name && *name == "uuid") {
@@ -73,7 +76,7 @@ void values::submit(command&& cmd, completion&& done) {
   } else {
     done.fail(error{
         error_kind::invalid,
-        "workflow.value: kind must be now, random, uuid, side_effect, version, continue_as_new, "
+        "workflow.value: kind must be now, monotonic, random, uuid, side_effect, version, continue_as_new, "
         "start or wait",
         false,
         {}});

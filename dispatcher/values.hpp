@@ -14,7 +14,8 @@ class values final : public handler {
   void register_in(registry& r) { r.add(command_id::workflow_value, *this); }
 
   /// workflow.value: args = {kind = K, value = V?}. Answers by kind: "now",
-  /// wall-clock seconds since the Unix epoch (a float); "random", 64 random
+  /// wall-clock seconds since the Unix epoch (a float); "monotonic", seconds
+  /// of the steady clock; "random", 64 random
   /// bits (an integer); "uuid", 128 random bits as {high, low} integers;
   /// "side_effect", V unchanged, or nil when absent (live, a side effect is
   /// never recorded yet: "run it"); "version", its max. "continue_as_new",

@@ -87,7 +87,7 @@ int send_now(lua_State* L) {
 // In a durable run a send is a side effect: sent live and recorded, so that a
 // replay returns what it returned and does not send it again.
 int process_send(lua_State* L) {
-  if (!process::of(L)->own_commands()) return send_now(L);
+  if (!process::of(L)->durable()) return send_now(L);
   lua_settop(L, 3);
   lua_pushcfunction(L, send_now);
   lua_insert(L, 1);
@@ -270,7 +270,7 @@ int process_receive(lua_State* L) {
     luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
     timeout = static_cast<double>(t);
   }
-  if (process::of(L)->own_commands()) return durable_receive(L, topics, timeout);
+  if (process::of(L)->durable()) return durable_receive(L, topics, timeout);
   if (message* m = process::of(L)->mailbox().take(topics.span())) {
     push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
     return 1;

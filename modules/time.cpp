@@ -49,7 +49,8 @@ int time_sleep(lua_State* L) {
 }
 
 // In a durable run the clocks are recorded (a replay must see what the live
-// run saw): now is workflow.now, monotonic a side effect.
+// run saw): now is workflow.now, monotonic a side effect. Under luad test's
+// fakes both are commands its virtual clock answers.
 int time_now(lua_State* L) {
   if (runtime::process::of(L)->own_commands()) return workflow_now_call(L);
   auto d = std::chrono::system_clock::now().time_since_epoch();
@@ -63,8 +64,12 @@ int monotonic_now(lua_State* L) {
   return 1;
 }
 
+// A durable run records it as a side effect (as journals already hold it);
+// under luad test's fakes it is the virtual clock's.
 int time_monotonic(lua_State* L) {
-  if (!runtime::process::of(L)->own_commands()) return monotonic_now(L);
+  runtime::process* self = runtime::process::of(L);
+  if (!self->own_commands()) return monotonic_now(L);
+  if (!self->durable()) return monotonic_call(L);
   lua_settop(L, 0);
   lua_pushcfunction(L, monotonic_now);
   return side_effect_call(L);
@@ -242,8 +247,8 @@ runtime::result<timer_message*> start_timer(lua_State* L, timer_list& timers, do
     t->add_ref();  // the list's
     timers.live.push_back(t);
     timers.bytes += bytes;
-    self->owner().commands().submit({runtime::command_id::clock_sleep, runtime::value(seconds)},
-                                    runtime::completion(t));
+    self->commands().submit({runtime::command_id::clock_sleep, runtime::value(seconds)},
+                            runtime::completion(t));
     return t;
   } catch (const std::bad_alloc&) {
     return runtime::fail(runtime::error_kind::limit, "out of memory");
@@ -264,7 +269,7 @@ int time_after(lua_State* L) {
   luaL_argcheck(L, s >= 0 && !std::isnan(s), 1, "non-negative number of seconds expected");
   std::size_t len;
   const char* topic = luaL_checklstring(L, 2, &len);
-  if (runtime::process::of(L)->own_commands()) {
+  if (runtime::process::of(L)->durable()) {
     int n = runtime::push_failure(L, k_after_durable);
     return n < 0 ? lua_error(L) : n;
   }

@@ -85,8 +85,9 @@ class now_yield final
     : public runtime::pooled_yield<now_yield, runtime::command_id::workflow_value> {
  public:
   static constexpr const char* type_name = "workflow.now";
+  const char* kind = "now";  // or "monotonic" (time.monotonic under luad test's fakes)
 
-  value args() const { return request("now"); }
+  value args() const { return request(kind); }
   int handle_result(lua_State* L, const value& v, const error* err) override {
     if (err) return push_failed(L, *err);
     const auto* seconds = v.get<double>();
@@ -97,10 +98,12 @@ class now_yield final
   }
 };
 
-int workflow_now(lua_State* L) {
-  now_yield::acquire(L);
+int clock_value(lua_State* L, const char* kind) {
+  now_yield::acquire(L)->kind = kind;
   return runtime::yield_command(L, answered);
 }
+
+int workflow_now(lua_State* L) { return clock_value(L, "now"); }
 
 // --- random -------------------------------------------------------------------
 
@@ -443,7 +446,7 @@ class start_yield final
 
 int workflow_start(lua_State* L) {
   luaL_checkstring(L, 1);
-  if (!runtime::process::of(L)->own_commands()) {
+  if (!runtime::process::of(L)->durable()) {
     int n = runtime::push_failure(L, k_not_durable);
     return n < 0 ? lua_error(L) : n;
   }
@@ -585,6 +588,7 @@ runtime::module_exports build() {
 int side_effect_call(lua_State* L) { return workflow_side_effect(L); }
 int workflow_start_call(lua_State* L) { return workflow_start(L); }
 int workflow_now_call(lua_State* L) { return workflow_now(L); }
+int monotonic_call(lua_State* L) { return clock_value(L, "monotonic"); }
 
 extern const runtime::module_def workflow_module{
     "workflow", "Clocks, randomness and side effects a durable workflow can replay.",

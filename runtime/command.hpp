@@ -120,6 +120,13 @@ class command_sink {
   /// its draws must be the same each time it runs (a durable run's replay);
   /// nullopt: Lua's own random seed.
   virtual std::optional<std::uint64_t> random_seed() const { return std::nullopt; }
+  /// True for a durable run's journal: what bypasses commands (a receive from
+  /// the mailbox, a plain spawn, time.after) would not be replayed, so the
+  /// modules take the journaled path or refuse (runtime::process::durable).
+  virtual bool journaled() const { return false; }
+  /// True when the processes it spawns send their commands here too (the
+  /// fakes of `luad test`: a child's sleeps and requests are faked as well).
+  virtual bool shared_with_children() const { return false; }
 
  protected:
   ~command_sink() = default;

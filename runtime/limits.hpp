@@ -132,7 +132,8 @@ struct spawn_options {
   /// pid is still found (so a late `find` never misses both). Keep it short.
   std::function<void(const exit_info&)> on_exit;
   /// Where this process's commands go instead of the scheduler's sink: a
-  /// durable run's journal (dispatcher/durable.hpp). Children do not inherit it.
+  /// durable run's journal (dispatcher/durable.hpp) or luad test's fakes.
+  /// Children inherit it only when it is shared_with_children().
   std::shared_ptr<const command_sink> commands;
 };
 

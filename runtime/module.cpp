@@ -205,6 +205,14 @@ int sandbox_require(lua_State* L) {
   lua_rawsetp(L, -2, &module_key);
   lua_setmetatable(L, -2);
   if (def->constants) def->constants(L, lua_gettop(L));
+  if (!def->script.empty()) {
+    char chunkname[64];  // (no C++ object with a destructor across a Lua error)
+    std::snprintf(chunkname, sizeof chunkname, "=luad/%s.lua", name);
+    if (luaL_loadbufferx(L, def->script.data(), def->script.size(), chunkname, "t") != LUA_OK)
+      return lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+  }
   push_readonly(L, -1, name);
   lua_pushvalue(L, -1);
   lua_setfield(L, 2, name);

@@ -71,6 +71,13 @@ struct module_def {
   std::span<const function_type> manifest;
   module_exports (*build)();
   void (*constants)(lua_State* L, int table) = nullptr;
+  /// Optional Lua source of the module's Lua part (the `test` module's
+  /// assertions): run at each require, after `constants`, with the table as
+  /// its argument, to add functions that may yield (pcall, receive). Those
+  /// functions are described by `script_manifest` (for `luad types`; a test
+  /// checks the script defines each).
+  std::string_view script = {};
+  std::span<const function_type> script_manifest = {};
 };
 
 /// The modules a host gave its scheduler (as a host calls luaL_openlibs; the

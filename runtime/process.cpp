@@ -66,7 +66,12 @@ process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
     rare_->on_exit = std::move(opts.on_exit);
     rare_->commands = std::move(opts.commands);
     own_commands_ = rare_->commands != nullptr;
+    durable_ = own_commands_ && rare_->commands->journaled();
   }
+}
+
+const command_sink& process::commands() const {
+  return own_commands_ ? *rare_->commands : owner_.commands();
 }
 
 std::uint64_t process::instructions() {
@@ -300,8 +305,7 @@ void process::after_command_yield() {
   if (std::optional<command> cmd = wait_.take_command()) {
     scheduler::counters().commands[static_cast<std::size_t>(cmd->id)].fetch_add(
         1, std::memory_order_relaxed);
-    const command_sink& sink = own_commands_ ? *rare_->commands : owner_.commands();
-    sink.submit(std::move(*cmd), completion(this, token));
+    commands().submit(std::move(*cmd), completion(this, token));
   }
   // A message that arrived before the wait opened did not see it: claim now.
   if (receiving && mailbox_.has_incoming() && wait_.claim_open(wait_slot::k_receiving)) {

@@ -151,11 +151,23 @@ class process final : public completion_target {
   void note_held() { heavy_.store(true, std::memory_order_relaxed); }
 
   /// Its commands go to a sink of its own (spawn_options::commands): a
-  /// durable run's journal. What bypasses commands (receive, spawn) is not
-  /// journaled, so the modules refuse it there.
+  /// durable run's journal, or the fakes of `luad test`. The clocks of such
+  /// a process are commands too (time.now), so that its sink answers them.
   bool own_commands() const { return own_commands_; }
+  /// Its own sink journals (command_sink::journaled): a durable run. What
+  /// bypasses commands (receive, spawn) is not journaled, so the modules
+  /// take the journaled path or refuse it there.
+  bool durable() const { return durable_; }
   /// The sink of a process with own_commands() (else null).
   const command_sink* own_sink() const { return own_commands_ ? rare_->commands.get() : nullptr; }
+  /// The same, shared, for a child that inherits it
+  /// (command_sink::shared_with_children); null when it has none to share.
+  std::shared_ptr<const command_sink> sink_for_children() const {
+    if (!own_commands_ || !rare_->commands->shared_with_children()) return nullptr;
+    return rare_->commands;
+  }
+  /// Where its commands go: its own sink, else the scheduler's.
+  const command_sink& commands() const;
 
   void set_suspend(suspend_kind k) { suspend_ = k; }
   /// True once the process has ended (any thread).
@@ -255,6 +267,7 @@ class process final : public completion_target {
   // rare_->commands replaces the scheduler's sink (set before the process
   // runs, so rare_ is read without the links lock).
   bool own_commands_ = false;
+  bool durable_ = false;  // own_commands_ and the sink journals
 };
 
 /// Sends `watcher` a DOWN for `target` that was not alive when monitored

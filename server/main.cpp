@@ -10,6 +10,7 @@
 #include "server/config.hpp"
 #include "server/daemon.hpp"
 #include "server/run.hpp"
+#include "server/test_runner.hpp"
 #include "server/types.hpp"
 
 int run_cli(int argc, char** argv) {
@@ -133,12 +134,41 @@ int run_cli(int argc, char** argv) {
   cmd_types->add_option("--out", types_dir, "Folder for the files (created if missing)")
       ->capture_default_str();
 
+  luad::server::test_options tests;
+  std::string test_memory = "64MiB", test_config;
+  auto* cmd_test = app.add_subcommand(
+      "test",
+      "Run *_test.lua files: each test function as a process, under fakes (docs/testing.md)");
+  cmd_test->add_option("paths", tests.paths,
+                       "Test files and folders (default: the config's script roots, else .)");
+  cmd_test->add_option("--filter", tests.filter, "Only tests whose 'file::name' contains this");
+  cmd_test->add_option("--junit", tests.junit, "Also write the results as JUnit XML to this file");
+  cmd_test->add_option("--config", test_config, "Daemon config whose script roots hold the tests");
+  cmd_test
+      ->add_option("--allow", tests.permissions,
+                   "Grant every test a permission (repeatable), beside its suite's permissions")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check([](const std::string& p) { return luad::runtime::check_permission(p); });
+  cmd_test->add_option("--timeout", tests.timeout, "Real seconds one test may take")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd_test->add_option("--memory", test_memory, "Memory limit of each test process")
+      ->capture_default_str();
+  cmd_test
+      ->add_option("--instructions", tests.limits.instructions,
+                   "Instruction limit of each test process (0 = none)")
+      ->capture_default_str();
+  cmd_test->add_flag("-v,--verbose", tests.verbose, "Print the traceback of each failure");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : luad::server::run_usage;
   }
+  // luad test prints its own report: scripts' info lines would bury it.
+  if (*cmd_test && !log_level_opt->count()) log_level = "warn";
   luad::runtime::init_logging(
       luad::runtime::parse_level(log_level).value_or(luad::runtime::log_level::info));
 
@@ -178,6 +208,21 @@ int run_cli(int argc, char** argv) {
     int code = luad::server::write_types(types_dir, std::cerr);
     if (code == 0) std::cout << "luad types: wrote " << types_dir << '\n';
     return code;
+  }
+  if (*cmd_test) {
+    if (!luad::server::parse_size(test_memory, tests.limits.memory)) {
+      std::cerr << "luad test: --memory: cannot read size '" << test_memory << "' (try 64MiB)\n";
+      return luad::server::tests_usage;
+    }
+    if (!test_config.empty()) {
+      try {
+        tests.roots = luad::server::load_config(test_config).script_roots;
+      } catch (const luad::server::config_error& e) {
+        std::cerr << e.what() << '\n';
+        return luad::server::tests_usage;
+      }
+    }
+    return luad::server::run_tests(tests, std::cout, std::cerr);
   }
   if (*cmd_run) {
     if (!luad::server::parse_size(memory, run.limits.memory)) {

@@ -198,6 +198,7 @@ std::string module_definitions(const runtime::module_def& def) {
   line(out, {"local ", table, " = {}"});
   out += '\n';
   for (const runtime::function_type& f : def.manifest) render_function(out, table, f);
+  for (const runtime::function_type& f : def.script_manifest) render_function(out, table, f);
   for (const constant_doc& c : constants) {
     if (c.module != def.name) continue;
     doc_lines(out, c.doc);
@@ -334,7 +335,7 @@ int write_types(const std::string& out_dir, std::ostream& err) {
   bool ok = write_file(dir, "luad.lua", shared_definitions(), err) &&
             write_file(dir, ".luarc.json", luarc_json(library), err) &&
             write_file(dir, ".luacheckrc", luacheckrc(), err);
-  for (const runtime::module_def* def : modules::all()) {
+  for (const runtime::module_def* def : modules::with_test()) {  // (test: for luad test's scripts)
     if (!ok) break;
     std::string file(def->name);
     file += ".lua";
