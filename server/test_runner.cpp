@@ -36,6 +36,7 @@ struct test_file {
   std::string root;
   std::string module;
   std::string problem;
+  std::string shown_root;  // how `root` is shown ("" for the current folder)
 };
 
 enum class verdict { pass, fail, error };
@@ -67,8 +68,13 @@ std::string module_name(const fs::path& rel) {
   return name;
 }
 
-test_file make_file(const fs::path& root, const fs::path& file, std::string shown) {
-  test_file t{std::move(shown), root.string(), module_name(file.lexically_relative(root)), {}};
+test_file make_file(const fs::path& root, const fs::path& file, std::string shown,
+                    const fs::path& shown_root) {
+  test_file t{std::move(shown),
+              root.string(),
+              module_name(file.lexically_relative(root)),
+              {},
+              shown_root.empty() ? std::string() : (shown_root / "").lexically_normal().string()};
   if (t.module.empty())
     t.problem = "cannot be loaded with require (a folder or file name holds a '.'); rename it";
   return t;
@@ -91,7 +97,7 @@ bool discover(const std::vector<std::string>& paths, std::vector<test_file>& out
       return false;
     }
     if (!fs::is_directory(canon)) {
-      out.push_back(make_file(canon.parent_path(), canon, given));
+      out.push_back(make_file(canon.parent_path(), canon, given, fs::path(given).parent_path()));
       continue;
     }
     std::vector<fs::path> found;
@@ -107,7 +113,7 @@ bool discover(const std::vector<std::string>& paths, std::vector<test_file>& out
     std::sort(found.begin(), found.end());
     for (const fs::path& f : found) {
       fs::path shown = fs::path(given) / f.lexically_relative(canon);
-      out.push_back(make_file(canon, f, shown.lexically_normal().string()));
+      out.push_back(make_file(canon, f, shown.lexically_normal().string(), given));
     }
   }
   return true;
@@ -214,6 +220,16 @@ driven drive(const test_file& file, const std::vector<std::string>& args,
   fakes->stop();
   eng.stop();
   return d;
+}
+
+// `text` with the test root's absolute path shown as the user gave it.
+std::string shortened(std::string text, const test_file& f) {
+  std::string abs = f.root + "/";
+  for (std::size_t at = text.find(abs); at != std::string::npos;
+       at = text.find(abs, at + f.shown_root.size())) {
+    text.replace(at, abs.size(), f.shown_root);
+  }
+  return text;
 }
 
 // What a driver's end says about one test.
@@ -413,6 +429,10 @@ int run_tests(const test_options& opts, std::ostream& out, std::ostream& err) {
       for (const std::string& n : chosen) {
         fr.cases.push_back(judge(n, drive(f, {"run", f.module, n}, permissions, opts), opts));
       }
+    }
+    for (case_result& c : fr.cases) {
+      c.message = shortened(std::move(c.message), f);
+      c.traceback = shortened(std::move(c.traceback), f);
     }
     for (const case_result& c : fr.cases) {
       print_case(out, c, opts.verbose);

@@ -1,0 +1,3 @@
+-- Fixture of tests/server/test_runner_test.cpp: does not compile.
+local T = {
+return T
