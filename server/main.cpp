@@ -145,6 +145,11 @@ int run_cli(int argc, char** argv) {
   cmd_test->add_option("--junit", tests.junit, "Also write the results as JUnit XML to this file");
   cmd_test->add_option("--config", test_config, "Daemon config whose script roots hold the tests");
   cmd_test
+      ->add_option("--root", tests.roots,
+                   "Script root (repeatable): test files below it require and spawn from it")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd_test
       ->add_option("--allow", tests.permissions,
                    "Grant every test a permission (repeatable), beside its suite's permissions")
       ->allow_extra_args(false)
@@ -216,7 +221,8 @@ int run_cli(int argc, char** argv) {
     }
     if (!test_config.empty()) {
       try {
-        tests.roots = luad::server::load_config(test_config).script_roots;
+        for (std::string& r : luad::server::load_config(test_config).script_roots)
+          tests.roots.push_back(std::move(r));
       } catch (const luad::server::config_error& e) {
         std::cerr << e.what() << '\n';
         return luad::server::tests_usage;

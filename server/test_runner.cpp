@@ -37,6 +37,7 @@ struct test_file {
   std::string module;
   std::string problem;
   std::string shown_root;  // how `root` is shown ("" for the current folder)
+  std::string path;        // the file's canonical path
 };
 
 enum class verdict { pass, fail, error };
@@ -74,7 +75,8 @@ test_file make_file(const fs::path& root, const fs::path& file, std::string show
               root.string(),
               module_name(file.lexically_relative(root)),
               {},
-              shown_root.empty() ? std::string() : (shown_root / "").lexically_normal().string()};
+              shown_root.empty() ? std::string() : (shown_root / "").lexically_normal().string(),
+              file.string()};
   if (t.module.empty())
     t.problem = "cannot be loaded with require (a folder or file name holds a '.'); rename it";
   return t;
@@ -85,10 +87,28 @@ bool is_test_file(const fs::path& p) {
   return name.size() > 9 && name.ends_with("_test.lua");
 }
 
+// A test file whose script root is the first of `roots` holding it, else
+// `root` (the folder given, or the file's own folder), shown as `shown_root`.
+test_file locate(const std::vector<std::string>& roots, const fs::path& file, std::string shown,
+                 fs::path root, fs::path shown_root) {
+  for (const std::string& r : roots) {
+    std::error_code ec;
+    fs::path canon = fs::canonical(r, ec);
+    if (ec) continue;
+    fs::path rel = file.lexically_relative(canon);
+    if (!rel.empty() && *rel.begin() != "..") {
+      root = canon;
+      shown_root = r;
+      break;
+    }
+  }
+  return make_file(root, file, std::move(shown), shown_root);
+}
+
 // Every test file under `paths`, in path order. False (with a message on
 // `err`) when a path does not exist.
-bool discover(const std::vector<std::string>& paths, std::vector<test_file>& out,
-              std::ostream& err) {
+bool discover(const test_options& opts, const std::vector<std::string>& paths,
+              std::vector<test_file>& out, std::ostream& err) {
   for (const std::string& given : paths) {
     std::error_code ec;
     fs::path canon = fs::canonical(given, ec);
@@ -97,7 +117,8 @@ bool discover(const std::vector<std::string>& paths, std::vector<test_file>& out
       return false;
     }
     if (!fs::is_directory(canon)) {
-      out.push_back(make_file(canon.parent_path(), canon, given, fs::path(given).parent_path()));
+      out.push_back(
+          locate(opts.roots, canon, given, canon.parent_path(), fs::path(given).parent_path()));
       continue;
     }
     std::vector<fs::path> found;
@@ -113,7 +134,7 @@ bool discover(const std::vector<std::string>& paths, std::vector<test_file>& out
     std::sort(found.begin(), found.end());
     for (const fs::path& f : found) {
       fs::path shown = fs::path(given) / f.lexically_relative(canon);
-      out.push_back(make_file(canon, f, shown.lexically_normal().string(), given));
+      out.push_back(locate(opts.roots, f, shown.lexically_normal().string(), canon, given));
     }
   }
   return true;
@@ -199,8 +220,7 @@ driven drive(const test_file& file, const std::vector<std::string>& args,
   std::future<runtime::exit_info> done = exited.get_future();
 
   // Named as the test file, so that its spawns resolve beside it.
-  runtime::chunk_ptr driver =
-      runtime::compile(k_driver, (fs::path(file.root) / file.module).string());
+  runtime::chunk_ptr driver = runtime::compile(k_driver, file.path);
   driven d;
   auto started = clock_type::now();
   runtime::result<runtime::pid> id = sched.spawn(driver, std::move(so));
@@ -398,7 +418,7 @@ int run_tests(const test_options& opts, std::ostream& out, std::ostream& err) {
   std::vector<std::string> paths = opts.paths;
   if (paths.empty()) paths = opts.roots.empty() ? std::vector<std::string>{"."} : opts.roots;
   std::vector<test_file> files;
-  if (!discover(paths, files, err)) return tests_usage;
+  if (!discover(opts, paths, files, err)) return tests_usage;
   if (files.empty()) {
     err << "luad test: no *_test.lua file under";
     for (const std::string& p : paths) err << ' ' << p;

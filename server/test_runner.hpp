@@ -15,7 +15,10 @@ namespace luad::server {
 struct test_options {
   /// Test files and folders (searched for *_test.lua); empty: `roots`.
   std::vector<std::string> paths;
-  /// Where to look when no path is given: the config's script roots, else ".".
+  /// Script roots (--root, or the config's [scripts] roots): a test file
+  /// below one is required from it, as the daemon would load it; any other
+  /// from the folder given, or its own folder. Also where to look when no
+  /// path is given (else ".").
   std::vector<std::string> roots;
   /// Runs only tests whose id ("path::name") contains this text.
   std::string filter;

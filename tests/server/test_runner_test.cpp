@@ -68,20 +68,21 @@ TEST_CASE(
         "test_a_receive_ends_at_its_message_not_its_timeout", "test_receive_timeouts_are_virtual",
         "test_children_share_the_clock", "test_rules_answer_in_order_and_requests_are_recorded",
         "test_an_unmatched_request_fails_clearly", "test_permissions_are_checked_as_live",
-        "test_faked_errors", "test_the_store_starts_empty_a", "test_the_store_starts_empty_b"}) {
+        "test_faked_errors", "test_the_store_starts_empty_a", "test_the_store_starts_empty_b",
+        "test_spawns_and_requires_beside_itself"}) {
     CHECK_MESSAGE(has(r.out, std::string("ok    ") + name), name);
   }
   CHECK(has(r.out, "ERROR test_waits_for_a_message_nobody_sends"));
   CHECK(has(r.out, "stuck: every process waits"));
   CHECK(has(r.out, "broken/syntax_test.lua\n  ERROR (load)"));
   CHECK(has(r.out, "syntax_test.lua:3: unexpected symbol near 'return'"));
-  CHECK(has(r.out, "17 tests: 12 passed, 5 failed"));
+  CHECK(has(r.out, "18 tests: 13 passed, 5 failed"));
 
   std::ifstream in(opts.junit);
   std::stringstream xml;
   xml << in.rdbuf();
   INFO(xml.str());
-  CHECK(has(xml.str(), "<testsuites name=\"luad test\" tests=\"17\" failures=\"3\" errors=\"2\""));
+  CHECK(has(xml.str(), "<testsuites name=\"luad test\" tests=\"18\" failures=\"3\" errors=\"2\""));
   CHECK(has(xml.str(), "name=\"test_table_diff\""));
   CHECK(has(xml.str(), "<failure message=\""));
   CHECK(has(xml.str(), "expected an error containing &quot;another problem&quot;"));
@@ -108,6 +109,19 @@ TEST_CASE("luad test: --filter runs the matching tests only; a file that cannot 
   r = run(opts);
   CHECK(r.code == server::tests_usage);
   CHECK(has(r.err, "no test matches --filter 'no such test'"));
+}
+
+TEST_CASE("luad test: a file below a --root requires from that root, wherever the run starts") {
+  server::test_options opts;
+  opts.paths = {fixtures + "/nested"};
+  test_run r = run(opts);
+  CHECK(r.code == server::tests_failed);  // the folder given is the root: no nested.helper
+  CHECK(has(r.out, "module 'nested.helper' not found"));
+  opts.roots = {fixtures};
+  r = run(opts);
+  INFO(r.out, r.err);
+  CHECK(r.code == server::tests_passed);
+  CHECK(has(r.out, "ok    test_spawns_and_requires_beside_itself"));
 }
 
 TEST_CASE("luad test: a missing path or a folder without tests is a usage error") {
