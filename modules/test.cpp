@@ -211,6 +211,9 @@ constexpr param_type receive_params[] = {{"topics", "string|string[]?"}, {"timeo
 constexpr param_type receive_return[] = {{"msg", "luad.message"}};
 constexpr param_type show_return[] = {{"text", "string"}};
 constexpr param_type http_params[] = {{"rule", "table"}};
+constexpr param_type module_param[] = {{"module", "string"}};
+constexpr param_type list_returns[] = {{"names", "string[]"}, {"permissions", "string[]"}};
+constexpr param_type run_params[] = {{"module", "string"}, {"name", "string"}};
 
 constexpr runtime::function_type script_manifest[] = {
     {"equal", actual_expected, any_return,
@@ -237,6 +240,10 @@ constexpr runtime::function_type script_manifest[] = {
      "test.fake_http in table form: {method?, url, status?, body?, json?, headers?, times?, "
      "error?} (json: a table sent as the JSON body; error: an error kind, or {kind, message})."},
     {"show", value_note, show_return, "A value as the assertion messages show it."},
+    {"_list", module_param, list_returns,
+     "(luad test's driver) the test names of suite `module` in the order written, and its "
+     "permissions."},
+    {"_run", run_params, {}, "(luad test's driver) setup, test `name` of `module`, teardown."},
 };
 
 runtime::module_exports build() {

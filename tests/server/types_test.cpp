@@ -3,6 +3,7 @@
 // land on disk (or fail with the path named), and luacheck accepts our scripts.
 #include "server/types.hpp"
 #include "modules/modules.hpp"
+#include "server/engine.hpp"
 
 #include <doctest/doctest.h>
 
@@ -167,9 +168,10 @@ TEST_CASE("luad types: json.null, a constant outside the manifest, is declared")
 }
 
 TEST_CASE("luad types: each module's definitions list exactly the fields scripts see") {
-  // Each module's fields, as "module.field=type" lines, from inside a process.
+  // Each module's fields, as "module.field=type" lines, from inside a process
+  // that has every module, luad test's too.
   std::string script = "local out = {}\n";
-  for (const module_def* def : luad::modules::all()) {
+  for (const module_def* def : luad::modules::with_test()) {
     script.append("for k, v in pairs(require(\"").append(def->name).append("\")) do\n");
     script.append("  out[#out + 1] = \"")
         .append(def->name)
@@ -177,12 +179,17 @@ TEST_CASE("luad types: each module's definitions list exactly the fields scripts
     script += "end\n";
   }
   script += "table.sort(out)\nreturn table.concat(out, \"\\n\")\n";
-  auto e = luad::test::run_lua(script);
+  luad::server::engine_options eo;
+  eo.scheduler = luad::runtime::scheduler_options::with_workers(1);
+  eo.scheduler.modules = luad::modules::with_test();
+  luad::server::engine eng(std::move(eo));
+  auto fut = luad::test::spawn_lua(eng, script);
+  auto e = luad::test::wait_exit(fut);
   REQUIRE_MESSAGE(e.reason == luad::runtime::exit_reason::normal, e.err.message);
   const auto* fields = e.results.at(0).get<std::string>();
   REQUIRE(fields);
   std::map<std::string, std::string> texts;
-  for (const module_def* def : luad::modules::all()) {
+  for (const module_def* def : luad::modules::with_test()) {
     texts[std::string(def->name)] = luad::server::module_definitions(*def);
   }
   std::istringstream lines(*fields);
@@ -201,7 +208,8 @@ TEST_CASE("luad types: each module's definitions list exactly the fields scripts
     ++seen;
   }
   std::size_t declared = 0;
-  for (const module_def* def : luad::modules::all()) declared += def->manifest.size();
+  for (const module_def* def : luad::modules::with_test())
+    declared += def->manifest.size() + def->script_manifest.size();
   CHECK(seen == static_cast<int>(declared) + 1);  // the functions and json.null
 }
 
@@ -313,6 +321,7 @@ TEST_CASE("luad types --out DIR: the command writes the files, or exits 1 naming
   auto r = run_command(std::string("'") + LUAD_BINARY + "' types --out '" + out.string() + "'");
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK(fs::exists(out / "time.lua"));
+  CHECK(fs::exists(out / "test.lua"));  // for luad test's scripts
   CHECK(fs::exists(out / ".luarc.json"));
   std::ofstream(tmp.path() / "file") << "x";
   fs::path bad = tmp.path() / "file" / "types";
