@@ -10,6 +10,10 @@
 #   scripts/dev.sh fuzz    the libFuzzer targets in fuzz/ (clang-14, ASan+UBSan),
 #                          each for FUZZ_SECONDS (default 30); fails on any crash
 #   scripts/dev.sh bench   Release build, then luad_bench
+#   scripts/dev.sh container   the image built with podman from the Dockerfile and
+#                          run as a user would (scripts/container-test.sh)
+#   scripts/dev.sh deps [PKG...]   only install what is missing of the build
+#                          packages and PKG... (the Dockerfile and the container test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,7 +92,9 @@ run_fuzzers() {
 }
 
 case "${1:-}" in
-  deps)  # only install what is missing (scripts/container-build.sh uses it)
+  deps)
+    shift
+    PACKAGES+=("$@")
     deps
     ;;
   run)
@@ -126,8 +132,11 @@ case "${1:-}" in
     shift
     ./build-release/luad_bench "$@"
     ;;
+  container)
+    exec bash scripts/container-test.sh
+    ;;
   *)
-    echo "usage: scripts/dev.sh run|test|asan|tsan|fuzz|bench [bench args]" >&2
+    echo "usage: scripts/dev.sh run|test|asan|tsan|fuzz|bench|container|deps [args]" >&2
     exit 2
     ;;
 esac
