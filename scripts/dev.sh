@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
           libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates lua-check)
+# The metrics tests run the real promtool and a real prometheus server.
+PACKAGES+=(prometheus)
 # Only the fuzz step needs these (clang-14 and its libFuzzer runtime).
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 JOBS=$(nproc 2>/dev/null || echo 2)
