@@ -220,3 +220,18 @@ TEST_CASE("metrics: a daemon whose metrics address is taken does not start, and 
   CHECK(has(serve.out, "luad serve: metrics: cannot listen on " + where));
   ::close(holder);
 }
+
+TEST_CASE("metrics: a reload that changes [metrics] says a restart is needed; the listener stays") {
+  running_daemon d(k_metrics);
+  client c(d.socket);
+  std::uint16_t port = d.d->metrics_port();
+  d.write_config("[metrics]\nlisten = \"127.0.0.1:" + std::to_string(free_port()) + "\"\n");
+  json::value r = c.call("reload");
+  CHECK(get(r, "/result/restart_needed") == true);
+  CHECK(http_get(port, "/metrics").status == 200);
+  cli_result cli = luad_cli(d.socket, "reload");
+  CHECK(has(cli.out, "[metrics]"));
+  // Without a change, none is.
+  d.write_config(k_metrics);
+  CHECK(get(c.call("reload"), "/result/restart_needed") == false);
+}
