@@ -97,6 +97,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
       return;
     }
     const auto& req = parser_->get();
+    version_ = req.version() == 10 ? 10 : 11;
     // A body is never read: a request that has one is answered, then ends.
     bool keep = req.keep_alive() && parser_->is_done();
     std::string_view target = req.target();
@@ -112,7 +113,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
 
   void answer(http::status status, std::string body, bool keep) {
     res_ = {};
-    res_.version(11);
+    res_.version(version_);
     res_.result(status);
     res_.set(http::field::server, "luad");
     res_.set(http::field::content_type,
@@ -166,6 +167,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
   asio::steady_timer deadline_;
   std::array<char, 4096> scratch_{};
   std::size_t drained_ = 0;
+  unsigned version_ = 11;  // HTTP/1.0 clients are answered in 1.0
   bool closed_ = false;
   bool waiting_ = false;
   std::chrono::steady_clock::time_point since_;

@@ -76,6 +76,13 @@ TEST_CASE("metrics listener: GET /metrics answers the exposition, on a kept-aliv
   CHECK_FALSE(c.timed_out());
   CHECK(has(both, "luad_up 3\n"));
   CHECK(has(both, "luad_up 4\n"));
+  // HTTP/1.0 is answered in 1.0, and the connection ends.
+  tcp_client old(f.port());
+  old.send("GET /metrics HTTP/1.0\r\n\r\n");
+  std::string raw = old.read_all();
+  CHECK_FALSE(old.timed_out());
+  CHECK(raw.rfind("HTTP/1.0 200 OK\r\n", 0) == 0);
+  CHECK(has(raw, "luad_up 5\n"));
 }
 
 TEST_CASE("metrics listener: another path is 404, another method 405, garbage 400") {
