@@ -106,6 +106,19 @@ state::state(const fetch::options& o) : opts(o), idle(o.max_idle_per_host), swee
                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
 }
 
+void state::count_failure(const error& e, bool refused) {
+  fetch_outcome o = fetch_outcome::unavailable;
+  switch (e.kind) {
+    case error_kind::timeout: o = fetch_outcome::timeout; break;
+    case error_kind::limit: o = fetch_outcome::limit; break;
+    case error_kind::permission_denied: o = fetch_outcome::denied; break;
+    case error_kind::invalid: o = fetch_outcome::invalid; break;
+    case error_kind::canceled: o = fetch_outcome::canceled; break;
+    default: o = refused ? fetch_outcome::refused : fetch_outcome::unavailable;
+  }
+  outcomes[static_cast<std::size_t>(o)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void state::publish() {
   in_flight_seen.store(running, std::memory_order_relaxed);
   queued_seen.store(queued, std::memory_order_relaxed);
@@ -256,11 +269,12 @@ void fetch::stop() {
 void fetch::submit(command&& cmd, completion&& done) {
   fetch_request req;
   error err;
+  fetch_detail::state& s = *state_;
   if (!parse_fetch_request(std::move(cmd.args), req, err)) {
+    s.count_failure(err, false);
     done.fail(std::move(err));
     return;
   }
-  fetch_detail::state& s = *state_;
   auto ex = std::make_shared<fetch_detail::exchange>(s, std::move(req), std::move(done));
   s.submitting.fetch_add(1);
   if (!s.open.load()) {
@@ -274,11 +288,27 @@ void fetch::submit(command&& cmd, completion&& done) {
 
 fetch::stats fetch::snapshot() const {
   const fetch_detail::state& s = *state_;
-  return {s.in_flight_seen.load(std::memory_order_relaxed),
-          s.queued_seen.load(std::memory_order_relaxed),
-          s.idle_seen.load(std::memory_order_relaxed),
-          s.opened_seen.load(std::memory_order_relaxed),
-          s.completed_seen.load(std::memory_order_relaxed)};
+  stats out{s.in_flight_seen.load(std::memory_order_relaxed),
+            s.queued_seen.load(std::memory_order_relaxed),
+            s.idle_seen.load(std::memory_order_relaxed),
+            s.opened_seen.load(std::memory_order_relaxed),
+            s.completed_seen.load(std::memory_order_relaxed)};
+  for (std::size_t i = 0; i < k_fetch_outcomes; ++i)
+    out.outcomes[i] = s.outcomes[i].load(std::memory_order_relaxed);
+  out.sent_bytes = s.sent_bytes.load(std::memory_order_relaxed);
+  out.received_bytes = s.received_bytes.load(std::memory_order_relaxed);
+  return out;
+}
+
+const runtime::histogram& fetch::durations() const { return state_->durations; }
+
+std::string_view fetch_outcome_name(fetch_outcome o) {
+  static constexpr std::string_view names[] = {"1xx",   "2xx",     "3xx",     "4xx",
+                                               "5xx",   "timeout", "refused", "unavailable",
+                                               "limit", "denied",  "invalid", "canceled"};
+  static_assert(std::size(names) == k_fetch_outcomes &&
+                static_cast<std::size_t>(fetch_outcome::canceled) + 1 == k_fetch_outcomes);
+  return names[static_cast<std::size_t>(o)];
 }
 
 }  // namespace luad::dispatcher

@@ -5,18 +5,40 @@
 // and a response-size cap, and drops a request whose process stopped waiting.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "dispatcher/registry.hpp"
+#include "runtime/histogram.hpp"
 
 namespace luad::dispatcher {
 
 namespace fetch_detail {
 struct state;
 }
+
+/// How a request ended, for the metrics; fetch_outcome_name() gives its label.
+enum class fetch_outcome : std::uint8_t {
+  status_1xx,   ///< a response, by the class of its status ("1xx")
+  status_2xx,   ///< "2xx"
+  status_3xx,   ///< "3xx": a redirect not followed, or 304
+  status_4xx,   ///< "4xx"
+  status_5xx,   ///< "5xx" (and the rare status above 599)
+  timeout,      ///< the connect or the total timeout passed first
+  refused,      ///< the server refused the connection (nothing listens)
+  unavailable,  ///< any other network failure: resolving, connecting, TLS, a closed connection
+  limit,        ///< the response was too large, or there were too many redirects
+  denied,       ///< a redirect to a host the process may not reach
+  invalid,      ///< bad arguments, or a redirect to a bad location
+  canceled,     ///< nobody waited any more, or the dispatcher stopped
+};
+inline constexpr std::size_t k_fetch_outcomes = 12;
+/// "2xx", "timeout", "refused", ...
+std::string_view fetch_outcome_name(fetch_outcome o);
 
 class fetch final : public handler {
  public:
@@ -40,6 +62,10 @@ class fetch final : public handler {
     std::size_t idle_connections = 0;      ///< open connections in the pool
     std::uint64_t connections_opened = 0;  ///< TCP connections made so far
     std::uint64_t completed = 0;           ///< requests finished (either way)
+    /// Requests ended, by fetch_outcome (those refused at submit included).
+    std::array<std::uint64_t, k_fetch_outcomes> outcomes{};
+    std::uint64_t sent_bytes = 0;  ///< HTTP bytes written to servers (head and body; before TLS)
+    std::uint64_t received_bytes = 0;  ///< HTTP bytes read from them (the same)
   };
 
   fetch();
@@ -63,6 +89,9 @@ class fetch final : public handler {
 
   /// A snapshot of the counters (thread-safe).
   stats snapshot() const;
+  /// How long each request took, from submit to its answer (queueing,
+  /// redirects and a retry included), whatever the outcome. Thread-safe.
+  const runtime::histogram& durations() const;
 
  private:
   std::unique_ptr<fetch_detail::state> state_;

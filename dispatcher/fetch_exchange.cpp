@@ -184,6 +184,7 @@ void exchange::connect() {
 void exchange::on_connect(const boost::system::error_code& ec) {
   if (finished_) return;
   if (ec) {
+    refused_ = ec == asio::error::connection_refused;
     fail(unavailable("connecting to " + req_.url.authority() + ": " + ec.message()));
     return;
   }
@@ -244,11 +245,12 @@ void exchange::write() {
   conn_->with_stream([this](auto& stream) {
     http::async_write(stream, msg_,
                       [self = shared_from_this()](const boost::system::error_code& ec,
-                                                  std::size_t) { self->on_write(ec); });
+                                                  std::size_t n) { self->on_write(ec, n); });
   });
 }
 
-void exchange::on_write(const boost::system::error_code& ec) {
+void exchange::on_write(const boost::system::error_code& ec, std::size_t bytes) {
+  s_.sent_bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (finished_) return;
   if (ec) {
     if (may_retry()) {
@@ -264,13 +266,13 @@ void exchange::on_write(const boost::system::error_code& ec) {
   if (req_.method == "HEAD") parser_->skip(true);
   conn_->with_stream([this](auto& stream) {
     http::async_read(stream, conn_->buffer, *parser_,
-                     [self = shared_from_this()](const boost::system::error_code& e, std::size_t) {
-                       self->on_read(e);
-                     });
+                     [self = shared_from_this()](const boost::system::error_code& e,
+                                                 std::size_t n) { self->on_read(e, n); });
   });
 }
 
-void exchange::on_read(const boost::system::error_code& ec) {
+void exchange::on_read(const boost::system::error_code& ec, std::size_t bytes) {
+  s_.received_bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (finished_) return;
   if (ec == http::error::body_limit) {
     fail(error{error_kind::limit,
@@ -303,10 +305,11 @@ void exchange::on_read(const boost::system::error_code& ec) {
   }
   bool reusable = parser_->keep_alive() && conn_->buffer.size() == 0;
   if (follow_redirect(reusable)) return;
+  unsigned status = parser_->get().result_int();
   value v = response_value(parser_->get(), req_.url.text);
   parser_.reset();
   release_connection(reusable);
-  succeed(std::move(v));
+  succeed(std::move(v), status);
 }
 
 // Starts the next hop when the response is a redirect the request follows;
@@ -390,9 +393,13 @@ void exchange::finish() {
   if (resolver_) resolver_->cancel();
 }
 
-void exchange::succeed(value v) {
+void exchange::succeed(value v, unsigned status) {
   auto self = shared_from_this();  // retire() drops the live list's reference
   finish();
+  auto o =
+      static_cast<std::size_t>(fetch_outcome::status_1xx) + std::clamp(status / 100, 1u, 5u) - 1;
+  s_.outcomes[o].fetch_add(1, std::memory_order_relaxed);
+  s_.durations.observe(steady::now() - submitted_);
   s_.retire(*this);  // before completing, so counters are settled when the process runs
   done_.succeed(std::move(v));
 }
@@ -401,6 +408,8 @@ void exchange::fail(error e) {
   if (finished_) return;
   auto self = shared_from_this();
   finish();
+  s_.count_failure(e, refused_);
+  s_.durations.observe(steady::now() - submitted_);
   // Pending operations on the socket end with operation_aborted; their
   // handlers keep the connection alive until then, and nothing pools it.
   if (conn_) conn_->close();
@@ -410,6 +419,7 @@ void exchange::fail(error e) {
 
 void exchange::reject(error e) {
   finished_ = true;
+  s_.count_failure(e, false);
   done_.fail(std::move(e));
 }
 

@@ -123,6 +123,13 @@ struct state {
 
   std::atomic<std::size_t> in_flight_seen{0}, queued_seen{0}, idle_seen{0};
   std::atomic<std::uint64_t> opened_seen{0}, completed_seen{0};
+  // Metrics, counted where they happen (any thread for `outcomes`: a
+  // request refused at submit is counted there).
+  std::array<std::atomic<std::uint64_t>, k_fetch_outcomes> outcomes{};
+  std::atomic<std::uint64_t> sent_bytes{0}, received_bytes{0};
+  runtime::histogram durations;
+  /// Counts a request that ended with `e` (refused: the connection was).
+  void count_failure(const error& e, bool refused);
 
   std::mutex mu;  // start and stop
   bool started = false;
@@ -161,17 +168,18 @@ class exchange : public std::enable_shared_from_this<exchange> {
   void handshake();
   void on_handshake(const boost::system::error_code& ec);
   void write();
-  void on_write(const boost::system::error_code& ec);
-  void on_read(const boost::system::error_code& ec);
+  void on_write(const boost::system::error_code& ec, std::size_t bytes);
+  void on_read(const boost::system::error_code& ec, std::size_t bytes);
   bool follow_redirect(bool reusable);
   bool may_retry() const;
   void retry();
   void release_connection(bool reusable);
-  void succeed(value v);
+  void succeed(value v, unsigned status);
   void finish();
   error unavailable(std::string message, bool retryable = true) const;
 
   state& s_;
+  steady::time_point submitted_ = steady::now();
   fetch_request req_;
   completion done_;
   asio::steady_timer deadline_;
@@ -186,6 +194,7 @@ class exchange : public std::enable_shared_from_this<exchange> {
   bool finished_ = false;
   bool connecting_ = false;
   bool retried_ = false;
+  bool refused_ = false;  // the last connect was refused (for the metrics)
 };
 
 }  // namespace luad::dispatcher::fetch_detail

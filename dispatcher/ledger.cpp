@@ -23,9 +23,16 @@ void ledger::add(std::string_view ns, std::int64_t delta) {
   changes_.emplace_back(u->first, delta);
 }
 
+std::int64_t ledger::net() const {
+  std::int64_t sum = 0;
+  for (const auto& change : changes_) sum += change.second;
+  return sum;
+}
+
 void ledger::undo() {
   for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) usage_[it->first] -= it->second;
   changes_.clear();
+  written_ = 0;
 }
 
 runtime::outcome over_quota(std::string_view op, std::string_view ns, std::int64_t used,

@@ -29,15 +29,25 @@ class ledger {
   std::int64_t used(std::string_view ns) const;
   /// Records that `ns` grew (or shrank) by `delta`.
   void add(std::string_view ns, std::int64_t delta);
+  /// Records that a write put `bytes` of key and value (for the metrics).
+  void wrote(std::size_t bytes) { written_ += bytes; }
+  /// Bytes put by this batch's writes so far.
+  std::uint64_t written() const { return written_; }
+  /// How much this batch's adds grew (or shrank) the namespaces together.
+  std::int64_t net() const;
   /// Undoes every add of this batch (its transaction rolled back).
   void undo();
   /// Forgets this batch's adds (its transaction committed).
-  void committed() { changes_.clear(); }
+  void committed() {
+    changes_.clear();
+    written_ = 0;
+  }
 
  private:
   std::map<std::string, std::int64_t, std::less<>>& usage_;
   const storage::quotas& quotas_;
   std::vector<std::pair<std::string, std::int64_t>> changes_;
+  std::uint64_t written_ = 0;
 };
 
 /// The `limit` failure of a write `op` that would take `ns` from `used` bytes

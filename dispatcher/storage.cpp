@@ -253,8 +253,13 @@ void storage::sum_usage() {
   std::lock_guard lock(usage_mu_);
   usage_.clear();
   int rc;
-  while ((rc = sum.step()) == SQLITE_ROW) usage_[sum.column_blob(0)] = sum.column_integer(1);
+  std::int64_t total = 0;
+  while ((rc = sum.step()) == SQLITE_ROW) {
+    usage_[sum.column_blob(0)] = sum.column_integer(1);
+    total += sum.column_integer(1);
+  }
   if (rc != SQLITE_DONE) throw std::runtime_error(sum.message());
+  held_bytes_.store(total, std::memory_order_relaxed);
 }
 
 void storage::set_quotas(quotas q) {
@@ -277,6 +282,13 @@ std::uint64_t storage::commits() const {
 std::uint64_t storage::committed_writes() const {
   std::lock_guard lock(stats_mu_);
   return committed_writes_;
+}
+
+storage::counters storage::snapshot() const {
+  std::int64_t held = held_bytes_.load(std::memory_order_relaxed);
+  std::lock_guard lock(stats_mu_);
+  return {commits_, committed_writes_, failed_batches_, written_bytes_,
+          held > 0 ? static_cast<std::uint64_t>(held) : 0};
 }
 
 // The writer's prepared statements and its answers of one batch.
@@ -350,7 +362,8 @@ void storage::writer_loop() {
     }
     double now = now_seconds();
     if (batch.empty() && !read_only_) {  // idle: delete some expired keys
-      expire_some(w.st, wdb_, now, usage_mu_, usage_);
+      std::int64_t freed = expire_some(w.st, wdb_, now, usage_mu_, usage_);
+      held_bytes_.fetch_sub(freed, std::memory_order_relaxed);
       next_expiry = std::chrono::steady_clock::now() + k_expiry_every;
       continue;
     }
@@ -365,6 +378,7 @@ void storage::writer_loop() {
 
 void storage::write_batch(writer_parts& w, std::vector<job>& batch, double now) {
   w.results.clear();
+  auto began = std::chrono::steady_clock::now();
   std::unique_lock usage_lock(usage_mu_);  // (readers of namespace_bytes wait a batch)
   std::shared_ptr<const quotas> q = quotas_;
   ledger book(usage_, *q);
@@ -390,22 +404,31 @@ void storage::write_batch(writer_parts& w, std::vector<job>& batch, double now) 
       batch_error = sqlite_failure(wdb_, rc, "commit");
     }
   }
-  if (failed)
+  std::uint64_t written = failed ? 0 : book.written();
+  if (failed) {
     book.undo();
-  else
+  } else {
+    held_bytes_.fetch_add(book.net(), std::memory_order_relaxed);
     book.committed();
+  }
   usage_lock.unlock();
   if (failed) {
     w.st.rollback.reset().step();
     if (w.journal) w.journal->rolled_back();
     runtime::logger().warn("{} ({} writes failed)", batch_error.message, batch.size());
+    {
+      std::lock_guard lock(stats_mu_);
+      ++failed_batches_;
+    }
     for (job& j : batch) finish(j, runtime::outcome::failure(batch_error));
     return;
   }
+  commit_durations_.observe(std::chrono::steady_clock::now() - began);
   {
     std::lock_guard lock(stats_mu_);
     ++commits_;
     committed_writes_ += batch.size();
+    written_bytes_ += written;
   }
   for (std::size_t i = 0; i < batch.size(); ++i) finish(batch[i], std::move(w.results[i]));
 }

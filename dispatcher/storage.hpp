@@ -40,6 +40,7 @@
 
 #include "dispatcher/journal.hpp"
 #include "dispatcher/registry.hpp"
+#include "runtime/histogram.hpp"
 
 struct sqlite3;
 
@@ -102,6 +103,18 @@ class storage final : public handler, public journal_backend {
   /// Commits so far and the writes they carried (group-commit efficiency).
   std::uint64_t commits() const;
   std::uint64_t committed_writes() const;
+  /// What the writer has done so far, for stats and metrics. Thread-safe.
+  struct counters {
+    std::uint64_t commits = 0;         ///< batches committed
+    std::uint64_t writes = 0;          ///< writes they carried (store and journal)
+    std::uint64_t failed_batches = 0;  ///< batches rolled back (disk full, read-only file...)
+    std::uint64_t written_bytes = 0;   ///< keys + values put by committed store writes
+    std::uint64_t held_bytes = 0;      ///< keys + values the store holds, as quotas count them
+  };
+  counters snapshot() const;
+  /// How long each committed batch took, from BEGIN to the end of its
+  /// COMMIT (the fsync included). Thread-safe.
+  const runtime::histogram& commit_durations() const { return commit_durations_; }
 
   /// Fault injection for tests: makes the writer's connection behave as on a
   /// full disk (no more pages: SQLITE_FULL) or a read-only file (writes fail
@@ -162,7 +175,12 @@ class storage final : public handler, public journal_backend {
   std::map<std::string, std::int64_t, std::less<>> usage_;  // guarded by usage_mu_
   std::shared_ptr<const quotas> quotas_;                    // guarded by usage_mu_
   mutable std::mutex stats_mu_;
-  std::uint64_t commits_ = 0, committed_writes_ = 0;
+  std::uint64_t commits_ = 0, committed_writes_ = 0;      // guarded by stats_mu_
+  std::uint64_t failed_batches_ = 0, written_bytes_ = 0;  // guarded by stats_mu_
+  // The sum of usage_, kept beside it so that a reader need not wait for the
+  // usage lock, which the writer holds for a whole batch.
+  std::atomic<std::int64_t> held_bytes_{0};
+  runtime::histogram commit_durations_;
 };
 
 }  // namespace luad::dispatcher

@@ -146,8 +146,9 @@ runtime::outcome apply_write(writer_statements& st, ledger& book, const runtime:
       st.put.null(4);
     int r = st.put.step();
     rc = r == SQLITE_DONE ? SQLITE_OK : r;
-    if (rc == SQLITE_OK)
-      book.add(ns, static_cast<std::int64_t>(key.size() + bytes.size()) - row.bytes);
+    if (rc != SQLITE_OK) return;
+    book.add(ns, static_cast<std::int64_t>(key.size() + bytes.size()) - row.bytes);
+    book.wrote(key.size() + bytes.size());
   };
   auto erase = [&] {
     st.erase.reset().blob(1, ns).blob(2, key);
@@ -264,8 +265,8 @@ runtime::outcome apply_read(reader_statements& st, sqlite3* db, const runtime::v
 
 // Deletes up to k_expiry_chunk expired rows in one implicit transaction and
 // gives their bytes back to their namespaces once it has committed.
-void expire_some(writer_statements& st, sqlite3* db, double now, std::mutex& mu,
-                 std::map<std::string, std::int64_t, std::less<>>& usage) {
+std::int64_t expire_some(writer_statements& st, sqlite3* db, double now, std::mutex& mu,
+                         std::map<std::string, std::int64_t, std::less<>>& usage) {
   std::vector<std::pair<std::string, std::int64_t>> freed;
   st.expire.reset().real(1, now).integer(2, k_expiry_chunk);
   int rc;
@@ -274,10 +275,15 @@ void expire_some(writer_statements& st, sqlite3* db, double now, std::mutex& mu,
   st.expire.reset();  // the statement's transaction commits here
   if (rc != SQLITE_DONE) {
     runtime::logger().warn("store: expiry failed: {}", sqlite3_errmsg(db));
-    return;
+    return 0;
   }
+  std::int64_t total = 0;
   std::lock_guard lock(mu);
-  for (const auto& [ns, bytes] : freed) usage[ns] -= bytes;
+  for (const auto& [ns, bytes] : freed) {
+    usage[ns] -= bytes;
+    total += bytes;
+  }
+  return total;
 }
 
 }  // namespace luad::dispatcher

@@ -48,8 +48,9 @@ runtime::outcome apply_write(writer_statements& st, ledger& book, const runtime:
 runtime::outcome apply_read(reader_statements& st, sqlite3* db, const runtime::value& args);
 
 /// Deletes some expired rows in one implicit transaction and gives their
-/// bytes back to `usage` (under `mu`) once it has committed.
-void expire_some(writer_statements& st, sqlite3* db, double now, std::mutex& mu,
-                 std::map<std::string, std::int64_t, std::less<>>& usage);
+/// bytes back to `usage` (under `mu`) once it has committed. Returns the
+/// bytes freed.
+std::int64_t expire_some(writer_statements& st, sqlite3* db, double now, std::mutex& mu,
+                         std::map<std::string, std::int64_t, std::less<>>& usage);
 
 }  // namespace luad::dispatcher

@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
           libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates lua-check)
+# Only the tests need these: the metrics tests run the real promtool and a
+# real prometheus server (the image's build stage, `deps`, goes without).
+TEST_PACKAGES=(prometheus)
 # Only the fuzz step needs these (clang-14 and its libFuzzer runtime).
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -104,16 +107,19 @@ case "${1:-}" in
     exec ./build/luad serve --config configs/luad.toml
     ;;
   test)
+    PACKAGES+=("${TEST_PACKAGES[@]}")
     deps
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_WERROR=ON
     run_tests build
     ;;
   asan)
+    PACKAGES+=("${TEST_PACKAGES[@]}")
     deps
     build build-asan -DCMAKE_BUILD_TYPE=Debug -DLUAD_SANITIZE=address
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build-asan
     ;;
   tsan)
+    PACKAGES+=("${TEST_PACKAGES[@]}")
     deps
     build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUAD_SANITIZE=thread
     TSAN_OPTIONS=halt_on_error=1 run_tests build-tsan

@@ -23,6 +23,7 @@
 
 #include "proto/json_rpc.hpp"
 #include "runtime/json.hpp"
+#include "server/metrics.hpp"
 
 namespace luad::server {
 
@@ -274,9 +275,47 @@ std::string readable(std::string_view key, const json::value& v) {
   return out;
 }
 
+// Seconds as people read a latency: "250 µs", "2.5 ms", "1.2 s".
+std::string duration_text(double s) {
+  char buf[32];
+  if (s < 0.001)
+    std::snprintf(buf, sizeof buf, "%.0f µs", s * 1e6);
+  else if (s < 1)
+    std::snprintf(buf, sizeof buf, "%.3g ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g s", s);
+  return buf;
+}
+
+// A latency histogram of the stats ({count, sum, buckets}) on one line:
+// "120, mean 1.3 ms, 50% <= 2.5 ms, 99% <= 10 ms" (the bounds of buckets).
+std::string histogram_line(const json::object& h) {
+  double count = h.at("count").to_number<double>();
+  if (count == 0) return "0";
+  std::string out = readable("", h.at("count")) + ", mean " +
+                    duration_text(h.at("sum").to_number<double>() / count);
+  for (double q : {0.5, 0.99}) {
+    for (const auto& [le, n] : h.at("buckets").get_object()) {
+      if (n.to_number<double>() < q * count) continue;
+      out += ", " + std::to_string(static_cast<int>(q * 100)) + "% <= ";
+      out += le == "+Inf" ? std::string("more") : duration_text(std::stod(std::string(le)));
+      break;
+    }
+  }
+  return out;
+}
+
+bool is_histogram(const json::value& v) {
+  return v.is_object() && v.get_object().contains("buckets") && v.get_object().contains("count");
+}
+
 void print_fields(const json::object& o, const std::string& prefix) {
   for (const auto& [k, v] : o) {
     std::string key = prefix + std::string(k);
+    if (is_histogram(v)) {
+      std::cout << key << ": " << histogram_line(v.get_object()) << '\n';
+      continue;
+    }
     if (v.is_object() && !v.get_object().empty()) {
       print_fields(v.get_object(), key + ".");
       continue;
@@ -439,7 +478,15 @@ int client_command(const client_request& req) {
     return 1;
   }
   const json::value& result = o.at("result");
-  if (req.json && !(cmd == "submit" && req.wait)) {
+  if (cmd == "stats" && req.format == "prometheus") {
+    if (!result.is_object()) {
+      std::cerr << "luad stats: the daemon sent something that is not a stats document\n";
+      return 5;
+    }
+    std::cout << prometheus_text(result.get_object());
+    return 0;
+  }
+  if ((req.json || (cmd == "stats" && req.format == "json")) && !(cmd == "submit" && req.wait)) {
     std::cout << json::serialize(result) << '\n';
     return 0;
   }
@@ -493,8 +540,8 @@ int client_command(const client_request& req) {
       std::cout << '\n';
     }
     if (r.at("restart_needed").get_bool())
-      std::cout << "note: [server], [storage] or limits.max_processes changed; they take effect at "
-                   "the next start\n";
+      std::cout << "note: [server], [storage], [metrics] or limits.max_processes changed; they "
+                   "take effect at the next start\n";
   } else if (cmd == "kill") {
     if (req.owner.empty()) {
       std::cout << "killed " << req.pid << '\n';

@@ -10,11 +10,12 @@ namespace luad::server {
 
 /// One client command and its arguments, from the command line.
 struct client_request {
-  std::string command;  ///< submit | ps | info | kill | send | cancel | workflows | stats |
-                        ///< logs | reload | ping
-  std::string socket;   ///< empty: default_socket()
-  bool json = false;    ///< print the raw JSON result
-  std::string file;     ///< submit: the script, sent as source
+  std::string command;          ///< submit | ps | info | kill | send | cancel | workflows | stats |
+                                ///< logs | reload | ping
+  std::string socket;           ///< empty: default_socket()
+  bool json = false;            ///< print the raw JSON result
+  std::string format = "text";  ///< stats: text | json | prometheus
+  std::string file;             ///< submit: the script, sent as source
   std::vector<std::string> args;
   std::string profile;
   bool wait = false;

@@ -3,6 +3,7 @@
 // error with its line, like a wrong type or a bad value.
 #include "server/config.hpp"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -397,6 +398,17 @@ config parse_config(std::string_view text, const std::string& path) {
     for (std::string& r : c.script_roots) r = absolute_from(base, r);
   }
 
+  if (const auto* t = top.table("metrics")) {
+    section s(path, *t, "metrics.");
+    s.text("listen", c.metrics.listen);
+    std::string why;
+    const toml::node* n = t->get("listen");
+    if (n && !c.metrics.listen.empty() &&
+        !parse_listen(c.metrics.listen, c.metrics.address, c.metrics.port, why))
+      s.bad(*n, "listen", why);
+    s.finish();
+  }
+
   if (const auto* a = top.tables("profile")) {
     std::set<std::string> seen;
     for (std::size_t i = 0; i < a->size(); ++i) {
@@ -492,6 +504,32 @@ bool parse_size(const std::string& text, std::size_t& out) {
     return false;
   if (n > (~0ull) / mul) return false;
   out = static_cast<std::size_t>(n * mul);
+  return true;
+}
+
+bool parse_listen(const std::string& text, std::string& address, std::uint16_t& port,
+                  std::string& why) {
+  why =
+      "expected \"HOST:PORT\" with HOST an IP address (\"127.0.0.1:9464\", \"[::1]:9464\"), not '" +
+      text + "'";
+  std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size() || text.size() - colon > 6)
+    return false;
+  std::string host = text.substr(0, colon), digits = text.substr(colon + 1);
+  if (!std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return false;
+  unsigned long number = std::stoul(digits);
+  if (number > 65535) {
+    why = "port " + digits + " is out of range 0..65535";
+    return false;
+  }
+  bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  unsigned char ip[16];
+  if (::inet_pton(bracketed ? AF_INET6 : AF_INET, host.c_str(), ip) != 1) return false;
+  address = std::move(host);
+  port = static_cast<std::uint16_t>(number);
+  why.clear();
   return true;
 }
 

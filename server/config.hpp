@@ -97,6 +97,23 @@ struct scripts_config {
   bool operator==(const scripts_config&) const = default;
 };
 
+/// The Prometheus endpoint (server/metrics_listener.hpp); off unless
+/// `listen` is set.
+struct metrics_config {
+  /// "HOST:PORT" serving GET /metrics, HOST an IP address ("127.0.0.1:9464",
+  /// "[::1]:9464"); port 0 picks a free one (logged). Empty: no listener.
+  std::string listen;
+  std::string address;     ///< the IP address of `listen`, without brackets
+  std::uint16_t port = 0;  ///< its port
+
+  bool operator==(const metrics_config&) const = default;
+};
+
+/// Splits "HOST:PORT" (HOST an IPv4 address or a bracketed IPv6 one) into
+/// `address` and `port`; false with `why` on anything else.
+bool parse_listen(const std::string& text, std::string& address, std::uint16_t& port,
+                  std::string& why);
+
 /// A named permission set that clients may ask for when they submit.
 struct profile_config {
   std::string name;
@@ -163,6 +180,7 @@ struct config {
   limits_config limits;
   std::vector<std::string> script_roots;  ///< absolute; empty = the config's folder
   scripts_config scripts;
+  metrics_config metrics;
   std::vector<profile_config> profiles;
   std::vector<workflow_config> workflows;
 };

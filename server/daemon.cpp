@@ -31,6 +31,8 @@
 #include "server/events.hpp"
 #include "server/exit_log.hpp"
 #include "server/methods.hpp"
+#include "server/metrics.hpp"
+#include "server/metrics_listener.hpp"
 #include "server/scheduled_runs.hpp"
 #include "server/stats.hpp"
 #include "server/workflows.hpp"
@@ -58,12 +60,14 @@ struct daemon::impl {
   std::unique_ptr<durable_runs> runs;         // null without a data directory
   std::unique_ptr<scheduled_runs> schedules;  // (the same)
   std::unique_ptr<services> svc;
-  std::unique_ptr<compile_pool> compiler;  // after io: stopped and joined before it goes
+  std::unique_ptr<compile_pool> compiler;     // after io: stopped and joined before it goes
+  std::unique_ptr<metrics_listener> metrics;  // null unless [metrics] listen is set
 
   explicit impl(config c) : cfg(std::move(c)) {}
   void make_parts();
   void check_socket();
   void listen();
+  void listen_metrics();
   void accept();
   std::string admit(const peer& p);
   static bool privileged(const peer& p);
@@ -80,7 +84,8 @@ void daemon::impl::make_parts() {
   svc = std::make_unique<services>(
       services{cfg, *eng, ev, *wf, *code,
                [this] {
-                 return stats_document(*eng, {started_at, code->counters(), open_connections()});
+                 return stats_document(
+                     *eng, {started_at, code->counters(), open_connections(), wf->restarts()});
                },
                [this] { asio::post(io, [this] { begin_stop(); }); }});
   compiler = std::make_unique<compile_pool>(io);
@@ -113,6 +118,14 @@ void daemon::impl::listen() {
   acceptor.bind(local::endpoint(path));
   ::chmod(path.c_str(), static_cast<mode_t>(cfg.server.socket_mode));
   acceptor.listen();
+}
+
+// Throws (the daemon does not start) when the address cannot be bound.
+void daemon::impl::listen_metrics() {
+  if (cfg.metrics.listen.empty()) return;
+  metrics = std::make_unique<metrics_listener>(
+      io, [this] { return prometheus_text(svc->stats()); }, metrics_listener::limits{});
+  metrics->start(cfg.metrics.address, cfg.metrics.port);
 }
 
 void daemon::impl::accept() {
@@ -196,6 +209,7 @@ void daemon::impl::begin_stop() {
   stopping = true;
   boost::system::error_code ignored;
   acceptor.close(ignored);
+  if (metrics) metrics->stop();
   signals.cancel(ignored);
   hangup.cancel(ignored);
   if (code) code->stop();
@@ -231,6 +245,7 @@ void daemon::start() {
   d.eng->storage().set_quotas(
       {d.cfg.storage.namespace_bytes,
        {d.cfg.storage.namespace_quotas.begin(), d.cfg.storage.namespace_quotas.end()}});
+  d.listen_metrics();  // first: a failure leaves no socket file behind
   d.listen();
   d.make_parts();
   d.watch_signals();
@@ -274,6 +289,8 @@ int daemon::run() {
   runtime::logger().info("stopped");
   return 0;
 }
+
+std::uint16_t daemon::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
 
 void daemon::request_stop() {
   asio::post(impl_->io, [this] { impl_->begin_stop(); });

@@ -4,6 +4,7 @@
 // are posted to it. Peers are checked with SO_PEERCRED before anything is read.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,9 +22,10 @@ class daemon {
   daemon(const daemon&) = delete;
   daemon& operator=(const daemon&) = delete;
 
-  /// Opens storage, starts the engine and listens on the socket. Throws
-  /// std::runtime_error with a clear message (another daemon on the socket, a
-  /// socket that cannot be created, a database that cannot be used).
+  /// Opens storage, starts the engine and listens on the socket (and the
+  /// metrics address, if configured). Throws std::runtime_error with a clear
+  /// message (another daemon on the socket, a socket that cannot be created,
+  /// a metrics address that cannot be bound, a database that cannot be used).
   void start();
   /// Serves until SIGTERM/SIGINT or a `shutdown` request, then stops: no new
   /// connections, CANCEL to every process, up to the grace period, kill the
@@ -31,6 +33,8 @@ class daemon {
   int run();
   /// Asks run() to stop (any thread).
   void request_stop();
+  /// The port the metrics listener serves on (0: none). After start().
+  std::uint16_t metrics_port() const;
 
  private:
   struct impl;

@@ -121,6 +121,12 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"start", "stop", "restart", "history", "resume", "terminate"}));
   cmd_workflows->add_option("name", client.name, "Workflow name, or durable run id");
   auto* cmd_stats = add_client("stats", "The daemon's counters");
+  cmd_stats
+      ->add_option("--format", client.format,
+                   "text (for people), json (as --json) or prometheus (the text exposition "
+                   "format 0.0.4, as the metrics listener serves it)")
+      ->check(CLI::IsMember({"text", "json", "prometheus"}))
+      ->capture_default_str();
   auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
 
   std::string check_file;

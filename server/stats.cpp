@@ -3,9 +3,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <fstream>
 
+#include "runtime/histogram.hpp"
 #include "runtime/process.hpp"
 
 namespace luad::server {
@@ -22,13 +25,23 @@ std::uint64_t resident_bytes() {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
+// What one pass over the process table adds up besides the states.
+struct table_sums {
+  std::uint64_t lua_bytes = 0;
+  std::uint64_t queued = 0, most_queued = 0, queued_bytes = 0;  // mailboxes
+};
+
 json::object processes(runtime::scheduler& sched, const runtime::scheduler_stats& s,
-                       std::uint64_t& lua_bytes) {
+                       table_sums& sums) {
   json::object by_state;
   sched.visit([&](runtime::process& proc) {
     json::value& n = by_state[proc.status()];
     n = (n.is_int64() ? n.get_int64() : 0) + 1;
-    lua_bytes += proc.memory_used();
+    sums.lua_bytes += proc.memory_used();
+    std::uint64_t queued = proc.mailbox().length();
+    sums.queued += queued;
+    sums.most_queued = std::max(sums.most_queued, queued);
+    sums.queued_bytes += proc.mailbox().bytes();
   });
   json::object exits_by;
   for (std::size_t i = 0; i < s.exits.size(); ++i)
@@ -67,30 +80,71 @@ json::object code(runtime::scheduler& sched, const json::object& daemon_side) {
   return o;
 }
 
+// {"count", "sum", "buckets": {"0.0001": n, ..., "+Inf": count}}, cumulative
+// as Prometheus has them (server/metrics.cpp reads this shape).
+json::object histogram_json(const runtime::histogram& h) {
+  runtime::histogram::snapshot snap = h.read();
+  json::object buckets;
+  for (std::size_t i = 0; i < runtime::histogram::bounds.size(); ++i) {
+    char le[32];
+    auto [end, ec] =
+        std::to_chars(le, le + sizeof le, runtime::histogram::bounds[i], std::chars_format::fixed);
+    buckets[std::string_view(le, static_cast<std::size_t>(end - le))] = snap.cumulative[i];
+  }
+  buckets["+Inf"] = snap.count;
+  return json::object{{"count", snap.count}, {"sum", snap.sum}, {"buckets", std::move(buckets)}};
+}
+
+json::object fetching(const dispatcher::fetch& fetch) {
+  auto f = fetch.snapshot();
+  json::object outcomes;
+  for (std::size_t i = 0; i < f.outcomes.size(); ++i)
+    outcomes[dispatcher::fetch_outcome_name(static_cast<dispatcher::fetch_outcome>(i))] =
+        f.outcomes[i];
+  return json::object{{"in_flight", f.in_flight},
+                      {"queued", f.queued},
+                      {"idle_connections", f.idle_connections},
+                      {"connections_opened", f.connections_opened},
+                      {"completed", f.completed},
+                      {"outcomes", std::move(outcomes)},
+                      {"sent_bytes", f.sent_bytes},
+                      {"received_bytes", f.received_bytes},
+                      {"duration_seconds", histogram_json(fetch.durations())}};
+}
+
+json::object storing(const dispatcher::storage& store) {
+  auto c = store.snapshot();
+  return json::object{{"commits", c.commits},
+                      {"writes", c.writes},
+                      {"failed_batches", c.failed_batches},
+                      {"written_bytes", c.written_bytes},
+                      {"bytes", c.held_bytes},
+                      {"commit_seconds", histogram_json(store.commit_durations())}};
+}
+
 }  // namespace
 
 json::object stats_document(engine& eng, daemon_counters counters) {
   runtime::scheduler& sched = eng.scheduler();
   auto s = sched.stats();
-  std::uint64_t lua_bytes = 0;
-  json::object procs = processes(sched, s, lua_bytes);
-  auto f = eng.fetch().snapshot();
-  return json::object{{"uptime", std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                               counters.started_at)
-                                     .count()},
-                      {"processes", std::move(procs)},
-                      {"scheduler", scheduling(sched, s)},
-                      {"timers", json::object{{"pending", eng.clock().pending()}}},
-                      {"fetch", json::object{{"in_flight", f.in_flight},
-                                             {"queued", f.queued},
-                                             {"idle_connections", f.idle_connections},
-                                             {"connections_opened", f.connections_opened},
-                                             {"completed", f.completed}}},
-                      {"store", json::object{{"commits", eng.storage().commits()},
-                                             {"writes", eng.storage().committed_writes()}}},
-                      {"memory", json::object{{"resident", resident_bytes()}, {"lua", lua_bytes}}},
-                      {"code", code(sched, counters.code)},
-                      {"connections", counters.connections}};
+  table_sums sums;
+  json::object procs = processes(sched, s, sums);
+  return json::object{
+      {"uptime",
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - counters.started_at)
+           .count()},
+      {"processes", std::move(procs)},
+      {"mailboxes", json::object{{"messages", sums.queued},
+                                 {"most_messages", sums.most_queued},
+                                 {"bytes", sums.queued_bytes}}},
+      {"scheduler", scheduling(sched, s)},
+      {"timers", json::object{{"pending", eng.clock().pending()}}},
+      {"fetch", fetching(eng.fetch())},
+      {"store", storing(eng.storage())},
+      {"memory", json::object{{"resident", resident_bytes()}, {"lua", sums.lua_bytes}}},
+      {"code", code(sched, counters.code)},
+      {"workflows", json::object{{"restarts", std::move(counters.workflow_restarts)}}},
+      {"connections", counters.connections}};
 }
 
 }  // namespace luad::server

@@ -1,5 +1,6 @@
-// The `stats` method's document (proto/PROTOCOL.md): processes, scheduler,
-// timers, fetch, store, memory, code and connections, read on the io thread.
+// The `stats` method's document (proto/PROTOCOL.md): processes, mailboxes,
+// scheduler, timers, fetch, store, memory, code, workflows and connections,
+// read on the io thread. It is also what the metrics expose (metrics.hpp).
 #pragma once
 
 #include <boost/json.hpp>
@@ -16,6 +17,7 @@ struct daemon_counters {
   std::chrono::steady_clock::time_point started_at;
   boost::json::object code;  ///< code_reload::counters()
   std::size_t connections = 0;
+  boost::json::object workflow_restarts;  ///< workflows::restarts()
 };
 
 /// The stats document of `eng` and the daemon's counters.

@@ -236,6 +236,13 @@ void workflows::describe_status(const std::string& name, bool alive, json::objec
   if (!alive && !s.ended.reason.empty()) o["supervisor_exit"] = exit_json(s.ended);
 }
 
+json::object workflows::restarts() const {
+  json::object out;
+  for (const auto& [name, status] : statuses_)
+    if (status) out[name] = status->read().restarts;
+  return out;
+}
+
 // A reload in progress: stops are issued at once; the starts wait for them.
 struct workflows::reload_state {
   json::object result;
@@ -250,6 +257,7 @@ void workflows::reload(std::function<void(json::object)> done) {
   st->done = std::move(done);
   st->result = apply_diff(fresh, st);
   bool restart_needed = fresh.server != cfg_.server || fresh.storage != cfg_.storage ||
+                        fresh.metrics != cfg_.metrics ||
                         fresh.limits.max_processes != cfg_.limits.max_processes;
   runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg_.path,
                          st->result["added"].as_array().size(),
@@ -258,7 +266,8 @@ void workflows::reload(std::function<void(json::object)> done) {
   adopt(fresh);
   if (restart_needed)
     runtime::logger().warn(
-        "{}: changes to [server], [storage] or limits.max_processes take effect at the next start",
+        "{}: changes to [server], [storage], [metrics] or limits.max_processes take effect at the "
+        "next start",
         cfg_.path);
   st->result["restart_needed"] = restart_needed;
   arrive(st);

@@ -60,6 +60,9 @@ class workflows {
   /// The `workflows` listing: [{name, script, start, restart, state, restarts,
   /// last_exit, supervisor_exit, ...}] (proto/PROTOCOL.md).
   boost::json::array list();
+  /// Restarts each supervised workflow's current (or last) supervisor has
+  /// made, by name: {"ticker": 2} (for stats; a new supervisor starts at 0).
+  boost::json::object restarts() const;
   /// Rereads the config file (throws config_error, and then changes
   /// nothing): workflows added, removed or changed; profiles, script roots
   /// and per-process limit defaults. `done` gets {added, removed, changed,

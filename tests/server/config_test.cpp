@@ -329,3 +329,32 @@ TEST_CASE("workflow schedules: durable, schedule and catchup are read and checke
   CHECK(error_of(w + "durable = \"yes\"\n").find("workflow[1].durable: expected true or false") !=
         std::string::npos);
 }
+
+TEST_CASE(
+    "[metrics] listen: off by default; HOST:PORT with an IP address; bad ones name the line") {
+  config c = parse_config("", "/etc/luad/test.toml");
+  CHECK(c.metrics.listen.empty());
+  CHECK(luad::server::load_config(std::string(LUAD_SOURCE_DIR) + "/configs/luad.toml")
+            .metrics.listen.empty());
+  c = parse_config("[metrics]\nlisten = \"127.0.0.1:9464\"\n", "/etc/luad/test.toml");
+  CHECK(c.metrics.address == "127.0.0.1");
+  CHECK(c.metrics.port == 9464);
+  c = parse_config("[metrics]\nlisten = \"[::1]:0\"\n", "/etc/luad/test.toml");
+  CHECK(c.metrics.address == "::1");
+  CHECK(c.metrics.port == 0);
+  CHECK(parse_config("[metrics]\nlisten = \"\"\n", "/etc/luad/test.toml").metrics.listen.empty());
+  for (const char* bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:", ":9464", "::1:9464",
+                          "[127.0.0.1]:9464", "127.0.0.1:94a4", "256.0.0.1:80", "1.2.3.4:-1"}) {
+    INFO(bad);
+    CHECK(error_of("[metrics]\nlisten = \"" + std::string(bad) + "\"\n") ==
+          "/etc/luad/test.toml:2:10: metrics.listen: expected \"HOST:PORT\" with HOST an IP "
+          "address (\"127.0.0.1:9464\", \"[::1]:9464\"), not '" +
+              std::string(bad) + "'");
+  }
+  CHECK(error_of("[metrics]\nlisten = \"127.0.0.1:65536\"\n") ==
+        "/etc/luad/test.toml:2:10: metrics.listen: port 65536 is out of range 0..65535");
+  CHECK(error_of("[metrics]\nlisten = 9464\n") ==
+        "/etc/luad/test.toml:2:10: metrics.listen: expected a string");
+  CHECK(error_of("[metrics]\nport = 9464\n") ==
+        "/etc/luad/test.toml:2:8: metrics.port: unknown key (known: listen)");
+}

@@ -1,0 +1,39 @@
+// Latency histograms (histogram.hpp).
+#include "runtime/histogram.hpp"
+
+namespace luad::runtime {
+
+namespace {
+
+// The bounds in nanoseconds, so that observe() compares integers.
+constexpr std::array<std::int64_t, histogram::bounds.size()> bound_ns = [] {
+  std::array<std::int64_t, histogram::bounds.size()> ns{};
+  for (std::size_t i = 0; i < ns.size(); ++i)
+    ns[i] = static_cast<std::int64_t>(histogram::bounds[i] * 1e9 + 0.5);
+  return ns;
+}();
+
+}  // namespace
+
+void histogram::observe(std::chrono::steady_clock::duration d) noexcept {
+  std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  if (ns < 0) ns = 0;
+  std::size_t i = 0;
+  while (i < bound_ns.size() && ns > bound_ns[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<std::uint64_t>(ns), std::memory_order_relaxed);
+}
+
+histogram::snapshot histogram::read() const noexcept {
+  snapshot s;
+  std::uint64_t running = 0;
+  for (std::size_t i = 0; i < counts_.size(); ++i) {
+    running += counts_[i].load(std::memory_order_relaxed);
+    s.cumulative[i] = running;
+  }
+  s.count = running;
+  s.sum = static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9;
+  return s;
+}
+
+}  // namespace luad::runtime
