@@ -6,12 +6,17 @@ namespace luad::runtime {
 namespace {
 
 // The bounds in nanoseconds, so that observe() compares integers.
-constexpr std::array<std::int64_t, histogram::bounds.size()> bound_ns = [] {
-  std::array<std::int64_t, histogram::bounds.size()> ns{};
-  for (std::size_t i = 0; i < ns.size(); ++i)
-    ns[i] = static_cast<std::int64_t>(histogram::bounds[i] * 1e9 + 0.5);
-  return ns;
-}();
+constexpr std::array<std::int64_t, histogram::bounds.size()> bound_ns = {
+    100'000,       250'000,       500'000,       1'000'000,      2'500'000,     5'000'000,
+    10'000'000,    25'000'000,    50'000'000,    100'000'000,    250'000'000,   500'000'000,
+    1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000, 30'000'000'000};
+static_assert([] {
+  for (std::size_t i = 0; i < bound_ns.size(); ++i) {
+    double diff = static_cast<double>(bound_ns[i]) - histogram::bounds[i] * 1e9;
+    if (diff > 1 || diff < -1) return false;
+  }
+  return true;
+}());
 
 }  // namespace
 

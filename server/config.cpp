@@ -509,9 +509,8 @@ bool parse_size(const std::string& text, std::size_t& out) {
 
 bool parse_listen(const std::string& text, std::string& address, std::uint16_t& port,
                   std::string& why) {
-  why =
-      "expected \"HOST:PORT\" with HOST an IP address (\"127.0.0.1:9464\", \"[::1]:9464\"), not '" +
-      text + "'";
+  why = R"(expected "HOST:PORT" with HOST an IP address ("127.0.0.1:9464", "[::1]:9464"), not ')" +
+        text + "'";
   std::size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 == text.size() || text.size() - colon > 6)
     return false;

@@ -46,10 +46,13 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
 
   void start() { next_request(); }
 
-  void close() {
+  void close() noexcept {
     error_code ignored;
     closed_ = true;
-    deadline_.cancel();
+    try {
+      deadline_.cancel();  // (throws only if the reactor fails; the close below ends it anyway)
+    } catch (const boost::system::system_error&) {
+    }
     socket_.close(ignored);
   }
   bool closed() const { return closed_; }
@@ -175,7 +178,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
 
 metrics_listener::metrics_listener(asio::io_context& io, std::function<std::string()> exposition,
                                    limits l)
-    : io_(io), exposition_(std::move(exposition)), limits_(l), acceptor_(io) {}
+    : exposition_(std::move(exposition)), limits_(l), acceptor_(io) {}
 
 metrics_listener::~metrics_listener() { stop(); }
 
@@ -249,7 +252,7 @@ std::size_t metrics_listener::connections() {
   return sessions_.size();
 }
 
-void metrics_listener::stop() {
+void metrics_listener::stop() noexcept {
   stopped_ = true;
   error_code ignored;
   acceptor_.close(ignored);

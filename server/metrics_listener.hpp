@@ -51,7 +51,7 @@ class metrics_listener {
   /// Connections open now.
   std::size_t connections();
   /// Closes the acceptor and every connection. Idempotent.
-  void stop();
+  void stop() noexcept;
 
   class session;  // one connection (metrics_listener.cpp)
 
@@ -60,7 +60,6 @@ class metrics_listener {
   void admit(boost::asio::ip::tcp::socket s);
   static void refuse(boost::asio::ip::tcp::socket s);
 
-  boost::asio::io_context& io_;
   std::function<std::string()> exposition_;
   limits limits_;
   boost::asio::ip::tcp::acceptor acceptor_;
