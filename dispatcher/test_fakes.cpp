@@ -3,6 +3,7 @@
 #include "dispatcher/test_fakes.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <utility>
 
 #include "dispatcher/fetch_request.hpp"
@@ -11,7 +12,12 @@ namespace luad::dispatcher {
 
 namespace {
 
-double seconds_of(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+// Whole 1/1024ths of a second: a start with few significant bits, so that
+// start + n - start is exactly n for the deadlines tests use (a raw steady
+// clock reading plus 3600 could round, and `t1 - t0 == 3600` fail).
+double seconds_of(std::chrono::nanoseconds d) {
+  return std::floor(std::chrono::duration<double>(d).count() * 1024) / 1024;
+}
 
 error failure(error_kind kind, std::string message) {
   return error{kind, std::move(message), false, {}};

@@ -20,6 +20,13 @@ local function show(v, depth)
     local s = string_format("%q", v)
     if #s > max_shown then s = s:sub(1, max_shown) .. "...\"" end
     return s
+  elseif math.type(v) == "float" then
+    -- Every digit, so that 3600.0000000001 does not show as 3600.0.
+    local s = string_format("%.17g", v)
+    if s == string_format("%.17g", math.floor(v)) and not s:find("[ein]") then
+      s = string_format("%.1f", v)
+    end
+    return s
   elseif t ~= "table" then
     return tostring(v)
   elseif depth >= 2 then

@@ -23,6 +23,19 @@ function T.test_an_hour_of_sleep()
   test.near(time.now() - wall, 3600, 1e-3)
 end
 
+function T.test_clock_differences_are_exact()
+  -- 50 hours from a steady clock reading crosses a power of two: a start with
+  -- too many significant bits made t1 - t0 3600.0000000001 there.
+  for _ = 1, 50 do
+    local t0, w0 = time.monotonic(), time.now()
+    time.sleep(3600)
+    test.equal(time.monotonic() - t0, 3600)
+    test.equal(time.now() - w0, 3600)
+  end
+  test.equal(test.show(3600.5), "3600.5")
+  test.equal(test.show(3600.0), "3600.0")
+end
+
 function T.test_a_receive_ends_at_its_message_not_its_timeout()
   time.after(1, "x")
   test.equal(process.receive("x", 50).topic, "x")
