@@ -74,12 +74,12 @@ void values::submit(command&& cmd, completion&& done) {
     else
       done.fail(error{error_kind::invalid, "workflow.version: no integer max", false, {}});
   } else {
-    done.fail(error{
-        error_kind::invalid,
-        "workflow.value: kind must be now, monotonic, random, uuid, side_effect, version, continue_as_new, "
-        "start or wait",
-        false,
-        {}});
+    done.fail(error{error_kind::invalid,
+                    "workflow.value: kind must be now, monotonic, random, uuid, side_effect, "
+                    "version, continue_as_new, "
+                    "start or wait",
+                    false,
+                    {}});
   }
 }
 
