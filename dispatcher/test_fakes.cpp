@@ -90,13 +90,13 @@ void test_fakes::stop() {
   }
   wake_.notify_all();
   if (clock_.joinable()) clock_.join();
-  std::multimap<double, timer> left;
+  std::multimap<double, completion> left;
   {
     std::lock_guard lock(mu_);
     left.swap(timers_);
   }
-  for (auto& [deadline, t] : left)
-    t.done.fail(failure(error_kind::canceled, "the test ended before this timer fired"));
+  for (auto& [deadline, done] : left)
+    done.fail(failure(error_kind::canceled, "the test ended before this timer fired"));
 }
 
 double test_fakes::elapsed() const {
@@ -147,7 +147,7 @@ void test_fakes::arm(double seconds, completion&& done) const {
     lock.unlock();
     return done.fail(failure(error_kind::canceled, "the test has ended"));
   }
-  timers_.emplace(offset_ + seconds, timer{std::move(done)});
+  timers_.emplace(offset_ + seconds, std::move(done));
   lock.unlock();
   wake_.notify_one();
 }
@@ -239,7 +239,7 @@ void test_fakes::clock_loop() {
     if (!timers_.empty()) {
       auto first = timers_.begin();
       double deadline = first->first;
-      completion done = std::move(first->second.done);
+      completion done = std::move(first->second);
       timers_.erase(first);
       if (done.abandoned()) continue;  // (dropping it completes nobody's wait)
       offset_ = std::max(offset_, deadline);

@@ -83,9 +83,6 @@ class test_fakes final : public runtime::command_sink {
   std::vector<http_seen> http_requests(std::size_t& dropped) const;
 
  private:
-  struct timer {
-    mutable completion done;
-  };
   class relay;
 
   void arm(double seconds, completion&& done) const;
@@ -101,7 +98,7 @@ class test_fakes final : public runtime::command_sink {
 
   mutable std::mutex mu_;
   mutable std::condition_variable wake_;
-  mutable std::multimap<double, timer> timers_;  // by virtual deadline, then arrival
+  mutable std::multimap<double, completion> timers_;  // by virtual deadline, then arrival
   double offset_ = 0;                            // virtual seconds passed (mu_)
   bool stopping_ = false;
   mutable std::vector<http_fake> rules_;  // answer_http counts their uses (mu_)
