@@ -1,4 +1,5 @@
-// Clock dispatcher: a heap of deadlines and one Asio steady_timer for the first.
+// Clock dispatcher: sleeps to the submitting worker's wheel, else a heap of
+// deadlines and one Asio steady_timer for the first.
 #include "dispatcher/clock.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -7,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+
+#include "runtime/scheduler.hpp"
 
 namespace luad::dispatcher {
 
@@ -43,14 +46,16 @@ void clock::stop() {
 }
 
 std::size_t clock::pending() const {
+  std::size_t n = workers_ ? workers_->timers_pending() : 0;
   std::lock_guard lock(mu_);
-  return heap_.size();
+  return n + heap_.size();
 }
 
 std::size_t clock::live() const {
+  std::size_t n = workers_ ? workers_->timers_live() : 0;
   std::lock_guard lock(mu_);
-  return static_cast<std::size_t>(std::count_if(
-      heap_.begin(), heap_.end(), [](const timer& t) { return !t.done.abandoned(); }));
+  return n + static_cast<std::size_t>(std::count_if(
+                 heap_.begin(), heap_.end(), [](const timer& t) { return !t.done.abandoned(); }));
 }
 
 void clock::submit(command&& cmd, completion&& done) {
@@ -68,9 +73,17 @@ void clock::submit(command&& cmd, completion&& done) {
     return;
   }
   seconds = std::min(seconds, max_seconds);
-  auto exact = std::chrono::steady_clock::now() +
-               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                   std::chrono::duration<double>(seconds));
+  const auto now = std::chrono::steady_clock::now();
+  auto exact = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(seconds));
+  if (!running_.load(std::memory_order_relaxed)) {
+    done.fail(error{error_kind::unavailable, "the clock is not running", true, {}});
+    return;
+  }
+  auto ns = [](time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
+  if (workers_ && workers_->add_timer(ns(now), ns(exact), done)) return;
   // Round up to the next millisecond tick: never early, at most 1 ms late, and
   // sleeps that end in the same tick fire in one batch (as BEAM's timers do).
   time_point deadline{std::chrono::ceil<tick>(exact.time_since_epoch())};
@@ -78,7 +91,7 @@ void clock::submit(command&& cmd, completion&& done) {
   std::vector<timer> dropped;  // completed (canceled) outside the lock
   {
     std::lock_guard lock(mu_);
-    if (!running_) {
+    if (!running_) {  // stopped since the check above
       done.fail(error{error_kind::unavailable, "the clock is not running", true, {}});
       return;
     }

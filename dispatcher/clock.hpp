@@ -1,13 +1,16 @@
-// The clock dispatcher: sleeps and deadlines on its own Asio io_context thread.
-// Pending timers live in one binary heap under a mutex; a single steady_timer
-// is armed for the earliest deadline, so a million pending sleeps cost ~24 MB
-// and one kernel timer. Deadlines are rounded up to 1 ms ticks. Timers whose
-// waiter is gone are purged as the heap grows, not kept until their deadline.
+// The clock dispatcher: sleeps and deadlines. A sleep submitted on a worker of
+// the attached scheduler waits in that worker's own timer wheel and is fired
+// by it between turns (runtime/timer_wheel.hpp); any other thread's sleeps
+// wait on the clock's own Asio io_context thread, in one binary heap under a
+// mutex with a single steady_timer armed for the earliest deadline. Either
+// way a million pending sleeps cost ~16-32 MB and deadlines are rounded up to
+// 1 ms ticks. Timers whose waiter is gone are purged as they grow.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -15,6 +18,10 @@
 #include <vector>
 
 #include "dispatcher/registry.hpp"
+
+namespace luad::runtime {
+class scheduler;
+}
 
 namespace luad::dispatcher {
 
@@ -31,6 +38,9 @@ class clock final : public handler {
 
   /// Registers the clock's commands (clock.sleep) in `r`.
   void register_in(registry& r) { r.add(command_id::clock_sleep, *this); }
+  /// Hands sleeps submitted on `s`'s workers to their timer wheels. Call
+  /// before start(); `s` must outlive every submit (the engine's order).
+  void attach(runtime::scheduler& s) { workers_ = &s; }
   /// Starts the io_context thread.
   void start();
   /// Stops the thread; pending timers complete with `canceled`. Idempotent.
@@ -40,7 +50,8 @@ class clock final : public handler {
   /// caller's thread; others complete on the io thread at the first tick at or
   /// after the deadline. Thread-safe.
   void submit(command&& cmd, completion&& done) override;
-  /// Timers waiting to fire (thread-safe), abandoned ones included until purged.
+  /// Timers waiting to fire, the workers' included (thread-safe), abandoned
+  /// ones included until purged.
   std::size_t pending() const;
   /// Timers someone still waits for (thread-safe; scans them all).
   std::size_t live() const;
@@ -78,7 +89,8 @@ class clock final : public handler {
   static constexpr std::size_t k_min_purge = 1024;
   std::size_t purge_at_ = k_min_purge;
   time_point armed_ = time_point::max();
-  bool running_ = false;
+  std::atomic<bool> running_{false};
+  runtime::scheduler* workers_ = nullptr;
 };
 
 }  // namespace luad::dispatcher

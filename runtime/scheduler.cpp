@@ -229,6 +229,25 @@ void scheduler::enqueue(process* p) {
   if (depth > 1 && parked_.load(std::memory_order_relaxed) > 0) wake_idle(&target);
 }
 
+bool scheduler::add_timer(std::int64_t now_ns, std::int64_t deadline_ns, completion& done) {
+  worker* w = worker::current();
+  if (!w || &w->owner() != this) return false;
+  w->add_timer(now_ns, deadline_ns, std::move(done));
+  return true;
+}
+
+std::size_t scheduler::timers_pending() const {
+  std::size_t n = 0;
+  for (const auto& w : workers_) n += w->timers_pending();
+  return n;
+}
+
+std::size_t scheduler::timers_live() const {
+  std::size_t n = 0;
+  for (const auto& w : workers_) n += w->timers_live();
+  return n;
+}
+
 void scheduler::wake_idle(const worker* self) {
   for (auto& w : workers_) {
     if (w.get() != self && w->wake_if_parked()) return;

@@ -157,6 +157,16 @@ class scheduler {
   /// A new monitor reference, unique for the scheduler's life.
   std::uint64_t next_monitor_ref() { return next_ref_.fetch_add(1, std::memory_order_relaxed); }
 
+  /// Sleeps submitted on this scheduler's workers wait in the worker's own
+  /// timer wheel (runtime/timer_wheel.hpp). Adds one there and returns true,
+  /// or returns false (leaving `done` as it was) when the calling thread is
+  /// not one of this scheduler's workers. Times are steady_ns().
+  bool add_timer(std::int64_t now_ns, std::int64_t deadline_ns, completion& done);
+  /// Timers the workers hold (abandoned ones until purged) and those someone
+  /// still waits for (scans). Any thread.
+  std::size_t timers_pending() const;
+  std::size_t timers_live() const;
+
   /// Number of live processes.
   std::size_t alive() const;
   scheduler_stats stats() const;

@@ -82,6 +82,16 @@ class alignas(64) runner {
   std::int64_t prompt_turn_ns() const { return prompt_turn_ns_; }
   /// The worker loop forgets the last turn's end time (it parks).
   void clock_stale() { clock_fresh_ = false; }
+  /// The steady clock now, as the worker loop sees it: the last turn's end
+  /// while no park came since (no clock read), else a fresh reading, which the
+  /// next turn then takes as its start. Owner thread.
+  std::int64_t now_ns() {
+    if (!clock_fresh_) {
+      last_end_ = steady_ns();
+      clock_fresh_ = true;
+    }
+    return last_end_;
+  }
   /// Set by the watchdog when it gave this thread's queue to another thread:
   /// the worker loop returns after the current turn. Owner thread.
   bool handed_off() const { return handed_off_.load(std::memory_order_acquire); }

@@ -3,6 +3,8 @@
 // was handed to a spare.
 #include "runtime/worker.hpp"
 
+#include <chrono>
+
 #include "runtime/process.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/watchdog.hpp"
@@ -99,6 +101,54 @@ bool worker::wake_if_parked() {
   return wake;
 }
 
+void worker::add_timer(std::int64_t now_ns, std::int64_t deadline_ns, completion&& done) {
+  std::vector<completion> dropped;  // abandoned timers, completed outside the lock
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    if (timers_.wants_purge()) timers_.purge(dropped);
+    timers_.add(now_ns, deadline_ns, std::move(done));
+    next_timer_.store(timers_.next_deadline(), std::memory_order_relaxed);
+    // Only a turn held past a hand-off adds to a worker another thread drives,
+    // which may be parked until a later deadline.
+    wake = parked_;
+    parked_ = false;
+  }
+  if (wake) cv_.notify_one();
+}
+
+std::size_t worker::timers_pending() {
+  std::lock_guard lock(mu_);
+  return timers_.size();
+}
+
+std::size_t worker::timers_live() {
+  std::lock_guard lock(mu_);
+  return timers_.live();
+}
+
+void worker::fire_timers(std::int64_t now) {
+  std::vector<completion> due;
+  {
+    std::lock_guard lock(mu_);
+    timers_.take_due(now, due);
+    next_timer_.store(timers_.next_deadline(), std::memory_order_relaxed);
+  }
+  // Each wakes its process onto this worker's queue (scheduler::enqueue).
+  for (completion& c : due) c.succeed();
+}
+
+void worker::drop_timers() {
+  std::vector<completion> left;
+  {
+    std::lock_guard lock(mu_);
+    timers_.take_all(left);
+    next_timer_.store(timer_wheel::k_never, std::memory_order_relaxed);
+  }
+  for (completion& c : left)
+    c.fail(error{error_kind::canceled, "the scheduler stopped", false, {}});
+}
+
 process* worker::pop() {
   std::lock_guard lock(mu_);
   return pop_locked();
@@ -124,6 +174,7 @@ void worker::drive(runner& r) {
   t_current = this;
   for (;;) {
     if (r.handed_off()) break;  // a spare drives this queue now
+    if (next_timer_.load(std::memory_order_relaxed) <= r.now_ns()) fire_timers(r.now_ns());
     process* p = pop();
     if (!p) p = owner_.steal_for(*this);
     if (p) {
@@ -132,19 +183,34 @@ void worker::drive(runner& r) {
     }
     std::unique_lock lock(mu_);
     if (queued_ != 0) continue;
-    if (stopping_) break;
-    r.clock_stale();
-    owner_.note_parked(+1);
-    while (queued_ == 0 && !stopping_) {
-      parked_ = true;  // (again, after a spurious wake-up: pushers clear it)
-      cv_.wait(lock);
+    if (stopping_) {
+      lock.unlock();
+      drop_timers();  // their processes were killed: nobody waits for them
+      break;
     }
-    owner_.note_parked(-1);
-    parked_ = false;
-    lock.unlock();
-    owner_.note_busy();
+    park(r, lock);
   }
   t_current = nullptr;
+}
+
+// Sleeps until work is pushed or the next timer is due; mu_ held.
+void worker::park(runner& r, std::unique_lock<std::mutex>& lock) {
+  r.clock_stale();
+  owner_.note_parked(+1);
+  while (queued_ == 0 && !stopping_) {
+    parked_ = true;  // (again, after a spurious wake-up: pushers clear it)
+    std::int64_t next = timers_.next_deadline();
+    if (next == timer_wheel::k_never) {
+      cv_.wait(lock);
+    } else if (cv_.wait_until(lock, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(
+                                        next))) == std::cv_status::timeout) {
+      break;
+    }
+  }
+  owner_.note_parked(-1);
+  parked_ = false;
+  lock.unlock();
+  owner_.note_busy();
 }
 
 }  // namespace luad::runtime

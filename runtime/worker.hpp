@@ -3,7 +3,9 @@
 // fair between owners: one FIFO lane per owner account, taken in turn, so a
 // thousand runnable processes of one owner (a spawn bomb) wait behind one
 // another, not in front of every other owner's. Other workers steal from the
-// queue when they run dry; a parked worker sleeps until work is pushed to it.
+// queue when they run dry; a parked worker sleeps until work is pushed to it
+// or its next timer is due. Sleeps submitted on a worker wait in its own
+// timer wheel and are fired by its loop between turns (runtime/timer_wheel).
 #pragma once
 
 #include <array>
@@ -18,6 +20,7 @@
 
 #include "runtime/command.hpp"
 #include "runtime/limits.hpp"
+#include "runtime/timer_wheel.hpp"
 
 namespace luad::runtime {
 
@@ -53,6 +56,14 @@ class worker {
   process* steal_into(worker& thief);
   /// Wakes the worker if it is parked. Returns true if it was.
   bool wake_if_parked();
+  /// Adds a timer this worker fires between turns at `deadline_ns` (steady
+  /// clock; `now_ns` is the caller's reading). Any thread, though it is the
+  /// thread driving this worker but for a turn held past a hand-off.
+  void add_timer(std::int64_t now_ns, std::int64_t deadline_ns, completion&& done);
+  /// Timers held, and those someone still waits for (scans). Any thread.
+  std::size_t timers_pending();
+  std::size_t timers_live();
+  scheduler& owner() const { return owner_; }
   unsigned index() const { return index_; }
   /// The worker running on this thread, or nullptr for other threads.
   static worker* current();
@@ -60,6 +71,10 @@ class worker {
 
  private:
   process* pop();
+  // Fires the timers due at `now` (the loop's thread; takes mu_).
+  void fire_timers(std::int64_t now);
+  void drop_timers();
+  void park(runner& r, std::unique_lock<std::mutex>& lock);
 
   scheduler& owner_;
   const unsigned index_;
@@ -76,6 +91,9 @@ class worker {
   std::deque<std::unique_ptr<lane>> lanes_;  // lanes with work, in turn order
   std::vector<std::unique_ptr<lane>> idle_;  // empty lanes kept for reuse (a few)
   std::size_t queued_ = 0;                   // processes in all lanes
+  timer_wheel timers_;                       // under mu_
+  // timers_.next_deadline(), for the loop's check between turns without mu_.
+  std::atomic<std::int64_t> next_timer_{timer_wheel::k_never};
   bool parked_ = false;
   bool stopping_ = false;
 };

@@ -55,6 +55,7 @@ engine::engine(engine_options opts) : storage_(opts.data_dir) {
   if (opts.scheduler.modules.empty()) opts.scheduler.modules = modules::all();
   scheduler_ = std::make_unique<runtime::scheduler>(opts.scheduler, registry_);
   check_yields(scheduler_->modules(), registry_);
+  clock_.attach(*scheduler_);
   clock_.start();
   fetch_.start();
   storage_.start();  // throws (naming the file) when the database cannot be used

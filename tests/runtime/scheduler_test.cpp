@@ -124,6 +124,29 @@ TEST_CASE("stop ends every process with reason shutdown") {
   CHECK_FALSE(eng.scheduler().spawn(luad::runtime::compile("return 1", "x"), {}).ok());
 }
 
+TEST_CASE("sleeps wait in their worker's own timer wheel, and a parked worker wakes for them") {
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
+  std::vector<std::future<luad::runtime::exit_info>> futs;
+  for (int i = 0; i < 50; ++i) futs.push_back(spawn_lua(eng, "require('time').sleep(60)"));
+  REQUIRE(eventually([&] { return eng.scheduler().timers_pending() == 50; }));
+  CHECK(eng.clock().pending() == 50);  // the clock counts the workers' timers
+  CHECK(eng.clock().live() == 50);
+  // Every worker is parked now: the next deadline must wake one, on time.
+  auto timed = spawn_lua(eng, R"(
+    local time = require("time")
+    local t0 = time.monotonic()
+    time.sleep(0.05)
+    return time.monotonic() - t0)");
+  auto e = wait_exit(timed);
+  REQUIRE(e.reason == exit_reason::normal);
+  double slept = *e.results.at(0).get<double>();
+  CHECK(slept >= 0.05);
+  CHECK(slept < 1.0);
+  eng.stop();  // the 50 sleepers are killed; their timers are dropped with the workers
+  for (auto& f : futs) CHECK(f.get().reason == exit_reason::shutdown);
+  CHECK(eng.scheduler().timers_pending() == 0);
+}
+
 TEST_CASE("a workflow-restricted process may load only deterministic or workflow modules") {
   luad::runtime::spawn_options o;
   o.ctx.allowed_classes = luad::runtime::workflow_classes;
