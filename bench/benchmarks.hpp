@@ -56,4 +56,12 @@ void bench_http(const options& opts);
 /// (bench/patterns.cpp).
 void bench_patterns(const options& opts);
 
+/// cpu_fib32_* / cpu_tables_*: bench/lua/fib.lua and tables.lua run as one
+/// luad process and by the stock lua5.4 on the same file, alternating; medians
+/// of the wall times and lua/luad ratio (bench/cpu.cpp).
+void bench_cpu_peer(const options& opts);
+/// sleep10ms_late_p50/p99/max: lateness of one process's 10 ms sleeps in an
+/// idle engine (bench/lua/lateness.lua), as the Erlang peer names it (bench/cpu.cpp).
+void bench_lateness(const options& opts);
+
 }  // namespace luad::bench

@@ -36,6 +36,7 @@ struct options {
   std::size_t daemon_jobs = 200000;    ///< jobs through the socket for daemon
   std::size_t http_requests = 200000;  ///< http.get calls in all for http (100 processes)
   std::size_t loop = 20000000;         ///< iterations of cpu_loop
+  std::size_t lateness = 1000;         ///< 10 ms sleeps sampled for lateness
   unsigned workers = 0;                ///< scheduler workers; 0 = one per core
   std::string only;                    ///< run just this benchmark (empty = all)
 };

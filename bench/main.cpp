@@ -3,7 +3,7 @@
 //
 //   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--messages N]
 //              [--ring-procs N] [--ring-laps N] [--spawn-done N] [--idle-receive N]
-//              [--loop N] [--workers N] [--only NAME]
+//              [--loop N] [--lateness N] [--workers N] [--only NAME]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -39,6 +39,8 @@ constexpr benchmark benchmarks[] = {
     {"daemon", luad::bench::bench_daemon},
     {"http", luad::bench::bench_http},
     {"patterns", luad::bench::bench_patterns},
+    {"cpu_peer", luad::bench::bench_cpu_peer},
+    {"lateness", luad::bench::bench_lateness},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -49,9 +51,10 @@ constexpr benchmark benchmarks[] = {
                "[--idle-receive N] [--store-writers N] [--store-writes N] [--journal-runs N] "
                "[--journal-steps N] [--durable-runs N] [--durable-steps N] [--durable-replay N] "
                "[--http-requests N] "
-               "[--loop N] [--workers N] [--only NAME]\n"
+               "[--loop N] [--lateness N] [--workers N] [--only NAME]\n"
                "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
-               "spawn_done mem_receive store journal durable http daemon patterns\n",
+               "spawn_done mem_receive store journal durable http daemon patterns cpu_peer "
+               "lateness\n",
                why);
   std::exit(2);
 }
@@ -108,6 +111,8 @@ options parse(int argc, char** argv) {
       opts.http_requests = parse_count(arg);
     } else if (flag == "--loop") {
       opts.loop = parse_count(arg);
+    } else if (flag == "--lateness") {
+      opts.lateness = parse_count(arg);
     } else if (flag == "--workers") {
       opts.workers = static_cast<unsigned>(parse_count(arg));
     } else if (flag == "--only") {
@@ -118,7 +123,7 @@ options parse(int argc, char** argv) {
   }
   if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0 ||
       opts.journal_runs == 0 || opts.journal_steps == 0 || opts.durable_runs == 0 ||
-      opts.durable_steps == 0 || opts.durable_replay == 0) {
+      opts.durable_steps == 0 || opts.durable_replay == 0 || opts.lateness == 0) {
     usage("sizes must be positive");
   }
   return opts;

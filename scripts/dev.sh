@@ -9,7 +9,7 @@
 #   scripts/dev.sh tsan    tests under ThreadSanitizer
 #   scripts/dev.sh fuzz    the libFuzzer targets in fuzz/ (clang-14, ASan+UBSan),
 #                          each for FUZZ_SECONDS (default 30); fails on any crash
-#   scripts/dev.sh bench   Release build, then luad_bench
+#   scripts/dev.sh bench   Release build, then luad_bench (with lua5.4, its cpu_peer)
 #   scripts/dev.sh container   the image built with podman from the Dockerfile and
 #                          run as a user would (scripts/container-test.sh)
 #   scripts/dev.sh deps [PKG...]   only install what is missing of the build
@@ -24,6 +24,8 @@ PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
 TEST_PACKAGES=(prometheus)
 # Only the fuzz step needs these (clang-14 and its libFuzzer runtime).
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+# Only the bench step needs these: cpu_peer runs the stock interpreter beside luad.
+BENCH_PACKAGES=(lua5.4)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
@@ -133,6 +135,7 @@ case "${1:-}" in
     run_fuzzers
     ;;
   bench)
+    PACKAGES+=("${BENCH_PACKAGES[@]}")
     deps
     build build-release -DCMAKE_BUILD_TYPE=Release
     shift
