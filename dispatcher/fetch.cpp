@@ -101,9 +101,17 @@ error nobody_waits() {
 }  // namespace
 
 state::state(const fetch::options& o) : opts(o), idle(o.max_idle_per_host), sweep(io) {
-  tls.set_default_verify_paths();  // the system CA store
-  tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+}
+
+ssl::context& state::tls() {
+  if (!tls_ready_) {
+    tls_ready_ = true;
+    boost::system::error_code ec;
+    tls_.set_default_verify_paths(ec);  // the system CA store; without it, verification fails
+  }
+  return tls_;
 }
 
 void state::count_failure(const error& e, bool refused) {

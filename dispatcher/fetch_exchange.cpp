@@ -140,7 +140,7 @@ void exchange::begin_hop() {
 
 void exchange::connect() {
   if (req_.url.tls) {
-    conn_ = std::make_unique<connection>(s_.io, s_.tls, key_);
+    conn_ = std::make_unique<connection>(s_.io, s_.tls(), key_);
   } else {
     conn_ = std::make_unique<connection>(s_.io, key_);
   }

@@ -108,7 +108,9 @@ struct state {
 
   const fetch::options opts;
   asio::io_context io;
-  ssl::context tls{ssl::context::tls_client};
+  /// io thread: the TLS context, the system CA store read on first use, not
+  /// at start (reading it costs ~70 ms; most engines never make an https call).
+  ssl::context& tls();
   pool idle;
   std::list<std::shared_ptr<exchange>> live;      // admitted and not finished
   std::deque<std::shared_ptr<exchange>> waiting;  // over the cap; finished ones skipped
@@ -120,6 +122,9 @@ struct state {
   bool draining = false;     // io thread: retire is starting waiting requests
   std::uint64_t opened = 0;  // io thread
   std::uint64_t completed = 0;
+
+  ssl::context tls_{ssl::context::tls_client};
+  bool tls_ready_ = false;  // io thread
 
   std::atomic<std::size_t> in_flight_seen{0}, queued_seen{0}, idle_seen{0};
   std::atomic<std::uint64_t> opened_seen{0}, completed_seen{0};
