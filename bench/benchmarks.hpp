@@ -17,6 +17,10 @@ void bench_yields(const options& opts);
 /// timers_<N>_x10: N processes each sleeping 10 ms ten times.
 void bench_timers(const options& opts);
 
+/// state_floor_bare / _sandboxed: Lua states made and closed per second on
+/// every worker thread, with nothing else (bench/state_floor.cpp).
+void bench_state_floor(const options& opts);
+
 /// pingpong_<N>: N round trips between two processes (bench/lua/pingpong.lua).
 void bench_pingpong(const options& opts);
 /// cpu_loop_<N>: one process running a Lua loop of N iterations (bench/lua/cpu_loop.lua).

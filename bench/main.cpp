@@ -41,6 +41,7 @@ constexpr benchmark benchmarks[] = {
     {"patterns", luad::bench::bench_patterns},
     {"cpu_peer", luad::bench::bench_cpu_peer},
     {"lateness", luad::bench::bench_lateness},
+    {"state_floor", luad::bench::bench_state_floor},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -54,7 +55,7 @@ constexpr benchmark benchmarks[] = {
                "[--loop N] [--lateness N] [--workers N] [--only NAME]\n"
                "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
                "spawn_done mem_receive store journal durable http daemon patterns cpu_peer "
-               "lateness\n",
+               "lateness state_floor\n",
                why);
   std::exit(2);
 }

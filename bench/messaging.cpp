@@ -55,6 +55,10 @@ void bench_pingpong(const options& opts) {
   run_main(eng, "pingpong.lua", {value(10000)});  // warm-up
   auto r = run_main(eng, "pingpong.lua", {value(static_cast<std::int64_t>(opts.messages))});
   report("pingpong_" + size_tag(opts.messages), number(r.at(0)), "roundtrips/s");
+  // The same with process.receive's msg table on both sides.
+  auto t = run_main(eng, "pingpong.lua",
+                    {value(static_cast<std::int64_t>(opts.messages)), value("table")});
+  report("pingpong_table_" + size_tag(opts.messages), number(t.at(0)), "roundtrips/s");
 }
 
 void bench_cpu_loop(const options& opts) {

@@ -98,27 +98,42 @@ namespace {
 
 // --- receive ------------------------------------------------------------------
 
-// Pushes {topic, from, payload} for `m` and frees it. Only Lua memory errors can
-// raise here; the process then frees `m` at exit through `in_flight`.
-// Pushes msg = {topic, from, payload} and frees `m`. `topic_at` is a stack
-// index holding the topic as a Lua string already (the receive filter), or 0.
-void push_received(lua_State* L, message* m, int topic_at = 0) {
+// What a receive hands the script: one table {topic, from, payload}
+// (process.receive), or the three as values, topic, payload, from
+// (process.recv), which costs no table: about a quarter of a message's hop.
+enum class receive_form : std::uint8_t { table, values };
+
+// Pushes `m` in `form` and frees it; returns the number of values pushed.
+// `topic_at` is a stack index holding the topic as a Lua string already (the
+// receive filter), or 0. Only Lua memory errors can raise here; the process
+// then frees `m` at exit through `in_flight`.
+int push_received(lua_State* L, message* m, int topic_at, receive_form form) {
   process* self = process::of(L);
   self->in_flight = m;
-  lua_createtable(L, 0, 3);
+  const bool table = form == receive_form::table;
+  if (table) lua_createtable(L, 0, 3);
   if (topic_at) {
     lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
   } else {
     std::string_view topic = m->topic();
     lua_pushlstring(L, topic.data(), topic.size());
   }
-  lua_setfield(L, -2, "topic");
-  push_pid(L, m->from);
-  lua_setfield(L, -2, "from");
-  runtime::push_message(L, m->body());
-  lua_setfield(L, -2, "payload");
+  if (table) {
+    lua_setfield(L, -2, "topic");
+    push_pid(L, m->from);
+    lua_setfield(L, -2, "from");
+    runtime::push_message(L, m->body());
+    lua_setfield(L, -2, "payload");
+  } else {
+    runtime::push_message(L, m->body());
+    if (m->from)
+      push_pid(L, m->from);
+    else
+      lua_pushnil(L);  // sent from outside any process (luad send)
+  }
   self->in_flight = nullptr;
   message::destroy(m);
+  return table ? 1 : 3;
 }
 
 struct topic_filter {
@@ -164,6 +179,7 @@ class receive_yield final
   static constexpr const char* type_name = "process.receive";
   double timeout = -1;  // < 0: forever
   bool waited = false;  // the wait (and its timer) is already open
+  receive_form form = receive_form::table;
 
   bool has_command() const override { return timeout > 0 && !waited; }
   bool wants_messages() const override { return true; }
@@ -172,10 +188,8 @@ class receive_yield final
   int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
     topic_filter topics;
     check_topics(L, topics);  // checked once already: cannot raise now
-    if (message* m = process::of(L)->mailbox().take(topics.span())) {
-      push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
-      return 1;
-    }
+    if (message* m = process::of(L)->mailbox().take(topics.span()))
+      return push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0, form);
     if (err) {
       lua_pushnil(L);
       runtime::push_error(L, *err);
@@ -205,6 +219,7 @@ class durable_receive_yield final
   static constexpr const char* type_name = "process.receive (durable)";
   runtime::value::array topics;
   double timeout = -1;  // < 0: forever
+  receive_form form = receive_form::table;
 
   runtime::value args() {
     return runtime::value(runtime::value::map{
@@ -225,13 +240,22 @@ class durable_receive_yield final
     const std::string* p = payload ? payload->get<std::string>() : nullptr;
     if (!t || !f || !p || !runtime::valid_message(*p))
       return fail(L, error_kind::internal, "process.receive: the recorded message cannot be read");
+    auto push_from = [&] {
+      if (auto sender = pid::parse(*f))
+        push_pid(L, *sender);
+      else
+        lua_pushnil(L);
+    };
+    if (form == receive_form::values) {
+      lua_pushlstring(L, t->data(), t->size());
+      runtime::push_message(L, *p);
+      push_from();
+      return 3;
+    }
     lua_createtable(L, 0, 3);
     lua_pushlstring(L, t->data(), t->size());
     lua_setfield(L, -2, "topic");
-    if (auto sender = pid::parse(*f))
-      push_pid(L, *sender);
-    else
-      lua_pushnil(L);
+    push_from();
     lua_setfield(L, -2, "from");
     runtime::push_message(L, *p);
     lua_setfield(L, -2, "payload");
@@ -246,8 +270,9 @@ const runtime::yield_type* durable_receive_yield_type() { return durable_receive
 namespace {
 
 // process.receive in a durable run (see durable_receive_yield).
-int durable_receive(lua_State* L, const topic_filter& topics, double timeout) {
+int durable_receive(lua_State* L, const topic_filter& topics, double timeout, receive_form form) {
   durable_receive_yield* y = durable_receive_yield::acquire(L);
+  y->form = form;
   try {
     for (std::string_view t : topics.span()) y->topics.emplace_back(std::string(t));
   } catch (const std::bad_alloc&) {
@@ -261,7 +286,10 @@ int durable_receive(lua_State* L, const topic_filter& topics, double timeout) {
 
 }  // namespace
 
-int process_receive(lua_State* L) {
+namespace {
+
+// process.receive and process.recv: the same selective receive, two forms.
+int receive_in(lua_State* L, receive_form form) {
   topic_filter topics;
   check_topics(L, topics);
   double timeout = -1;
@@ -270,16 +298,21 @@ int process_receive(lua_State* L) {
     luaL_argcheck(L, t >= 0 && !std::isnan(t), 2, "non-negative number of seconds expected");
     timeout = static_cast<double>(t);
   }
-  if (process::of(L)->durable()) return durable_receive(L, topics, timeout);
-  if (message* m = process::of(L)->mailbox().take(topics.span())) {
-    push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0);
-    return 1;
-  }
+  if (process::of(L)->durable()) return durable_receive(L, topics, timeout, form);
+  if (message* m = process::of(L)->mailbox().take(topics.span()))
+    return push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0, form);
   if (timeout == 0) return push_timeout(L);
   receive_yield* y = receive_yield::acquire(L);
   y->timeout = timeout;
+  y->form = form;
   return -1;
 }
+
+}  // namespace
+
+int process_receive(lua_State* L) { return receive_in(L, receive_form::table); }
+
+int process_recv(lua_State* L) { return receive_in(L, receive_form::values); }
 
 // process.cancel(pid, reason): sends a CANCEL message {reason} the process may
 // handle (for example by cleaning up and exiting), unlike kill.

@@ -52,6 +52,8 @@ int process_spawn_monitor(lua_State* L);
 // The bindings of modules/process_messages.cpp.
 int process_send(lua_State* L);
 int process_receive(lua_State* L);
+/// process.recv: receive's wait, answered as values topic, payload, from.
+int process_recv(lua_State* L);
 int process_cancel(lua_State* L);
 /// The yield type of process.receive (listed in the module's exports).
 const runtime::yield_type* receive_yield_type();

@@ -1,6 +1,6 @@
 -- Receives `n` messages, then tells `parent` "done".
 local process = require("process")
 local parent, n = ...
-local receive = process.receive
-for _ = 1, n do receive() end
+local recv = process.recv
+for _ = 1, n do recv() end
 process.send(parent, "done")

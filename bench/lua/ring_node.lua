@@ -2,10 +2,10 @@
 -- whoever sees 0 tells the ring's creator.
 local process = require("process")
 local parent = ...
-local send, receive = process.send, process.receive
-local nxt = receive("next").payload
+local send, recv = process.send, process.recv
+local _, nxt = recv("next")
 while true do
-  local t = receive("token").payload
+  local _, t = recv("token")
   if t == 0 then
     send(parent, "done")
   else

@@ -4,8 +4,8 @@ local process = require("process")
 local time = require("time")
 local n = ...
 local me = process.self()
-local spawn, receive = process.spawn, process.receive
+local spawn, recv = process.spawn, process.recv
 local t0 = time.monotonic()
 for _ = 1, n do spawn("done.lua", me) end
-for _ = 1, n do receive("done") end
+for _ = 1, n do recv("done") end
 return n / (time.monotonic() - t0)

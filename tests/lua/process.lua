@@ -29,6 +29,28 @@ none, err = process.receive("never", 0.02)
 assert(none == nil and err.kind == "timeout")
 assert(time.monotonic() - t0 >= 0.019)
 
+-- recv: the same selective receive, answered as topic, payload, from
+assert(process.send(me, "a", 1))
+assert(process.send(me, "b", { x = { 1, 2, 3 } }))
+assert(process.send(me, "a", 2))
+local topic, value, from = process.recv("b")
+assert(topic == "b" and value.x[3] == 3 and from == me, tostring(topic))
+topic, value, from = process.recv({ "c", "a" })
+assert(topic == "a" and value == 1 and from == me)
+topic, value = process.recv()
+assert(topic == "a" and value == 2)
+topic, value, from = process.recv(nil, 0)
+assert(topic == nil and value.kind == "timeout" and from == nil)
+t0 = time.monotonic()
+topic, value = process.recv("never", 0.02)
+assert(topic == nil and value.kind == "timeout")
+assert(time.monotonic() - t0 >= 0.019)
+assert(process.send(me, "nil payload"))
+topic, value, from = process.recv("nil payload")
+assert(topic == "nil payload" and value == nil and from == me)
+local ok_r, e_r = pcall(process.recv, 42)
+assert(not ok_r and e_r:find("topic or list of topics"), e_r)
+
 -- a payload is a deep copy: later changes do not reach the receiver
 local shared = { n = 1 }
 local payload = { a = shared, b = shared }
@@ -63,6 +85,15 @@ for i = 1, 100 do
   assert(m.payload == i, "per-sender order")
 end
 process.send(child, "stop")
+
+-- a recv that waits is woken by a message, and sees its sender
+local echo = assert(process.spawn("children/echo.lua", me, "recv"))
+topic, value, from = process.recv("hello", 5)
+assert(topic == "hello" and value == "recv" and from == echo)
+process.send(echo, "ping", "x")
+topic, value, from = process.recv("echo", 5)
+assert(topic == "echo" and value == "x" and from == echo)
+process.send(echo, "stop")
 
 -- a receive with a timeout is woken by a message, not by the timer
 local waker = assert(process.spawn("children/echo.lua", me, "again"))
