@@ -116,11 +116,15 @@ void process::release_ref() noexcept {
 void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept {
   auto* p = static_cast<process*>(ud);
   if (nsize == 0) {
-    if (ptr) {
-      // The watchdog may be walking this state's call chain: see its DESIGN.
-      if (runner* r = runner::current()) r->before_free();
-      p->heap_.release(ptr, osize);
-    }
+    if (!ptr) return nullptr;
+    // Closing (finish_with): the chunks are dropped whole right after, so a
+    // small block need not go back to its free list, and no watchdog walks a
+    // state being closed. Skipping these frees is a third of lua_close.
+    if (osize <= arena::max_small && p->state_.load(std::memory_order_relaxed) == done)
+      return nullptr;
+    // The watchdog may be walking this state's call chain: see its DESIGN.
+    if (runner* r = runner::current()) r->before_free();
+    p->heap_.release(ptr, osize);
     return nullptr;
   }
   std::size_t limit = p->memory_limit();
