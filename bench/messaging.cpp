@@ -53,8 +53,13 @@ runtime::scheduler_options engine_options(const options& opts) {
 void bench_pingpong(const options& opts) {
   engine eng(engine_options(opts));
   run_main(eng, "pingpong.lua", {value(10000)});  // warm-up
+  const runtime::scheduler_stats before = eng.scheduler().stats();
   auto r = run_main(eng, "pingpong.lua", {value(static_cast<std::int64_t>(opts.messages))});
+  const runtime::scheduler_stats after = eng.scheduler().stats();
   report("pingpong_" + size_tag(opts.messages), number(r.at(0)), "roundtrips/s");
+  note("pingpong: " + std::to_string(after.steals - before.steals) + " steals, " +
+       std::to_string(after.handoffs - before.handoffs) + " hand-offs, " +
+       std::to_string(after.preemptions - before.preemptions) + " preemptions");
   // The same with process.receive's msg table on both sides.
   auto t = run_main(eng, "pingpong.lua",
                     {value(static_cast<std::int64_t>(opts.messages)), value("table")});
