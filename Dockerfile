@@ -40,14 +40,15 @@ RUN --mount=type=cache,id=luad-ccache,target=/root/.cache/ccache \
  && /opt/luad/bin/luad check /opt/luad/etc/luad/luad.toml
 
 FROM debian:12-slim
-# The shared libraries luad links, and the unprivileged user with the two
-# folders that are volumes (a new named volume takes their owner).
+# The shared libraries luad links (Lua is linked statically: LUAD_STATIC_LUA),
+# and the unprivileged user with the two folders that are volumes (a new named
+# volume takes their owner).
 RUN --mount=type=cache,id=luad-runtime-apt,target=/var/cache/apt \
     --mount=type=cache,id=luad-runtime-apt-lists,target=/var/lib/apt/lists \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      liblua5.4-0 libspdlog1.10 libfmt9 libssl3 libsqlite3-0 libtomlplusplus3 ca-certificates \
+      libspdlog1.10 libfmt9 libssl3 libsqlite3-0 libtomlplusplus3 ca-certificates \
  && groupadd --system --gid 10001 luad \
  && useradd --system --uid 10001 --gid luad --home-dir /var/lib/luad --no-create-home luad \
  && mkdir -p /run/luad /var/lib/luad \
