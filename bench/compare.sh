@@ -3,6 +3,8 @@
 # luad_bench alternately, PASSES times (default 2), each after the machine has
 # been quiet (< 10 % CPU busy) for a second. Raw output goes to $OUT (default
 # ./bench-results): erlN.txt / luadN.txt, stdout lines `name value unit`.
+# With BENCHES="a b ..." each pass runs `luad_bench --only NAME` for each name
+# instead of the whole suite (the flags go to every one).
 #   usage: bench/compare.sh path/to/luad_bench [luad_bench flags...]
 set -u
 BENCH=${1:?usage: compare.sh path/to/luad_bench [flags...]}; shift
@@ -37,6 +39,13 @@ for i in $(seq 1 "$PASSES"); do
   "$PEER" > "$OUT/erl$i.txt" 2> "$OUT/erl$i.err"
   wait_idle "luad_bench pass $i"
   echo "# pass $i: luad $(date +%T)" >&2
-  "$BENCH" "$@" > "$OUT/luad$i.txt" 2> "$OUT/luad$i.err"
+  if [ -n "${BENCHES:-}" ]; then
+    : > "$OUT/luad$i.txt"; : > "$OUT/luad$i.err"
+    for b in $BENCHES; do
+      "$BENCH" --only "$b" "$@" >> "$OUT/luad$i.txt" 2>> "$OUT/luad$i.err"
+    done
+  else
+    "$BENCH" "$@" > "$OUT/luad$i.txt" 2> "$OUT/luad$i.err"
+  fi
 done
 for f in "$OUT"/luad*.txt "$OUT"/erl*.txt; do echo "## $f"; cat "$f"; done
