@@ -48,17 +48,21 @@ chunk_ptr compile_or_die(const char* source, const char* name) {
   return code;
 }
 
-/// Spawns `n` processes of `code` with `args`, all counted by `latch`.
+/// Spawns `n` processes of `code` with `args`, all counted by `latch`; their
+/// pids go to `pids` if given.
 void spawn_many(engine& eng, const chunk_ptr& code, std::size_t n, exit_latch& latch,
-                const std::vector<runtime::value>& args = {}) {
+                const std::vector<runtime::value>& args = {},
+                std::vector<runtime::pid>* pids = nullptr) {
   for (std::size_t i = 0; i < n; ++i) {
     runtime::spawn_options so;
     so.args = args;
     so.on_exit = latch.callback();
-    if (!eng.scheduler().spawn(code, std::move(so))) {
+    auto id = eng.scheduler().spawn(code, std::move(so));
+    if (!id) {
       note("spawn refused");
       std::exit(1);
     }
+    if (pids) pids->push_back(*id);
   }
 }
 
@@ -217,17 +221,7 @@ double gated_timers_wall(engine& eng, std::size_t n, std::int64_t rounds) {
   std::vector<runtime::pid> pids;
   pids.reserve(n);
   const auto yields0 = eng.scheduler().stats().yields;
-  for (std::size_t i = 0; i < n; ++i) {
-    runtime::spawn_options so;
-    so.args = {runtime::value(rounds)};
-    so.on_exit = latch.callback();
-    auto id = eng.scheduler().spawn(code, std::move(so));
-    if (!id) {
-      note("spawn refused");
-      std::exit(1);
-    }
-    pids.push_back(*id);
-  }
+  spawn_many(eng, code, n, latch, {runtime::value(rounds)}, &pids);
   while (eng.scheduler().stats().yields - yields0 < n)  // all parked in recv
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   std::string nil;

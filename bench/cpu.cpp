@@ -12,12 +12,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <future>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "bench/benchmarks.hpp"
+#include "bench/scripts.hpp"
 #include "runtime/code.hpp"
 #include "server/engine.hpp"
 
@@ -32,8 +31,6 @@ constexpr std::int64_t k_fib_n = 32;         // fib.lua's argument (its default)
 constexpr std::int64_t k_table_rounds = 30;  // tables.lua's argument (its default)
 constexpr int k_rounds = 3;                  // alternating rounds after the warm-ups
 
-std::string script(const char* name) { return std::string(LUAD_SOURCE_DIR) + "/bench/lua/" + name; }
-
 // A result as lua5.4's print() shows it, so both runs compare as text.
 std::string lua_text(const value& v) {
   if (const auto* i = v.get<std::int64_t>()) return std::to_string(*i);
@@ -47,31 +44,6 @@ std::string lua_text(const value& v) {
     return text;
   }
   return "nil";
-}
-
-struct timed {
-  double seconds = 0;
-  std::vector<value> results;
-};
-
-// Runs bench/lua/<name> as one process, timed from its spawn until its exit
-// has reached this thread. Exits the program if it does not end normally.
-timed run_luad(engine& eng, const char* name, std::vector<value> args) {
-  auto done = std::make_shared<std::promise<runtime::exit_info>>();
-  auto fut = done->get_future();
-  runtime::spawn_options so;
-  so.args = std::move(args);
-  so.ctx.limits.memory = std::size_t{1} << 30;  // as run_main: the Lua heap is not measured
-  so.on_exit = [done](const runtime::exit_info& e) { done->set_value(e); };
-  auto t0 = wall_clock::now();
-  (void)eng.scheduler().spawn(eng.scheduler().code().get(script(name)), std::move(so));
-  runtime::exit_info e = fut.get();
-  double secs = seconds_since(t0);
-  if (e.reason != runtime::exit_reason::normal) {
-    note(std::string(name) + " failed in luad: " + e.err.message);
-    std::exit(1);
-  }
-  return {secs, std::move(e.results)};
 }
 
 bool have_lua() { return std::system("command -v lua5.4 > /dev/null 2>&1") == 0; }
@@ -95,7 +67,7 @@ std::string read_all(int fd) {
 // its newline) is the result. Exits the program if lua5.4 fails.
 std::pair<double, std::string> run_lua(const char* name, std::int64_t arg) {
   std::string code =
-      "print(assert(loadfile([==[" + script(name) + "]==]))(" + std::to_string(arg) + "))";
+      "print(assert(loadfile([==[" + bench_script(name) + "]==]))(" + std::to_string(arg) + "))";
   char* argv[] = {const_cast<char*>("lua5.4"), const_cast<char*>("-e"), code.data(), nullptr};
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) std::exit(1);  // the child keeps only its stdout
@@ -128,14 +100,14 @@ double median(std::vector<double> v) {
 // One script, one warm-up each, then k_rounds alternating rounds; reports
 // cpu_<tag>_luad, and with lua5.4 present cpu_<tag>_lua and the ratio.
 void compare(engine& eng, const std::string& tag, const char* name, std::int64_t arg, bool peer) {
-  std::string expect = lua_text(run_luad(eng, name, {value(arg)}).results.at(0));
+  std::string expect = lua_text(run_script(eng, name, {value(arg)}).results.at(0));
   if (peer && run_lua(name, arg).second != expect) {
     note(std::string(name) + ": lua5.4 printed another result than luad's " + expect);
     std::exit(1);
   }
   std::vector<double> luad, lua;
   for (int i = 0; i < k_rounds; ++i) {
-    timed in = run_luad(eng, name, {value(arg)});
+    script_run in = run_script(eng, name, {value(arg)});
     luad.push_back(in.seconds);
     if (!peer) continue;
     auto [secs, text] = run_lua(name, arg);
@@ -164,9 +136,9 @@ void bench_cpu_peer(const options& opts) {
 
 void bench_lateness(const options& opts) {
   engine eng(runtime::scheduler_options::with_workers(opts.workers));
-  (void)run_luad(eng, "lateness.lua", {value(20)});  // warm-up
+  (void)run_script(eng, "lateness.lua", {value(20)});  // warm-up
   auto n = static_cast<std::int64_t>(opts.lateness);
-  timed t = run_luad(eng, "lateness.lua", {value(n)});
+  script_run t = run_script(eng, "lateness.lua", {value(n)});
   note("lateness: " + std::to_string(n) + " sleeps of 10 ms in " + std::to_string(t.seconds) +
        " s");
   auto us = [&](std::size_t i) {

@@ -2,13 +2,12 @@
 // idle processes parked in receive. Each is driven by a Lua script under
 // bench/lua/ that times itself and returns its rate.
 #include <malloc.h>
-#include <future>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench/benchmarks.hpp"
+#include "bench/scripts.hpp"
 #include "runtime/code.hpp"
 #include "server/engine.hpp"
 
@@ -19,29 +18,9 @@ namespace {
 using runtime::value;
 using server::engine;
 
-std::string script(const char* name) { return std::string(LUAD_SOURCE_DIR) + "/bench/lua/" + name; }
-
-// Runs one script as the main process; returns its results (exits on failure).
+// One script as the main process; its results.
 std::vector<value> run_main(engine& eng, const char* name, std::vector<value> args) {
-  auto done = std::make_shared<std::promise<runtime::exit_info>>();
-  auto fut = done->get_future();
-  runtime::spawn_options so;
-  so.args = std::move(args);
-  so.ctx.limits.memory = std::size_t{1} << 30;  // the orchestrators hold big tables of pids
-  so.on_exit = [done](const runtime::exit_info& e) { done->set_value(e); };
-  (void)eng.scheduler().spawn(eng.scheduler().code().get(script(name)), std::move(so));
-  runtime::exit_info e = fut.get();
-  if (e.reason != runtime::exit_reason::normal) {
-    note(std::string(name) + " failed: " + e.err.message);
-    std::exit(1);
-  }
-  return e.results;
-}
-
-double number(const value& v) {
-  if (const auto* d = v.get<double>()) return *d;
-  if (const auto* i = v.get<std::int64_t>()) return static_cast<double>(*i);
-  return 0;
+  return run_script(eng, name, std::move(args)).results;
 }
 
 runtime::scheduler_options engine_options(const options& opts) {
@@ -104,7 +83,7 @@ void bench_mem_receive(const options& opts) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::size_t rss0 = rss_bytes();
   std::size_t heap0 = mallinfo2().uordblks;
-  runtime::chunk_ptr code = eng.scheduler().code().get(script("idle_receive.lua"));
+  runtime::chunk_ptr code = eng.scheduler().code().get(bench_script("idle_receive.lua"));
   auto before = eng.scheduler().stats().yields;
   auto t0 = wall_clock::now();
   for (std::size_t i = 0; i < opts.idle_receive; ++i) {

@@ -99,7 +99,7 @@ class test_fakes final : public runtime::command_sink {
   mutable std::mutex mu_;
   mutable std::condition_variable wake_;
   mutable std::multimap<double, completion> timers_;  // by virtual deadline, then arrival
-  double offset_ = 0;                            // virtual seconds passed (mu_)
+  double offset_ = 0;                                 // virtual seconds passed (mu_)
   bool stopping_ = false;
   mutable std::vector<http_fake> rules_;  // answer_http counts their uses (mu_)
   mutable std::size_t rule_bytes_ = 0;

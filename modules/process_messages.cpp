@@ -103,6 +103,19 @@ namespace {
 // (process.recv), which costs no table: about a quarter of a message's hop.
 enum class receive_form : std::uint8_t { table, values };
 
+// With topic, payload and from on the top of the stack: leaves them as the
+// three results (values), or replaces them with one msg table. Returns the
+// number of results. Raises only Lua memory errors.
+int shape_received(lua_State* L, receive_form form) {
+  if (form == receive_form::values) return 3;
+  lua_createtable(L, 0, 3);
+  lua_rotate(L, -4, 1);  // msg, topic, payload, from
+  lua_setfield(L, -4, "from");
+  lua_setfield(L, -3, "payload");
+  lua_setfield(L, -2, "topic");
+  return 1;
+}
+
 // Pushes `m` in `form` and frees it; returns the number of values pushed.
 // `topic_at` is a stack index holding the topic as a Lua string already (the
 // receive filter), or 0. Only Lua memory errors can raise here; the process
@@ -110,30 +123,22 @@ enum class receive_form : std::uint8_t { table, values };
 int push_received(lua_State* L, message* m, int topic_at, receive_form form) {
   process* self = process::of(L);
   self->in_flight = m;
-  const bool table = form == receive_form::table;
-  if (table) lua_createtable(L, 0, 3);
   if (topic_at) {
     lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
   } else {
     std::string_view topic = m->topic();
     lua_pushlstring(L, topic.data(), topic.size());
   }
-  if (table) {
-    lua_setfield(L, -2, "topic");
+  runtime::push_message(L, m->body());
+  // recv answers nil for a message from outside any process (luad send);
+  // receive's msg.from has always been the empty pid there.
+  if (m->from || form == receive_form::table)
     push_pid(L, m->from);
-    lua_setfield(L, -2, "from");
-    runtime::push_message(L, m->body());
-    lua_setfield(L, -2, "payload");
-  } else {
-    runtime::push_message(L, m->body());
-    if (m->from)
-      push_pid(L, m->from);
-    else
-      lua_pushnil(L);  // sent from outside any process (luad send)
-  }
+  else
+    lua_pushnil(L);
   self->in_flight = nullptr;
   message::destroy(m);
-  return table ? 1 : 3;
+  return shape_received(L, form);
 }
 
 struct topic_filter {
@@ -240,26 +245,13 @@ class durable_receive_yield final
     const std::string* p = payload ? payload->get<std::string>() : nullptr;
     if (!t || !f || !p || !runtime::valid_message(*p))
       return fail(L, error_kind::internal, "process.receive: the recorded message cannot be read");
-    auto push_from = [&] {
-      if (auto sender = pid::parse(*f))
-        push_pid(L, *sender);
-      else
-        lua_pushnil(L);
-    };
-    if (form == receive_form::values) {
-      lua_pushlstring(L, t->data(), t->size());
-      runtime::push_message(L, *p);
-      push_from();
-      return 3;
-    }
-    lua_createtable(L, 0, 3);
     lua_pushlstring(L, t->data(), t->size());
-    lua_setfield(L, -2, "topic");
-    push_from();
-    lua_setfield(L, -2, "from");
     runtime::push_message(L, *p);
-    lua_setfield(L, -2, "payload");
-    return 1;
+    if (auto sender = pid::parse(*f))
+      push_pid(L, *sender);
+    else
+      lua_pushnil(L);
+    return shape_received(L, form);
   }
 };
 
