@@ -26,9 +26,9 @@ using namespace luad_hostile;
 // --- bounds -----------------------------------------------------------------
 // The issue's figures hold in an optimised build. Under ASan (+UBSan, -O0, as
 // CI runs every test a second time) the daemon's own C++ runs several times
-// slower and takes the scheduler's locks longer, so only the canary's and
-// ping's timing bounds are relaxed there (to catching stalls); kill latency, exit reasons, liveness
-// and the RSS bound (with ASan's own overhead added) are the same.
+// slower and takes the scheduler's locks longer, so the canary's, ping's and
+// kill's timing bounds are relaxed there (to catching stalls); exit reasons,
+// liveness and the RSS bound (with ASan's own overhead added) are the same.
 
 /// The canary's 10 ms sleep may wake at most this late, net of the machine's
 /// own lateness (the issue: 20 ms). It held only at 40 ms until the watchdog
@@ -41,7 +41,10 @@ using namespace luad_hostile;
 constexpr double lateness_goal_ms = sanitizer_build ? 60 : 20;
 constexpr double lateness_bound_ms = sanitizer_build ? 300 : lateness_goal_ms;
 /// `kill` to the reply of `wait`, through the socket (the issue: 100 ms).
-constexpr double kill_bound_ms = 100;
+/// Under ASan a kill's p99 is 14-52 ms on an idle machine, but CI's loaded
+/// 2-core machine once took 232 ms for one of 28 (cwork_load_goto.lua, two
+/// copies parsing on both cores): there, too, only a stall is caught.
+constexpr double kill_bound_ms = sanitizer_build ? 500 : 100;
 /// Any ping round trip during the run (the socket thread is never stalled).
 constexpr double ping_bound_ms = sanitizer_build ? 500 : 100;
 /// A script not killed by the runner must end by itself within this.
