@@ -1,7 +1,6 @@
 // process.spawn, spawn_link and spawn_monitor (the `process` module, see
 // modules/process.cpp): where a child's script is, and starting the child. In
 // a durable run a child is a durable run of its own (workflow.start).
-#include <filesystem>
 #include <string>
 
 #include "modules/modules.hpp"
@@ -17,13 +16,11 @@ namespace luad::modules {
 
 runtime::result<std::string> child_script_path(lua_State* L, const char* script,
                                                std::string& canon_root) {
-  namespace fs = std::filesystem;
   runtime::process* self = runtime::process::of(L);
   runtime::code_cache& code = self->owner().code();
-  std::string base = fs::path(self->script_name()).parent_path().string();
   const std::string& root = self->context().script_root;
-  canon_root = root.empty() ? code.resolve(base, ".") : root;
-  std::string target = code.resolve(base, script);
+  canon_root = root.empty() ? code.resolve_from(self->script_name(), ".") : root;
+  std::string target = code.resolve_from(self->script_name(), script);
   if (!runtime::path_inside(canon_root, target)) {
     return runtime::fail(
         runtime::error_kind::permission_denied,

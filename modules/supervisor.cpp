@@ -3,7 +3,6 @@
 #include "modules/supervisor.hpp"
 
 #include <algorithm>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -72,8 +71,7 @@ runtime::result<runtime::pid> start_from_lua(lua_State* L) noexcept {
   try {
     process* self = process::of(L);
     runtime::code_cache& code = self->owner().code();
-    std::string base =
-        code.resolve(std::filesystem::path(self->script_name()).parent_path().string(), ".");
+    std::string base = code.resolve_from(self->script_name(), ".");
     std::string spec, reason;
     if (!runtime::encode_message(L, 1, spec, reason, self->context().limits.message_bytes)) {
       return runtime::fail(error_kind::invalid, "spec cannot be copied: " + reason);

@@ -188,14 +188,30 @@ std::string code_cache::resolve(const std::string& base, const std::string& scri
   std::string key = base;
   key += '\0';
   key += script;
-  {
-    std::lock_guard lock(mu_);
-    auto it = resolved_.find(key);
-    if (it != resolved_.end()) return it->second;
-  }
-  std::string path =
-      std::filesystem::weakly_canonical(std::filesystem::path(base) / script).string();
+  if (std::optional<std::string> known = remembered(key)) return std::move(*known);
+  namespace fs = std::filesystem;
+  return remember(std::move(key), fs::weakly_canonical(fs::path(base) / script).string());
+}
+
+std::string code_cache::resolve_from(const std::string& file, const std::string& script) {
+  std::string key = file;
+  key += '\1';  // never equal to resolve's keys, which hold a '\0' (C-string names hold none)
+  key += script;
+  if (std::optional<std::string> known = remembered(key)) return std::move(*known);
+  namespace fs = std::filesystem;
+  return remember(std::move(key),
+                  fs::weakly_canonical(fs::path(file).parent_path() / script).string());
+}
+
+std::optional<std::string> code_cache::remembered(const std::string& key) const {
   std::lock_guard lock(mu_);
+  if (auto it = resolved_.find(key); it != resolved_.end()) return it->second;
+  return std::nullopt;
+}
+
+std::string code_cache::remember(std::string key, std::string path) {
+  std::lock_guard lock(mu_);
+  if (resolved_.size() >= resolved_capacity) resolved_.clear();
   return resolved_.emplace(std::move(key), std::move(path)).first->second;
 }
 
@@ -366,6 +382,7 @@ code_cache_stats code_cache::stats() const {
   code_cache_stats s = counts_;
   s.entries = entries_.size();
   s.bytes = bytes_;
+  s.resolved = resolved_.size();
   return s;
 }
 

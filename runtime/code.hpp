@@ -102,6 +102,7 @@ struct code_cache_stats {
   std::uint64_t evictions = 0;       ///< entries dropped to stay under capacity_bytes
   std::size_t entries = 0;           ///< paths cached now
   std::size_t bytes = 0;             ///< bytecode bytes cached now
+  std::size_t resolved = 0;          ///< script names remembered by resolve (bounded)
 };
 
 /// Compiled scripts and packages by path. A path is recompiled only when its
@@ -133,6 +134,14 @@ class code_cache {
   /// that spawning the same script again costs no file-system calls. Throws
   /// std::filesystem::filesystem_error like weakly_canonical.
   std::string resolve(const std::string& base, const std::string& script);
+  /// `script` resolved against the folder of the script file `file` (what a
+  /// process spawns beside itself): the same as resolve(parent of file,
+  /// script), remembered by `file`, so a spawn does not split a path.
+  std::string resolve_from(const std::string& file, const std::string& script);
+  /// How many resolved names are remembered at most: names come from
+  /// scripts (a spawn of a missing "x" .. i is resolved before it fails), so
+  /// past this the memory is dropped whole and refilled by what is used.
+  static constexpr std::size_t resolved_capacity = 4096;
 
   /// The next get(path) re-stats and re-reads the file, recompiling only if
   /// the content changed (for a file watcher). Running processes keep theirs.
@@ -176,6 +185,8 @@ class code_cache {
   void store(const std::string& path, const chunk_ptr& code, stamp st, std::uint64_t hash,
              clock::time_point now);
   void evict_locked();
+  std::optional<std::string> remembered(const std::string& key) const;
+  std::string remember(std::string key, std::string path);
 
   mutable std::mutex mu_;
   code_cache_options opts_;

@@ -118,3 +118,15 @@ TEST_CASE("hostile: 20,000 timers stop at limits.timers and are canceled at exit
   CHECK(*e.results[0].get<std::int64_t>() == 10000);
   CHECK(eng.clock().live() == live_before);
 }
+
+TEST_CASE("hostile: 10,000 spawns of missing scripts by new names leave the name memory bounded") {
+  auto& code = luad::test::shared_engine().scheduler().code();
+  auto e = luad::test::run_file("tests/hostile/scripts/memory_spawn_names.lua");
+  INFO(e.err.message);
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(*e.results[0].get<std::int64_t>() == 10000);
+  // Each name was resolved (and remembered) before its spawn failed.
+  std::size_t resolved = code.stats().resolved;
+  CHECK(resolved > 0);
+  CHECK(resolved <= luad::runtime::code_cache::resolved_capacity);
+}

@@ -335,3 +335,18 @@ TEST_CASE("code cache: concurrent gets, changes and invalidations") {
   CHECK(s.hits + s.misses == 2000);
   CHECK(s.bytes <= 4096);
 }
+
+TEST_CASE(
+    "code cache: resolve_from resolves beside a script file, as resolve does from its folder") {
+  temp_dir dir("resolve");
+  fs::create_directories(dir.path() / "sub");
+  const std::string folder = fs::canonical(dir.path()).string();
+  const std::string file = folder + "/sub/main.lua";
+  code_cache cache;
+  CHECK(cache.resolve_from(file, "child.lua") == folder + "/sub/child.lua");
+  CHECK(cache.resolve_from(file, "../up.lua") == folder + "/up.lua");
+  CHECK(cache.resolve_from(file, ".") == cache.resolve(folder + "/sub", "."));
+  CHECK(cache.resolve_from(file, "child.lua") == cache.resolve(folder + "/sub", "child.lua"));
+  // Each form remembers under its own keys: three of resolve_from, two of resolve.
+  CHECK(cache.stats().resolved == 5);
+}
