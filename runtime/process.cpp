@@ -7,9 +7,11 @@
 #include <cstring>
 #include <new>
 #include <optional>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 
+#include "runtime/block_pool.hpp"
 #include "runtime/exit_copy.hpp"
 #include "runtime/interrupt.hpp"
 #include "runtime/logging.hpp"
@@ -53,6 +55,27 @@ context_ptr intern_context(process_context&& c) {
   if (!last || !(*last == c)) last = std::make_shared<const process_context>(std::move(c));
   return last;
 }
+
+namespace {
+using process_blocks = block_pool<sizeof(process)>;
+// Every block is sizeof(process): no class derives from it (nor from rare).
+static_assert(std::is_final_v<process> && alignof(process) <= alignof(std::max_align_t));
+
+void* pooled_or_throw(void* block) {
+  if (!block) throw std::bad_alloc();
+  return block;
+}
+}  // namespace
+
+void* process::operator new(std::size_t) { return pooled_or_throw(process_blocks::take()); }
+
+void process::operator delete(void* block) noexcept { process_blocks::give(block); }
+
+void* process::rare::operator new(std::size_t) {
+  return pooled_or_throw(block_pool<sizeof(rare)>::take());
+}
+
+void process::rare::operator delete(void* block) noexcept { block_pool<sizeof(rare)>::give(block); }
 
 process::process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts)
     : owner_(owner),

@@ -50,6 +50,10 @@ class process final : public completion_target {
 
   process(scheduler& owner, pid id, chunk_ptr code, spawn_options&& opts);
   ~process();
+  // Made by the spawning thread, freed by the worker that ran it last: from a
+  // pool that trades blocks between threads in batches (runtime/block_pool.hpp).
+  static void* operator new(std::size_t size);
+  static void operator delete(void* block) noexcept;
 
   /// The process whose Lua state (or coroutine) `L` is.
   static process* of(lua_State* L) { return *static_cast<process**>(lua_getextraspace(L)); }
@@ -219,13 +223,16 @@ class process final : public completion_target {
 
   // What few processes need: kept out of line so idle processes stay small.
   // Made on first use under the links lock; freed with the process.
-  struct rare {
+  struct rare final {
     std::vector<pid> links;
     std::vector<std::pair<std::uint64_t, pid>> monitors;  // (ref, watcher)
     std::function<void(const exit_info&)> on_exit;
     std::shared_ptr<const command_sink> commands;  // set at construction, when own_commands_
     std::string exit_message;
     std::atomic<std::uint64_t> instructions{0};  // under an instruction limit; owner writes
+    // Made with the process (an on_exit), freed with it: pooled likewise.
+    static void* operator new(std::size_t size);
+    static void operator delete(void* block) noexcept;
   };
   rare& rare_locked();  // links lock held
   // The main chunk's arguments, until the process starts.

@@ -13,6 +13,7 @@
 // that cannot be preempted.
 #include "runtime/scheduler.hpp"
 
+#include "runtime/block_pool.hpp"
 #include "runtime/message_codec.hpp"
 
 #include <algorithm>
@@ -115,7 +116,11 @@ class process_table {
  private:
   struct shard {
     std::mutex mu;
-    std::unordered_map<std::uint64_t, process*> map;
+    // Nodes are inserted by the spawning thread and erased by a worker.
+    std::unordered_map<std::uint64_t, process*, std::hash<std::uint64_t>,
+                       std::equal_to<std::uint64_t>,
+                       pooled_allocator<std::pair<const std::uint64_t, process*>>>
+        map;
   };
   shard& shard_of(std::uint64_t serial) { return shards_[serial % shards_.size()]; }
   std::array<shard, 16> shards_;
