@@ -19,19 +19,11 @@
 #include <new>
 #include <vector>
 
+#include "runtime/sanitizers.hpp"
+
 namespace luad::runtime {
 
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool k_pool_blocks = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool k_pool_blocks = false;
-#else
-inline constexpr bool k_pool_blocks = true;
-#endif
-#else
-inline constexpr bool k_pool_blocks = true;
-#endif
+inline constexpr bool k_pool_blocks = !asan_build;
 
 /// Blocks of `Size` bytes from malloc (aligned for any object), handed
 /// between threads. A block from take() may also go to std::free, and a block

@@ -25,6 +25,7 @@
 #include <boost/json.hpp>
 
 #include "proto/json_rpc.hpp"
+#include "runtime/sanitizers.hpp"
 #include "tests/support.hpp"
 
 namespace luad_hostile {
@@ -34,18 +35,7 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-/// True in a build under AddressSanitizer (gcc and clang spell it differently).
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool asan_build = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool asan_build = true;
-#else
-inline constexpr bool asan_build = false;
-#endif
-#else
-inline constexpr bool asan_build = false;
-#endif
+using luad::runtime::asan_build;
 using luad::test::tsan_build;
 /// Under either sanitizer the daemon runs several times slower and (TSan's
 /// shadow memory) larger: time bounds are those of ASan; correctness is what
