@@ -18,10 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(g++ cmake make pkg-config liblua5.4-dev libboost1.81-dev libspdlog-dev
-          libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev ca-certificates lua-check)
+          libcli11-dev doctest-dev libssl-dev libsqlite3-dev libtomlplusplus-dev libpq-dev ca-certificates
+          lua-check)
 # Only the tests need these: the metrics tests run the real promtool and a
-# real prometheus server (the image's build stage, `deps`, goes without).
-TEST_PACKAGES=(prometheus)
+# real prometheus server; tests/postgres_server.* runs a real PostgreSQL 15
+# (the image's build stage, `deps`, goes without).
+TEST_PACKAGES=(prometheus postgresql-15)
 # Only the fuzz step needs these (clang-14 and its libFuzzer runtime).
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 # Only the bench step needs these: cpu_peer runs the stock interpreter beside luad.

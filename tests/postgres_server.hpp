@@ -1,0 +1,37 @@
+// A real PostgreSQL 15 server for tests (issue 16's backend and cluster
+// tests): a fresh cluster made with initdb in a temporary folder, started with
+// pg_ctl, listening only on a Unix socket in that folder, stopped and removed
+// when the object goes. Run as root (as CI is), the server runs as the
+// `postgres` user, which PostgreSQL requires.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace luad::test {
+
+class postgres_server {
+ public:
+  /// Makes and starts the cluster; throws std::runtime_error with initdb's or
+  /// pg_ctl's output when either fails (or PostgreSQL 15 is not installed).
+  postgres_server();
+  ~postgres_server();
+  postgres_server(const postgres_server&) = delete;
+  postgres_server& operator=(const postgres_server&) = delete;
+
+  /// A libpq connection string for the `postgres` database as the superuser.
+  std::string conninfo() const;
+  /// Stops the server (fast shutdown) and starts it again on the same data:
+  /// what a test of reconnection needs.
+  void restart();
+  /// Stops it now, without a checkpoint (as a crash would).
+  void stop_immediately();
+  void start();
+
+ private:
+  std::filesystem::path dir_;  // holds data/, the log and the socket
+  bool running_ = false;
+  std::string run_as_owner(const std::string& command) const;  // output; throws on failure
+};
+
+}  // namespace luad::test
