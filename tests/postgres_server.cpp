@@ -1,11 +1,14 @@
 // The test PostgreSQL server: see tests/postgres_server.hpp.
 #include "tests/postgres_server.hpp"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <system_error>
 
@@ -37,14 +40,20 @@ postgres_server::postgres_server() {
          ("luad-pg-" + std::to_string(::getpid()) + "-" + std::to_string(serial++));
   fs::remove_all(dir_);
   fs::create_directories(dir_);
-  if (::geteuid() == 0) {
-    std::string out;
-    if (run_command("chown postgres: '" + dir_.string() + "'", out) != 0)
-      throw std::runtime_error("cannot give " + dir_.string() + " to postgres: " + out);
+  try {
+    if (::geteuid() == 0) {
+      const passwd* pg = ::getpwnam("postgres");
+      if (!pg || ::chown(dir_.c_str(), pg->pw_uid, pg->pw_gid) != 0)
+        throw std::runtime_error("cannot give " + dir_.string() + " to the postgres user");
+    }
+    run_as_owner((k_bin / "initdb").string() + " -D '" + (dir_ / "data").string() +
+                 "' -A trust -U postgres --no-sync -E UTF8 --locale=C");  // superuser: postgres
+    start();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);  // (no destructor runs for a constructor that throws)
+    throw;
   }
-  run_as_owner((k_bin / "initdb").string() + " -D '" + (dir_ / "data").string() +
-               "' -A trust -U postgres --no-sync -E UTF8 --locale=C");  // superuser: postgres
-  start();
 }
 
 postgres_server::~postgres_server() {
@@ -87,8 +96,8 @@ std::string postgres_server::run_as_owner(const std::string& command) const {
   std::string out;
   int status = run_command(wrapped, out);
   if (status != 0) {
-    std::string log;
-    run_command("cat '" + (dir_ / "log").string() + "'", log);
+    std::ifstream in(dir_ / "log");
+    std::string log(std::istreambuf_iterator<char>(in), {});
     throw std::runtime_error("'" + command + "' failed (" + std::to_string(status) + "): " + out +
                              (log.empty() ? "" : "\nserver log:\n" + log));
   }
