@@ -211,8 +211,13 @@ std::optional<std::string> code_cache::remembered(const std::string& key) const 
 
 std::string code_cache::remember(std::string key, std::string path) {
   std::lock_guard lock(mu_);
-  if (resolved_.size() >= resolved_capacity) resolved_.clear();
-  return resolved_.emplace(std::move(key), std::move(path)).first->second;
+  if (resolved_.size() >= resolved_capacity || resolved_bytes_ >= resolved_capacity_bytes) {
+    resolved_.clear();
+    resolved_bytes_ = 0;
+  }
+  auto [it, added] = resolved_.emplace(std::move(key), std::move(path));
+  if (added) resolved_bytes_ += it->first.size() + it->second.size();
+  return it->second;
 }
 
 chunk_ptr code_cache::get(const std::string& path) {
@@ -375,6 +380,7 @@ void code_cache::invalidate_all() {
   std::lock_guard lock(mu_);
   for (auto& [path, e] : entries_) e.stale = true;
   resolved_.clear();
+  resolved_bytes_ = 0;
 }
 
 code_cache_stats code_cache::stats() const {
@@ -383,6 +389,7 @@ code_cache_stats code_cache::stats() const {
   s.entries = entries_.size();
   s.bytes = bytes_;
   s.resolved = resolved_.size();
+  s.resolved_bytes = resolved_bytes_;
   return s;
 }
 

@@ -103,6 +103,7 @@ struct code_cache_stats {
   std::size_t entries = 0;           ///< paths cached now
   std::size_t bytes = 0;             ///< bytecode bytes cached now
   std::size_t resolved = 0;          ///< script names remembered by resolve (bounded)
+  std::size_t resolved_bytes = 0;    ///< their keys' and paths' bytes (bounded)
 };
 
 /// Compiled scripts and packages by path. A path is recompiled only when its
@@ -138,10 +139,12 @@ class code_cache {
   /// process spawns beside itself): the same as resolve(parent of file,
   /// script), remembered by `file`, so a spawn does not split a path.
   std::string resolve_from(const std::string& file, const std::string& script);
-  /// How many resolved names are remembered at most: names come from
-  /// scripts (a spawn of a missing "x" .. i is resolved before it fails), so
-  /// past this the memory is dropped whole and refilled by what is used.
+  /// How many resolved names are remembered at most, and their bytes (keys
+  /// and paths): names come from scripts (a spawn of a missing "x" .. i is
+  /// resolved before it fails, each up to PATH_MAX long), so past either the
+  /// memory is dropped whole and refilled by what is used.
   static constexpr std::size_t resolved_capacity = 4096;
+  static constexpr std::size_t resolved_capacity_bytes = std::size_t{1} << 20;
 
   /// The next get(path) re-stats and re-reads the file, recompiling only if
   /// the content changed (for a file watcher). Running processes keep theirs.
@@ -196,6 +199,7 @@ class code_cache {
   code_cache_stats counts_;
   std::unordered_map<std::string, error> errors_;
   std::unordered_map<std::string, std::string> resolved_;
+  std::size_t resolved_bytes_ = 0;  // of resolved_'s keys and paths
   std::unordered_map<std::string, std::set<std::string>> deps_;
 };
 
