@@ -149,8 +149,9 @@ void connection::note_reply(const proto::request& req, const json::object& reply
   const json::value* result = reply.if_contains("result");
   if (!result) return;
   if (req.method == "unsubscribe") {
+    // Keyed as the subscribe reply spelled the pid, whatever form was sent.
     if (const json::value* pid = req.params.if_contains("pid"); pid && pid->is_string())
-      subscribed_.erase(std::string(pid->get_string()));
+      if (auto id = runtime::pid::parse(pid->get_string())) subscribed_.erase(id->to_string());
     return;
   }
   const json::object* r = result->if_object();
@@ -170,10 +171,12 @@ void connection::finish_deferred(const json::value& id, const runtime::result<js
 // without bound; the next line that fits is preceded by a count of them.
 void connection::notify(const char* method, const json::value& params, bool droppable) {
   if (closed_) return;
-  if (std::string_view(method) == "exit" && params.is_object()) {
-    if (const json::value* pid = params.get_object().if_contains("pid"); pid && pid->is_string())
-      subscribed_.erase(std::string(pid->get_string()));
-  }
+  const json::value* pid = params.is_object() ? params.get_object().if_contains("pid") : nullptr;
+  std::string about = pid && pid->is_string() ? std::string(pid->get_string()) : std::string();
+  if (std::string_view(method) == "exit") subscribed_.erase(about);
+  // A line a worker posted just before the unsubscribe was answered: once
+  // the client has read `true`, nothing more of that process reaches it.
+  if (std::string_view(method) == "log" && !subscribed_.contains(about)) return;
   if (droppable && pending_bytes_ > max_pending_bytes) {
     ++dropped_;
     return;

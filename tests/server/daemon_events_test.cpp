@@ -62,6 +62,31 @@ TEST_CASE("daemon: subscribe returns the backlog, then log lines, then the exit"
   CHECK(get(follower.call("unsubscribe", {{"pid", pid}}), "/result") == false);
 }
 
+TEST_CASE("daemon: once unsubscribe has answered true, no line of that process follows") {
+  // A worker takes the followers of a line, then posts it to the io thread;
+  // an unsubscribe answered in between must still stop it (CI once saw a
+  // line after the reply). A process logging without pause makes that
+  // window likely on every round.
+  running_daemon d;
+  client c(d.socket);
+  std::string pid = pid_of(c.call(
+      "spawn", {{"source", "local log = require('log') while true do log.info('tick') end"}}));
+  for (int round = 0; round < 50; ++round) {
+    json::value sub = c.call("subscribe", {{"pid", pid}, {"backlog", false}});
+    REQUIRE(get(sub, "/result/subscribed") == true);
+    json::value line = c.next();  // the subscription delivers
+    REQUIRE(get(line, "/method") == "log");
+    std::int64_t un = c.request("unsubscribe", {{"pid", pid}});
+    while (!(line = c.next()).as_object().contains("id")) CHECK(get(line, "/method") == "log");
+    REQUIRE(get(line, "/id") == un);
+    CHECK(get(line, "/result") == true);
+    // The next line must be the ping's reply, not a late log line.
+    json::value pong = c.call("ping");
+    CHECK(get(pong, "/result") == "pong");
+  }
+  c.call("kill", {{"pid", pid}});
+}
+
 TEST_CASE("daemon: luad logs follows a process until it exits; --no-follow prints the past") {
   running_daemon d;
   fs::path script = d.dir / "chatty.lua";
