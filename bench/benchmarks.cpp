@@ -242,7 +242,7 @@ double gated_timers_wall(engine& eng, std::size_t n, std::int64_t rounds) {
 }  // namespace
 
 void bench_timers(const options& opts) {
-  constexpr int rounds = 10;
+  const auto rounds = static_cast<std::int64_t>(opts.timer_rounds);
   engine eng(engine_options(opts));
   chunk_ptr code = compile_or_die(timer_script, "timers.lua");
   run_to_exit(eng, code, 1000, {2});  // warm-up

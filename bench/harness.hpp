@@ -17,13 +17,14 @@ namespace luad::bench {
 
 /// Sizes and selection, from the command line.
 struct options {
-  std::size_t spawn = 200000;          ///< processes for spawn_exit
-  std::size_t idle = 100000;           ///< parked processes for mem_idle
-  std::size_t yields = 5000000;        ///< total sleep(0) round trips for yield_roundtrips
-  std::size_t timers = 100000;         ///< processes for timers (each sleeps 10 × 10 ms)
-  std::size_t messages = 1000000;      ///< round trips / sends for pingpong and oneway
-  std::size_t ring_procs = 10000;      ///< processes in the ring
-  std::size_t ring_laps = 100;         ///< laps of the ring
+  std::size_t spawn = 200000;      ///< processes for spawn_exit
+  std::size_t idle = 100000;       ///< parked processes for mem_idle
+  std::size_t yields = 5000000;    ///< total sleep(0) round trips for yield_roundtrips
+  std::size_t timers = 100000;     ///< processes for timers (each sleeps 10 ms, timer_rounds times)
+  std::size_t timer_rounds = 10;   ///< sleeps per timers process
+  std::size_t messages = 1000000;  ///< round trips / sends for pingpong and oneway
+  std::size_t ring_procs = 10000;  ///< processes in the ring
+  std::size_t ring_laps = 100;     ///< laps of the ring
   std::size_t spawn_done = 1000000;    ///< children for spawn_done
   std::size_t idle_receive = 1000000;  ///< processes parked in receive for mem_receive
   std::size_t store_writers = 1000;    ///< concurrent writer processes for store

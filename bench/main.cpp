@@ -1,7 +1,7 @@
 // luad_bench: runs the process benchmarks and prints `name value unit` lines on
 // stdout (comments and machine facts go to stderr as `# ...`).
 //
-//   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--messages N]
+//   luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--timer-rounds K] [--messages N]
 //              [--ring-procs N] [--ring-laps N] [--spawn-done N] [--idle-receive N]
 //              [--loop N] [--lateness N] [--workers N] [--only NAME]
 #include <chrono>
@@ -45,18 +45,19 @@ constexpr benchmark benchmarks[] = {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "luad_bench: %s\n"
-               "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] "
-               "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
-               "[--idle-receive N] [--store-writers N] [--store-writes N] [--journal-runs N] "
-               "[--journal-steps N] [--durable-runs N] [--durable-steps N] [--durable-replay N] "
-               "[--http-requests N] "
-               "[--loop N] [--lateness N] [--workers N] [--only NAME]\n"
-               "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
-               "spawn_done mem_receive store journal durable http daemon patterns cpu_peer "
-               "lateness state_floor\n",
-               why);
+  std::fprintf(
+      stderr,
+      "luad_bench: %s\n"
+      "usage: luad_bench [--spawn N] [--idle N] [--yields N] [--timers N] [--timer-rounds K] "
+      "[--messages N] [--ring-procs N] [--ring-laps N] [--spawn-done N] "
+      "[--idle-receive N] [--store-writers N] [--store-writes N] [--journal-runs N] "
+      "[--journal-steps N] [--durable-runs N] [--durable-steps N] [--durable-replay N] "
+      "[--http-requests N] "
+      "[--loop N] [--lateness N] [--workers N] [--only NAME]\n"
+      "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
+      "spawn_done mem_receive store journal durable http daemon patterns cpu_peer "
+      "lateness state_floor\n",
+      why);
   std::exit(2);
 }
 
@@ -82,6 +83,8 @@ options parse(int argc, char** argv) {
       opts.yields = parse_count(arg);
     } else if (flag == "--timers") {
       opts.timers = parse_count(arg);
+    } else if (flag == "--timer-rounds") {
+      opts.timer_rounds = parse_count(arg);
     } else if (flag == "--messages") {
       opts.messages = parse_count(arg);
     } else if (flag == "--ring-procs") {
@@ -123,8 +126,9 @@ options parse(int argc, char** argv) {
     }
   }
   if (opts.spawn == 0 || opts.idle == 0 || opts.yields == 0 || opts.timers == 0 ||
-      opts.journal_runs == 0 || opts.journal_steps == 0 || opts.durable_runs == 0 ||
-      opts.durable_steps == 0 || opts.durable_replay == 0 || opts.lateness == 0) {
+      opts.timer_rounds == 0 || opts.journal_runs == 0 || opts.journal_steps == 0 ||
+      opts.durable_runs == 0 || opts.durable_steps == 0 || opts.durable_replay == 0 ||
+      opts.lateness == 0) {
     usage("sizes must be positive");
   }
   return opts;

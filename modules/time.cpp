@@ -202,6 +202,7 @@ timer_list* timers_of(lua_State* L) {
     lua_pushcfunction(L, timer_list_gc);
     lua_setfield(L, -2, "__gc");
   }
+  runtime::process::of(L)->note_finalizer();
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &k_timer_list_key);
   return list;

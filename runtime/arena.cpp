@@ -1,4 +1,5 @@
-// Process heaps: bump allocation in 4 KiB chunks, 16-byte size classes.
+// Process heaps: bump allocation in 4 KiB chunks, 16-byte size classes;
+// large blocks from malloc on an intrusive list.
 #include "runtime/arena.hpp"
 
 #include <cstdlib>
@@ -11,13 +12,18 @@ constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1
 }  // namespace
 
 void arena::reset() noexcept {
+  while (large_) {
+    large_header* next = large_->next;
+    std::free(large_);
+    large_ = next;
+  }
   while (chunks_) {
     chunk_header* next = chunks_->next;
     std::free(chunks_);
     chunks_ = next;
   }
   free_ = {};
-  cursor_ = end_ = nullptr;
+  cursor_ = nullptr;
   footprint_.store(0, std::memory_order_relaxed);
 }
 
@@ -31,7 +37,6 @@ bool arena::add_chunk(std::size_t size, std::size_t limit) noexcept {
   grow(size);
   // The rest of the old chunk is left unused: at most one block's worth.
   cursor_ = reinterpret_cast<char*>(c) + align_up(sizeof(chunk_header), k_step);
-  end_ = reinterpret_cast<char*>(c) + size;
   return true;
 }
 
@@ -46,23 +51,39 @@ std::size_t arena::small_bytes() const noexcept {
   std::size_t n = 0;
   for (const chunk_header* c = chunks_; c; c = c->next)
     n += c->size - align_up(sizeof(chunk_header), k_step);
-  return chunks_ ? n - static_cast<std::size_t>(end_ - cursor_) : 0;
+  return chunks_ ? n - room() : 0;
 }
 
 void* arena::carve(std::size_t size, std::size_t limit) noexcept {
-  if (static_cast<std::size_t>(end_ - cursor_) < size && !add_chunk(k_chunk, limit)) return nullptr;
+  if (room() < size && !add_chunk(k_chunk, limit)) return nullptr;
   void* p = cursor_;
   cursor_ += size;
   return p;
 }
 
+void arena::link(large_header* h) noexcept {
+  h->prev = nullptr;
+  h->next = large_;
+  if (large_) large_->prev = h;
+  large_ = h;
+}
+
+void arena::unlink(large_header* h) noexcept {
+  (h->prev ? h->prev->next : large_) = h->next;
+  if (h->next) h->next->prev = h->prev;
+}
+
+void* arena::allocate_large(std::size_t n, std::size_t limit) noexcept {
+  if (footprint() + n > limit) return nullptr;
+  auto* h = static_cast<large_header*>(std::malloc(sizeof(large_header) + n));
+  if (!h) return nullptr;
+  link(h);
+  grow(n);
+  return h + 1;
+}
+
 void* arena::allocate(std::size_t n, std::size_t limit) noexcept {
-  if (n > max_small) {
-    if (footprint() + n > limit) return nullptr;
-    void* p = std::malloc(n);
-    if (p) grow(n);
-    return p;
-  }
+  if (n > max_small) return allocate_large(n, limit);
   std::size_t c = (n - 1) / k_step;
   if (free_block* b = free_[c]) {
     free_[c] = b->next;
@@ -73,8 +94,10 @@ void* arena::allocate(std::size_t n, std::size_t limit) noexcept {
 
 void arena::release(void* p, std::size_t n) noexcept {
   if (n > max_small) {
+    large_header* h = static_cast<large_header*>(p) - 1;
+    unlink(h);
     shrink(n);
-    std::free(p);
+    std::free(h);
     return;
   }
   std::size_t c = (n - 1) / k_step;
@@ -86,12 +109,17 @@ void arena::release(void* p, std::size_t n) noexcept {
 void* arena::resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept {
   if (old > max_small && n > max_small) {
     if (n > old && footprint() + (n - old) > limit) return nullptr;
-    void* q = std::realloc(p, n);
-    if (q) {
-      shrink(old);
-      grow(n);
+    large_header* h = static_cast<large_header*>(p) - 1;
+    unlink(h);
+    auto* q = static_cast<large_header*>(std::realloc(h, sizeof(large_header) + n));
+    if (!q) {
+      link(h);  // realloc failed: the old block stands
+      return nullptr;
     }
-    return q;
+    link(q);
+    shrink(old);
+    grow(n);
+    return q + 1;
   }
   if (old <= max_small && n <= max_small && (old - 1) / k_step == (n - 1) / k_step) return p;
   void* q = allocate(n, limit);

@@ -162,6 +162,10 @@ class process final : public completion_target {
   /// bypasses commands (receive, spawn) is not journaled, so the modules
   /// take the journaled path or refuse it there.
   bool durable() const { return durable_; }
+  /// A C module gave this state a userdata with a __gc (scripts may not):
+  /// its exit closes the state with lua_close, which runs it. A state without
+  /// one is dropped with its arena, unvisited (finish_with).
+  void note_finalizer() { has_finalizers_ = true; }
   /// The sink of a process with own_commands() (else null).
   const command_sink* own_sink() const { return own_commands_ ? rare_->commands.get() : nullptr; }
   /// The same, shared, for a child that inherits it
@@ -264,7 +268,9 @@ class process final : public completion_target {
   std::atomic<std::uint8_t> kill_reason_{0};  ///< exit_reason + 1, 0 = none
   suspend_kind suspend_ = suspend_kind::none;
   exit_reason doom_reason_ = exit_reason::normal;
-  bool last_alloc_refused_ = false;
+  // Both written by the process's own worker only (one byte between them).
+  bool last_alloc_refused_ : 1 = false;
+  bool has_finalizers_ : 1 = false;    // see note_finalizer()
   std::atomic<bool> over_cpu_{false};  // set by the watchdog or at a turn's end
   std::atomic<bool> heavy_{false};     // see note_held()
   // Links and monitors, under a one-byte spin lock (idle processes are many).

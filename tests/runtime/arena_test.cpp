@@ -4,11 +4,14 @@
 
 #include <doctest/doctest.h>
 
+#include <malloc.h>
+
 #include <cstdint>
 #include <vector>
 
 #include "runtime/code.hpp"
 #include "runtime/process.hpp"
+#include "runtime/sanitizers.hpp"
 #include "runtime/scheduler.hpp"
 #include "tests/support.hpp"
 
@@ -82,4 +85,36 @@ TEST_CASE("later processes of a script start with a first chunk sized to what th
   std::size_t third = footprint_when_waiting();
   CHECK(second < first);  // no half-empty 4 KiB chunk at the end
   CHECK(third < first);
+}
+
+TEST_CASE("an arena's large blocks survive resizes and are all freed by reset") {
+  // reset() replaces lua_close for states without finalizers, so it must
+  // give back every large block, however Lua resized it.
+  const std::size_t before = ::mallinfo2().uordblks;
+  {
+    arena a;
+    std::vector<void*> blocks;
+    for (int i = 0; i < 100; ++i) {
+      auto* p = static_cast<unsigned char*>(a.allocate(16 * 1024, SIZE_MAX));
+      REQUIRE(p);
+      p[0] = static_cast<unsigned char>(i);
+      blocks.push_back(p);
+    }
+    // Grow some (realloc may move them), shrink some to small, free a few.
+    for (int i = 0; i < 100; i += 3) {
+      auto* q = static_cast<unsigned char*>(a.resize(blocks[i], 16 * 1024, 48 * 1024, SIZE_MAX));
+      REQUIRE(q);
+      CHECK(q[0] == i);
+      blocks[i] = q;
+    }
+    void* small = a.resize(blocks[1], 16 * 1024, 100, SIZE_MAX);
+    REQUIRE(small);
+    CHECK(static_cast<unsigned char*>(small)[0] == 1);
+    a.release(blocks[2], 16 * 1024);
+    CHECK(a.footprint() >= 97 * 16 * 1024);
+    CHECK(::mallinfo2().uordblks - before >= 97 * 16 * 1024);
+    a.reset();
+    CHECK(a.footprint() == 0);
+    if constexpr (!luad::runtime::asan_build) CHECK(::mallinfo2().uordblks - before < 64 * 1024);
+  }
 }
