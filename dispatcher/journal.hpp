@@ -4,11 +4,10 @@
 // DESIGN. A durable run is a process whose every yielded command is recorded,
 // with its result, before the run is resumed with it; after a crash the run is
 // replayed from the start and each command is answered from its journal. This
-// header is all the rest of luad knows of where that history lives: the
-// SQLite backend (dispatcher/storage.*, the store's own file and writer
-// thread, so a store write and its journal entry share one transaction) is
-// the first implementation; a PostgreSQL one can follow behind the same
-// interface. Writes are asynchronous and group-committed: a callback runs
+// header is all the rest of luad knows of where that history lives: each
+// store backend (dispatcher/store_backend.hpp) implements it beside the
+// store, so a store write and its journal entry share one transaction;
+// SQLite (dispatcher/sqlite_store.*) is the first. Writes are asynchronous and group-committed: a callback runs
 // (on the backend's thread, so it must not block) only once the write is
 // durable. Reads block and are for startup and the protocol.
 #pragma once

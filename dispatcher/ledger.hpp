@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "dispatcher/storage.hpp"
+#include "dispatcher/store_backend.hpp"
 #include "runtime/value.hpp"
 
 namespace luad::dispatcher {
@@ -19,7 +19,7 @@ namespace luad::dispatcher {
 /// thread only, with the storage's usage lock held.
 class ledger {
  public:
-  ledger(std::map<std::string, std::int64_t, std::less<>>& usage, const storage::quotas& q)
+  ledger(std::map<std::string, std::int64_t, std::less<>>& usage, const store_quotas& q)
       : usage_(usage), quotas_(q) {}
 
   /// Whether `ns` may grow by `delta` bytes (shrinking always may); `quota`
@@ -45,7 +45,7 @@ class ledger {
 
  private:
   std::map<std::string, std::int64_t, std::less<>>& usage_;
-  const storage::quotas& quotas_;
+  const store_quotas& quotas_;
   std::vector<std::pair<std::string, std::int64_t>> changes_;
   std::uint64_t written_ = 0;
 };

@@ -5,7 +5,7 @@
 #include <iterator>
 #include <stdexcept>
 
-#include "dispatcher/storage.hpp"
+#include "dispatcher/sqlite_store.hpp"
 
 namespace luad::dispatcher {
 
@@ -90,16 +90,16 @@ constexpr const char* k_schema_steps[] = {
     // (docs/performance.md, "Durable runs").
     "ALTER TABLE runs DROP COLUMN steps;",
 };
-static_assert(std::size(k_schema_steps) == storage::schema_version,
-              "storage::schema_version must count the schema's steps");
+static_assert(std::size(k_schema_steps) == sqlite_store::schema_version,
+              "sqlite_store::schema_version must count the schema's steps");
 
 // Takes a file at version `from` (0: empty) to the current version.
 void migrate(sqlite3* db, int from) {
   exec(db, "BEGIN IMMEDIATE");
   try {
-    for (int v = from; v < storage::schema_version; ++v) exec(db, k_schema_steps[v]);
+    for (int v = from; v < sqlite_store::schema_version; ++v) exec(db, k_schema_steps[v]);
     statement put(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)");
-    put.blob(1, std::to_string(storage::schema_version));
+    put.blob(1, std::to_string(sqlite_store::schema_version));
     if (put.step() != SQLITE_DONE) throw std::runtime_error(put.message());
   } catch (const std::exception&) {
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -128,16 +128,16 @@ int prepare_schema(sqlite3* db, bool read_only) {
     if (read_only) throw std::runtime_error("the file is read-only and has no luad schema");
   } else {
     v = read_schema_version(db);
-    if (v > storage::schema_version) {
+    if (v > sqlite_store::schema_version) {
       throw std::runtime_error("made by a newer luad (schema version " + std::to_string(v) +
                                "; this luad reads up to " +
-                               std::to_string(storage::schema_version) + ")");
+                               std::to_string(sqlite_store::schema_version) + ")");
     }
     if (v < 1) throw std::runtime_error("unknown schema version " + std::to_string(v));
   }
-  if (v == storage::schema_version || read_only) return v;
+  if (v == sqlite_store::schema_version || read_only) return v;
   migrate(db, v);
-  return storage::schema_version;
+  return sqlite_store::schema_version;
 }
 
 runtime::error sqlite_failure(sqlite3* db, int rc, const char* doing) {

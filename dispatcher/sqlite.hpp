@@ -84,7 +84,7 @@ sqlite3* open_db(const std::string& path, int flags);
 int read_schema_version(sqlite3* db);
 
 /// Creates luad's schema in a new file, or migrates an older one in place
-/// (one transaction), and returns the file's version (storage::schema_version,
+/// (one transaction), and returns the file's version (sqlite_store::schema_version,
 /// or an older one for a read-only file, which cannot be migrated). A file
 /// made by a newer luad, somebody else's tables, or a file that is not a
 /// database throw std::runtime_error saying so.
