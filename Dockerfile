@@ -48,7 +48,7 @@ RUN --mount=type=cache,id=luad-runtime-apt,target=/var/cache/apt \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libspdlog1.10 libfmt9 libssl3 libsqlite3-0 libtomlplusplus3 ca-certificates \
+      libspdlog1.10 libfmt9 libssl3 libsqlite3-0 libtomlplusplus3 libpq5 ca-certificates \
  && groupadd --system --gid 10001 luad \
  && useradd --system --uid 10001 --gid luad --home-dir /var/lib/luad --no-create-home luad \
  && mkdir -p /run/luad /var/lib/luad \
