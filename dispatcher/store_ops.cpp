@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "dispatcher/store_write.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/message_codec.hpp"
 
@@ -20,11 +21,6 @@ using runtime::error_kind;
 namespace {
 
 constexpr int k_expiry_chunk = 1000;
-
-bool has_field(const runtime::value& args, std::string_view name) {
-  const runtime::value* v = args.find(name);
-  return v && !v->is_nil();
-}
 
 std::int64_t integer_field(const runtime::value& args, std::string_view name,
                            std::int64_t fallback) {
@@ -45,24 +41,6 @@ std::string prefix_end(std::string prefix) {
     prefix.pop_back();
   }
   return {};
-}
-
-// The row under ns/key as the quota sees it: its bytes (0: no row, live or
-// expired) and whether it is live.
-struct stored_row {
-  std::int64_t bytes = 0;
-  bool live = false;
-};
-
-stored_row find_row(statement& size, std::string_view ns, std::string_view key, double now,
-                    int& rc) {
-  size.reset().blob(1, ns).blob(2, key).real(3, now);
-  rc = size.step();
-  stored_row row;
-  if (rc == SQLITE_ROW) row = {size.column_integer(0), size.column_integer(1) != 0};
-  if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
-  size.reset();
-  return row;
 }
 
 // The live (unexpired) value of ns/key, or nullopt.
@@ -118,95 +96,61 @@ writer_statements::writer_statements(sqlite3* db)
              "DELETE FROM kv WHERE (ns, key) IN (SELECT ns, key FROM kv WHERE expires <= ?1 "
              "LIMIT ?2) RETURNING ns, length(key) + length(value)") {}
 
-// Every write first looks up the row's size (find_row) so that the ledger
-// knows what it adds or gives back.
-runtime::outcome apply_write(writer_statements& st, ledger& book, const runtime::value& args,
-                             double now, int& rc, sqlite3* db) {
-  std::string_view op = text_field(args, "op");
-  std::string_view ns = text_field(args, "ns");
-  std::string_view key = text_field(args, "key");
-  rc = SQLITE_OK;
-  stored_row row = find_row(st.size, ns, key, now, rc);
-  if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "size"));
-  std::uint64_t quota = 0;
-  // Whether `bytes` may replace the row; on false, `refusal` says why.
-  runtime::outcome refusal;
-  auto room_for = [&](std::string_view bytes) {
-    std::int64_t delta = static_cast<std::int64_t>(key.size() + bytes.size()) - row.bytes;
-    if (book.fits(ns, delta, quota)) return true;
-    refusal = over_quota(op, ns, book.used(ns), delta, quota);
-    return false;
-  };
-  auto put = [&](std::string_view bytes, const runtime::value* ttl) {
-    st.put.reset().blob(1, ns).blob(2, key).blob(3, bytes);
-    const double* secs = ttl ? ttl->get<double>() : nullptr;  // the module sends a float
-    if (secs)
-      st.put.real(4, now + *secs);
+namespace {
+
+// The writer's statements as the rows a store write sees (store_write.hpp).
+// `rc` keeps SQLite's code of the last failure: the writer decides by it
+// whether the batch fails.
+struct sqlite_rows final : store_rows {
+  sqlite_rows(writer_statements& statements, sqlite3* connection)
+      : st(statements), db(connection) {}
+  bool find(std::string_view ns, std::string_view key, double now, stored_row& row) override {
+    st.size.reset().blob(1, ns).blob(2, key).real(3, now);
+    rc = st.size.step();
+    row = {};
+    if (rc == SQLITE_ROW) row = {st.size.column_integer(0), st.size.column_integer(1) != 0};
+    st.size.reset();
+    return done(rc == SQLITE_ROW || rc == SQLITE_DONE);
+  }
+  bool live_value(std::string_view ns, std::string_view key, double now,
+                  std::optional<std::string>& value) override {
+    value = dispatcher::live_value(st.get, ns, key, now, rc);
+    return rc == SQLITE_OK;
+  }
+  bool put(std::string_view ns, std::string_view key, std::string_view value,
+           std::optional<double> expires) override {
+    st.put.reset().blob(1, ns).blob(2, key).blob(3, value);
+    if (expires)
+      st.put.real(4, *expires);
     else
       st.put.null(4);
-    int r = st.put.step();
-    rc = r == SQLITE_DONE ? SQLITE_OK : r;
-    if (rc != SQLITE_OK) return;
-    book.add(ns, static_cast<std::int64_t>(key.size() + bytes.size()) - row.bytes);
-    book.wrote(key.size() + bytes.size());
-  };
-  auto erase = [&] {
+    rc = st.put.step();
+    return done(rc == SQLITE_DONE);
+  }
+  bool erase(std::string_view ns, std::string_view key) override {
     st.erase.reset().blob(1, ns).blob(2, key);
-    int r = st.erase.step();
-    rc = r == SQLITE_DONE ? SQLITE_OK : r;
-    if (rc == SQLITE_OK) book.add(ns, -row.bytes);
-  };
-  if (op == "set") {
-    if (!room_for(text_field(args, "value"))) return refusal;
-    put(text_field(args, "value"), args.find("ttl"));
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "set"));
-    return runtime::outcome::success(true);
+    rc = st.erase.step();
+    return done(rc == SQLITE_DONE);
   }
-  if (op == "delete") {
-    if (row.bytes == 0) return runtime::outcome::success(false);
-    erase();
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "delete"));
-    return runtime::outcome::success(row.live);
+  runtime::error failure(const char* during) override { return sqlite_failure(db, rc, during); }
+
+  bool done(bool ok) {
+    if (ok) rc = SQLITE_OK;
+    return ok;
   }
-  if (op == "incr") {
-    std::int64_t delta = integer_field(args, "by", 1);
-    auto old = live_value(st.get, ns, key, now, rc);
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "incr"));
-    std::int64_t current = 0;
-    if (old && !runtime::decode_integer(*old, current)) {
-      return runtime::outcome::failure(
-          {error_kind::invalid, "store.incr: the value is not an integer", false, {}});
-    }
-    std::int64_t next;
-    if (__builtin_add_overflow(current, delta, &next)) {
-      return runtime::outcome::failure(
-          {error_kind::invalid, "store.incr: integer overflow", false, {}});
-    }
-    std::string bytes;
-    runtime::encode_value(runtime::value(next), bytes);
-    if (!room_for(bytes)) return refusal;
-    put(bytes, nullptr);
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "incr"));
-    return runtime::outcome::success(next);
-  }
-  if (op == "cas") {
-    auto old = live_value(st.get, ns, key, now, rc);
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "cas"));
-    bool want_absent = !has_field(args, "expected");
-    bool matches =
-        want_absent ? !old.has_value() : (old.has_value() && *old == text_field(args, "expected"));
-    if (!matches) return runtime::outcome::success(false);
-    if (has_field(args, "value")) {
-      if (!room_for(text_field(args, "value"))) return refusal;
-      put(text_field(args, "value"), nullptr);
-    } else {
-      erase();
-    }
-    if (rc != SQLITE_OK) return runtime::outcome::failure(sqlite_failure(db, rc, "cas"));
-    return runtime::outcome::success(true);
-  }
-  return runtime::outcome::failure(
-      {error_kind::invalid, "store: unknown write '" + std::string(op) + "'", false, {}});
+  writer_statements& st;
+  sqlite3* db;
+  int rc = SQLITE_OK;
+};
+
+}  // namespace
+
+runtime::outcome apply_write(writer_statements& st, ledger& book, const runtime::value& args,
+                             double now, int& rc, sqlite3* db) {
+  sqlite_rows rows(st, db);
+  runtime::outcome o = apply_store_write(rows, book, args, now);
+  rc = rows.rc;
+  return o;
 }
 
 runtime::outcome apply_read(reader_statements& st, sqlite3* db, const runtime::value& args) {
