@@ -80,7 +80,7 @@ class temp_folder {
 struct journaled {
   explicit journaled(const options& opts)
       : eng(server::engine_options{runtime::scheduler_options::with_workers(opts.workers),
-                                   dir.path()}) {}
+                                   dir.path(), {}}) {}
   temp_folder dir;  // (declared first: destroyed after the engine)
   server::engine eng;
 };

@@ -295,7 +295,19 @@ void pg_session::fail_all(const runtime::error& e) {
   for (job& j : left) j.done(e);
 }
 
+// An idle connection is still watched: a server that shuts down or drops it
+// is noticed now, not by the next batch.
+void pg_session::watch_idle() {
+  if (!PQconsumeInput(conn_)) {
+    lost(trimmed(PQerrorMessage(conn_)));
+    return;
+  }
+  while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
+  wait(false);
+}
+
 void pg_session::next_job() {
+  if (state_ == state::ready && queue_.empty()) wait(false);  // idle: watch for a loss
   if (state_ != state::ready || queue_.empty()) return;
   current_ = std::move(queue_.front());
   queue_.pop_front();
@@ -425,6 +437,7 @@ void pg_session::step() {
       else
         read_results();
       return;
+    case state::ready: watch_idle(); return;
     default: return;
   }
 }

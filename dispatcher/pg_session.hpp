@@ -151,6 +151,7 @@ class pg_session : public std::enable_shared_from_this<pg_session> {
   void on_connected();
   void lost(const std::string& why);
   void next_job();
+  void watch_idle();
   void send_job();
   void flush();
   void read_results();

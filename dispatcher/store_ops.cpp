@@ -29,20 +29,6 @@ std::int64_t integer_field(const runtime::value& args, std::string_view name,
   return i ? *i : fallback;
 }
 
-// The upper bound of keys starting with `prefix` (exclusive), or "" when there
-// is none (a prefix of 0xFF bytes only).
-std::string prefix_end(std::string prefix) {
-  while (!prefix.empty()) {
-    auto last = static_cast<unsigned char>(prefix.back());
-    if (last != 0xFF) {
-      prefix.back() = static_cast<char>(last + 1);
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return {};
-}
-
 // The live (unexpired) value of ns/key, or nullopt.
 std::optional<std::string> live_value(statement& get, std::string_view ns, std::string_view key,
                                       double now, int& rc) {
@@ -70,6 +56,18 @@ std::string_view text_field(const runtime::value& args, std::string_view name) {
 }
 
 bool is_read(std::string_view op) { return op == "get" || op == "list"; }
+
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    auto last = static_cast<unsigned char>(prefix.back());
+    if (last != 0xFF) {
+      prefix.back() = static_cast<char>(last + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return {};
+}
 
 reader_statements::reader_statements(sqlite3* db)
     : get(db,

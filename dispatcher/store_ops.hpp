@@ -25,6 +25,10 @@ std::string_view text_field(const runtime::value& args, std::string_view name);
 /// Whether `op` reads (get, list) rather than writes.
 bool is_read(std::string_view op);
 
+/// The upper bound of keys starting with `prefix` (exclusive), or "" when
+/// there is none (a prefix of 0xFF bytes only): where a list stops.
+std::string prefix_end(std::string prefix);
+
 /// The statements of a connection that reads, prepared once.
 struct reader_statements {
   explicit reader_statements(sqlite3* db);

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "dispatcher/postgres_store.hpp"
+#include "dispatcher/sqlite_store.hpp"
 #include "modules/modules.hpp"
 #include "runtime/module.hpp"
 #include "runtime/yield.hpp"
@@ -42,9 +44,19 @@ void check_yields(const runtime::module_registry& modules, const dispatcher::reg
   }
 }
 
-engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}}) {}
+engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}, {}}) {}
 
-engine::engine(engine_options opts) : storage_(opts.data_dir) {
+namespace {
+
+std::unique_ptr<dispatcher::store_backend> store_for(const engine_options& opts) {
+  if (!opts.postgres.empty())
+    return std::make_unique<dispatcher::postgres_store>(dispatcher::postgres_options{opts.postgres});
+  return std::make_unique<dispatcher::sqlite_store>(opts.data_dir);
+}
+
+}  // namespace
+
+engine::engine(engine_options opts) : storage_(store_for(opts)) {
   tune_allocator();
   clock_.register_in(registry_);
   fetch_.register_in(registry_);

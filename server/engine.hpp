@@ -20,6 +20,10 @@ struct engine_options {
   /// Folder holding the store's SQLite file (`luad.db`); created if missing.
   /// Empty: store commands fail with `unavailable` ("no data directory").
   std::string data_dir;
+  /// A PostgreSQL connection string: the store lives there instead (not yet
+  /// the journal: durable runs need SQLite). Tests only, until [storage]
+  /// offers it (issue 16).
+  std::string postgres;
 };
 
 /// Throws std::logic_error naming the module and yield type when a yield type

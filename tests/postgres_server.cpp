@@ -1,6 +1,8 @@
 // The test PostgreSQL server: see tests/postgres_server.hpp.
 #include "tests/postgres_server.hpp"
 
+#include <libpq-fe.h>
+
 #include <pwd.h>
 #include <unistd.h>
 
@@ -67,6 +69,22 @@ postgres_server::~postgres_server() {
 
 std::string postgres_server::conninfo() const {
   return "host=" + dir_.string() + " port=5432 dbname=postgres user=postgres";
+}
+
+std::string postgres_server::new_database() {
+  std::string name = "luad_test_" + std::to_string(++databases_);
+  PGconn* c = PQconnectdb(conninfo().c_str());
+  std::string why;
+  if (PQstatus(c) != CONNECTION_OK) {
+    why = PQerrorMessage(c);
+  } else {
+    PGresult* r = PQexec(c, ("CREATE DATABASE " + name).c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) why = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  PQfinish(c);
+  if (!why.empty()) throw std::runtime_error("test postgres: CREATE DATABASE " + name + ": " + why);
+  return "host=" + dir_.string() + " port=5432 dbname=" + name + " user=postgres";
 }
 
 void postgres_server::start() {

@@ -21,6 +21,9 @@ class postgres_server {
 
   /// A libpq connection string for the `postgres` database as the superuser.
   std::string conninfo() const;
+  /// Creates a fresh, empty database and returns its connection string: one
+  /// server can then serve several tests without one seeing another's rows.
+  std::string new_database();
   /// Stops the server (fast shutdown) and starts it again on the same data:
   /// what a test of reconnection needs.
   void restart();
@@ -31,6 +34,7 @@ class postgres_server {
  private:
   std::filesystem::path dir_;  // holds data/, the log and the socket
   bool running_ = false;
+  int databases_ = 0;
   std::string run_as_owner(const std::string& command) const;  // output; throws on failure
 };
 

@@ -41,7 +41,7 @@ using clk = std::chrono::steady_clock;
 struct journaled_engine {
   luad::test::temp_dir dir{"durable"};
   luad::server::engine eng{luad::server::engine_options{
-      luad::runtime::scheduler_options::with_workers(2), dir.path().string()}};
+      luad::runtime::scheduler_options::with_workers(2), dir.path().string(), {}}};
   std::mutex mu;
   std::vector<std::string> reports;  // what stop_fn was told
   // The running process: stop_fn ends it, as the daemon does.

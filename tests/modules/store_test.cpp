@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/modules/store_backends.hpp"
 #include "tests/support.hpp"
 
 namespace fs = std::filesystem;
@@ -66,10 +67,10 @@ long long count_rows(const std::string& db_path, const char* where = "1") {
 
 }  // namespace
 
-TEST_CASE("store: get, set, delete, incr, cas and list from Lua") {
-  temp_dir d("luad_store");
-  engine eng(with_data(d));
-  auto r = run_ok(eng, R"(
+TEST_CASE("store: get, set, delete, incr, cas and list from Lua, on SQLite and PostgreSQL") {
+  luad::test::for_each_store_backend([](const char*, engine_options opts) {
+    engine eng(opts);
+    auto r = run_ok(eng, R"(
     local store = require("store")
     assert(store.set("a", {x = 1, list = {1, 2, 3}, name = "ü\0z"}))
     local v = store.get("a")
@@ -99,15 +100,16 @@ TEST_CASE("store: get, set, delete, incr, cas and list from Lua") {
     local all = store.list()
     assert(#all == 28, #all)  -- a, n, k001..k025, l
     return true)");
-  CHECK(r.at(0) == value(true));
+    CHECK(r.at(0) == value(true));
+  });
 }
 
-TEST_CASE("store: misuse raises, bad values fail with invalid or limit") {
-  temp_dir d("luad_store");
-  engine eng(with_data(d));
-  luad::runtime::spawn_options o = granted({"store:demo"});
-  o.ctx.limits.message_bytes = 1000;
-  auto e = run_lua(R"(
+TEST_CASE("store: misuse raises, bad values fail with invalid or limit, on both backends") {
+  luad::test::for_each_store_backend([](const char*, engine_options opts) {
+    engine eng(opts);
+    luad::runtime::spawn_options o = granted({"store:demo"});
+    o.ctx.limits.message_bytes = 1000;
+    auto e = run_lua(R"(
     local store = require("store")
     local function raises(f, ...) local ok = pcall(f, ...) return not ok end
     assert(raises(store.get, {}) and raises(store.get, "") and raises(store.get, ("k"):rep(1025)))
@@ -120,32 +122,34 @@ TEST_CASE("store: misuse raises, bad values fail with invalid or limit") {
     v, err = store.set("big", ("x"):rep(2000))
     assert(v == nil and err.kind == "limit", tostring(err))
     return true)",
-                   o, &eng);
-  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
-  CHECK(e.results.at(0) == value(true));
+                     o, &eng);
+    REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+    CHECK(e.results.at(0) == value(true));
+  });
 }
 
-TEST_CASE("store: a process sees only its own namespace and needs a permission") {
-  temp_dir d("luad_store");
-  engine eng(with_data(d));
-  run_ok(eng, "assert(require('store').set('k', 'from a'))", {"store:a"});
-  auto b = run_ok(eng, "return require('store').get('k')", {"store:b"});
-  CHECK(b.at(0).is_nil());
-  auto a = run_ok(eng, "return require('store').get('k')", {"store:a"});
-  CHECK(a.at(0) == value("from a"));
-  auto none = run_ok(eng, R"(
+TEST_CASE("store: a process sees only its own namespace and needs a permission, on both backends") {
+  luad::test::for_each_store_backend([](const char*, engine_options opts) {
+    engine eng(opts);
+    run_ok(eng, "assert(require('store').set('k', 'from a'))", {"store:a"});
+    auto b = run_ok(eng, "return require('store').get('k')", {"store:b"});
+    CHECK(b.at(0).is_nil());
+    auto a = run_ok(eng, "return require('store').get('k')", {"store:a"});
+    CHECK(a.at(0) == value("from a"));
+    auto none = run_ok(eng, R"(
     local v, err = require('store').get('k')
     return v, err.kind, err.message)",
-                     {});
-  CHECK(none.at(1) == value("permission_denied"));
-  CHECK(has(*none.at(2).get<std::string>(), "store:NAME"));
-  // Children inherit the namespace.
-  auto child = run_ok(eng, R"(
+                       {});
+    CHECK(none.at(1) == value("permission_denied"));
+    CHECK(has(*none.at(2).get<std::string>(), "store:NAME"));
+    // Children inherit the namespace.
+    auto child = run_ok(eng, R"(
     local process = require("process")
     local pid = process.spawn("tests/lua/children/store_reader.lua", process.self(), "k")
     return process.receive("value", 10).payload)",
-                      {"store:a"});
-  CHECK(child.at(0) == value("from a"));
+                        {"store:a"});
+    CHECK(child.at(0) == value("from a"));
+  });
 }
 
 TEST_CASE("store: without a data directory every call fails with unavailable") {
@@ -223,34 +227,40 @@ TEST_CASE("store: a newer schema, a corrupt file or a foreign database is refuse
   CHECK(has(m, "not a luad store"));
 }
 
-TEST_CASE("store: concurrent writers are committed in groups and all acknowledged") {
-  temp_dir d("luad_store");
-  engine eng(with_data(d));
-  constexpr int writers = 1000 / luad::test::sanitizer_scale;
-  luad::runtime::spawn_options o = granted({"store:demo"});
-  o.args = {value(writers)};
-  auto e = run_lua(R"(
+TEST_CASE(
+    "store: concurrent writers are committed in groups and all acknowledged, on both backends") {
+  luad::test::for_each_store_backend([](const char* backend, engine_options opts) {
+    engine eng(opts);
+    constexpr int writers = 1000 / luad::test::sanitizer_scale;
+    luad::runtime::spawn_options o = granted({"store:demo"});
+    o.args = {value(writers)};
+    auto e = run_lua(R"(
     local process = require("process")
     local n = ...
     for i = 1, n do process.spawn("tests/lua/children/store_writer.lua", process.self(), "w" .. i, 10) end
     local acked = 0
     for _ = 1, n do acked = acked + process.receive("done", 60).payload end
     return acked)",
-                   o, &eng);
-  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
-  CHECK(e.results.at(0) == value(writers * 10));
-  CHECK(count_rows((d.path() / "luad.db").string()) == writers * 10);
-  // Group commit: far fewer transactions than writes.
-  CHECK(eng.storage().committed_writes() >= static_cast<std::uint64_t>(writers * 10));
-  CHECK(eng.storage().commits() < eng.storage().committed_writes() / 4);
+                     o, &eng);
+    REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+    CHECK(e.results.at(0) == value(writers * 10));
+    if (std::string_view(backend) == "sqlite")
+      CHECK(count_rows((fs::path(opts.data_dir) / "luad.db").string()) == writers * 10);
+    auto listed = run_ok(eng, "return #require('store').list('w', {limit = 1000})");
+    CHECK(listed.at(0) == value(std::min(writers * 10, 1000)));
+    // Group commit: far fewer transactions than writes.
+    CHECK(eng.storage().committed_writes() >= static_cast<std::uint64_t>(writers * 10));
+    CHECK(eng.storage().commits() < eng.storage().committed_writes() / 4);
+  });
 }
 
-TEST_CASE("store: a full disk or a read-only file fails writers with unavailable, not a crash") {
-  temp_dir d("luad_store");
-  engine eng(with_data(d));
-  run_ok(eng, "assert(require('store').set('before', 1))");
-  eng.storage().inject(luad::dispatcher::storage::fault::disk_full);
-  auto r = run_ok(eng, R"(
+TEST_CASE(
+    "store: a full disk or a read-only database fails writers with unavailable, not a crash") {
+  luad::test::for_each_store_backend([](const char*, engine_options opts) {
+    engine eng(opts);
+    run_ok(eng, "assert(require('store').set('before', 1))");
+    eng.storage().inject(luad::dispatcher::storage::fault::disk_full);
+    auto r = run_ok(eng, R"(
     local store = require("store")
     local failed, kind = 0, nil
     for i = 1, 200 do
@@ -258,21 +268,22 @@ TEST_CASE("store: a full disk or a read-only file fails writers with unavailable
       if not ok then failed = failed + 1; kind = err.kind end
     end
     return failed, kind, store.get("before"))");
-  CHECK(r.at(0).get<std::int64_t>());
-  CHECK(*r.at(0).get<std::int64_t>() > 0);
-  CHECK(r.at(1) == value("unavailable"));
-  CHECK(r.at(2) == value(1));  // reads go on
+    CHECK(r.at(0).get<std::int64_t>());
+    CHECK(*r.at(0).get<std::int64_t>() > 0);
+    CHECK(r.at(1) == value("unavailable"));
+    CHECK(r.at(2) == value(1));  // reads go on
 
-  eng.storage().inject(luad::dispatcher::storage::fault::read_only);
-  r = run_ok(eng, R"(
+    eng.storage().inject(luad::dispatcher::storage::fault::read_only);
+    r = run_ok(eng, R"(
     local ok, err = require("store").set("ro", 1)
     return ok, err.kind, err.retryable)");
-  CHECK(r.at(0).is_nil());
-  CHECK(r.at(1) == value("unavailable"));
+    CHECK(r.at(0).is_nil());
+    CHECK(r.at(1) == value("unavailable"));
 
-  eng.storage().inject(luad::dispatcher::storage::fault::none);
-  r = run_ok(eng, "return require('store').set('after', 2)");
-  CHECK(r.at(0) == value(true));
+    eng.storage().inject(luad::dispatcher::storage::fault::none);
+    r = run_ok(eng, "return require('store').set('after', 2)");
+    CHECK(r.at(0) == value(true));
+  });
 }
 
 TEST_CASE("store: kill -9 during a write burst loses no acknowledged write") {

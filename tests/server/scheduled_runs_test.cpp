@@ -31,7 +31,7 @@ TEST_CASE("scheduled runs: a tick starts a run recorded with its tick, then wait
   w.schedule = "* * * * *";
   cfg.workflows.push_back(w);
   luad::server::engine eng{luad::server::engine_options{
-      luad::runtime::scheduler_options::with_workers(1), (dir / "data").string()}};
+      luad::runtime::scheduler_options::with_workers(1), (dir / "data").string(), {}}};
   boost::asio::io_context io;
   luad::server::events ev(io);
   luad::server::durable_runs runs(cfg, eng, ev, io);

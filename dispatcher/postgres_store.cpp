@@ -1,0 +1,541 @@
+// The PostgreSQL backend of the store (postgres_store.hpp): the schema, the
+// two-round-trip batches, reads, expiry, and what it cannot do yet.
+#include "dispatcher/postgres_store.hpp"
+
+#include <libpq-fe.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+
+#include <future>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include "dispatcher/ledger.hpp"
+#include "dispatcher/store_ops.hpp"
+#include "dispatcher/store_write.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/message_codec.hpp"
+
+namespace luad::dispatcher {
+
+namespace asio = boost::asio;
+using runtime::error;
+using runtime::error_kind;
+
+namespace {
+
+constexpr std::size_t k_max_batch = 8192;
+constexpr auto k_expiry_every = std::chrono::seconds(1);
+constexpr int k_expiry_chunk = 1000;
+
+// Schema 1 (made under start()'s advisory lock; each statement may run again).
+const char* const k_schema[] = {
+    "CREATE TABLE IF NOT EXISTS luad_kv (ns bytea NOT NULL, key bytea NOT NULL,"
+    " value bytea NOT NULL, expires float8, PRIMARY KEY (ns, key))",
+    "CREATE INDEX IF NOT EXISTS luad_kv_expires ON luad_kv (expires) WHERE expires IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS luad_ns_usage (ns bytea PRIMARY KEY, bytes int8 NOT NULL)",
+};
+
+error journal_missing() {
+  return runtime::fail(error_kind::unavailable,
+                       "journal: durable runs are not kept on PostgreSQL yet (use SQLite)");
+}
+
+pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
+  return {std::move(text), std::move(params)};
+}
+
+// A conflict another transaction won (or a deadlock): the batch may simply
+// run again.
+bool lost_conflict(const error& e) {
+  return e.message.find("[SQLSTATE 40001]") != std::string::npos ||
+         e.message.find("[SQLSTATE 40P01]") != std::string::npos;
+}
+
+}  // namespace
+
+// A batch's rows as its first round trip read them, then as its writes leave
+// them: the store_rows its writes run on.
+struct postgres_store::batch_state final : store_rows {
+  struct row {
+    std::optional<std::string> value;  // nullopt: no row
+    std::optional<double> expires;
+    bool dirty = false;
+  };
+  using row_key = std::pair<std::string, std::string>;
+
+  std::vector<job> jobs;
+  std::vector<row_key> keys;     // in the order of the first round's SELECTs
+  std::vector<std::string> nss;  // the same for the namespaces' totals
+  std::map<row_key, row, std::less<>> rows;
+  std::map<std::string, std::int64_t, std::less<>> usage, usage_before;
+  std::vector<runtime::outcome> results;
+  int attempts = 0;
+  std::uint64_t written = 0;
+  std::chrono::steady_clock::time_point began;
+
+  row& at(std::string_view ns, std::string_view key) {
+    return rows[row_key(std::string(ns), std::string(key))];
+  }
+  bool find(std::string_view ns, std::string_view key, double now, stored_row& out) override {
+    row& r = at(ns, key);
+    out = {};
+    if (r.value)
+      out = {static_cast<std::int64_t>(key.size() + r.value->size()),
+             !r.expires || *r.expires > now};
+    return true;
+  }
+  bool live_value(std::string_view ns, std::string_view key, double now,
+                  std::optional<std::string>& value) override {
+    row& r = at(ns, key);
+    value.reset();
+    if (r.value && (!r.expires || *r.expires > now)) value = r.value;
+    return true;
+  }
+  bool put(std::string_view ns, std::string_view key, std::string_view value,
+           std::optional<double> expires) override {
+    row& r = at(ns, key);
+    r.value = std::string(value);
+    r.expires = expires;
+    r.dirty = true;
+    return true;
+  }
+  bool erase(std::string_view ns, std::string_view key) override {
+    row& r = at(ns, key);
+    r.value.reset();
+    r.expires.reset();
+    r.dirty = true;
+    return true;
+  }
+  error failure(const char* during) override {  // (the rows are in memory: never called)
+    return runtime::fail(error_kind::internal, std::string("store: ") + during);
+  }
+};
+
+std::string postgres_store::redacted(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  PQfreemem(err);
+  if (!opts) return "(a malformed connection string)";
+  std::string out;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (!o->val || !*o->val || std::string_view(o->keyword) == "password") continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(o->keyword) + "=" + o->val;
+  }
+  PQconninfoFree(opts);
+  return "postgres:" + (out.empty() ? std::string(" (libpq defaults)") : " " + out);
+}
+
+postgres_store::postgres_store(postgres_options o)
+    : opts_(std::move(o)),
+      where_(redacted(opts_.conninfo)),
+      guard_(io_.get_executor()),
+      expiry_(io_),
+      quotas_(std::make_shared<const store_quotas>()) {}
+
+postgres_store::~postgres_store() { stop(); }
+
+void postgres_store::start() {
+  if (auto bad = pg_session::conninfo_error(opts_.conninfo))
+    throw std::runtime_error("store: cannot use " + where_ + ": " + *bad);
+  pg_session_options so{opts_.conninfo};
+  so.statement_timeout = opts_.statement_timeout;
+  writer_ = pg_session::make(io_, so);
+  reader_ = pg_session::make(io_, so);
+  thread_ = std::thread([this] { io_.run(); });
+  started_ = true;
+  writer_->start();
+  reader_->start();
+  // Blocking here is the daemon's start, not a worker's turn.
+  auto run_now = [this](std::vector<pg_statement> b) {
+    std::promise<pg_batch_result> p;
+    auto f = p.get_future();
+    writer_->run(std::move(b), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  auto deadline = std::chrono::steady_clock::now() + opts_.start_timeout;
+  pg_batch_result version = run_now({sql("SELECT 1")});
+  while (!version.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (the session retries)
+    version = run_now({sql("SELECT 1")});
+  }
+  auto fail = [this](const std::string& why) {
+    stop();
+    throw std::runtime_error("store: cannot use " + where_ + ": " + why);
+  };
+  if (!version.ok()) fail(version.error().message);
+  // Under an advisory lock, held to the end of each batch's transaction, so
+  // that daemons starting together on an empty database do not race.
+  const auto migration_lock = sql("SELECT pg_advisory_xact_lock(7508617500363137024)");
+  pg_batch_result found = run_now(
+      {migration_lock,
+       sql("CREATE TABLE IF NOT EXISTS luad_meta (key text PRIMARY KEY, value text NOT NULL)"),
+       sql("SELECT value::int8 FROM luad_meta WHERE key = 'schema_version'")});
+  if (!found.ok()) fail(found.error().message);
+  std::int64_t have = (*found)[2].size() ? (*found)[2].integer(0, 0) : 0;
+  if (have > schema_version)
+    fail("the database was made by a newer luad (schema " + std::to_string(have) + ", this luad " +
+         std::to_string(schema_version) + ")");
+  if (have < schema_version) {
+    std::vector<pg_statement> make{migration_lock};
+    for (const char* s : k_schema) make.push_back(sql(s));
+    make.push_back(
+        sql("INSERT INTO luad_meta VALUES ('schema_version', $1) ON CONFLICT (key)"
+            " DO UPDATE SET value = EXCLUDED.value",
+            {pg_param::text(std::to_string(schema_version))}));
+    pg_batch_result made = run_now(std::move(make));
+    if (!made.ok()) fail(made.error().message);
+  }
+  pg_batch_result totals = run_now({sql("SELECT ns, bytes FROM luad_ns_usage")});
+  if (!totals.ok()) fail(totals.error().message);
+  {
+    std::lock_guard lock(usage_mu_);
+    usage_.clear();
+    const pg_rows& r = totals->front();
+    for (int i = 0; i < r.size(); ++i) usage_[std::string(r.bytes(i, 0))] = r.integer(i, 1);
+  }
+  asio::post(io_, [this] { schedule_expiry(); });
+}
+
+void postgres_store::stop() {
+  if (!started_.exchange(false)) return;
+  stopping_ = true;
+  asio::post(io_, [this] {
+    expiry_.cancel();
+    // What is queued and not yet sent fails; a batch in flight is failed by
+    // close() as canceled (it may have committed: the script is told to retry).
+    std::deque<job> left;
+    left.swap(queue_);
+    for (job& j : left)
+      j.done.fail(runtime::fail(error_kind::canceled, "the store is shutting down", true));
+    writer_->close();
+    reader_->close();
+  });
+  guard_.reset();
+  thread_.join();
+}
+
+void postgres_store::submit(command&& cmd, completion&& done) {
+  job j{std::move(cmd), std::move(done)};
+  if (stopping_ || !started_) {
+    j.done.fail(runtime::fail(error_kind::canceled, "the store is shutting down", true));
+    return;
+  }
+  if (is_read(text_field(j.cmd.args, "op"))) {
+    read(std::move(j));
+    return;
+  }
+  asio::post(io_, [this, j = std::move(j)]() mutable {
+    queue_.push_back(std::move(j));
+    if (!batch_) write_next();
+  });
+}
+
+// --- reads ----------------------------------------------------------------------
+
+void postgres_store::read(job j) {
+  const runtime::value& a = j.cmd.args;
+  std::string_view op = text_field(a, "op");
+  std::string ns(text_field(a, "ns"));
+  double now = now_seconds();
+  auto corrupt = [] {
+    return runtime::fail(error_kind::internal, "store: a stored value is corrupt");
+  };
+  if (op == "get") {
+    auto done = std::make_shared<completion>(std::move(j.done));
+    reader_->run(
+        {sql("SELECT value FROM luad_kv WHERE ns = $1 AND key = $2"
+             " AND (expires IS NULL OR expires > $3::float8)",
+             {pg_param::bytes(ns), pg_param::bytes(text_field(a, "key")), pg_param::real(now)})},
+        [done, corrupt](pg_batch_result r) {
+          if (!r.ok()) return done->fail(std::move(r.error()));
+          const pg_rows& rows = r->front();
+          if (rows.size() == 0) return done->succeed({});
+          std::string v(rows.bytes(0, 0));
+          if (!runtime::valid_message(v)) return done->fail(corrupt());
+          done->succeed(std::move(v));
+        });
+    return;
+  }
+  // list: as SQLite's (store_ops.cpp): from the prefix or just past the cursor.
+  std::string prefix(text_field(a, "prefix"));
+  std::string after(text_field(a, "after"));
+  const runtime::value* lim = a.find("limit");
+  const std::int64_t* l = lim ? lim->get<std::int64_t>() : nullptr;
+  std::int64_t limit = l ? *l : 100;
+  std::string from = prefix;
+  if (!after.empty() && after >= prefix) from = after + '\0';
+  auto done = std::make_shared<completion>(std::move(j.done));
+  reader_->run(
+      {sql("SELECT key, value FROM luad_kv WHERE ns = $1 AND key >= $2 AND ($3 = ''::bytea OR"
+           " key < $3) AND (expires IS NULL OR expires > $4::float8) ORDER BY key LIMIT $5::int8",
+           {pg_param::bytes(ns), pg_param::bytes(from), pg_param::bytes(prefix_end(prefix)),
+            pg_param::real(now), pg_param::integer(limit + 1)})},
+      [done, limit, corrupt](pg_batch_result r) {
+        if (!r.ok()) return done->fail(std::move(r.error()));
+        const pg_rows& rows = r->front();
+        runtime::value::array items;
+        std::string cursor;
+        int n = rows.size();
+        bool more = n > limit;
+        for (int i = 0; i < n && i < limit; ++i) {
+          std::string k(rows.bytes(i, 0)), v(rows.bytes(i, 1));
+          if (!runtime::valid_message(v)) return done->fail(corrupt());
+          cursor = k;
+          items.emplace_back(
+              runtime::value::array{runtime::value(std::move(k)), runtime::value(std::move(v))});
+        }
+        runtime::value::map out;
+        out.emplace_back("items", std::move(items));
+        if (more) out.emplace_back("cursor", std::move(cursor));
+        done->succeed(std::move(out));
+      });
+}
+
+// --- writes (io thread) ------------------------------------------------------------
+
+void postgres_store::write_next() {
+  if (batch_ || queue_.empty()) return;
+  batch_ = std::make_unique<batch_state>();
+  while (!queue_.empty() && batch_->jobs.size() < k_max_batch) {
+    if (!queue_.front().done.abandoned()) batch_->jobs.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  if (batch_->jobs.empty()) {
+    batch_.reset();
+    return;
+  }
+  batch_->began = std::chrono::steady_clock::now();
+  if (fault_ == store_fault::disk_full) {
+    error e = runtime::fail(error_kind::unavailable,
+                            "store: " + where_ + ": could not extend the database (disk full)");
+    end_batch(&e);
+    return;
+  }
+  read_rows();
+}
+
+// Round trip one: begin, and read what the batch touches.
+void postgres_store::read_rows() {
+  batch_state& b = *batch_;
+  b.keys.clear();
+  b.nss.clear();
+  b.rows.clear();
+  std::set<batch_state::row_key> keys;
+  std::set<std::string> nss;
+  for (const job& j : b.jobs) {
+    std::string ns(text_field(j.cmd.args, "ns"));
+    keys.emplace(ns, std::string(text_field(j.cmd.args, "key")));
+    nss.insert(std::move(ns));
+  }
+  std::vector<pg_statement> round{sql("BEGIN ISOLATION LEVEL SERIALIZABLE")};
+  for (const auto& k : keys) {
+    b.keys.push_back(k);
+    round.push_back(sql("SELECT value, expires FROM luad_kv WHERE ns = $1 AND key = $2",
+                        {pg_param::bytes(k.first), pg_param::bytes(k.second)}));
+  }
+  for (const auto& ns : nss) {
+    b.nss.push_back(ns);
+    round.push_back(sql("SELECT bytes FROM luad_ns_usage WHERE ns = $1", {pg_param::bytes(ns)}));
+  }
+  writer_->run(std::move(round), [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
+}
+
+// Between the round trips: the writes applied in order to the rows read;
+// round trip two: what changed, and COMMIT.
+void postgres_store::apply_and_commit(pg_batch_result r) {
+  if (!r.ok()) return roll_back(std::move(r.error()));
+  batch_state& b = *batch_;
+  std::size_t i = 1;  // after BEGIN
+  for (const auto& k : b.keys) {
+    const pg_rows& rows = (*r)[i++];
+    batch_state::row& row = b.rows[k];
+    if (rows.size()) {
+      row.value = std::string(rows.bytes(0, 0));
+      if (!rows.is_null(0, 1)) row.expires = rows.real(0, 1);
+    }
+  }
+  b.usage.clear();
+  for (const auto& ns : b.nss) {
+    const pg_rows& rows = (*r)[i++];
+    b.usage[ns] = rows.size() ? rows.integer(0, 0) : 0;
+  }
+  b.usage_before = b.usage;
+  std::shared_ptr<const store_quotas> q;
+  {
+    std::lock_guard lock(usage_mu_);
+    q = quotas_;
+  }
+  ledger book(b.usage, *q);
+  double now = now_seconds();
+  b.results.clear();
+  for (const job& j : b.jobs) b.results.push_back(apply_store_write(b, book, j.cmd.args, now));
+  b.written = book.written();
+  std::vector<pg_statement> round;
+  for (auto& [k, row] : b.rows) {
+    if (!row.dirty) continue;
+    if (row.value) {
+      round.push_back(
+          sql("INSERT INTO luad_kv VALUES ($1, $2, $3, $4::float8) ON CONFLICT (ns, key) DO UPDATE"
+              " SET value = EXCLUDED.value, expires = EXCLUDED.expires",
+              {pg_param::bytes(k.first), pg_param::bytes(k.second), pg_param::bytes(*row.value),
+               row.expires ? pg_param::real(*row.expires) : pg_param::null()}));
+    } else {
+      round.push_back(sql("DELETE FROM luad_kv WHERE ns = $1 AND key = $2",
+                          {pg_param::bytes(k.first), pg_param::bytes(k.second)}));
+    }
+  }
+  for (const auto& [ns, bytes] : b.usage) {
+    std::int64_t delta = bytes - b.usage_before[ns];
+    if (delta == 0) continue;
+    round.push_back(
+        sql("INSERT INTO luad_ns_usage VALUES ($1, $2::int8) ON CONFLICT (ns) DO UPDATE"
+            " SET bytes = luad_ns_usage.bytes + EXCLUDED.bytes",
+            {pg_param::bytes(ns), pg_param::integer(delta)}));
+  }
+  round.push_back(sql("COMMIT"));
+  writer_->run(std::move(round), [this](pg_batch_result c) {
+    if (!c.ok()) return roll_back(std::move(c.error()));
+    end_batch(nullptr);
+  });
+}
+
+// The transaction failed: end it, then run the batch again if it lost a
+// conflict (its reads are stale), or fail it.
+void postgres_store::roll_back(error e) {
+  writer_->run({sql("ROLLBACK")}, [this, e = std::move(e)](pg_batch_result) mutable {
+    batch_state& b = *batch_;
+    if (lost_conflict(e) && ++b.attempts < max_attempts && !stopping_) return read_rows();
+    if (e.kind != error_kind::unavailable && e.kind != error_kind::timeout) {
+      e = runtime::fail(error_kind::unavailable, e.message, lost_conflict(e));
+    }
+    end_batch(&e);
+  });
+}
+
+void postgres_store::end_batch(const error* e) {
+  std::unique_ptr<batch_state> b = std::move(batch_);
+  if (e) {
+    runtime::logger().warn("{} ({} writes failed)", e->message, b->jobs.size());
+    {
+      std::lock_guard lock(stats_mu_);
+      ++counters_.failed_batches;
+    }
+    for (job& j : b->jobs) j.done.fail(*e);
+  } else {
+    commit_durations_.observe(std::chrono::steady_clock::now() - b->began);
+    {
+      std::lock_guard lock(usage_mu_);
+      for (const auto& [ns, bytes] : b->usage) usage_[ns] = bytes;
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      ++counters_.commits;
+      counters_.writes += b->jobs.size();
+      counters_.written_bytes += b->written;
+    }
+    for (std::size_t i = 0; i < b->jobs.size(); ++i) {
+      runtime::outcome& o = b->results[i];
+      if (o.err)
+        b->jobs[i].done.fail(std::move(*o.err));
+      else
+        b->jobs[i].done.succeed(std::move(o.val));
+    }
+  }
+  write_next();
+}
+
+// --- expiry ---------------------------------------------------------------------------
+
+void postgres_store::schedule_expiry() {
+  if (stopping_) return;
+  expiry_.expires_after(k_expiry_every);
+  expiry_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) expire_some();
+  });
+}
+
+// Deletes some expired rows, and gives their bytes back to their namespaces,
+// in one statement; rows another daemon is deleting are skipped.
+void postgres_store::expire_some() {
+  if (batch_ || stopping_) return schedule_expiry();  // writes first
+  writer_->run(
+      {sql("WITH gone AS (DELETE FROM luad_kv WHERE (ns, key) IN (SELECT ns, key FROM luad_kv"
+           " WHERE expires <= $1::float8 LIMIT $2::int8 FOR UPDATE SKIP LOCKED)"
+           " RETURNING ns, length(key) + length(value) AS b),"
+           " per AS (SELECT ns, sum(b)::int8 AS b FROM gone GROUP BY ns)"
+           " UPDATE luad_ns_usage u SET bytes = u.bytes - per.b FROM per WHERE u.ns = per.ns"
+           " RETURNING u.ns, u.bytes",
+           {pg_param::real(now_seconds()), pg_param::integer(k_expiry_chunk)})},
+      [this](pg_batch_result r) {
+        if (r.ok()) {
+          std::lock_guard lock(usage_mu_);
+          const pg_rows& rows = r->front();
+          for (int i = 0; i < rows.size(); ++i)
+            usage_[std::string(rows.bytes(i, 0))] = rows.integer(i, 1);
+        }
+        schedule_expiry();
+        write_next();  // writes that came meanwhile
+      });
+}
+
+// --- quotas, counters, faults --------------------------------------------------------
+
+void postgres_store::set_quotas(store_quotas q) {
+  auto fresh = std::make_shared<const store_quotas>(std::move(q));
+  std::lock_guard lock(usage_mu_);
+  quotas_ = std::move(fresh);
+}
+
+std::uint64_t postgres_store::namespace_bytes(std::string_view ns) const {
+  std::lock_guard lock(usage_mu_);
+  auto u = usage_.find(ns);
+  return u != usage_.end() && u->second > 0 ? static_cast<std::uint64_t>(u->second) : 0;
+}
+
+store_counters postgres_store::snapshot() const {
+  std::int64_t held = 0;
+  {
+    std::lock_guard lock(usage_mu_);
+    for (const auto& [ns, bytes] : usage_) held += bytes;
+  }
+  std::lock_guard lock(stats_mu_);
+  store_counters c = counters_;
+  c.held_bytes = held > 0 ? static_cast<std::uint64_t>(held) : 0;
+  return c;
+}
+
+void postgres_store::inject(store_fault f) {
+  asio::post(io_, [this, f] {
+    fault_ = f;
+    const char* on = f == store_fault::read_only ? "on" : "off";
+    writer_->run({sql(std::string("SET default_transaction_read_only = ") + on)},
+                 [](pg_batch_result) {});
+  });
+}
+
+// --- the journal: not here yet -----------------------------------------------------------
+
+void postgres_store::create_run(run_record, written_fn done) { done(journal_missing()); }
+void postgres_store::set_state(std::string, run_state, std::string, written_fn done) {
+  done(journal_missing());
+}
+void postgres_store::append(journal_entry, written_fn done) { done(journal_missing()); }
+void postgres_store::apply_and_append(journal_entry, runtime::value, applied_fn done) {
+  done(runtime::outcome::failure(journal_missing()));
+}
+void postgres_store::append_message(inbox_message, written_fn done) { done(journal_missing()); }
+runtime::result<std::vector<run_record>> postgres_store::runs(bool) { return journal_missing(); }
+runtime::result<run_record> postgres_store::run(std::string_view) { return journal_missing(); }
+runtime::result<std::vector<journal_entry>> postgres_store::history(std::string_view) {
+  return journal_missing();
+}
+runtime::result<std::vector<inbox_message>> postgres_store::messages(std::string_view) {
+  return journal_missing();
+}
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,131 @@
+// The PostgreSQL backend of the store (store_backend), for daemons that share
+// one database (issue 16). Two pg_sessions on an io_context of its own: the
+// writer's and the reader's.
+//
+// DESIGN. Writes are group-committed as on SQLite, in two round trips per
+// batch whatever its size: the first begins a SERIALIZABLE transaction and
+// reads every row and namespace total the batch touches; the writes are then
+// applied in order to those rows in memory, by the same rules as on SQLite
+// (store_write.hpp); the second sends the rows that changed, the totals'
+// deltas and COMMIT. A write is answered once that COMMIT has returned. Two
+// daemons whose batches touch the same rows conflict: PostgreSQL aborts one
+// (serialization failure) and that batch is run again from its reads, up to
+// a bound, then failed with `unavailable`. Namespace totals live in the
+// database (ns_usage), so a quota holds across daemons. A lost connection
+// fails the batch in flight with `unavailable` (retryable; a write whose
+// COMMIT was sent may have landed), and the session connects again.
+//
+// Not yet here: the journal of durable runs (its calls fail with
+// `unavailable`), so [storage] does not offer this backend yet.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dispatcher/pg_session.hpp"
+#include "dispatcher/store_backend.hpp"
+
+namespace luad::dispatcher {
+
+struct postgres_options {
+  /// A libpq connection string or postgresql:// URL; a password in it is
+  /// never shown (where()). PGPASSWORD and PGPASSFILE work as in libpq.
+  std::string conninfo;
+  std::chrono::milliseconds statement_timeout{10000};
+  /// start() waits this long for the first connection before it gives up.
+  std::chrono::milliseconds start_timeout{10000};
+};
+
+class postgres_store final : public store_backend {
+ public:
+  explicit postgres_store(postgres_options o);
+  ~postgres_store() override;  ///< calls stop()
+  postgres_store(const postgres_store&) = delete;
+  postgres_store& operator=(const postgres_store&) = delete;
+
+  /// Connects, creates or checks the schema, and reads the namespace totals.
+  /// Throws std::runtime_error naming the server (never its password) and
+  /// the cause: no server within start_timeout, a schema of a newer luad.
+  void start() override;
+  void stop() override;
+
+  void submit(command&& cmd, completion&& done) override;
+
+  // journal_backend: not on PostgreSQL yet; every call fails with `unavailable`.
+  void create_run(run_record run, written_fn done) override;
+  void set_state(std::string run, run_state state, std::string detail, written_fn done) override;
+  void append(journal_entry entry, written_fn done) override;
+  void apply_and_append(journal_entry entry, runtime::value store_args, applied_fn done) override;
+  void append_message(inbox_message m, written_fn done) override;
+  runtime::result<std::vector<run_record>> runs(bool unfinished_only) override;
+  runtime::result<run_record> run(std::string_view id) override;
+  runtime::result<std::vector<journal_entry>> history(std::string_view run) override;
+  runtime::result<std::vector<inbox_message>> messages(std::string_view run) override;
+
+  void set_quotas(store_quotas q) override;
+  /// As this daemon last saw it (at start, then after each of its batches).
+  std::uint64_t namespace_bytes(std::string_view ns) const override;
+  store_counters snapshot() const override;
+  const runtime::histogram& commit_durations() const override { return commit_durations_; }
+  std::string where() const override { return where_; }
+  /// read_only: the writer's session turns default_transaction_read_only on,
+  /// so the server refuses its writes; disk_full is faked here: batches fail
+  /// as a full disk would fail them.
+  void inject(store_fault f) override;
+
+  /// The schema version this luad writes; a database with a larger one is refused.
+  static constexpr int schema_version = 1;
+  /// How often a batch that lost a serialization conflict is tried again.
+  static constexpr int max_attempts = 8;
+
+  /// `conninfo` without its password, for logs and errors.
+  static std::string redacted(const std::string& conninfo);
+
+ private:
+  struct job {
+    command cmd;
+    completion done;
+  };
+  struct batch_state;  // the rows a batch read, and its writes' results (postgres_store.cpp)
+  void write_next();   // io thread, as are the rest
+  void read_rows();
+  void apply_and_commit(pg_batch_result r);
+  void end_batch(const runtime::error* e);
+  void roll_back(runtime::error e);
+  void expire_some();
+  void schedule_expiry();
+  void read(job j);
+
+  postgres_options opts_;
+  std::string where_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::thread thread_;
+  std::shared_ptr<pg_session> writer_, reader_;
+  boost::asio::steady_timer expiry_;
+  std::atomic<bool> started_{false}, stopping_{false};
+  // Writer state: io thread only.
+  std::deque<job> queue_;
+  std::unique_ptr<batch_state> batch_;
+  store_fault fault_ = store_fault::none;
+  // Totals and quotas.
+  mutable std::mutex usage_mu_;
+  std::map<std::string, std::int64_t, std::less<>> usage_;  // guarded by usage_mu_
+  std::shared_ptr<const store_quotas> quotas_;              // guarded by usage_mu_
+  mutable std::mutex stats_mu_;
+  store_counters counters_;  // guarded by stats_mu_ (held_bytes: from usage_)
+  runtime::histogram commit_durations_;
+};
+
+}  // namespace luad::dispatcher

@@ -1,0 +1,176 @@
+// The store on PostgreSQL (dispatcher/postgres_store.*) where it differs from
+// SQLite: two engines sharing one database (as two daemons would), a server
+// restarted under load, expiry, and what start refuses. The cases both
+// backends share are in store_test.cpp and store_quota_test.cpp.
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+
+#include <future>
+#include <string>
+
+#include "dispatcher/postgres_store.hpp"
+#include "tests/modules/store_backends.hpp"
+#include "tests/support.hpp"
+
+using luad::runtime::exit_reason;
+using luad::runtime::value;
+using luad::server::engine;
+using luad::server::engine_options;
+using luad::test::eventually;
+using luad::test::has;
+using luad::test::run_lua;
+
+namespace {
+
+engine_options on(const std::string& conninfo) {
+  engine_options o;
+  o.scheduler = luad::runtime::scheduler_options::with_workers(2);
+  o.postgres = conninfo;
+  return o;
+}
+
+luad::runtime::spawn_options granted(std::vector<value> args = {}) {
+  luad::runtime::spawn_options o;
+  o.ctx.permissions = {"store:demo"};
+  o.args = std::move(args);
+  return o;
+}
+
+std::vector<value> run_ok(engine& eng, const std::string& source, std::vector<value> args = {}) {
+  auto e = run_lua(source, granted(std::move(args)), &eng);
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  return e.results;
+}
+
+std::string scalar(const std::string& conninfo, const std::string& sql) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+// Increments "n" `count` times from each of `procs` processes
+// (tests/lua/children/store_incr.lua); returns the increments acknowledged.
+const char* k_incrementers = R"(
+  local process = require("process")
+  local procs, count = ...
+  for _ = 1, procs do
+    process.spawn("tests/lua/children/store_incr.lua", process.self(), count)
+  end
+  local total = 0
+  for _ = 1, procs do total = total + process.receive("acked", 120).payload end
+  return total)";
+
+}  // namespace
+
+TEST_CASE("store on postgres: two engines share one store; increments from both are all counted") {
+  std::string db = luad::test::shared_postgres().new_database();
+  engine a(on(db)), b(on(db));
+  std::promise<std::int64_t> from_b;
+  std::thread t([&] {
+    from_b.set_value(*run_ok(b, k_incrementers, {value(20), value(25)}).at(0).get<std::int64_t>());
+  });
+  auto from_a = run_ok(a, k_incrementers, {value(20), value(25)});
+  t.join();
+  std::int64_t total = *from_a.at(0).get<std::int64_t>() + from_b.get_future().get();
+  CHECK(total == 2 * 20 * 25);
+  // Each engine reads the other's writes: one value, all increments in it.
+  CHECK(run_ok(a, "return require('store').get('n')").at(0) == value(total));
+  CHECK(run_ok(b, "return require('store').get('n')").at(0) == value(total));
+  // cas from absent is won by exactly one of the two.
+  auto claim = "return require('store').cas('owner', nil, ...)";
+  bool won_a = run_ok(a, claim, {value("a")}).at(0) == value(true);
+  bool won_b = run_ok(b, claim, {value("b")}).at(0) == value(true);
+  CHECK(won_a != won_b);
+}
+
+TEST_CASE("store on postgres: a quota holds across engines, the totals kept in the database") {
+  std::string db = luad::test::shared_postgres().new_database();
+  engine a(on(db)), b(on(db));
+  luad::dispatcher::store_quotas q;
+  q.default_bytes = 10000;
+  a.storage().set_quotas(q);
+  b.storage().set_quotas(q);
+  run_ok(a, "assert(require('store').set('x', ('a'):rep(6000)))");
+  auto r = run_ok(b, R"(
+    local ok, err = require('store').set('y', ('b'):rep(6000))
+    return ok, err and err.kind)");
+  CHECK(r.at(0).is_nil());
+  CHECK(r.at(1) == value("limit"));
+  CHECK(std::stoll(scalar(db, "SELECT bytes FROM luad_ns_usage")) > 6000);
+  // Deleting on one engine gives the room back to the other.
+  run_ok(a, "assert(require('store').delete('x'))");
+  run_ok(b, "assert(require('store').set('y', ('b'):rep(6000)))");
+}
+
+TEST_CASE("store on postgres: expired keys are invisible, then deleted, their bytes given back") {
+  std::string db = luad::test::shared_postgres().new_database();
+  engine eng(on(db));
+  run_ok(eng, R"(
+    local store = require("store")
+    assert(store.set("kept", 1))
+    assert(store.set("brief", ("x"):rep(500), {ttl = 0.05}))
+    require("time").sleep(0.1)
+    assert(store.get("brief") == nil and #store.list() == 1))");
+  CHECK(eventually([&] { return scalar(db, "SELECT count(*) FROM luad_kv") == "1"; },
+                   std::chrono::seconds(5)));
+  CHECK(std::stoll(scalar(db, "SELECT bytes FROM luad_ns_usage")) < 100);
+}
+
+TEST_CASE("store on postgres: a restart under load: acked increments survive, none doubled") {
+  auto& pg = luad::test::shared_postgres();
+  std::string db = pg.new_database();
+  engine eng(on(db));
+  auto fut = luad::test::spawn_lua(eng, k_incrementers, granted({value(10), value(200)}));
+  REQUIRE(eventually([&] {
+    std::string n = scalar(db, "SELECT count(*) FROM luad_kv");
+    return n == "1";
+  }));
+  pg.restart();
+  auto e = luad::test::wait_exit(fut, std::chrono::seconds(120));
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  std::int64_t acked = *e.results.at(0).get<std::int64_t>();
+  CHECK(acked == 10 * 200);
+  // A write whose COMMIT was sent when the connection went may have landed
+  // without its answer: then the retry counts it again. Never fewer.
+  value n;
+  REQUIRE(eventually([&] {  // (the reader's connection may still be coming back)
+    n = run_ok(eng, "return require('store').get('n')").at(0);
+    return n.get<std::int64_t>() != nullptr;
+  }));
+  CHECK(*n.get<std::int64_t>() >= acked);
+  CHECK(*n.get<std::int64_t>() <= acked + 2);
+}
+
+TEST_CASE(
+    "store on postgres: start refuses a newer schema or no server, never showing the password") {
+  auto& pg = luad::test::shared_postgres();
+  std::string db = pg.new_database();
+  { engine eng(on(db)); }
+  PGconn* c = PQconnectdb(db.c_str());
+  PQclear(PQexec(c, "UPDATE luad_meta SET value = '99' WHERE key = 'schema_version'"));
+  PQfinish(c);
+  try {
+    engine eng(on(db + " password=hunter2"));
+    FAIL("a newer schema was accepted");
+  } catch (const std::exception& e) {
+    CHECK(has(e.what(), "newer luad (schema 99"));
+    CHECK(has(e.what(), "dbname=luad_test_"));
+    CHECK_FALSE(has(e.what(), "hunter2"));
+  }
+  luad::dispatcher::postgres_options o{"host=/nonexistent dbname=x"};
+  o.start_timeout = std::chrono::milliseconds(300);
+  luad::dispatcher::postgres_store nowhere(o);
+  try {
+    nowhere.start();
+    FAIL("no server, yet it started");
+  } catch (const std::exception& e) {
+    CHECK(has(e.what(), "store: cannot use postgres: "));
+    CHECK(has(e.what(), "host=/nonexistent"));
+    CHECK(has(e.what(), "not connected"));
+  }
+  CHECK(luad::dispatcher::postgres_store::redacted("postgresql://u:pw@h/db") ==
+        "postgres: user=u dbname=db host=h");
+}
