@@ -1,11 +1,14 @@
 // The store benchmark: acknowledged durable writes per second from many Lua
 // processes at once (group commit), against the naive baseline in the same
 // run: a plain SQLite loop on the same kind of file (WAL, synchronous = FULL)
-// committing one transaction per write.
+// committing one transaction per write. With LUAD_BENCH_POSTGRES set to a
+// connection string (bench/postgres.sh makes a server and sets it), the same
+// writes go to PostgreSQL too, and their ratio to SQLite's is reported.
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -63,17 +66,10 @@ double naive_writes_per_second(const fs::path& dir, double seconds) {
   return rate;
 }
 
-}  // namespace
-
-void bench_store(const options& opts) {
-  fs::path dir = fresh_dir("luad_bench_store_");
-  double naive = naive_writes_per_second(dir, 2.0);
-  report("store_naive_autocommit", naive, "writes/s");
-
-  server::engine_options eo;
-  eo.scheduler = runtime::scheduler_options::with_workers(opts.workers);
-  eo.data_dir = (dir / "luad").string();
-  server::engine eng(eo);
+// store_writes.lua on `eng` (a warm-up, then the measured run); reports the
+// writes per commit under `prefix`, returns the acknowledged writes/s.
+double acked_writes_per_second(server::engine& eng, const options& opts,
+                               const std::string& prefix) {
   auto run = [&](std::size_t writers, std::size_t per) {
     auto done = std::make_shared<std::promise<runtime::exit_info>>();
     auto fut = done->get_future();
@@ -97,13 +93,39 @@ void bench_store(const options& opts) {
   auto r = run(opts.store_writers, opts.store_writes);
   double rate = 0;
   if (const auto* d = r.at(0).get<double>()) rate = *d;
-  std::string tag = size_tag(opts.store_writers) + "x" + std::to_string(opts.store_writes);
-  report("store_acked_" + tag, rate, "writes/s");
-  report("store_vs_naive", naive > 0 ? rate / naive : 0, "x");
   auto commits = eng.storage().commits() - commits0;
   auto writes = eng.storage().committed_writes() - writes0;
-  report("store_writes_per_commit", commits ? static_cast<double>(writes) / commits : 0, "writes");
-  eng.stop();
+  report(prefix + "writes_per_commit", commits ? static_cast<double>(writes) / commits : 0,
+         "writes");
+  return rate;
+}
+
+}  // namespace
+
+void bench_store(const options& opts) {
+  fs::path dir = fresh_dir("luad_bench_store_");
+  double naive = naive_writes_per_second(dir, 2.0);
+  report("store_naive_autocommit", naive, "writes/s");
+
+  server::engine_options eo;
+  eo.scheduler = runtime::scheduler_options::with_workers(opts.workers);
+  eo.data_dir = (dir / "luad").string();
+  std::string tag = size_tag(opts.store_writers) + "x" + std::to_string(opts.store_writes);
+  double rate = 0;
+  {
+    server::engine eng(eo);
+    rate = acked_writes_per_second(eng, opts, "store_");
+    report("store_acked_" + tag, rate, "writes/s");
+    report("store_vs_naive", naive > 0 ? rate / naive : 0, "x");
+  }
+  if (const char* pg = std::getenv("LUAD_BENCH_POSTGRES"); pg && *pg) {
+    eo.data_dir.clear();
+    eo.postgres = pg;
+    server::engine eng(eo);
+    double on_pg = acked_writes_per_second(eng, opts, "store_pg_");
+    report("store_pg_acked_" + tag, on_pg, "writes/s");
+    report("store_pg_vs_sqlite", rate > 0 ? on_pg / rate : 0, "x");
+  }
   fs::remove_all(dir);
 }
 
