@@ -66,6 +66,61 @@ pg_param pg_param::real(double d) {
   return text(buf);
 }
 
+// --- pg_array -------------------------------------------------------------------
+
+namespace {
+
+void put32(std::string& out, std::int32_t v) {
+  std::uint32_t n = htonl(static_cast<std::uint32_t>(v));
+  out.append(reinterpret_cast<const char*>(&n), 4);
+}
+
+void put64(std::string& out, std::uint64_t v) {
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  out.append(reinterpret_cast<const char*>(&v), 8);
+}
+
+}  // namespace
+
+void pg_array::element(const char* p, std::size_t n) {
+  put32(elements_, static_cast<std::int32_t>(n));
+  elements_.append(p, n);
+  ++count_;
+}
+
+void pg_array::bytes(std::string_view b) { element(b.data(), b.size()); }
+
+void pg_array::integer(std::int64_t i) {
+  put32(elements_, 8);
+  put64(elements_, static_cast<std::uint64_t>(i));
+  ++count_;
+}
+
+void pg_array::real(double d) {
+  put32(elements_, 8);
+  put64(elements_, std::bit_cast<std::uint64_t>(d));
+  ++count_;
+}
+
+void pg_array::null() {
+  put32(elements_, -1);
+  nulls_ = true;
+  ++count_;
+}
+
+pg_param pg_array::param() const {
+  std::string out;
+  put32(out, count_ ? 1 : 0);  // dimensions (an empty array has none)
+  put32(out, nulls_ ? 1 : 0);
+  put32(out, static_cast<std::int32_t>(type_));
+  if (count_) {
+    put32(out, static_cast<std::int32_t>(count_));
+    put32(out, 1);  // lower bound
+  }
+  out += elements_;
+  return {std::move(out), true};
+}
+
 // --- pg_rows ------------------------------------------------------------------
 
 pg_rows::pg_rows(pg_result* r) : r_(r) {}

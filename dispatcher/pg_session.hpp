@@ -50,6 +50,28 @@ struct pg_param {
   static pg_param real(double d);
 };
 
+/// A one-dimensional array parameter in PostgreSQL's binary array format,
+/// so that one statement can carry a whole batch's keys (with `unnest`).
+/// Element types: bytea, int8, float8; cast it in the SQL (`$1::bytea[]`).
+class pg_array {
+ public:
+  enum class of : unsigned { bytea = 17, int8 = 20, float8 = 701 };
+  explicit pg_array(of type) : type_(type) {}
+  void bytes(std::string_view b);
+  void integer(std::int64_t i);
+  void real(double d);
+  void null();
+  std::size_t size() const { return count_; }
+  pg_param param() const;
+
+ private:
+  void element(const char* p, std::size_t n);
+  of type_;
+  std::size_t count_ = 0;
+  bool nulls_ = false;
+  std::string elements_;  // each: its length (int32, -1 for NULL) and bytes
+};
+
 struct pg_statement {
   std::string sql;  ///< $1, $2... for the parameters
   std::vector<pg_param> params;

@@ -68,9 +68,7 @@ struct postgres_store::batch_state final : store_rows {
   using row_key = std::pair<std::string, std::string>;
 
   std::vector<job> jobs;
-  std::vector<row_key> keys;     // in the order of the first round's SELECTs
-  std::vector<std::string> nss;  // the same for the namespaces' totals
-  std::map<row_key, row, std::less<>> rows;
+  std::map<row_key, row, std::less<>> rows;  // every key the batch touches
   std::map<std::string, std::int64_t, std::less<>> usage, usage_before;
   std::vector<runtime::outcome> results;
   int attempts = 0;
@@ -322,9 +320,8 @@ void postgres_store::write_next() {
 // Round trip one: begin, and read what the batch touches.
 void postgres_store::read_rows() {
   batch_state& b = *batch_;
-  b.keys.clear();
-  b.nss.clear();
   b.rows.clear();
+  b.usage.clear();
   std::set<batch_state::row_key> keys;
   std::set<std::string> nss;
   for (const job& j : b.jobs) {
@@ -332,17 +329,27 @@ void postgres_store::read_rows() {
     keys.emplace(ns, std::string(text_field(j.cmd.args, "key")));
     nss.insert(std::move(ns));
   }
-  std::vector<pg_statement> round{sql("BEGIN ISOLATION LEVEL SERIALIZABLE")};
+  // One statement each for all the keys and all the namespaces, whatever
+  // the batch's size: the keys travel as arrays.
+  pg_array key_ns(pg_array::of::bytea), key_key(pg_array::of::bytea), ns_list(pg_array::of::bytea);
   for (const auto& k : keys) {
-    b.keys.push_back(k);
-    round.push_back(sql("SELECT value, expires FROM luad_kv WHERE ns = $1 AND key = $2",
-                        {pg_param::bytes(k.first), pg_param::bytes(k.second)}));
+    key_ns.bytes(k.first);
+    key_key.bytes(k.second);
+    b.rows[k];  // a key with no row stays absent
   }
   for (const auto& ns : nss) {
-    b.nss.push_back(ns);
-    round.push_back(sql("SELECT bytes FROM luad_ns_usage WHERE ns = $1", {pg_param::bytes(ns)}));
+    ns_list.bytes(ns);
+    b.usage[ns] = 0;
   }
-  writer_->run(std::move(round), [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
+  writer_->run(
+      {sql("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+       // LATERAL: one index probe per key, never a scan of the whole table.
+       sql("SELECT k.ns, k.key, kv.value, kv.expires"
+           " FROM unnest($1::bytea[], $2::bytea[]) AS k(ns, key), LATERAL"
+           " (SELECT value, expires FROM luad_kv WHERE ns = k.ns AND key = k.key) kv",
+           {key_ns.param(), key_key.param()}),
+       sql("SELECT ns, bytes FROM luad_ns_usage WHERE ns = ANY($1::bytea[])", {ns_list.param()})},
+      [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
 }
 
 // Between the round trips: the writes applied in order to the rows read;
@@ -350,20 +357,15 @@ void postgres_store::read_rows() {
 void postgres_store::apply_and_commit(pg_batch_result r) {
   if (!r.ok()) return roll_back(std::move(r.error()));
   batch_state& b = *batch_;
-  std::size_t i = 1;  // after BEGIN
-  for (const auto& k : b.keys) {
-    const pg_rows& rows = (*r)[i++];
-    batch_state::row& row = b.rows[k];
-    if (rows.size()) {
-      row.value = std::string(rows.bytes(0, 0));
-      if (!rows.is_null(0, 1)) row.expires = rows.real(0, 1);
-    }
+  const pg_rows& found = (*r)[1];
+  for (int i = 0; i < found.size(); ++i) {
+    batch_state::row& row = b.rows[batch_state::row_key(found.bytes(i, 0), found.bytes(i, 1))];
+    row.value = std::string(found.bytes(i, 2));
+    if (!found.is_null(i, 3)) row.expires = found.real(i, 3);
   }
-  b.usage.clear();
-  for (const auto& ns : b.nss) {
-    const pg_rows& rows = (*r)[i++];
-    b.usage[ns] = rows.size() ? rows.integer(0, 0) : 0;
-  }
+  const pg_rows& totals = (*r)[2];
+  for (int i = 0; i < totals.size(); ++i)
+    b.usage[std::string(totals.bytes(i, 0))] = totals.integer(i, 1);
   b.usage_before = b.usage;
   std::shared_ptr<const store_quotas> q;
   {
@@ -375,28 +377,48 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
   b.results.clear();
   for (const job& j : b.jobs) b.results.push_back(apply_store_write(b, book, j.cmd.args, now));
   b.written = book.written();
-  std::vector<pg_statement> round;
+  pg_array put_ns(pg_array::of::bytea), put_key(pg_array::of::bytea),
+      put_value(pg_array::of::bytea), put_expires(pg_array::of::float8);
+  pg_array gone_ns(pg_array::of::bytea), gone_key(pg_array::of::bytea);
   for (auto& [k, row] : b.rows) {
     if (!row.dirty) continue;
     if (row.value) {
-      round.push_back(
-          sql("INSERT INTO luad_kv VALUES ($1, $2, $3, $4::float8) ON CONFLICT (ns, key) DO UPDATE"
-              " SET value = EXCLUDED.value, expires = EXCLUDED.expires",
-              {pg_param::bytes(k.first), pg_param::bytes(k.second), pg_param::bytes(*row.value),
-               row.expires ? pg_param::real(*row.expires) : pg_param::null()}));
+      put_ns.bytes(k.first);
+      put_key.bytes(k.second);
+      put_value.bytes(*row.value);
+      if (row.expires)
+        put_expires.real(*row.expires);
+      else
+        put_expires.null();
     } else {
-      round.push_back(sql("DELETE FROM luad_kv WHERE ns = $1 AND key = $2",
-                          {pg_param::bytes(k.first), pg_param::bytes(k.second)}));
+      gone_ns.bytes(k.first);
+      gone_key.bytes(k.second);
     }
   }
+  pg_array usage_ns(pg_array::of::bytea), usage_delta(pg_array::of::int8);
   for (const auto& [ns, bytes] : b.usage) {
     std::int64_t delta = bytes - b.usage_before[ns];
     if (delta == 0) continue;
-    round.push_back(
-        sql("INSERT INTO luad_ns_usage VALUES ($1, $2::int8) ON CONFLICT (ns) DO UPDATE"
-            " SET bytes = luad_ns_usage.bytes + EXCLUDED.bytes",
-            {pg_param::bytes(ns), pg_param::integer(delta)}));
+    usage_ns.bytes(ns);
+    usage_delta.integer(delta);
   }
+  std::vector<pg_statement> round;
+  if (put_ns.size())
+    round.push_back(
+        sql("INSERT INTO luad_kv SELECT * FROM unnest($1::bytea[], $2::bytea[],"
+            " $3::bytea[], $4::float8[]) ON CONFLICT (ns, key) DO UPDATE"
+            " SET value = EXCLUDED.value, expires = EXCLUDED.expires",
+            {put_ns.param(), put_key.param(), put_value.param(), put_expires.param()}));
+  if (gone_ns.size())
+    round.push_back(
+        sql("DELETE FROM luad_kv USING unnest($1::bytea[], $2::bytea[]) AS d(ns, key)"
+            " WHERE luad_kv.ns = d.ns AND luad_kv.key = d.key",
+            {gone_ns.param(), gone_key.param()}));
+  if (usage_ns.size())
+    round.push_back(
+        sql("INSERT INTO luad_ns_usage SELECT * FROM unnest($1::bytea[], $2::int8[])"
+            " ON CONFLICT (ns) DO UPDATE SET bytes = luad_ns_usage.bytes + EXCLUDED.bytes",
+            {usage_ns.param(), usage_delta.param()}));
   round.push_back(sql("COMMIT"));
   writer_->run(std::move(round), [this](pg_batch_result c) {
     if (!c.ok()) return roll_back(std::move(c.error()));

@@ -17,6 +17,7 @@
 
 namespace {
 
+using luad::dispatcher::pg_array;
 using luad::dispatcher::pg_batch_result;
 using luad::dispatcher::pg_param;
 using luad::dispatcher::pg_session;
@@ -79,6 +80,28 @@ TEST_CASE("pg_session: a batch is one pipeline; columns come back typed, bytes e
   CHECK(rows.bytes(1, 0) == "z");
   CHECK(rows.is_null(1, 1));
   CHECK((*r)[4].affected() == 2);
+  // Arrays carry many values in one parameter: NULLs, bytes, int8, float8.
+  pg_array ks(pg_array::of::bytea), ns(pg_array::of::int8), xs(pg_array::of::float8),
+      none(pg_array::of::bytea);
+  ks.bytes(blob);
+  ks.null();
+  ns.integer(-1);
+  ns.integer(INT64_MAX);
+  xs.real(2.5);
+  xs.null();
+  auto arrays = run(*s, {sql("SELECT * FROM unnest($1::bytea[], $2::int8[], $3::float8[])",
+                             {ks.param(), ns.param(), xs.param()}),
+                         sql("SELECT cardinality($1::bytea[])", {none.param()})});
+  REQUIRE_MESSAGE(arrays.ok(), (arrays.ok() ? "" : arrays.error().message));
+  const auto& un = (*arrays)[0];
+  REQUIRE(un.size() == 2);
+  CHECK(un.bytes(0, 0) == blob);
+  CHECK(un.is_null(1, 0));
+  CHECK(un.integer(0, 1) == -1);
+  CHECK(un.integer(1, 1) == INT64_MAX);
+  CHECK(un.real(0, 2) == 2.5);
+  CHECK(un.is_null(1, 2));
+  CHECK((*arrays)[1].integer(0, 0) == 0);
   // 10,000 statements in one batch: sent while the server answers.
   std::vector<pg_statement> many;
   for (int i = 0; i < 10000; ++i)
