@@ -86,6 +86,24 @@ TEST_CASE("store on postgres: two engines share one store; increments from both 
   CHECK(won_a != won_b);
 }
 
+TEST_CASE("store on postgres: keys and values that look like SQL are only bytes") {
+  // Keys, values and namespaces travel as binary parameters, never in the
+  // SQL text: an attacker's key is stored and read back as it was.
+  std::string db = luad::test::shared_postgres().new_database();
+  engine eng(on(db));
+  auto r = run_ok(eng, R"(
+    local store = require("store")
+    local evil = "x'); DROP TABLE luad_kv; --"
+    assert(store.set(evil, "\0'; DELETE FROM luad_ns_usage; --"))
+    assert(store.set("plain", 1))
+    local items = store.list("x'")
+    return store.get(evil), #items, store.get("plain"))");
+  CHECK(r.at(0) == value(std::string("\0'; DELETE FROM luad_ns_usage; --", 33)));
+  CHECK(r.at(1) == value(1));
+  CHECK(r.at(2) == value(1));
+  CHECK(scalar(db, "SELECT count(*) FROM luad_kv") == "2");
+}
+
 TEST_CASE("store on postgres: a quota holds across engines, the totals kept in the database") {
   std::string db = luad::test::shared_postgres().new_database();
   engine a(on(db)), b(on(db));
