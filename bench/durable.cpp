@@ -79,8 +79,8 @@ class temp_folder {
 // An engine with its store (and journal) in a fresh folder, which goes after it.
 struct journaled {
   explicit journaled(const options& opts)
-      : eng(server::engine_options{runtime::scheduler_options::with_workers(opts.workers),
-                                   dir.path(), {}}) {}
+      : eng(server::engine_options{
+            runtime::scheduler_options::with_workers(opts.workers), dir.path(), {}}) {}
   temp_folder dir;  // (declared first: destroyed after the engine)
   server::engine eng;
 };

@@ -7,9 +7,9 @@
 // header is all the rest of luad knows of where that history lives: each
 // store backend (dispatcher/store_backend.hpp) implements it beside the
 // store, so a store write and its journal entry share one transaction;
-// SQLite (dispatcher/sqlite_store.*) is the first. Writes are asynchronous and group-committed: a callback runs
-// (on the backend's thread, so it must not block) only once the write is
-// durable. Reads block and are for startup and the protocol.
+// SQLite (dispatcher/sqlite_store.*) is the first. Writes are asynchronous and group-committed: a
+// callback runs (on the backend's thread, so it must not block) only once the write is durable.
+// Reads block and are for startup and the protocol.
 #pragma once
 
 #include <cstdint>

@@ -373,7 +373,6 @@ void pg_session::next_job() {
 void pg_session::send_job() {
   rows_.clear();
   err_.reset();
-  results_left_ = current_->batch.size();
   std::vector<const char*> values;
   std::vector<int> lengths, formats;
   for (const pg_statement& s : current_->batch) {
@@ -432,10 +431,7 @@ void pg_session::read_results() {
     if (!r) continue;  // the end of one statement's results
     switch (PQresultStatus(r)) {
       case PGRES_TUPLES_OK:
-      case PGRES_COMMAND_OK:
-        rows_.emplace_back(r);
-        if (results_left_) --results_left_;
-        break;
+      case PGRES_COMMAND_OK: rows_.emplace_back(r); break;
       case PGRES_PIPELINE_SYNC:
         PQclear(r);
         if (err_)

@@ -195,7 +195,6 @@ class pg_session : public std::enable_shared_from_this<pg_session> {
   std::optional<job> current_;
   std::vector<pg_rows> rows_;          // of the current job, so far
   std::optional<runtime::error> err_;  // its first error
-  std::size_t results_left_ = 0;       // statements whose result has not come
   bool sending_ = false;               // the current batch is not all sent yet
   bool read_pending_ = false, write_pending_ = false;
   std::uint64_t socket_gen_ = 0;  // bumped each time the descriptor is dropped

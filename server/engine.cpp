@@ -50,7 +50,8 @@ namespace {
 
 std::unique_ptr<dispatcher::store_backend> store_for(const engine_options& opts) {
   if (!opts.postgres.empty())
-    return std::make_unique<dispatcher::postgres_store>(dispatcher::postgres_options{opts.postgres});
+    return std::make_unique<dispatcher::postgres_store>(
+        dispatcher::postgres_options{opts.postgres});
   return std::make_unique<dispatcher::sqlite_store>(opts.data_dir);
 }
 
