@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "dispatcher/durable_parts.hpp"
-#include "dispatcher/journal_sqlite.hpp"
+#include "dispatcher/journal_rules.hpp"
 #include "runtime/code.hpp"
 #include "runtime/json.hpp"
 #include "runtime/message_codec.hpp"

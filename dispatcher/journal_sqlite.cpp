@@ -31,46 +31,6 @@ int run_to_end(statement& st) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-runtime::error no_run(std::string_view run) {
-  return runtime::fail(error_kind::not_found, "journal: no run '" + std::string(run) + "'");
-}
-
-// `invalid`, naming the run and the step.
-runtime::error at_step(std::string_view run, std::int64_t step, const std::string& why) {
-  return runtime::fail(error_kind::invalid, "journal: run '" + std::string(run) + "' step " +
-                                                std::to_string(step) + ": " + why);
-}
-
-bool known_command(std::int64_t id) {
-  return id > 0 && id < static_cast<std::int64_t>(runtime::command_id::max_id) &&
-         runtime::command_name(static_cast<runtime::command_id>(id)) != "unknown";
-}
-
-bool known_state(std::int64_t s) {
-  return s == static_cast<std::int64_t>(step_state::started) ||
-         s == static_cast<std::int64_t>(step_state::done);
-}
-
-// What is wrong with an entry's fields, or "" when nothing is. The result is
-// checked when `with_result`: a `done` entry needs one; a `started` one may
-// have none.
-std::string entry_fault(std::int64_t command, std::int64_t state, std::int64_t failed,
-                        const journal_entry& e, bool with_result) {
-  if (!known_command(command)) return "unknown command id " + std::to_string(command);
-  if (!known_state(state)) return "unknown state " + std::to_string(state);
-  if (failed != 0 && failed != 1) return "unknown failed flag " + std::to_string(failed);
-  if (!runtime::valid_message(e.args)) return "the args do not decode";
-  bool needs_result = state == static_cast<std::int64_t>(step_state::done) || !e.result.empty();
-  if (with_result && needs_result && !runtime::valid_message(e.result))
-    return "the result does not decode";
-  return {};
-}
-
-std::string entry_fault(const journal_entry& e, bool with_result) {
-  return entry_fault(static_cast<std::int64_t>(e.command), static_cast<std::int64_t>(e.state),
-                     e.failed ? 1 : 0, e, with_result);
-}
-
 // One read transaction on a read-only connection, so that several statements
 // see one snapshot; ended when it goes out of scope.
 class read_transaction {
@@ -116,7 +76,7 @@ runtime::result<journal_entry> read_entry(const statement& rows, std::string_vie
   e.run = std::string(run);
   e.step = rows.column_integer(0);
   if (e.step != expected) {
-    return at_step(
+    return journal_at_step(
         run, expected,
         "missing from the journal (the next row is step " + std::to_string(e.step) + ")");
   }
@@ -124,8 +84,8 @@ runtime::result<journal_entry> read_entry(const statement& rows, std::string_vie
   std::int64_t failed = rows.column_integer(4);
   e.args = rows.column_blob(2);
   e.result = rows.column_blob(5);
-  if (std::string why = entry_fault(command, state, failed, e, true); !why.empty())
-    return at_step(run, e.step, why);
+  if (std::string why = journal_entry_fault(command, state, failed, e, true); !why.empty())
+    return journal_at_step(run, e.step, why);
   e.command = static_cast<runtime::command_id>(command);
   e.state = static_cast<step_state>(state);
   e.failed = failed != 0;
@@ -134,14 +94,6 @@ runtime::result<journal_entry> read_entry(const statement& rows, std::string_vie
 }
 
 }  // namespace
-
-void journal_write::finish(runtime::outcome o) {
-  if (applied) {
-    applied(std::move(o));
-  } else if (written) {
-    written(o.err ? runtime::status(std::move(*o.err)) : runtime::status(runtime::done{}));
-  }
-}
 
 journal_writer::journal_writer(sqlite3* db)
     : db_(db),
@@ -165,11 +117,7 @@ journal_writer::journal_writer(sqlite3* db)
 
 runtime::status journal_writer::create_run(const run_record& r, double now, int& rc) {
   rc = SQLITE_OK;
-  if (r.id.empty()) return runtime::fail(error_kind::invalid, "journal: a run needs an id");
-  if (!r.args.empty() && !runtime::valid_message(r.args)) {
-    return runtime::fail(error_kind::invalid,
-                         "journal: run '" + r.id + "': the args do not decode");
-  }
+  if (runtime::status ok = check_new_run(r); !ok) return ok;
   insert_run_.reset().text(1, r.id).text(2, r.workflow).text(3, r.owner).text(4, r.script);
   insert_run_.text(5, r.code_hash).blob(6, r.args).text(7, run_state_name(r.state));
   insert_run_.text(8, r.detail).real(9, r.created > 0 ? r.created : now);
@@ -197,14 +145,15 @@ runtime::status journal_writer::set_state(const journal_write::state_change& c, 
   update_state_.real(4, now);
   rc = run_to_end(update_state_);
   if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal set_state");
-  if (sqlite3_changes(db_) == 0) return no_run(c.run);
+  if (sqlite3_changes(db_) == 0) return journal_no_run(c.run);
   if (finished(c.state)) next_steps_.erase(c.run);  // (read again if it is appended to)
   return runtime::done{};
 }
 
 runtime::status journal_writer::claim(const journal_entry& e, int& rc) {
   rc = SQLITE_OK;
-  if (std::string why = entry_fault(e, false); !why.empty()) return at_step(e.run, e.step, why);
+  if (std::string why = journal_entry_fault(e, false); !why.empty())
+    return journal_at_step(e.run, e.step, why);
   // The usual case: the entry is the run's next step, known without a read.
   auto it = next_steps_.find(e.run);
   if (it == next_steps_.end()) {
@@ -214,7 +163,7 @@ runtime::status journal_writer::claim(const journal_entry& e, int& rc) {
     run_steps_.reset();
     if (rc == SQLITE_DONE) {
       rc = SQLITE_OK;
-      return no_run(e.run);
+      return journal_no_run(e.run);
     }
     if (rc != SQLITE_ROW) return sqlite_failure(db_, rc, "journal append");
     rc = SQLITE_OK;
@@ -230,22 +179,16 @@ runtime::status journal_writer::claim(const journal_entry& e, int& rc) {
 }
 
 runtime::status journal_writer::check_earlier(const journal_entry& e, std::int64_t steps, int& rc) {
-  if (e.step < 0 || e.step >= steps) {
-    return at_step(e.run, e.step, "not the run's next step (" + std::to_string(steps) + ")");
+  std::int64_t state = 0;
+  if (e.step >= 0 && e.step < steps) {  // read the row it would complete
+    step_state_.reset().text(1, e.run).integer(2, e.step);
+    rc = step_state_.step();
+    state = rc == SQLITE_ROW ? step_state_.column_integer(0) : 0;
+    step_state_.reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite_failure(db_, rc, "journal append");
+    rc = SQLITE_OK;
   }
-  // An earlier step: only its `started` row may be completed.
-  step_state_.reset().text(1, e.run).integer(2, e.step);
-  rc = step_state_.step();
-  std::int64_t state = rc == SQLITE_ROW ? step_state_.column_integer(0) : 0;
-  step_state_.reset();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite_failure(db_, rc, "journal append");
-  rc = SQLITE_OK;
-  if (state == static_cast<std::int64_t>(step_state::done))
-    return at_step(e.run, e.step, "already done");
-  if (state != static_cast<std::int64_t>(step_state::started))
-    return at_step(e.run, e.step, "no row to complete");
-  if (e.state != step_state::done) return at_step(e.run, e.step, "already started");
-  return runtime::done{};
+  return step_rule(e, steps, state);
 }
 
 void journal_writer::put(const journal_entry& e, double now, int& rc) {
@@ -258,7 +201,8 @@ void journal_writer::put(const journal_entry& e, double now, int& rc) {
 
 runtime::status journal_writer::append(const journal_entry& e, double now, int& rc) {
   rc = SQLITE_OK;
-  if (std::string why = entry_fault(e, true); !why.empty()) return at_step(e.run, e.step, why);
+  if (std::string why = journal_entry_fault(e, true); !why.empty())
+    return journal_at_step(e.run, e.step, why);
   runtime::status ok = claim(e, rc);
   if (!ok || rc != SQLITE_OK) return ok;
   put(e, now, rc);
@@ -268,47 +212,13 @@ runtime::status journal_writer::append(const journal_entry& e, double now, int& 
 
 runtime::status journal_writer::put_message(const inbox_message& m, double now, int& rc) {
   rc = SQLITE_OK;
-  if (!runtime::valid_message(m.payload))
-    return runtime::fail(error_kind::invalid, "journal: run '" + m.run + "' message " +
-                                                  std::to_string(m.seq) +
-                                                  ": the payload does not decode");
+  if (runtime::status ok = check_message(m); !ok) return ok;
   put_message_.reset().text(1, m.run).integer(2, m.seq).text(3, m.sender).blob(4, m.topic);
   put_message_.blob(5, m.payload).real(6, m.at > 0 ? m.at : now);
   rc = run_to_end(put_message_);
   if (rc != SQLITE_OK) return sqlite_failure(db_, rc, "journal append_message");
-  if (sqlite3_changes(db_) == 0)
-    return runtime::fail(error_kind::invalid, "journal: run '" + m.run + "' message " +
-                                                  std::to_string(m.seq) +
-                                                  " already recorded, or no such run");
+  if (sqlite3_changes(db_) == 0) return message_taken(m);
   return runtime::done{};
-}
-
-void record_outcome(journal_entry& e, const runtime::outcome& o) {
-  e.result.clear();
-  e.failed = o.err != nullptr;
-  if (!o.err) {
-    runtime::encode_value(o.val, e.result);
-    return;
-  }
-  runtime::value::map err;
-  err.emplace_back("kind", std::string(runtime::kind_name(o.err->kind)));
-  err.emplace_back("message", o.err->message);
-  err.emplace_back("retryable", o.err->retryable);
-  runtime::encode_value(runtime::value(std::move(err)), e.result);
-}
-
-std::optional<runtime::outcome> read_outcome(const journal_entry& e) {
-  std::optional<runtime::value> v = runtime::decode_value(e.result);
-  if (!v) return std::nullopt;
-  if (!e.failed) return runtime::outcome::success(std::move(*v));
-  const runtime::value* kind = v->find("kind");
-  const runtime::value* message = v->find("message");
-  const runtime::value* retryable = v->find("retryable");
-  auto k = kind && kind->get<std::string>() ? runtime::kind_from_name(*kind->get<std::string>())
-                                            : std::nullopt;
-  if (!k || !message || !message->get<std::string>()) return std::nullopt;
-  bool r = retryable && retryable->get<bool>() && *retryable->get<bool>();
-  return runtime::outcome::failure(runtime::error{*k, *message->get<std::string>(), r, {}});
 }
 
 runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only) {
@@ -338,7 +248,7 @@ runtime::result<run_record> read_run(sqlite3* db, std::string_view id) {
     statement st(db, (std::string(k_run_columns) + " WHERE id = ?1").c_str());
     st.text(1, id);
     int rc = st.step();
-    if (rc == SQLITE_DONE) return no_run(id);
+    if (rc == SQLITE_DONE) return journal_no_run(id);
     if (rc != SQLITE_ROW) return sqlite_failure(db, rc, "journal run");
     return run_on_row(st);
   } catch (const std::exception& e) {
@@ -352,7 +262,7 @@ runtime::result<std::vector<journal_entry>> read_history(sqlite3* db, std::strin
     statement head(db, "SELECT 1 FROM runs WHERE id = ?1");
     head.text(1, run);
     int rc = head.step();
-    if (rc == SQLITE_DONE) return no_run(run);
+    if (rc == SQLITE_DONE) return journal_no_run(run);
     if (rc != SQLITE_ROW) return sqlite_failure(db, rc, "journal history");
     statement rows(db,
                    "SELECT step, command, args, state, failed, result, at FROM journal"

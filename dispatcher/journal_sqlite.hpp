@@ -1,37 +1,19 @@
 // The journal of durable runs in SQLite: the `runs`, `journal` and `inbox` tables of
 // the store's file. Writes run on the storage writer's connection inside its
 // batch transaction (dispatcher/storage.cpp queues, commits and answers them);
-// reads block on a connection of their own. The interface is journal.hpp.
+// reads block on a connection of their own. The interface is journal.hpp;
+// the rules every backend shares are journal_rules.hpp.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
-#include "dispatcher/journal.hpp"
+#include "dispatcher/journal_rules.hpp"
 #include "dispatcher/sqlite.hpp"
 
 namespace luad::dispatcher {
-
-/// A journal write waiting in the storage writer's queue: what to write, and
-/// whom to tell once its batch has committed or failed.
-struct journal_write {
-  struct state_change {
-    std::string run;
-    run_state state = run_state::running;
-    std::string detail;
-  };
-  std::variant<run_record, state_change, journal_entry, inbox_message> what;
-  journal_backend::written_fn written;  ///< create_run, set_state, append, append_message
-  /// apply_and_append (`what` is its entry; the job's command its store op)
-  journal_backend::applied_fn applied;
-
-  /// Calls the callback that is set: `applied` with `o`, `written` with its status.
-  void finish(runtime::outcome o);
-};
 
 /// The journal's statements on the writer's connection. Each call runs inside
 /// the writer's open transaction and changes nothing when it refuses
@@ -70,13 +52,6 @@ class journal_writer {
   /// Each run's next step, as claimed in this transaction and those before.
   std::unordered_map<std::string, std::int64_t> next_steps_;
 };
-
-/// Stores `o` in `e`: the value as `result`, or the error as the map
-/// {kind, message, retryable} with `failed` set.
-void record_outcome(journal_entry& e, const runtime::outcome& o);
-/// The outcome record_outcome stored in `e`; nullopt when its result does not
-/// decode (a corrupt journal).
-std::optional<runtime::outcome> read_outcome(const journal_entry& e);
 
 /// journal_backend::runs, in one read transaction on `db`.
 runtime::result<std::vector<run_record>> read_runs(sqlite3* db, bool unfinished_only);

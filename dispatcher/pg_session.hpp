@@ -52,10 +52,11 @@ struct pg_param {
 
 /// A one-dimensional array parameter in PostgreSQL's binary array format,
 /// so that one statement can carry a whole batch's keys (with `unnest`).
-/// Element types: bytea, int8, float8; cast it in the SQL (`$1::bytea[]`).
+/// Element types: bytea, int8, text (its bytes: valid UTF-8), float8; cast
+/// it in the SQL (`$1::bytea[]`).
 class pg_array {
  public:
-  enum class of : unsigned { bytea = 17, int8 = 20, float8 = 701 };
+  enum class of : unsigned { bytea = 17, int8 = 20, text = 25, float8 = 701 };
   explicit pg_array(of type) : type_(type) {}
   void bytes(std::string_view b);
   void integer(std::int64_t i);

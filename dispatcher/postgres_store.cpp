@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "dispatcher/ledger.hpp"
+#include "dispatcher/postgres_journal.hpp"
 #include "dispatcher/store_ops.hpp"
 #include "dispatcher/store_write.hpp"
 #include "runtime/logging.hpp"
@@ -39,13 +40,57 @@ const char* const k_schema[] = {
     "CREATE TABLE IF NOT EXISTS luad_ns_usage (ns bytea PRIMARY KEY, bytes int8 NOT NULL)",
 };
 
-error journal_missing() {
-  return runtime::fail(error_kind::unavailable,
-                       "journal: durable runs are not kept on PostgreSQL yet (use SQLite)");
-}
-
 pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
   return {std::move(text), std::move(params)};
+}
+
+error corrupt_value() {
+  return runtime::fail(error_kind::internal, "store: a stored value is corrupt");
+}
+
+// A list (as on SQLite, store_ops.cpp): from the prefix, or just past the
+// cursor; one row more than the limit says whether there are more.
+std::int64_t list_limit(const runtime::value& a) {
+  const runtime::value* lim = a.find("limit");
+  const std::int64_t* l = lim ? lim->get<std::int64_t>() : nullptr;
+  return l ? *l : 100;
+}
+
+pg_statement list_statement(const runtime::value& a, double now) {
+  std::string prefix(text_field(a, "prefix"));
+  std::string after(text_field(a, "after"));
+  std::string from = prefix;
+  if (!after.empty() && after >= prefix) from = after + '\0';
+  return sql(
+      "SELECT key, value FROM luad_kv WHERE ns = $1 AND key >= $2 AND ($3 = ''::bytea OR"
+      " key < $3) AND (expires IS NULL OR expires > $4::float8) ORDER BY key LIMIT $5::int8",
+      {pg_param::bytes(text_field(a, "ns")), pg_param::bytes(from),
+       pg_param::bytes(prefix_end(prefix)), pg_param::real(now),
+       pg_param::integer(list_limit(a) + 1)});
+}
+
+runtime::outcome list_outcome(const pg_rows& rows, std::int64_t limit) {
+  runtime::value::array items;
+  std::string cursor;
+  int n = rows.size();
+  bool more = n > limit;
+  for (int i = 0; i < n && i < limit; ++i) {
+    std::string k(rows.bytes(i, 0)), v(rows.bytes(i, 1));
+    if (!runtime::valid_message(v)) return runtime::outcome::failure(corrupt_value());
+    cursor = k;
+    items.emplace_back(
+        runtime::value::array{runtime::value(std::move(k)), runtime::value(std::move(v))});
+  }
+  runtime::value::map out;
+  out.emplace_back("items", std::move(items));
+  if (more) out.emplace_back("cursor", std::move(cursor));
+  return runtime::outcome::success(std::move(out));
+}
+
+// Whether job `j` is an operation fused with its journal entry that lists:
+// it runs first in its batch, so that round one's read is what it sees.
+bool fused_list(const runtime::value& args, bool journaled) {
+  return journaled && text_field(args, "op") == "list";
 }
 
 // A conflict another transaction won (or a deadlock): the batch may simply
@@ -71,6 +116,9 @@ struct postgres_store::batch_state final : store_rows {
   std::map<row_key, row, std::less<>> rows;  // every key the batch touches
   std::map<std::string, std::int64_t, std::less<>> usage, usage_before;
   std::vector<runtime::outcome> results;
+  pg_journal_batch journal;
+  std::size_t journal_at = 0, list_at = 0;  // round one's statements: where each part's are
+  std::optional<runtime::outcome> listed;   // a fused list's answer (it is first)
   int attempts = 0;
   std::uint64_t written = 0;
   std::chrono::steady_clock::time_point began;
@@ -181,6 +229,7 @@ void postgres_store::start() {
   if (have < schema_version) {
     std::vector<pg_statement> make{migration_lock};
     for (const char* s : k_schema) make.push_back(sql(s));
+    for (const char* s : journal_schema()) make.push_back(sql(s));
     make.push_back(
         sql("INSERT INTO luad_meta VALUES ('schema_version', $1) ON CONFLICT (key)"
             " DO UPDATE SET value = EXCLUDED.value",
@@ -209,7 +258,8 @@ void postgres_store::stop() {
     std::deque<job> left;
     left.swap(queue_);
     for (job& j : left)
-      j.done.fail(runtime::fail(error_kind::canceled, "the store is shutting down", true));
+      finish(j, runtime::outcome::failure(
+                    runtime::fail(error_kind::canceled, "the store is shutting down", true)));
     writer_->close();
     reader_->close();
   });
@@ -218,7 +268,7 @@ void postgres_store::stop() {
 }
 
 void postgres_store::submit(command&& cmd, completion&& done) {
-  job j{std::move(cmd), std::move(done)};
+  job j{std::move(cmd), std::move(done), nullptr};
   if (stopping_ || !started_) {
     j.done.fail(runtime::fail(error_kind::canceled, "the store is shutting down", true));
     return;
@@ -238,60 +288,31 @@ void postgres_store::submit(command&& cmd, completion&& done) {
 void postgres_store::read(job j) {
   const runtime::value& a = j.cmd.args;
   std::string_view op = text_field(a, "op");
-  std::string ns(text_field(a, "ns"));
   double now = now_seconds();
-  auto corrupt = [] {
-    return runtime::fail(error_kind::internal, "store: a stored value is corrupt");
-  };
   if (op == "get") {
+    std::string ns(text_field(a, "ns"));
     auto done = std::make_shared<completion>(std::move(j.done));
     reader_->run(
         {sql("SELECT value FROM luad_kv WHERE ns = $1 AND key = $2"
              " AND (expires IS NULL OR expires > $3::float8)",
              {pg_param::bytes(ns), pg_param::bytes(text_field(a, "key")), pg_param::real(now)})},
-        [done, corrupt](pg_batch_result r) {
+        [done](pg_batch_result r) {
           if (!r.ok()) return done->fail(std::move(r.error()));
           const pg_rows& rows = r->front();
           if (rows.size() == 0) return done->succeed({});
           std::string v(rows.bytes(0, 0));
-          if (!runtime::valid_message(v)) return done->fail(corrupt());
+          if (!runtime::valid_message(v)) return done->fail(corrupt_value());
           done->succeed(std::move(v));
         });
     return;
   }
-  // list: as SQLite's (store_ops.cpp): from the prefix or just past the cursor.
-  std::string prefix(text_field(a, "prefix"));
-  std::string after(text_field(a, "after"));
-  const runtime::value* lim = a.find("limit");
-  const std::int64_t* l = lim ? lim->get<std::int64_t>() : nullptr;
-  std::int64_t limit = l ? *l : 100;
-  std::string from = prefix;
-  if (!after.empty() && after >= prefix) from = after + '\0';
   auto done = std::make_shared<completion>(std::move(j.done));
-  reader_->run(
-      {sql("SELECT key, value FROM luad_kv WHERE ns = $1 AND key >= $2 AND ($3 = ''::bytea OR"
-           " key < $3) AND (expires IS NULL OR expires > $4::float8) ORDER BY key LIMIT $5::int8",
-           {pg_param::bytes(ns), pg_param::bytes(from), pg_param::bytes(prefix_end(prefix)),
-            pg_param::real(now), pg_param::integer(limit + 1)})},
-      [done, limit, corrupt](pg_batch_result r) {
-        if (!r.ok()) return done->fail(std::move(r.error()));
-        const pg_rows& rows = r->front();
-        runtime::value::array items;
-        std::string cursor;
-        int n = rows.size();
-        bool more = n > limit;
-        for (int i = 0; i < n && i < limit; ++i) {
-          std::string k(rows.bytes(i, 0)), v(rows.bytes(i, 1));
-          if (!runtime::valid_message(v)) return done->fail(corrupt());
-          cursor = k;
-          items.emplace_back(
-              runtime::value::array{runtime::value(std::move(k)), runtime::value(std::move(v))});
-        }
-        runtime::value::map out;
-        out.emplace_back("items", std::move(items));
-        if (more) out.emplace_back("cursor", std::move(cursor));
-        done->succeed(std::move(out));
-      });
+  reader_->run({list_statement(a, now)}, [done, limit = list_limit(a)](pg_batch_result r) {
+    if (!r.ok()) return done->fail(std::move(r.error()));
+    runtime::outcome o = list_outcome(r->front(), limit);
+    if (o.err) return done->fail(std::move(*o.err));
+    done->succeed(std::move(o.val));
+  });
 }
 
 // --- writes (io thread) ------------------------------------------------------------
@@ -300,7 +321,10 @@ void postgres_store::write_next() {
   if (batch_ || queue_.empty()) return;
   batch_ = std::make_unique<batch_state>();
   while (!queue_.empty() && batch_->jobs.size() < k_max_batch) {
-    if (!queue_.front().done.abandoned()) batch_->jobs.push_back(std::move(queue_.front()));
+    job& j = queue_.front();
+    // A fused list reads what the batch before it left: it starts a batch.
+    if (fused_list(j.cmd.args, j.journal != nullptr) && !batch_->jobs.empty()) break;
+    if (j.journal || !j.done.abandoned()) batch_->jobs.push_back(std::move(j));
     queue_.pop_front();
   }
   if (batch_->jobs.empty()) {
@@ -322,9 +346,13 @@ void postgres_store::read_rows() {
   batch_state& b = *batch_;
   b.rows.clear();
   b.usage.clear();
+  b.journal = {};
+  b.listed.reset();
   std::set<batch_state::row_key> keys;
   std::set<std::string> nss;
   for (const job& j : b.jobs) {
+    if (j.journal) b.journal.want(*j.journal);
+    if (j.journal && !j.journal->applied) continue;  // no store operation
     std::string ns(text_field(j.cmd.args, "ns"));
     keys.emplace(ns, std::string(text_field(j.cmd.args, "key")));
     nss.insert(std::move(ns));
@@ -341,15 +369,21 @@ void postgres_store::read_rows() {
     ns_list.bytes(ns);
     b.usage[ns] = 0;
   }
-  writer_->run(
-      {sql("BEGIN ISOLATION LEVEL SERIALIZABLE"),
-       // LATERAL: one index probe per key, never a scan of the whole table.
-       sql("SELECT k.ns, k.key, kv.value, kv.expires"
-           " FROM unnest($1::bytea[], $2::bytea[]) AS k(ns, key), LATERAL"
-           " (SELECT value, expires FROM luad_kv WHERE ns = k.ns AND key = k.key) kv",
-           {key_ns.param(), key_key.param()}),
-       sql("SELECT ns, bytes FROM luad_ns_usage WHERE ns = ANY($1::bytea[])", {ns_list.param()})},
-      [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
+  std::vector<pg_statement> round{
+      sql("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+      // LATERAL: one index probe per key, never a scan of the whole table.
+      sql("SELECT k.ns, k.key, kv.value, kv.expires"
+          " FROM unnest($1::bytea[], $2::bytea[]) AS k(ns, key), LATERAL"
+          " (SELECT value, expires FROM luad_kv WHERE ns = k.ns AND key = k.key) kv",
+          {key_ns.param(), key_key.param()}),
+      sql("SELECT ns, bytes FROM luad_ns_usage WHERE ns = ANY($1::bytea[])", {ns_list.param()})};
+  b.journal_at = round.size();
+  if (!b.journal.empty()) b.journal.reads(round);
+  b.list_at = round.size();
+  const job& first = b.jobs.front();
+  if (fused_list(first.cmd.args, first.journal != nullptr))
+    round.push_back(list_statement(first.cmd.args, now_seconds()));
+  writer_->run(std::move(round), [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
 }
 
 // Between the round trips: the writes applied in order to the rows read;
@@ -367,6 +401,10 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
   for (int i = 0; i < totals.size(); ++i)
     b.usage[std::string(totals.bytes(i, 0))] = totals.integer(i, 1);
   b.usage_before = b.usage;
+  if (!b.journal.empty())
+    b.journal.take((*r)[b.journal_at], (*r)[b.journal_at + 1], (*r)[b.journal_at + 2]);
+  if (b.list_at < r->size())
+    b.listed = list_outcome((*r)[b.list_at], list_limit(b.jobs[0].cmd.args));
   std::shared_ptr<const store_quotas> q;
   {
     std::lock_guard lock(usage_mu_);
@@ -375,7 +413,10 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
   ledger book(b.usage, *q);
   double now = now_seconds();
   b.results.clear();
-  for (const job& j : b.jobs) b.results.push_back(apply_store_write(b, book, j.cmd.args, now));
+  for (job& j : b.jobs) {
+    b.results.push_back(j.journal ? apply_journal(b, book, j, now)
+                                  : apply_store_write(b, book, j.cmd.args, now));
+  }
   b.written = book.written();
   pg_array put_ns(pg_array::of::bytea), put_key(pg_array::of::bytea),
       put_value(pg_array::of::bytea), put_expires(pg_array::of::float8);
@@ -419,6 +460,7 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
         sql("INSERT INTO luad_ns_usage SELECT * FROM unnest($1::bytea[], $2::int8[])"
             " ON CONFLICT (ns) DO UPDATE SET bytes = luad_ns_usage.bytes + EXCLUDED.bytes",
             {usage_ns.param(), usage_delta.param()}));
+  b.journal.writes(round);
   round.push_back(sql("COMMIT"));
   writer_->run(std::move(round), [this](pg_batch_result c) {
     if (!c.ok()) return roll_back(std::move(c.error()));
@@ -447,7 +489,7 @@ void postgres_store::end_batch(const error* e) {
       std::lock_guard lock(stats_mu_);
       ++counters_.failed_batches;
     }
-    for (job& j : b->jobs) j.done.fail(*e);
+    for (job& j : b->jobs) finish(j, runtime::outcome::failure(*e));
   } else {
     commit_durations_.observe(std::chrono::steady_clock::now() - b->began);
     {
@@ -460,13 +502,7 @@ void postgres_store::end_batch(const error* e) {
       counters_.writes += b->jobs.size();
       counters_.written_bytes += b->written;
     }
-    for (std::size_t i = 0; i < b->jobs.size(); ++i) {
-      runtime::outcome& o = b->results[i];
-      if (o.err)
-        b->jobs[i].done.fail(std::move(*o.err));
-      else
-        b->jobs[i].done.succeed(std::move(o.val));
-    }
+    for (std::size_t i = 0; i < b->jobs.size(); ++i) finish(b->jobs[i], std::move(b->results[i]));
   }
   write_next();
 }
@@ -540,24 +576,115 @@ void postgres_store::inject(store_fault f) {
   });
 }
 
-// --- the journal: not here yet -----------------------------------------------------------
+// --- the journal (journal_backend) -----------------------------------------------------
 
-void postgres_store::create_run(run_record, written_fn done) { done(journal_missing()); }
-void postgres_store::set_state(std::string, run_state, std::string, written_fn done) {
-  done(journal_missing());
+void postgres_store::finish(job& j, runtime::outcome o) {
+  if (j.journal)
+    j.journal->finish(std::move(o));
+  else if (o.err)
+    j.done.fail(std::move(*o.err));
+  else
+    j.done.succeed(std::move(o.val));
 }
-void postgres_store::append(journal_entry, written_fn done) { done(journal_missing()); }
-void postgres_store::apply_and_append(journal_entry, runtime::value, applied_fn done) {
-  done(runtime::outcome::failure(journal_missing()));
+
+// One journal write of a batch, on the rows round one read.
+runtime::outcome postgres_store::apply_journal(batch_state& b, ledger& book, job& j, double now) {
+  auto as_outcome = [](runtime::status s) {
+    return s ? runtime::outcome::success({}) : runtime::outcome::failure(std::move(s.error()));
+  };
+  journal_write& w = *j.journal;
+  if (auto* r = std::get_if<run_record>(&w.what)) return as_outcome(b.journal.create_run(*r, now));
+  if (auto* c = std::get_if<journal_write::state_change>(&w.what))
+    return as_outcome(b.journal.set_state(*c, now));
+  if (auto* m = std::get_if<inbox_message>(&w.what))
+    return as_outcome(b.journal.put_message(*m, now));
+  auto& e = std::get<journal_entry>(w.what);
+  if (!w.applied) return as_outcome(b.journal.append(e, now));
+  // Fused: a refused entry leaves the store untouched; the operation's own
+  // failure (limit, invalid) is its journaled result.
+  if (runtime::status ok = b.journal.claim(e); !ok) return as_outcome(std::move(ok));
+  const runtime::value& args = j.cmd.args;
+  std::string_view op = text_field(args, "op");
+  runtime::outcome o;
+  if (op == "list") {
+    o = b.listed ? std::move(*b.listed)
+                 : runtime::outcome::failure(runtime::fail(error_kind::internal, "store: list"));
+  } else if (op == "get") {
+    std::optional<std::string> v;
+    b.live_value(text_field(args, "ns"), text_field(args, "key"), now, v);
+    o = !v                           ? runtime::outcome::success({})
+        : runtime::valid_message(*v) ? runtime::outcome::success(std::move(*v))
+                                     : runtime::outcome::failure(corrupt_value());
+  } else {
+    o = apply_store_write(b, book, args, now);
+  }
+  record_outcome(e, o);
+  b.journal.put(e, now);
+  return o;
 }
-void postgres_store::append_message(inbox_message, written_fn done) { done(journal_missing()); }
-runtime::result<std::vector<run_record>> postgres_store::runs(bool) { return journal_missing(); }
-runtime::result<run_record> postgres_store::run(std::string_view) { return journal_missing(); }
-runtime::result<std::vector<journal_entry>> postgres_store::history(std::string_view) {
-  return journal_missing();
+
+void postgres_store::queue_journal(std::unique_ptr<journal_write> w, runtime::value store_args) {
+  job j{{command_id::store_op, std::move(store_args)}, {}, std::move(w)};
+  if (stopping_ || !started_) {
+    finish(j, runtime::outcome::failure(
+                  runtime::fail(error_kind::canceled, "the store is shutting down", true)));
+    return;
+  }
+  asio::post(io_, [this, j = std::move(j)]() mutable {
+    queue_.push_back(std::move(j));
+    if (!batch_) write_next();
+  });
 }
-runtime::result<std::vector<inbox_message>> postgres_store::messages(std::string_view) {
-  return journal_missing();
+
+void postgres_store::create_run(run_record run, written_fn done) {
+  queue_journal(std::make_unique<journal_write>(journal_write{std::move(run), std::move(done), {}}),
+                {});
+}
+
+void postgres_store::set_state(std::string run, run_state state, std::string detail,
+                               written_fn done) {
+  journal_write::state_change c{std::move(run), state, std::move(detail)};
+  queue_journal(std::make_unique<journal_write>(journal_write{std::move(c), std::move(done), {}}),
+                {});
+}
+
+void postgres_store::append(journal_entry entry, written_fn done) {
+  queue_journal(
+      std::make_unique<journal_write>(journal_write{std::move(entry), std::move(done), {}}), {});
+}
+
+void postgres_store::apply_and_append(journal_entry entry, runtime::value store_args,
+                                      applied_fn done) {
+  queue_journal(
+      std::make_unique<journal_write>(journal_write{std::move(entry), {}, std::move(done)}),
+      std::move(store_args));
+}
+
+void postgres_store::append_message(inbox_message m, written_fn done) {
+  queue_journal(std::make_unique<journal_write>(journal_write{std::move(m), std::move(done), {}}),
+                {});
+}
+
+pg_batch_result postgres_store::run_blocking(std::vector<pg_statement> batch) {
+  if (!started_ || stopping_)
+    return runtime::fail(error_kind::unavailable, "journal: the store is not open");
+  std::promise<pg_batch_result> p;
+  auto f = p.get_future();
+  reader_->run(std::move(batch), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+runtime::result<std::vector<run_record>> postgres_store::runs(bool unfinished_only) {
+  return pg_read_runs([this](auto b) { return run_blocking(std::move(b)); }, unfinished_only);
+}
+runtime::result<run_record> postgres_store::run(std::string_view id) {
+  return pg_read_run([this](auto b) { return run_blocking(std::move(b)); }, id);
+}
+runtime::result<std::vector<journal_entry>> postgres_store::history(std::string_view run) {
+  return pg_read_history([this](auto b) { return run_blocking(std::move(b)); }, run);
+}
+runtime::result<std::vector<inbox_message>> postgres_store::messages(std::string_view run) {
+  return pg_read_messages([this](auto b) { return run_blocking(std::move(b)); }, run);
 }
 
 }  // namespace luad::dispatcher

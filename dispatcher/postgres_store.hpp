@@ -15,8 +15,9 @@
 // fails the batch in flight with `unavailable` (retryable; a write whose
 // COMMIT was sent may have landed), and the session connects again.
 //
-// Not yet here: the journal of durable runs (its calls fail with
-// `unavailable`), so [storage] does not offer this backend yet.
+// The journal of durable runs shares the batches (postgres_journal.hpp): a
+// store operation fused with its journal entry lands in the same
+// transaction, as on SQLite.
 #pragma once
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -33,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "dispatcher/journal_rules.hpp"
+#include "dispatcher/ledger.hpp"
 #include "dispatcher/pg_session.hpp"
 #include "dispatcher/store_backend.hpp"
 
@@ -62,7 +65,7 @@ class postgres_store final : public store_backend {
 
   void submit(command&& cmd, completion&& done) override;
 
-  // journal_backend: not on PostgreSQL yet; every call fails with `unavailable`.
+  // journal_backend (postgres_journal.hpp). Reads block on the reader's session.
   void create_run(run_record run, written_fn done) override;
   void set_state(std::string run, run_state state, std::string detail, written_fn done) override;
   void append(journal_entry entry, written_fn done) override;
@@ -85,7 +88,7 @@ class postgres_store final : public store_backend {
   void inject(store_fault f) override;
 
   /// The schema version this luad writes; a database with a larger one is refused.
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
   /// How often a batch that lost a serialization conflict is tried again.
   static constexpr int max_attempts = 8;
 
@@ -94,9 +97,14 @@ class postgres_store final : public store_backend {
 
  private:
   struct job {
-    command cmd;
+    command cmd;  // a store operation (for a journal write: its fused one, if any)
     completion done;
+    std::unique_ptr<journal_write> journal;  // a journal write, answered through it
   };
+  static void finish(job& j, runtime::outcome o);
+  void queue_journal(std::unique_ptr<journal_write> w, runtime::value store_args);
+  /// Runs `batch` on the reader's session and waits (not on the io thread).
+  pg_batch_result run_blocking(std::vector<pg_statement> batch);
   struct batch_state;  // the rows a batch read, and its writes' results (postgres_store.cpp)
   void write_next();   // io thread, as are the rest
   void read_rows();
@@ -106,6 +114,7 @@ class postgres_store final : public store_backend {
   void expire_some();
   void schedule_expiry();
   void read(job j);
+  runtime::outcome apply_journal(batch_state& b, ledger& book, job& j, double now);
 
   postgres_options opts_;
   std::string where_;

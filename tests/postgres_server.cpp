@@ -87,6 +87,19 @@ std::string postgres_server::new_database() {
   return "host=" + dir_.string() + " port=5432 dbname=" + name + " user=postgres";
 }
 
+std::string postgres_server::scalar(const std::string& conninfo, const std::string& sql) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  std::string why = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? "" : PQresultErrorMessage(r);
+  if (why.empty() && PQstatus(c) != CONNECTION_OK) why = PQerrorMessage(c);
+  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  if (!why.empty()) throw std::runtime_error("test postgres: " + sql + ": " + why);
+  return out;
+}
+
 void postgres_server::start() {
   // No TCP listener (listen_addresses empty): only the socket in dir_, so
   // tests running at once never collide on a port.

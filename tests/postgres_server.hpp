@@ -31,6 +31,12 @@ class postgres_server {
   void stop_immediately();
   void start();
 
+  /// Runs `sql` on `conninfo` through a connection of its own, as an
+  /// outsider would; returns the first column of the first row ("" when
+  /// there is none). Throws std::runtime_error with the server's message
+  /// when the statement fails.
+  static std::string scalar(const std::string& conninfo, const std::string& sql);
+
  private:
   std::filesystem::path dir_;  // holds data/, the log and the socket
   bool running_ = false;

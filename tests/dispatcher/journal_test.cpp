@@ -1,130 +1,15 @@
-// The journal of durable runs in the store's SQLite file (dispatcher::storage
-// as a journal_backend): runs, appends and their refusals, the store operation
-// fused with its entry under injected faults, restarts, corrupt rows, and the
-// migration of a version-1 file.
-#include "dispatcher/journal.hpp"
-
-#include "dispatcher/storage.hpp"
-#include "runtime/message_codec.hpp"
-#include "tests/support.hpp"
-
-#include <doctest/doctest.h>
+// The journal of durable runs (dispatcher::storage as a journal_backend):
+// runs, appends and their refusals, restarts and group commits on both
+// backends; on SQLite's file, the store operation fused with its entry under
+// injected faults, corrupt rows, and the migrations of older files
+// (PostgreSQL's own cases: journal_postgres_test.cpp).
 #include <sqlite3.h>
 
-#include <atomic>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
-#include <vector>
+#include "tests/dispatcher/journal_support.hpp"
 
 namespace {
 
-using namespace luad::dispatcher;
-using luad::runtime::command_id;
-using luad::runtime::error_kind;
-using luad::runtime::outcome;
-using luad::runtime::status;
-using luad::runtime::value;
-using luad::test::eventually;
-using luad::test::has;
-using luad::test::temp_dir;
-
-std::string encoded(const value& v) {
-  std::string out;
-  luad::runtime::encode_value(v, out);
-  return out;
-}
-
-// One callback's answer, waited for with eventually().
-template <class T>
-class answer {
- public:
-  std::function<void(T)> callback() {
-    return [s = state_](T v) {
-      std::lock_guard lock(s->mu);
-      s->got.emplace(std::move(v));
-    };
-  }
-  T take() {
-    REQUIRE(eventually([&] {
-      std::lock_guard lock(state_->mu);
-      return state_->got.has_value();
-    }));
-    std::lock_guard lock(state_->mu);
-    return std::move(*state_->got);
-  }
-
- private:
-  struct shared {
-    std::mutex mu;
-    std::optional<T> got;
-  };
-  std::shared_ptr<shared> state_ = std::make_shared<shared>();
-};
-
-run_record run_named(const std::string& id) {
-  run_record r;
-  r.id = id;
-  r.workflow = "orders";
-  r.owner = "workflow:orders";
-  r.script = "workflows/orders.lua";
-  r.code_hash = "abc123";
-  r.args = encoded(value::array{value("order-1"), value(3)});
-  return r;
-}
-
-// A sleep of `seconds` at `step`, done with `result` (or only started).
-journal_entry entry(const std::string& run, std::int64_t step, const value& result = value(true),
-                    step_state state = step_state::done) {
-  journal_entry e;
-  e.run = run;
-  e.step = step;
-  e.command = command_id::clock_sleep;
-  e.args = encoded(value(1.5));
-  e.state = state;
-  if (state == step_state::done) e.result = encoded(result);
-  return e;
-}
-
-status create(storage& s, const std::string& id) {
-  answer<status> a;
-  s.create_run(run_named(id), a.callback());
-  return a.take();
-}
-
-status append(storage& s, journal_entry e) {
-  answer<status> a;
-  s.append(std::move(e), a.callback());
-  return a.take();
-}
-
-outcome apply(storage& s, journal_entry e, value store_args) {
-  answer<outcome> a;
-  s.apply_and_append(std::move(e), std::move(store_args), a.callback());
-  return a.take();
-}
-
-status set_state(storage& s, const std::string& run, run_state st, std::string detail) {
-  answer<status> a;
-  s.set_state(run, st, std::move(detail), a.callback());
-  return a.take();
-}
-
-value store_set(const std::string& key, const value& v) {
-  return value::map{{"op", "set"}, {"ns", "jt"}, {"key", key}, {"value", encoded(v)}};
-}
-
-bool succeeded(const status& s) { return s.ok(); }
-bool succeeded(const outcome& o) { return !o.err; }
-
-std::vector<std::string> ids(const std::vector<run_record>& runs) {
-  std::vector<std::string> out;
-  out.reserve(runs.size());
-  for (const auto& r : runs) out.push_back(r.id);
-  return out;
-}
+using namespace luad::test::journal_support;
 
 // Runs `sql` on the file through a connection of its own, as an outsider would.
 void raw_sql(const std::string& db_path, const std::string& sql) {
@@ -155,103 +40,107 @@ std::string raw_text(const std::string& db_path, const std::string& sql) {
 }  // namespace
 
 TEST_CASE("journal: runs are created, steps appended and completed, history and runs read back") {
-  temp_dir d("luad_journal");
-  storage s(d.path().string());
-  s.start();
-  CHECK(create(s, "r1").ok());
-  status again = create(s, "r1");
-  REQUIRE_FALSE(again.ok());
-  CHECK(again.error().kind == error_kind::invalid);
-  CHECK(has(again.error().message, "'r1' already exists"));
+  for_each_backend([](const opener& open) {
+    auto sp = open();
+    storage& s = *sp;
+    s.start();
+    CHECK(create(s, "r1").ok());
+    status again = create(s, "r1");
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().kind == error_kind::invalid);
+    CHECK(has(again.error().message, "'r1' already exists"));
 
-  CHECK(append(s, entry("r1", 0, value("first"))).ok());
-  CHECK(append(s, entry("r1", 1, {}, step_state::started)).ok());  // a sleep's deadline
-  auto h = s.history("r1");
-  REQUIRE_MESSAGE(h.ok(), h.error().message);
-  REQUIRE(h->size() == 2);
-  CHECK((*h)[1].state == step_state::started);
-  CHECK(append(s, entry("r1", 1, value(42))).ok());  // ... then its end
-  h = s.history("r1");
-  REQUIRE(h.ok());
-  REQUIRE(h->size() == 2);
-  CHECK((*h)[0].step == 0);
-  CHECK((*h)[0].command == command_id::clock_sleep);
-  CHECK((*h)[0].args == encoded(value(1.5)));
-  CHECK((*h)[0].result == encoded(value("first")));
-  CHECK((*h)[1].state == step_state::done);
-  CHECK((*h)[1].result == encoded(value(42)));
-  CHECK((*h)[1].at > 0);
+    CHECK(append(s, entry("r1", 0, value("first"))).ok());
+    CHECK(append(s, entry("r1", 1, {}, step_state::started)).ok());  // a sleep's deadline
+    auto h = s.history("r1");
+    REQUIRE_MESSAGE(h.ok(), h.error().message);
+    REQUIRE(h->size() == 2);
+    CHECK((*h)[1].state == step_state::started);
+    CHECK(append(s, entry("r1", 1, value(42))).ok());  // ... then its end
+    h = s.history("r1");
+    REQUIRE(h.ok());
+    REQUIRE(h->size() == 2);
+    CHECK((*h)[0].step == 0);
+    CHECK((*h)[0].command == command_id::clock_sleep);
+    CHECK((*h)[0].args == encoded(value(1.5)));
+    CHECK((*h)[0].result == encoded(value("first")));
+    CHECK((*h)[1].state == step_state::done);
+    CHECK((*h)[1].result == encoded(value(42)));
+    CHECK((*h)[1].at > 0);
 
-  status gap = append(s, entry("r1", 5));
-  REQUIRE_FALSE(gap.ok());
-  CHECK(gap.error().kind == error_kind::invalid);
-  CHECK(has(gap.error().message, "not the run's next step (2)"));
-  status nobody = append(s, entry("ghost", 0));
-  REQUIRE_FALSE(nobody.ok());
-  CHECK(nobody.error().kind == error_kind::not_found);
-  CHECK(s.history("ghost").error().kind == error_kind::not_found);
-  CHECK(set_state(s, "ghost", run_state::failed, "{}").error().kind == error_kind::not_found);
+    status gap = append(s, entry("r1", 5));
+    REQUIRE_FALSE(gap.ok());
+    CHECK(gap.error().kind == error_kind::invalid);
+    CHECK(has(gap.error().message, "not the run's next step (2)"));
+    status nobody = append(s, entry("ghost", 0));
+    REQUIRE_FALSE(nobody.ok());
+    CHECK(nobody.error().kind == error_kind::not_found);
+    CHECK(s.history("ghost").error().kind == error_kind::not_found);
+    CHECK(set_state(s, "ghost", run_state::failed, "{}").error().kind == error_kind::not_found);
 
-  CHECK(create(s, "r2").ok());
-  auto all = s.runs(false);
-  REQUIRE(all.ok());
-  CHECK(ids(*all) == std::vector<std::string>{"r1", "r2"});
-  const run_record& r1 = all->front();
-  CHECK(r1.steps == 2);
-  CHECK(r1.workflow == "orders");
-  CHECK(r1.args == run_named("r1").args);
-  CHECK(r1.state == run_state::running);
-  CHECK(r1.created > 0);
-  CHECK(r1.updated >= r1.created);
+    CHECK(create(s, "r2").ok());
+    auto all = s.runs(false);
+    REQUIRE(all.ok());
+    CHECK(ids(*all) == std::vector<std::string>{"r1", "r2"});
+    const run_record& r1 = all->front();
+    CHECK(r1.steps == 2);
+    CHECK(r1.workflow == "orders");
+    CHECK(r1.args == run_named("r1").args);
+    CHECK(r1.state == run_state::running);
+    CHECK(r1.created > 0);
+    CHECK(r1.updated >= r1.created);
 
-  CHECK(set_state(s, "r1", run_state::completed, "[\"done\"]").ok());
-  auto open = s.runs(true);
-  REQUIRE(open.ok());
-  CHECK(ids(*open) == std::vector<std::string>{"r2"});
-  all = s.runs(false);
-  REQUIRE(all.ok());
-  CHECK(all->front().state == run_state::completed);
-  CHECK(all->front().detail == "[\"done\"]");
-  // One run by id reads the same as in the list.
-  auto one = s.run("r1");
-  REQUIRE(one.ok());
-  CHECK(one->state == run_state::completed);
-  CHECK(one->steps == 2);
-  CHECK(one->workflow == "orders");
-  auto none = s.run("r9");
-  REQUIRE_FALSE(none.ok());
-  CHECK(none.error().kind == error_kind::not_found);
+    CHECK(set_state(s, "r1", run_state::completed, "[\"done\"]").ok());
+    auto unfinished = s.runs(true);
+    REQUIRE(unfinished.ok());
+    CHECK(ids(*unfinished) == std::vector<std::string>{"r2"});
+    all = s.runs(false);
+    REQUIRE(all.ok());
+    CHECK(all->front().state == run_state::completed);
+    CHECK(all->front().detail == "[\"done\"]");
+    // One run by id reads the same as in the list.
+    auto one = s.run("r1");
+    REQUIRE(one.ok());
+    CHECK(one->state == run_state::completed);
+    CHECK(one->steps == 2);
+    CHECK(one->workflow == "orders");
+    auto none = s.run("r9");
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.error().kind == error_kind::not_found);
+  });
 }
 
 TEST_CASE("journal: a step is recorded once; a done step is refused and the first record stays") {
-  temp_dir d("luad_journal");
-  storage s(d.path().string());
-  s.start();
-  REQUIRE(create(s, "r").ok());
-  REQUIRE(append(s, entry("r", 0, value("A"))).ok());
-  status twice = append(s, entry("r", 0, value("B")));
-  REQUIRE_FALSE(twice.ok());
-  CHECK(twice.error().kind == error_kind::invalid);
-  CHECK(has(twice.error().message, "run 'r' step 0: already done"));
-  REQUIRE(append(s, entry("r", 1, {}, step_state::started)).ok());
-  status restart = append(s, entry("r", 1, {}, step_state::started));
-  REQUIRE_FALSE(restart.ok());
-  CHECK(has(restart.error().message, "step 1: already started"));
-  // A fused store operation on a done step is refused before the store is touched.
-  REQUIRE(append(s, entry("r", 1, value("slept"))).ok());
-  outcome fused = apply(s, entry("r", 1), store_set("k", value(1)));
-  REQUIRE(fused.err);
-  CHECK(has(fused.err->message, "already done"));
-  CHECK(s.namespace_bytes("jt") == 0);
+  for_each_backend([](const opener& open) {
+    auto sp = open();
+    storage& s = *sp;
+    s.start();
+    REQUIRE(create(s, "r").ok());
+    REQUIRE(append(s, entry("r", 0, value("A"))).ok());
+    status twice = append(s, entry("r", 0, value("B")));
+    REQUIRE_FALSE(twice.ok());
+    CHECK(twice.error().kind == error_kind::invalid);
+    CHECK(has(twice.error().message, "run 'r' step 0: already done"));
+    REQUIRE(append(s, entry("r", 1, {}, step_state::started)).ok());
+    status restart = append(s, entry("r", 1, {}, step_state::started));
+    REQUIRE_FALSE(restart.ok());
+    CHECK(has(restart.error().message, "step 1: already started"));
+    // A fused store operation on a done step is refused before the store is touched.
+    REQUIRE(append(s, entry("r", 1, value("slept"))).ok());
+    outcome fused = apply(s, entry("r", 1), store_set("k", value(1)));
+    REQUIRE(fused.err);
+    CHECK(has(fused.err->message, "already done"));
+    CHECK(s.namespace_bytes("jt") == 0);
 
-  auto h = s.history("r");
-  REQUIRE(h.ok());
-  REQUIRE(h->size() == 2);
-  CHECK((*h)[0].result == encoded(value("A")));
-  CHECK((*h)[1].result == encoded(value("slept")));
-  auto runs = s.runs(false);
-  REQUIRE(runs.ok());
-  CHECK(runs->at(0).steps == 2);
+    auto h = s.history("r");
+    REQUIRE(h.ok());
+    REQUIRE(h->size() == 2);
+    CHECK((*h)[0].result == encoded(value("A")));
+    CHECK((*h)[1].result == encoded(value("slept")));
+    auto runs = s.runs(false);
+    REQUIRE(runs.ok());
+    CHECK(runs->at(0).steps == 2);
+  });
 }
 
 TEST_CASE("journal: a store operation and its entry land together, or neither under a fault") {
@@ -329,36 +218,39 @@ TEST_CASE("journal: a store operation and its entry land together, or neither un
 }
 
 TEST_CASE("journal: runs, entries and fused writes survive a stop and a restart") {
-  temp_dir d("luad_journal");
-  {
-    storage s(d.path().string());
+  for_each_backend([](const opener& open) {
+    {
+      auto first = open();
+      storage& s = *first;
+      s.start();
+      REQUIRE(create(s, "a").ok());
+      REQUIRE(create(s, "b").ok());
+      for (int i = 0; i < 10; ++i) REQUIRE(append(s, entry("a", i, value(i))).ok());
+      REQUIRE(append(s, entry("b", 0, {}, step_state::started)).ok());
+      REQUIRE_FALSE(apply(s, entry("a", 10), store_set("kept", value("yes"))).err);
+      REQUIRE(set_state(s, "a", run_state::waiting, "{}").ok());
+      s.stop();
+    }
+    auto sp = open();
+    storage& s = *sp;
     s.start();
-    REQUIRE(create(s, "a").ok());
-    REQUIRE(create(s, "b").ok());
-    for (int i = 0; i < 10; ++i) REQUIRE(append(s, entry("a", i, value(i))).ok());
-    REQUIRE(append(s, entry("b", 0, {}, step_state::started)).ok());
-    REQUIRE_FALSE(apply(s, entry("a", 10), store_set("kept", value("yes"))).err);
-    REQUIRE(set_state(s, "a", run_state::waiting, "{}").ok());
-    s.stop();
-  }
-  storage s(d.path().string());
-  s.start();
-  auto runs = s.runs(true);
-  REQUIRE(runs.ok());
-  REQUIRE(ids(*runs) == std::vector<std::string>{"a", "b"});
-  CHECK(runs->at(0).steps == 11);
-  CHECK(runs->at(0).state == run_state::waiting);
-  auto a = s.history("a");
-  REQUIRE(a.ok());
-  REQUIRE(a->size() == 11);
-  CHECK((*a)[7].result == encoded(value(7)));
-  CHECK((*a)[10].result == encoded(value(true)));
-  auto b = s.history("b");
-  REQUIRE(b.ok());
-  REQUIRE(b->size() == 1);
-  CHECK((*b)[0].state == step_state::started);
-  CHECK(s.namespace_bytes("jt") > 0);                   // the fused write's key
-  CHECK(append(s, entry("b", 0, value("woke"))).ok());  // the restarted run goes on
+    auto runs = s.runs(true);
+    REQUIRE(runs.ok());
+    REQUIRE(ids(*runs) == std::vector<std::string>{"a", "b"});
+    CHECK(runs->at(0).steps == 11);
+    CHECK(runs->at(0).state == run_state::waiting);
+    auto a = s.history("a");
+    REQUIRE(a.ok());
+    REQUIRE(a->size() == 11);
+    CHECK((*a)[7].result == encoded(value(7)));
+    CHECK((*a)[10].result == encoded(value(true)));
+    auto b = s.history("b");
+    REQUIRE(b.ok());
+    REQUIRE(b->size() == 1);
+    CHECK((*b)[0].state == step_state::started);
+    CHECK(s.namespace_bytes("jt") > 0);                   // the fused write's key
+    CHECK(append(s, entry("b", 0, value("woke"))).ok());  // the restarted run goes on
+  });
 }
 
 TEST_CASE("journal: a corrupt row fails history with invalid naming the run and the step") {
@@ -379,12 +271,7 @@ TEST_CASE("journal: a corrupt row fails history with invalid naming the run and 
           "DELETE FROM journal WHERE run = 'tail' AND step = 3;"
           "UPDATE journal SET command = 999 WHERE run = 'cmd' AND step = 0;"
           "UPDATE journal SET state = 7 WHERE run = 'state' AND step = 3;");
-  auto failure = [&](const char* run) {
-    auto h = s.history(run);
-    REQUIRE_FALSE(h.ok());
-    CHECK(h.error().kind == error_kind::invalid);
-    return h.error().message;
-  };
+  auto failure = [&](const char* run) { return history_error(s, run); };
   std::string m = failure("cut");
   CHECK(has(m, "run 'cut' step 2"));
   CHECK(has(m, "result does not decode"));
@@ -447,38 +334,40 @@ TEST_CASE("journal: a version-1 file gains the journal in place; a newer file is
 }
 
 TEST_CASE("journal: appends from many runs and store writes share group commits") {
-  temp_dir d("luad_journal");
-  storage s(d.path().string());
-  s.start();
-  constexpr int runs = 200, steps = 10;
-  for (int r = 0; r < runs; ++r) REQUIRE(create(s, "run" + std::to_string(r)).ok());
-  auto commits0 = s.commits();
-  // Each run appends its next step once the last is durable, as a run would.
-  std::atomic<int> done{0}, failed{0};
-  std::function<void(int, int)> next = [&](int r, int step) {
-    std::string id = "run" + std::to_string(r);
-    auto then = [&, r, step](auto result) {
-      if (!succeeded(result)) ++failed;
-      if (step + 1 < steps)
-        next(r, step + 1);
+  for_each_backend([](const opener& open) {
+    auto sp = open();
+    storage& s = *sp;
+    s.start();
+    constexpr int runs = 200, steps = 10;
+    for (int r = 0; r < runs; ++r) REQUIRE(create(s, "run" + std::to_string(r)).ok());
+    auto commits0 = s.commits();
+    // Each run appends its next step once the last is durable, as a run would.
+    std::atomic<int> done{0}, failed{0};
+    std::function<void(int, int)> next = [&](int r, int step) {
+      std::string id = "run" + std::to_string(r);
+      auto then = [&, r, step](auto result) {
+        if (!succeeded(result)) ++failed;
+        if (step + 1 < steps)
+          next(r, step + 1);
+        else
+          ++done;
+      };
+      if (r % 2)
+        s.append(entry(id, step), then);
       else
-        ++done;
+        s.apply_and_append(entry(id, step), store_set(id + "/" + std::to_string(step), value(step)),
+                           then);
     };
-    if (r % 2)
-      s.append(entry(id, step), then);
-    else
-      s.apply_and_append(entry(id, step), store_set(id + "/" + std::to_string(step), value(step)),
-                         then);
-  };
-  for (int r = 0; r < runs; ++r) next(r, 0);
-  REQUIRE(eventually([&] { return done.load() == runs; }, std::chrono::seconds(60)));
-  CHECK(failed.load() == 0);
-  auto h = s.history("run7");
-  REQUIRE(h.ok());
-  CHECK(h->size() == steps);
-  // Every step is its own write; far fewer transactions carried them.
-  CHECK(s.committed_writes() >= static_cast<std::uint64_t>(runs * steps));
-  CHECK(s.commits() - commits0 < static_cast<std::uint64_t>(runs * steps / 4));
+    for (int r = 0; r < runs; ++r) next(r, 0);
+    REQUIRE(eventually([&] { return done.load() == runs; }, std::chrono::seconds(60)));
+    CHECK(failed.load() == 0);
+    auto h = s.history("run7");
+    REQUIRE(h.ok());
+    CHECK(h->size() == steps);
+    // Every step is its own write; far fewer transactions carried them.
+    CHECK(s.committed_writes() >= static_cast<std::uint64_t>(runs * steps));
+    CHECK(s.commits() - commits0 < static_cast<std::uint64_t>(runs * steps / 4));
+  });
 }
 
 TEST_CASE("journal: a version-4 file keeps its runs' steps, now counted from the journal") {

@@ -43,12 +43,7 @@ std::vector<value> run_ok(engine& eng, const std::string& source, std::vector<va
 }
 
 std::string scalar(const std::string& conninfo, const std::string& sql) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
-  PGresult* r = PQexec(c, sql.c_str());
-  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
-  PQclear(r);
-  PQfinish(c);
-  return out;
+  return luad::test::postgres_server::scalar(conninfo, sql);
 }
 
 // Increments "n" `count` times from each of `procs` processes

@@ -1,0 +1,97 @@
+// The journal of durable runs on PostgreSQL (journal.hpp is the interface):
+// its tables, the journal part of a postgres_store batch, and the blocking
+// reads. postgres_store.cpp owns the sessions and the batch cycle.
+//
+// DESIGN. A batch writes in two round trips (postgres_store.hpp): round one
+// reads every run, step and message seq its journal writes touch; the writes
+// are then checked in order against those rows, in memory, by the rules all
+// backends share (journal_rules.hpp), and round two writes what changed, one
+// statement per table for the whole batch. A run's step count is a column of
+// its row, so every append updates the row: two daemons appending to one run
+// conflict, and SERIALIZABLE lets only one of them commit (the other runs its
+// batch again and finds the step taken). Each run row carries an owner node,
+// a lease and an epoch (issue 16's many daemons); this file does not use
+// them yet.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dispatcher/journal_rules.hpp"
+#include "dispatcher/pg_session.hpp"
+
+namespace luad::dispatcher {
+
+/// The journal's tables, each statement safe to run again (postgres_store
+/// runs them under its migration lock).
+const std::vector<const char*>& journal_schema();
+
+/// The journal writes of one batch: what they read, the rules applied to
+/// those rows, and what they write. Used on the store's io thread only.
+class pg_journal_batch {
+ public:
+  /// Notes what `w` reads; called for each journal write of the batch
+  /// before reads().
+  void want(const journal_write& w);
+  bool empty() const { return want_runs_.empty(); }
+  /// Round one's statements (read_statements of them), appended to `out`.
+  void reads(std::vector<pg_statement>& out) const;
+  static constexpr std::size_t read_statements = 3;
+  /// Takes what those statements returned, in their order.
+  void take(const pg_rows& runs, const pg_rows& steps, const pg_rows& seqs);
+
+  // The rules, on the rows taken: each refusal changes nothing. Times left 0
+  // become `now`.
+  runtime::status create_run(const run_record& r, double now);
+  runtime::status set_state(const journal_write::state_change& c, double now);
+  /// Takes `e.step` of its run for `e`, or refuses (journal_rules.hpp's
+  /// step_rule); put() then writes the entry.
+  runtime::status claim(const journal_entry& e);
+  void put(const journal_entry& e, double now);
+  /// A decodable result for a `done` entry, claim(), then put().
+  runtime::status append(const journal_entry& e, double now);
+  runtime::status put_message(const inbox_message& m, double now);
+
+  /// Round two's statements for what changed, appended to `out`.
+  void writes(std::vector<pg_statement>& out) const;
+
+ private:
+  using step_key = std::pair<std::string, std::int64_t>;
+  struct run_row {
+    bool exists = false;   // in the database, or created by this batch
+    bool created = false;  // by this batch: inserted whole in round two
+    bool dirty = false;    // changed: updated in round two
+    std::string state;     // as stored
+    run_record rec;        // of a row read: detail, steps and updated only
+  };
+  std::vector<std::string> created_;  // runs created by this batch, in order
+  std::set<std::string> want_runs_;
+  std::set<step_key> want_steps_, want_seqs_;
+  std::map<std::string, run_row, std::less<>> runs_;
+  std::map<step_key, std::int64_t> step_states_;  // rows read or put: their state
+  std::map<step_key, journal_entry> entries_;     // to write (the last one per step)
+  std::set<step_key> seqs_;                       // messages there or put
+  std::vector<inbox_message> messages_;           // to write
+};
+
+/// Runs a batch on the reader's session and waits for it (never on the
+/// store's io thread).
+using pg_blocking_run = std::function<pg_batch_result(std::vector<pg_statement>)>;
+
+/// journal_backend's reads, each in one snapshot; rows that cannot be read
+/// back fail with `invalid` as on SQLite (journal.hpp).
+runtime::result<std::vector<run_record>> pg_read_runs(const pg_blocking_run& run,
+                                                      bool unfinished_only);
+runtime::result<run_record> pg_read_run(const pg_blocking_run& run, std::string_view id);
+runtime::result<std::vector<journal_entry>> pg_read_history(const pg_blocking_run& run,
+                                                            std::string_view id);
+runtime::result<std::vector<inbox_message>> pg_read_messages(const pg_blocking_run& run,
+                                                             std::string_view id);
+
+}  // namespace luad::dispatcher
