@@ -120,7 +120,7 @@ void bench_store(const options& opts) {
   }
   if (const char* pg = std::getenv("LUAD_BENCH_POSTGRES"); pg && *pg) {
     eo.data_dir.clear();
-    eo.postgres = pg;
+    eo.postgres.conninfo = pg;
     server::engine eng(eo);
     double on_pg = acked_writes_per_second(eng, opts, "store_pg_");
     report("store_pg_acked_" + tag, on_pg, "writes/s");

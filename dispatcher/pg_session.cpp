@@ -264,8 +264,10 @@ void pg_session::connect() {
   std::string options;
   if (opts_.statement_timeout.count() > 0)
     options = "-c statement_timeout=" + std::to_string(opts_.statement_timeout.count());
-  const char* keys[] = {"dbname", "options", "fallback_application_name", nullptr};
-  const char* values[] = {opts_.conninfo.c_str(), options.c_str(), "luad", nullptr};
+  // Later keywords override what `dbname` expands to; an empty value is skipped.
+  const char* keys[] = {"dbname", "options", "fallback_application_name", "password", nullptr};
+  const char* values[] = {opts_.conninfo.c_str(), options.c_str(), "luad", opts_.password.c_str(),
+                          nullptr};
   conn_ = PQconnectStartParams(keys, values, 1);
   if (!conn_ || PQstatus(conn_) == CONNECTION_BAD) {
     lost(conn_ ? trimmed(PQerrorMessage(conn_)) : "out of memory");

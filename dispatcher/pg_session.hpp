@@ -114,6 +114,8 @@ struct pg_session_options {
   /// A libpq connection string or URL (the password may come from
   /// PGPASSWORD or PGPASSFILE, as libpq reads them).
   std::string conninfo;
+  /// A password that overrides any in `conninfo` ("" = none given here).
+  std::string password{};
   /// Sent as statement_timeout; 0 = none.
   std::chrono::milliseconds statement_timeout{0};
   /// A connection attempt that has not finished by then fails.

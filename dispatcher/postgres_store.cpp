@@ -176,6 +176,16 @@ std::string postgres_store::redacted(const std::string& conninfo) {
   return "postgres:" + (out.empty() ? std::string(" (libpq defaults)") : " " + out);
 }
 
+bool postgres_store::has_password(const std::string& conninfo) {
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+  if (!opts) return false;
+  bool found = false;
+  for (PQconninfoOption* o = opts; o->keyword; ++o)
+    if (std::string_view(o->keyword) == "password" && o->val && *o->val) found = true;
+  PQconninfoFree(opts);
+  return found;
+}
+
 postgres_store::postgres_store(postgres_options o)
     : opts_(std::move(o)),
       where_(redacted(opts_.conninfo)),
@@ -188,14 +198,16 @@ postgres_store::~postgres_store() { stop(); }
 void postgres_store::start() {
   if (auto bad = pg_session::conninfo_error(opts_.conninfo))
     throw std::runtime_error("store: cannot use " + where_ + ": " + *bad);
-  pg_session_options so{opts_.conninfo};
+  pg_session_options so{opts_.conninfo, opts_.password};
   so.statement_timeout = opts_.statement_timeout;
   writer_ = pg_session::make(io_, so);
-  reader_ = pg_session::make(io_, so);
+  readers_.clear();
+  for (std::size_t i = 1; i < std::max<std::size_t>(opts_.pool_size, 2); ++i)
+    readers_.push_back(pg_session::make(io_, so));
   thread_ = std::thread([this] { io_.run(); });
   started_ = true;
   writer_->start();
-  reader_->start();
+  for (auto& r : readers_) r->start();
   // Blocking here is the daemon's start, not a worker's turn.
   auto run_now = [this](std::vector<pg_statement> b) {
     std::promise<pg_batch_result> p;
@@ -261,7 +273,7 @@ void postgres_store::stop() {
       finish(j, runtime::outcome::failure(
                     runtime::fail(error_kind::canceled, "the store is shutting down", true)));
     writer_->close();
-    reader_->close();
+    for (auto& r : readers_) r->close();
   });
   guard_.reset();
   thread_.join();
@@ -285,6 +297,10 @@ void postgres_store::submit(command&& cmd, completion&& done) {
 
 // --- reads ----------------------------------------------------------------------
 
+pg_session& postgres_store::next_reader() {
+  return *readers_[next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size()];
+}
+
 void postgres_store::read(job j) {
   const runtime::value& a = j.cmd.args;
   std::string_view op = text_field(a, "op");
@@ -292,7 +308,7 @@ void postgres_store::read(job j) {
   if (op == "get") {
     std::string ns(text_field(a, "ns"));
     auto done = std::make_shared<completion>(std::move(j.done));
-    reader_->run(
+    next_reader().run(
         {sql("SELECT value FROM luad_kv WHERE ns = $1 AND key = $2"
              " AND (expires IS NULL OR expires > $3::float8)",
              {pg_param::bytes(ns), pg_param::bytes(text_field(a, "key")), pg_param::real(now)})},
@@ -307,7 +323,7 @@ void postgres_store::read(job j) {
     return;
   }
   auto done = std::make_shared<completion>(std::move(j.done));
-  reader_->run({list_statement(a, now)}, [done, limit = list_limit(a)](pg_batch_result r) {
+  next_reader().run({list_statement(a, now)}, [done, limit = list_limit(a)](pg_batch_result r) {
     if (!r.ok()) return done->fail(std::move(r.error()));
     runtime::outcome o = list_outcome(r->front(), limit);
     if (o.err) return done->fail(std::move(*o.err));
@@ -670,7 +686,7 @@ pg_batch_result postgres_store::run_blocking(std::vector<pg_statement> batch) {
     return runtime::fail(error_kind::unavailable, "journal: the store is not open");
   std::promise<pg_batch_result> p;
   auto f = p.get_future();
-  reader_->run(std::move(batch), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
+  next_reader().run(std::move(batch), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
   return f.get();
 }
 

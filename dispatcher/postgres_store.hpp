@@ -45,6 +45,11 @@ struct postgres_options {
   /// A libpq connection string or postgresql:// URL; a password in it is
   /// never shown (where()). PGPASSWORD and PGPASSFILE work as in libpq.
   std::string conninfo;
+  /// The password, when it is not in `conninfo` (the daemon reads it from
+  /// [storage] password_env or password_file).
+  std::string password{};
+  /// Connections this daemon opens: one writes, the others read (at least 2).
+  std::size_t pool_size = 4;
   std::chrono::milliseconds statement_timeout{10000};
   /// start() waits this long for the first connection before it gives up.
   std::chrono::milliseconds start_timeout{10000};
@@ -94,6 +99,8 @@ class postgres_store final : public store_backend {
 
   /// `conninfo` without its password, for logs and errors.
   static std::string redacted(const std::string& conninfo);
+  /// Whether `conninfo` holds a password.
+  static bool has_password(const std::string& conninfo);
 
  private:
   struct job {
@@ -121,7 +128,10 @@ class postgres_store final : public store_backend {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;
-  std::shared_ptr<pg_session> writer_, reader_;
+  pg_session& next_reader();  // round robin
+  std::shared_ptr<pg_session> writer_;
+  std::vector<std::shared_ptr<pg_session>> readers_;
+  std::atomic<std::size_t> next_reader_{0};
   boost::asio::steady_timer expiry_;
   std::atomic<bool> started_{false}, stopping_{false};
   // Writer state: io thread only.

@@ -7,12 +7,15 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "dispatcher/pg_session.hpp"
 #include "runtime/permissions.hpp"
 #include "server/schedule.hpp"
 
@@ -308,6 +311,26 @@ void read_schedule(section& s, const toml::table& t, workflow_config& w) {
   }
 }
 
+// [storage]'s PostgreSQL keys: a URL libpq can read, without a password,
+// and at most one place the password comes from.
+void check_postgres(section& s, const toml::table& t, const storage_config& c) {
+  const toml::node* url = t.get("url");
+  const toml::node& at = url ? *url : static_cast<const toml::node&>(t);
+  if (c.backend != "postgres") {
+    if (url) s.bad(*url, "url", "is only read with backend = \"postgres\"");
+    return;
+  }
+  if (c.url.empty()) s.bad(at, "url", "backend = \"postgres\" needs the server's url");
+  if (auto why = dispatcher::pg_session::conninfo_error(c.url)) s.bad(at, "url", *why);
+  if (dispatcher::postgres_store::has_password(c.url)) {
+    s.bad(at, "url",
+          "holds a password: give it through password_env or password_file instead, so that"
+          " the config holds no secret");
+  }
+  if (!c.password_env.empty() && !c.password_file.empty())
+    s.bad(*t.get("password_file"), "password_file", "give password_env or password_file, not both");
+}
+
 std::string absolute_from(const fs::path& base, const std::string& p) {
   fs::path path(p);
   return (path.is_absolute() ? path : base / path).lexically_normal().string();
@@ -360,11 +383,20 @@ config parse_config(std::string_view text, const std::string& path) {
 
   if (const auto* t = top.table("storage")) {
     section s(path, *t, "storage.");
+    s.text("backend", c.storage.backend, {"sqlite", "postgres"});
     s.text("data_dir", c.storage.data_dir);
     s.size("namespace_bytes", c.storage.namespace_bytes);
+    s.text("url", c.storage.url);
+    s.text("password_env", c.storage.password_env);
+    s.text("password_file", c.storage.password_file);
+    s.integer("pool_size", c.storage.pool_size, 2, 64);
+    s.seconds("statement_timeout", c.storage.statement_timeout, 0.01, 3600);
+    check_postgres(s, *t, c.storage);
     s.finish();
   }
   c.storage.data_dir = absolute_from(base, c.storage.data_dir);
+  if (!c.storage.password_file.empty())
+    c.storage.password_file = absolute_from(base, c.storage.password_file);
 
   if (const auto* t = top.table("limits")) {
     section s(path, *t, "limits.");
@@ -547,6 +579,35 @@ config load_config(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path);
+}
+
+}  // namespace luad::server
+
+namespace luad::server {
+
+dispatcher::postgres_options postgres_options_of(const storage_config& c) {
+  dispatcher::postgres_options o;
+  o.conninfo = c.url;
+  o.pool_size = c.pool_size;
+  o.statement_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(c.statement_timeout * 1000));
+  if (!c.password_env.empty()) {
+    const char* v = std::getenv(c.password_env.c_str());
+    if (!v || !*v) {
+      throw std::runtime_error("[storage] password_env: the environment variable " +
+                               c.password_env + " is not set");
+    }
+    o.password = v;
+  } else if (!c.password_file.empty()) {
+    std::ifstream in(c.password_file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      throw std::runtime_error("[storage] password_file: cannot read " + c.password_file);
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    o.password = std::move(line);
+  }
+  return o;
 }
 
 }  // namespace luad::server

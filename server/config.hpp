@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatcher/postgres_store.hpp"
 #include "runtime/limits.hpp"
 #include "runtime/module.hpp"
 #include "runtime/owners.hpp"
@@ -39,7 +40,22 @@ struct server_config {
 };
 
 struct storage_config {
+  /// "sqlite": the store and the journal in a file under `data_dir`, this
+  /// daemon's alone. "postgres": on the PostgreSQL server at `url`, which
+  /// several daemons may share (docs/cluster.md).
+  std::string backend = "sqlite";
   std::string data_dir = "data";  ///< relative paths are relative to the config file
+  /// backend = "postgres": a postgresql:// URL or a libpq connection string,
+  /// without a password (refused: the config is not a place for secrets).
+  std::string url;
+  /// Where the password comes from: the environment variable named, or the
+  /// file's first line (relative to the config file); neither = libpq's own
+  /// ways (PGPASSWORD, ~/.pgpass, peer or trust authentication).
+  std::string password_env, password_file;
+  std::size_t pool_size = 4;      ///< connections per daemon: one writes, the rest read
+  double statement_timeout = 10;  ///< seconds a statement may run on the server
+  /// Whether there is a database for the store and durable runs.
+  bool has_database() const { return backend == "postgres" || !data_dir.empty(); }
   /// Bytes (keys + values) a store namespace may hold unless a profile or
   /// workflow naming it sets `store_bytes`; a write past it fails with `limit`.
   std::size_t namespace_bytes = std::size_t{64} << 20;
@@ -191,6 +207,12 @@ bool parse_size(const std::string& text, std::size_t& out);
 
 /// Reads and checks `path`. Throws config_error.
 config load_config(const std::string& path);
+
+/// What the PostgreSQL backend needs from [storage] (backend = "postgres"),
+/// the password read now from password_env or password_file. Throws
+/// std::runtime_error naming the key when the variable is unset or the file
+/// cannot be read.
+dispatcher::postgres_options postgres_options_of(const storage_config& c);
 /// The same from text (`path` is only used in messages and to resolve paths).
 config parse_config(std::string_view text, const std::string& path);
 

@@ -90,7 +90,7 @@ void daemon::impl::make_parts() {
                [this] { asio::post(io, [this] { begin_stop(); }); }});
   compiler = std::make_unique<compile_pool>(io);
   svc->compiler = compiler.get();
-  if (!cfg.storage.data_dir.empty()) {
+  if (cfg.storage.has_database()) {
     runs = std::make_unique<durable_runs>(cfg, *eng, ev, io);
     schedules = std::make_unique<scheduled_runs>(*runs, io);
     wf->set_durable(*runs, *schedules);
@@ -239,7 +239,10 @@ void daemon::start() {
     d.code->on_any_exit(e, ctx);
     d.ev.on_any_exit(e);
   };
-  eo.data_dir = d.cfg.storage.data_dir;
+  if (d.cfg.storage.backend == "postgres")
+    eo.postgres = postgres_options_of(d.cfg.storage);
+  else
+    eo.data_dir = d.cfg.storage.data_dir;
   d.check_socket();
   d.eng = std::make_unique<engine>(std::move(eo));
   d.eng->storage().set_quotas(
@@ -264,7 +267,7 @@ void daemon::start() {
   if (d.runs) d.runs->resume_unfinished();
   d.wf->start_boot();
   runtime::logger().info("luad {} serving on {} (data in {})", luad_version, d.cfg.server.socket,
-                         d.cfg.storage.data_dir);
+                         d.eng->storage().where());
 }
 
 int daemon::run() {

@@ -49,9 +49,8 @@ engine::engine(runtime::scheduler_options opts) : engine(engine_options{opts, {}
 namespace {
 
 std::unique_ptr<dispatcher::store_backend> store_for(const engine_options& opts) {
-  if (!opts.postgres.empty())
-    return std::make_unique<dispatcher::postgres_store>(
-        dispatcher::postgres_options{opts.postgres});
+  if (!opts.postgres.conninfo.empty())
+    return std::make_unique<dispatcher::postgres_store>(opts.postgres);
   return std::make_unique<dispatcher::sqlite_store>(opts.data_dir);
 }
 

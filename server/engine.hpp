@@ -7,6 +7,7 @@
 
 #include "dispatcher/clock.hpp"
 #include "dispatcher/fetch.hpp"
+#include "dispatcher/postgres_store.hpp"
 #include "dispatcher/registry.hpp"
 #include "dispatcher/storage.hpp"
 #include "dispatcher/values.hpp"
@@ -20,10 +21,10 @@ struct engine_options {
   /// Folder holding the store's SQLite file (`luad.db`); created if missing.
   /// Empty: store commands fail with `unavailable` ("no data directory").
   std::string data_dir;
-  /// A PostgreSQL connection string: the store lives there instead (not yet
-  /// the journal: durable runs need SQLite). Tests only, until [storage]
-  /// offers it (issue 16).
-  std::string postgres;
+  /// With a connection string, the store and the journal live on that
+  /// PostgreSQL server instead ([storage] backend = "postgres"), and
+  /// `data_dir` is not used.
+  dispatcher::postgres_options postgres;
 };
 
 /// Throws std::logic_error naming the module and yield type when a yield type

@@ -208,7 +208,11 @@ int run_cli(int argc, char** argv) {
       for (const std::string& p : problems) std::cerr << p << '\n';
       if (!problems.empty()) return luad::server::run_usage;
       std::cout << check_file << ": ok (" << c.workflows.size() << " workflows, "
-                << c.profiles.size() << " profiles, data in " << c.storage.data_dir << ")\n";
+                << c.profiles.size() << " profiles, data in "
+                << (c.storage.backend == "postgres"
+                        ? luad::dispatcher::postgres_store::redacted(c.storage.url)
+                        : c.storage.data_dir)
+                << ")\n";
       return 0;
     } catch (const luad::server::config_error& e) {
       std::cerr << e.what() << '\n';

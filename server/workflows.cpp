@@ -71,8 +71,9 @@ runtime::result<runtime::pid> workflows::start(const workflow_config& w,
 
 runtime::result<runtime::pid> workflows::start_durable(const workflow_config& w) {
   if (!runs_ || !schedules_)
-    return runtime::fail(runtime::error_kind::unavailable,
-                         "durable workflows need the store ([storage] data_dir)");
+    return runtime::fail(
+        runtime::error_kind::unavailable,
+        "durable workflows need the store ([storage] data_dir, or backend = \"postgres\")");
   if (code_) code_->started(w, nullptr, true);
   if (!w.schedule.empty()) {
     auto caught_up = schedules_->start(w);

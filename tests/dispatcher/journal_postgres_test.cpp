@@ -11,9 +11,7 @@ namespace {
 using namespace luad::test::journal_support;
 using luad::test::postgres_server;
 
-std::unique_ptr<storage> on(const std::string& db) {
-  return std::make_unique<storage>(std::make_unique<postgres_store>(postgres_options{db}));
-}
+std::unique_ptr<storage> on(const std::string& db) { return on_postgres(db); }
 
 }  // namespace
 

@@ -135,6 +135,13 @@ inline std::string history_error(storage& s, const char* run) {
   return h.error().message;
 }
 
+// A storage on the PostgreSQL database `db` (not started).
+inline std::unique_ptr<storage> on_postgres(const std::string& db) {
+  postgres_options o;
+  o.conninfo = db;
+  return std::make_unique<storage>(std::make_unique<postgres_store>(std::move(o)));
+}
+
 // Each call opens a new storage (not started) on one backend's data.
 using opener = std::function<std::unique_ptr<storage>()>;
 
@@ -143,17 +150,15 @@ using opener = std::function<std::unique_ptr<storage>()>;
 inline void for_each_backend(const std::function<void(const opener&)>& body) {
   {
     temp_dir d("luad_journal");
-    const char* backend = "sqlite";
+    std::string backend = "sqlite";
     CAPTURE(backend);
     body([&] { return std::make_unique<storage>(d.path().string()); });
   }
   {
     std::string db = luad::test::shared_postgres().new_database();
-    const char* backend = "postgres";
+    std::string backend = "postgres";
     CAPTURE(backend);
-    body([&] {
-      return std::make_unique<storage>(std::make_unique<postgres_store>(postgres_options{db}));
-    });
+    body([&] { return on_postgres(db); });
   }
 }
 

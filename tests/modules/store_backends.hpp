@@ -29,14 +29,16 @@ inline void for_each_store_backend(
     server::engine_options o;
     o.scheduler = runtime::scheduler_options::with_workers(workers);
     o.data_dir = d.path().string();
-    CAPTURE("sqlite");
+    std::string backend = "sqlite";
+    CAPTURE(backend);
     body("sqlite", o);
   }
   {
     server::engine_options o;
     o.scheduler = runtime::scheduler_options::with_workers(workers);
-    o.postgres = shared_postgres().new_database();
-    CAPTURE("postgres");
+    o.postgres.conninfo = shared_postgres().new_database();
+    std::string backend = "postgres";
+    CAPTURE(backend);
     body("postgres", o);
   }
 }

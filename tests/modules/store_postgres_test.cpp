@@ -25,7 +25,7 @@ namespace {
 engine_options on(const std::string& conninfo) {
   engine_options o;
   o.scheduler = luad::runtime::scheduler_options::with_workers(2);
-  o.postgres = conninfo;
+  o.postgres.conninfo = conninfo;
   return o;
 }
 

@@ -4,7 +4,11 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <string>
+
+#include "tests/support.hpp"
 
 using luad::server::config;
 using luad::server::config_error;
@@ -357,4 +361,77 @@ TEST_CASE(
         "/etc/luad/test.toml:2:10: metrics.listen: expected a string");
   CHECK(error_of("[metrics]\nport = 9464\n") ==
         "/etc/luad/test.toml:2:8: metrics.port: unknown key (known: listen)");
+}
+
+TEST_CASE("[storage] on PostgreSQL: url, password sources, pool and timeout are checked") {
+  config c = parse_config(
+      "[storage]\nbackend = \"postgres\"\nurl = \"postgresql://luad@db.internal:5433/luad\"\n"
+      "password_file = \"secrets/pg\"\npool_size = 6\nstatement_timeout = 2.5\n",
+      "/etc/luad/test.toml");
+  CHECK(c.storage.backend == "postgres");
+  CHECK(c.storage.url == "postgresql://luad@db.internal:5433/luad");
+  CHECK(c.storage.password_file == "/etc/luad/secrets/pg");
+  CHECK(c.storage.pool_size == 6);
+  CHECK(c.storage.statement_timeout == doctest::Approx(2.5));
+  CHECK(c.storage.has_database());
+  CHECK(parse_config("", "/etc/luad/test.toml").storage.backend == "sqlite");
+
+  CHECK(
+      error_of("[storage]\nbackend = \"mysql\"\n").find("'mysql' is not one of sqlite, postgres") !=
+      std::string::npos);
+  CHECK(error_of("[storage]\nbackend = \"postgres\"\n")
+            .find("storage.url: backend = \"postgres\" needs the server's url") !=
+        std::string::npos);
+  CHECK(error_of("[storage]\nurl = \"postgresql://x/y\"\n")
+            .find("storage.url: is only read with backend = \"postgres\"") != std::string::npos);
+  std::string m =
+      error_of("[storage]\nbackend = \"postgres\"\nurl = \"postgresql://luad:hunter2@db/luad\"\n");
+  CHECK(m.find("storage.url: holds a password") != std::string::npos);
+  CHECK(m.find("hunter2") == std::string::npos);
+  CHECK(error_of("[storage]\nbackend = \"postgres\"\nurl = \"host=db password=hunter2\"\n")
+            .find("holds a password") != std::string::npos);
+  CHECK(error_of("[storage]\nbackend = \"postgres\"\nurl = \"postgresql://[oops\"\n")
+            .find("storage.url: ") != std::string::npos);
+  CHECK(error_of("[storage]\nbackend = \"postgres\"\nurl = \"host=db\"\npassword_env = \"A\"\n"
+                 "password_file = \"b\"\n")
+            .find("storage.password_file: give password_env or password_file, not both") !=
+        std::string::npos);
+  CHECK(error_of("[storage]\nbackend = \"postgres\"\nurl = \"host=db\"\npool_size = 1\n")
+            .find("storage.pool_size: 1 is out of range 2..64") != std::string::npos);
+}
+
+TEST_CASE("[storage] password_env and password_file are read at start, with clear errors") {
+  luad::server::storage_config s;
+  s.backend = "postgres";
+  s.url = "host=db dbname=luad";
+  s.password_env = "LUAD_TEST_PG_PASSWORD_UNSET";
+  ::unsetenv("LUAD_TEST_PG_PASSWORD_UNSET");
+  std::string why;
+  try {
+    luad::server::postgres_options_of(s);
+  } catch (const std::runtime_error& e) {
+    why = e.what();
+  }
+  CHECK(why ==
+        "[storage] password_env: the environment variable LUAD_TEST_PG_PASSWORD_UNSET is not set");
+  ::setenv("LUAD_TEST_PG_PASSWORD_UNSET", "s3cret", 1);
+  CHECK(luad::server::postgres_options_of(s).password == "s3cret");
+  ::unsetenv("LUAD_TEST_PG_PASSWORD_UNSET");
+
+  luad::test::temp_dir d("luad_config");
+  s.password_env.clear();
+  s.password_file = (d.path() / "pg").string();
+  why.clear();
+  try {
+    luad::server::postgres_options_of(s);
+  } catch (const std::runtime_error& e) {
+    why = e.what();
+  }
+  CHECK(why == "[storage] password_file: cannot read " + s.password_file);
+  std::ofstream(s.password_file) << "from file\n";
+  auto o = luad::server::postgres_options_of(s);
+  CHECK(o.password == "from file");
+  CHECK(o.conninfo == "host=db dbname=luad");
+  CHECK(o.pool_size == 4);
+  CHECK(o.statement_timeout == std::chrono::milliseconds(10000));
 }

@@ -58,55 +58,60 @@ return sum, calls
 }  // namespace
 
 TEST_CASE("durable runs: SIGKILL at random points, restart, and every run ends as if never cut") {
-  luad::test::http_server web;
-  daemon_process d(daemon_config("\"store:t\", \"" + web.permission() + "\""));
-  REQUIRE_MESSAGE(d.started(), d.log_tail());
-  write_file(d.dir() / "scripts" / "mixed.lua", k_mixed);
-  constexpr int k_runs = 8;
-  {
-    line_client c(d.socket());
-    for (int i = 0; i < k_runs; ++i) {
-      json::value r = c.call(
-          "spawn",
-          {{"script", "mixed.lua"}, {"durable", true}, {"args", json::array{i, web.url("/echo")}}});
-      REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
-      CHECK(result_of(r).at("run").as_string().starts_with("r-"));
-    }
-  }
-  // Kill it at random points while the runs go on, a bounded number of times.
-  std::mt19937 rng(20261201);
-  int crashes = 0;
-  for (int round = 0; round < 10 && !all_in_state(d, k_runs, "completed"); ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(40 + rng() % 200));
-    ::kill(d.pid(), SIGKILL);
-    REQUIRE(eventually([&] { return !d.alive(); }));
-    ++crashes;
-    d.start();
+  // On each backend: SQLite's file, and a PostgreSQL database.
+  for_each_storage([](const std::string& storage, const std::string& db) {
+    luad::test::http_server web;
+    daemon_process d(daemon_config("\"store:t\", \"" + web.permission() + "\"", "", storage));
     REQUIRE_MESSAGE(d.started(), d.log_tail());
-  }
-  REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, k_runs, "completed"); }, 30s),
-                  d.log_tail());
-  MESSAGE(crashes, " crashes; ", web.requests(), " http requests for ", k_runs * 6, " steps");
-  CHECK(crashes >= 4);
-  for (const auto& [id, r] : runs_of(d)) {
-    INFO(id, ": ", text(r));
-    // The exit's results are those of an uninterrupted run.
-    const json::value* detail = r.if_contains("detail");
-    REQUIRE(detail);
-    CHECK(text(detail->at("results")) == "[21,6]");
-    CHECK(r.at("steps").as_int64() == 18);
-  }
-  // Each counter went to 6 exactly: never doubled, never lost.
-  for (int i = 0; i < k_runs; ++i)
-    CHECK(run_once(d, "return require('store').get('c" + std::to_string(i) + "')") == 6);
-  // Every http step went out with its own key; one sent again only if a
-  // crash cut it between the request and its journal entry.
-  auto keys = web.idempotency_keys();
-  CHECK(keys.size() == k_runs * 6);
-  int again = 0;
-  for (const auto& [key, n] : keys) again += n - 1;
-  CHECK(again <= crashes * k_runs);
-  CHECK(web.requests() == static_cast<int>(keys.size()) + again);
+    write_file(d.dir() / "scripts" / "mixed.lua", k_mixed);
+    constexpr int k_runs = 8;
+    {
+      line_client c(d.socket());
+      for (int i = 0; i < k_runs; ++i) {
+        json::value r = c.call("spawn", {{"script", "mixed.lua"},
+                                         {"durable", true},
+                                         {"args", json::array{i, web.url("/echo")}}});
+        REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
+        CHECK(result_of(r).at("run").as_string().starts_with("r-"));
+      }
+    }
+    // Kill it at random points while the runs go on, a bounded number of times.
+    std::mt19937 rng(20261201);
+    int crashes = 0;
+    for (int round = 0; round < 10 && !all_in_state(d, k_runs, "completed"); ++round) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(40 + rng() % 200));
+      ::kill(d.pid(), SIGKILL);
+      REQUIRE(eventually([&] { return !d.alive(); }));
+      ++crashes;
+      d.start();
+      REQUIRE_MESSAGE(d.started(), d.log_tail());
+    }
+    REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, k_runs, "completed"); }, 30s),
+                    d.log_tail());
+    MESSAGE(crashes, " crashes; ", web.requests(), " http requests for ", k_runs * 6, " steps");
+    CHECK(crashes >= 4);
+    for (const auto& [id, r] : runs_of(d)) {
+      INFO(id, ": ", text(r));
+      // The exit's results are those of an uninterrupted run.
+      const json::value* detail = r.if_contains("detail");
+      REQUIRE(detail);
+      CHECK(text(detail->at("results")) == "[21,6]");
+      CHECK(r.at("steps").as_int64() == 18);
+    }
+    // Each counter went to 6 exactly: never doubled, never lost.
+    for (int i = 0; i < k_runs; ++i)
+      CHECK(run_once(d, "return require('store').get('c" + std::to_string(i) + "')") == 6);
+    // Every http step went out with its own key; one sent again only if a
+    // crash cut it between the request and its journal entry.
+    auto keys = web.idempotency_keys();
+    CHECK(keys.size() == k_runs * 6);
+    int again = 0;
+    for (const auto& [key, n] : keys) again += n - 1;
+    CHECK(again <= crashes * k_runs);
+    CHECK(web.requests() == static_cast<int>(keys.size()) + again);
+    if (!db.empty()) CHECK(runs_in_postgres(db) == std::to_string(k_runs));
+    CHECK(fs::exists(d.dir() / "data") == db.empty());
+  });
 }
 
 TEST_CASE("durable runs: a sleep cut by a crash ends at its first deadline") {
@@ -346,10 +351,11 @@ TEST_CASE("durable runs: continue_as_new chains runs with fresh journals, across
 }
 
 TEST_CASE("durable runs: messages sent by name are received exactly once across a SIGKILL") {
-  daemon_process d(daemon_config("\"store:t\""));
-  REQUIRE_MESSAGE(d.started(), d.log_tail());
-  line_client c(d.socket());
-  json::value r = c.call("spawn", {{"source", R"(
+  for_each_storage([](const std::string& storage, const std::string& db) {
+    daemon_process d(daemon_config("\"store:t\"", "", storage));
+    REQUIRE_MESSAGE(d.started(), d.log_tail());
+    line_client c(d.socket());
+    json::value r = c.call("spawn", {{"source", R"(
     local process, store = require("process"), require("store")
     process.register("acc")
     local sum = 0
@@ -359,38 +365,40 @@ TEST_CASE("durable runs: messages sent by name are received exactly once across 
       store.incr("seen", 1)
     end
     return sum)"},
-                                   {"durable", true}});
-  REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
-  std::string run(result_of(r).at("run").as_string());
-  // Sends by name; a daemon that was just started may not have it registered
-  // again yet, so each send is retried until it is accepted.
-  auto send = [&](line_client& to, int n) {
+                                     {"durable", true}});
+    REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
+    std::string run(result_of(r).at("run").as_string());
+    // Sends by name; a daemon that was just started may not have it registered
+    // again yet, so each send is retried until it is accepted.
+    auto send = [&](line_client& to, int n) {
+      REQUIRE(eventually([&] {
+        json::value s = to.call("send", {{"to", "acc"}, {"topic", "add"}, {"payload", n}});
+        return result_of(s) == true;
+      }));
+    };
+    send(c, 1);
+    send(c, 2);
     REQUIRE(eventually([&] {
-      json::value s = to.call("send", {{"to", "acc"}, {"topic", "add"}, {"payload", n}});
-      return result_of(s) == true;
+      json::value h = result_of(c.call("run_history", {{"run", run}}));
+      return h.is_object() && h.at("steps").as_array().size() == 4;  // 2 receives, 2 incrs
     }));
-  };
-  send(c, 1);
-  send(c, 2);
-  REQUIRE(eventually([&] {
-    json::value h = result_of(c.call("run_history", {{"run", run}}));
-    return h.is_object() && h.at("steps").as_array().size() == 4;  // 2 receives, 2 incrs
-  }));
-  send(c, 3);  // recorded, perhaps received, when the daemon dies
-  ::kill(d.pid(), SIGKILL);
-  REQUIRE(eventually([&] { return !d.alive(); }));
-  d.start();
-  REQUIRE_MESSAGE(d.started(), d.log_tail());
-  line_client c2(d.socket());
-  send(c2, 4);
-  send(c2, 5);
-  REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, 1, "completed"); }, 15s), d.log_tail());
-  auto runs = runs_of(d);
-  CHECK(text(runs.begin()->second.at("detail").at("results")) == "[15]");
-  CHECK(run_once(d, "return require('store').get('seen')") == 5);
-  // The receives are in its history, each with the message it took.
-  json::value h = result_of(c2.call("run_history", {{"run", run}}));
-  REQUIRE(h.is_object());
-  CHECK(h.at("steps").as_array().size() == 10);
-  CHECK(has(text(h.at("steps").at(0)), "\"receive\""));
+    send(c, 3);  // recorded, perhaps received, when the daemon dies
+    ::kill(d.pid(), SIGKILL);
+    REQUIRE(eventually([&] { return !d.alive(); }));
+    d.start();
+    REQUIRE_MESSAGE(d.started(), d.log_tail());
+    line_client c2(d.socket());
+    send(c2, 4);
+    send(c2, 5);
+    REQUIRE_MESSAGE(eventually([&] { return all_in_state(d, 1, "completed"); }, 15s), d.log_tail());
+    auto runs = runs_of(d);
+    CHECK(text(runs.begin()->second.at("detail").at("results")) == "[15]");
+    CHECK(run_once(d, "return require('store').get('seen')") == 5);
+    // The receives are in its history, each with the message it took.
+    json::value h = result_of(c2.call("run_history", {{"run", run}}));
+    REQUIRE(h.is_object());
+    CHECK(h.at("steps").as_array().size() == 10);
+    CHECK(has(text(h.at("steps").at(0)), "\"receive\""));
+    if (!db.empty()) CHECK(runs_in_postgres(db) == "1");
+  });
 }

@@ -8,20 +8,52 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
 
 #include "tests/hostile/daemon_process.hpp"
+#include "tests/modules/store_backends.hpp"
 
 namespace luad::test::durable {
 
+/// The [storage] section of SQLite in the daemon's folder.
+inline const std::string k_sqlite_storage = "[storage]\ndata_dir = \"data\"\n";
+
+/// Calls `body` with a [storage] section for each backend and its database
+/// ("" for SQLite): SQLite in the daemon's folder, then a fresh database of
+/// the tests' PostgreSQL server.
+inline void for_each_storage(
+    const std::function<void(const std::string& storage, const std::string& db)>& body) {
+  {
+    std::string backend = "sqlite";
+    CAPTURE(backend);
+    body(k_sqlite_storage, "");
+  }
+  {
+    std::string backend = "postgres";
+    CAPTURE(backend);
+    std::string db = luad::test::shared_postgres().new_database();
+    body("[storage]\nbackend = \"postgres\"\nurl = \"" + db + "\"\n", db);
+  }
+}
+
+/// Where a daemon test's durable runs are: on PostgreSQL `db` (its luad_runs
+/// rows), or in SQLite when `db` is "" (no rows to count there, as the file
+/// may be open); for the tests that run on both, proof that the daemon used
+/// the backend its config named.
+inline std::string runs_in_postgres(const std::string& db) {
+  if (db.empty()) return "";
+  return luad::test::postgres_server::scalar(db, "SELECT count(*) FROM luad_runs");
+}
+
 /// A daemon's config: socket, data and script folders in its own folder, two
-/// workers, a default profile with `permissions` (TOML array items), then
-/// `more` (more sections).
-inline std::string daemon_config(const std::string& permissions, const std::string& more = "") {
-  return "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\nworkers = 2\n"
-         "[storage]\ndata_dir = \"data\"\n"
+/// workers, `storage` (SQLite by default), a default profile with
+/// `permissions` (TOML array items), then `more` (more sections).
+inline std::string daemon_config(const std::string& permissions, const std::string& more = "",
+                                 const std::string& storage = k_sqlite_storage) {
+  return "[server]\nsocket = \"luad.sock\"\ngrace_period = 0.5\nworkers = 2\n" + storage +
          "[scripts]\nroots = [\"scripts\"]\nwatch = false\n"
          "[[profile]]\nname = \"default\"\npermissions = [" +
          permissions + "]\n" + more;
