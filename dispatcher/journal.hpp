@@ -57,6 +57,14 @@ struct run_record {
   /// What started it, as JSON text (the server's spawn request): how it is
   /// started again when resumed. "{}" when not given.
   std::string spawn;
+  /// Daemons sharing a database (dispatcher/cluster_backend.hpp): the node
+  /// that owns the run (0: none, or a single daemon's database) and the
+  /// epoch of its claim.
+  std::uint32_t node = 0;
+  std::int64_t epoch = 0;
+  /// create_run on a node of a cluster: leave the run to whichever node
+  /// claims it first, rather than taking it here.
+  bool queued = false;
 };
 
 /// A step of a journal is first `started` (only when its start must survive a

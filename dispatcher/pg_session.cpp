@@ -359,7 +359,11 @@ void pg_session::watch_idle() {
     lost(trimmed(PQerrorMessage(conn_)));
     return;
   }
-  while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
+  while (PGnotify* n = PQnotifies(conn_)) {
+    std::string channel = n->relname ? n->relname : "";
+    PQfreemem(n);
+    if (opts_.on_notify) opts_.on_notify(channel);
+  }
   wait(false);
 }
 

@@ -123,6 +123,9 @@ struct pg_session_options {
   /// Pauses between connection attempts: from `retry_min`, doubling, at most
   /// `retry_max`.
   std::chrono::milliseconds retry_min{50}, retry_max{2000};
+  /// Called on the io thread for each notification (LISTEN) the idle
+  /// connection receives, with its channel.
+  std::function<void(std::string_view channel)> on_notify{};
 };
 
 class pg_session : public std::enable_shared_from_this<pg_session> {

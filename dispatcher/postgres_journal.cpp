@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "dispatcher/cluster_backend.hpp"
+
 #include "runtime/message_codec.hpp"
 
 namespace luad::dispatcher {
@@ -16,9 +18,19 @@ pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
   return {std::move(text), std::move(params)};
 }
 
-constexpr const char* k_run_columns =
-    "SELECT id, workflow, owner, script, code_hash, args, state, detail, steps, created,"
-    " updated, spawn FROM luad_runs";
+std::string select_runs() { return "SELECT " + run_columns() + " FROM luad_runs"; }
+
+}  // namespace
+
+std::string run_columns(std::string_view alias) {
+  std::string out;
+  for (const char* c : {"id", "workflow", "owner", "script", "code_hash", "args", "state", "detail",
+                        "steps", "created", "updated", "spawn", "node", "epoch"}) {
+    if (!out.empty()) out += ", ";
+    out += std::string(alias) + c;
+  }
+  return out;
+}
 
 runtime::result<run_record> run_on_row(const pg_rows& rows, int i) {
   run_record r;
@@ -40,21 +52,28 @@ runtime::result<run_record> run_on_row(const pg_rows& rows, int i) {
   r.created = rows.real(i, 9);
   r.updated = rows.real(i, 10);
   r.spawn = rows.bytes(i, 11);
+  r.node = static_cast<std::uint32_t>(rows.integer(i, 12));  // (NULL reads 0)
+  r.epoch = rows.integer(i, 13);
   return r;
 }
 
-}  // namespace
-
 const std::vector<const char*>& journal_schema() {
   static const std::vector<const char*> schema = {
-      // `seq` orders runs created in the same instant; `node`, `lease_until`
-      // and `epoch` are the owner's claim (issue 16).
+      // `seq` orders runs created in the same instant; `node` and `epoch`
+      // are its owner's claim (cluster_backend.hpp; NULL: no owner).
       "CREATE TABLE IF NOT EXISTS luad_runs (id bytea PRIMARY KEY, seq bigserial,"
       " workflow bytea NOT NULL, owner bytea NOT NULL, script bytea NOT NULL,"
       " code_hash bytea NOT NULL, args bytea NOT NULL, state text NOT NULL,"
       " detail bytea NOT NULL, steps int8 NOT NULL, created float8 NOT NULL,"
-      " updated float8 NOT NULL, spawn bytea NOT NULL, node text, lease_until float8,"
-      " epoch int8 NOT NULL DEFAULT 0)",
+      " updated float8 NOT NULL, spawn bytea NOT NULL, node int4, epoch int8 NOT NULL)",
+      "CREATE INDEX IF NOT EXISTS luad_runs_node ON luad_runs (node)"
+      " WHERE state NOT IN ('completed', 'failed', 'terminated')",
+      // One row per node of the cluster: its lease, renewed by its daemon
+      // (times in the database's clock, unix seconds).
+      "CREATE TABLE IF NOT EXISTS luad_nodes (node int4 PRIMARY KEY, instance text NOT NULL,"
+      " host text NOT NULL, version text NOT NULL, started float8 NOT NULL,"
+      " heartbeat float8 NOT NULL, lease_until float8 NOT NULL, load int8 NOT NULL,"
+      " capacity int8 NOT NULL, left_at float8)",
       "CREATE INDEX IF NOT EXISTS luad_runs_unfinished ON luad_runs (created, seq)"
       " WHERE state NOT IN ('completed', 'failed', 'terminated')",
       "CREATE TABLE IF NOT EXISTS luad_journal (run bytea NOT NULL, step int8 NOT NULL,"
@@ -89,7 +108,7 @@ void pg_journal_batch::reads(std::vector<pg_statement>& out) const {
     seq_no.integer(seq);
   }
   out.push_back(
-      sql("SELECT id, state, detail, steps, updated FROM luad_runs"
+      sql("SELECT id, state, detail, steps, updated, node, epoch FROM luad_runs"
           " WHERE id = ANY($1::bytea[])",
           {ids.param()}));
   out.push_back(
@@ -107,6 +126,7 @@ void pg_journal_batch::reads(std::vector<pg_statement>& out) const {
 void pg_journal_batch::take(const pg_rows& runs, const pg_rows& steps, const pg_rows& seqs) {
   runs_.clear();
   created_.clear();
+  queued_any_ = false;
   step_states_.clear();
   entries_.clear();
   seqs_.clear();
@@ -119,6 +139,8 @@ void pg_journal_batch::take(const pg_rows& runs, const pg_rows& steps, const pg_
     r.rec.detail = runs.bytes(i, 2);
     r.rec.steps = runs.integer(i, 3);
     r.rec.updated = runs.real(i, 4);
+    r.rec.node = static_cast<std::uint32_t>(runs.integer(i, 5));
+    r.rec.epoch = runs.integer(i, 6);
   }
   for (int i = 0; i < steps.size(); ++i)
     step_states_[step_key(steps.bytes(i, 0), steps.integer(i, 1))] = steps.integer(i, 2);
@@ -135,15 +157,35 @@ runtime::status pg_journal_batch::create_run(const run_record& r, double now) {
   row.rec = r;
   row.state = run_state_name(r.state);
   row.rec.steps = 0;
+  row.rec.node = 0;
+  row.rec.epoch = 0;
+  if (r.queued && owner_.node) {
+    queued_any_ = true;
+  } else if (owner_.node) {  // taken here: this node's first claim
+    row.rec.node = owner_.node;
+    row.rec.epoch = 1;
+    (*owner_.epochs)[r.id] = 1;
+  }
   if (row.rec.created <= 0) row.rec.created = now;
   if (row.rec.updated <= 0) row.rec.updated = now;
   if (row.rec.spawn.empty()) row.rec.spawn = "{}";
   return runtime::done{};
 }
 
+runtime::status pg_journal_batch::fence(const std::string& run, const run_row& row) const {
+  if (!owner_.node) return runtime::done{};
+  auto mine = owner_.epochs->find(run);
+  if (row.rec.node == owner_.node && mine != owner_.epochs->end() && mine->second == row.rec.epoch)
+    return runtime::done{};
+  std::string who = row.rec.node ? "node " + std::to_string(row.rec.node) : "no node";
+  return runtime::fail(error_kind::canceled, "journal: run '" + run + "' is owned by " + who +
+                                                 " now " + std::string(fenced_marker));
+}
+
 runtime::status pg_journal_batch::set_state(const journal_write::state_change& c, double now) {
   auto it = runs_.find(c.run);
   if (it == runs_.end() || !it->second.exists) return journal_no_run(c.run);
+  if (runtime::status ok = fence(c.run, it->second); !ok) return ok;
   run_record& rec = it->second.rec;
   it->second.state = run_state_name(c.state);
   rec.detail = c.detail;
@@ -157,6 +199,7 @@ runtime::status pg_journal_batch::claim(const journal_entry& e) {
     return journal_at_step(e.run, e.step, why);
   auto it = runs_.find(e.run);
   if (it == runs_.end() || !it->second.exists) return journal_no_run(e.run);
+  if (runtime::status ok = fence(e.run, it->second); !ok) return ok;
   std::int64_t& steps = it->second.rec.steps;
   auto earlier = step_states_.find(step_key(e.run, e.step));
   runtime::status ok = step_rule(e, steps, earlier == step_states_.end() ? 0 : earlier->second);
@@ -187,6 +230,7 @@ runtime::status pg_journal_batch::put_message(const inbox_message& m, double now
   auto it = runs_.find(m.run);
   step_key k(m.run, m.seq);
   if (it == runs_.end() || !it->second.exists || seqs_.count(k)) return message_taken(m);
+  if (runtime::status ok = fence(m.run, it->second); !ok) return ok;
   seqs_.insert(k);
   messages_.push_back(m);
   if (messages_.back().at <= 0) messages_.back().at = now;
@@ -195,9 +239,9 @@ runtime::status pg_journal_batch::put_message(const inbox_message& m, double now
 
 void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
   using of = pg_array::of;
-  pg_array id(of::bytea), workflow(of::bytea), owner(of::bytea), script(of::bytea), hash(of::bytea),
-      args(of::bytea), state(of::text), detail(of::bytea), steps(of::int8), created(of::float8),
-      updated(of::float8), spawn(of::bytea);
+  pg_array id(of::bytea), workflow(of::bytea), run_owner(of::bytea), script(of::bytea),
+      hash(of::bytea), args(of::bytea), state(of::text), detail(of::bytea), steps(of::int8),
+      created(of::float8), updated(of::float8), spawn(of::bytea), node(of::int8), epoch(of::int8);
   pg_array up_id(of::bytea), up_state(of::text), up_detail(of::bytea), up_steps(of::int8),
       up_updated(of::float8);
   for (const std::string& name : created_) {  // in the order they were created
@@ -205,7 +249,7 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
     const run_record& r = row.rec;
     id.bytes(r.id);
     workflow.bytes(r.workflow);
-    owner.bytes(r.owner);
+    run_owner.bytes(r.owner);
     script.bytes(r.script);
     hash.bytes(r.code_hash);
     args.bytes(r.args);
@@ -215,6 +259,11 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
     created.real(r.created);
     updated.real(r.updated);
     spawn.bytes(r.spawn);
+    if (r.node)
+      node.integer(r.node);
+    else
+      node.null();
+    epoch.integer(r.epoch);
   }
   for (const auto& [name, row] : runs_) {
     const run_record& r = row.rec;
@@ -229,12 +278,14 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
   if (id.size()) {
     out.push_back(
         sql("INSERT INTO luad_runs (id, workflow, owner, script, code_hash, args, state, detail,"
-            " steps, created, updated, spawn) SELECT * FROM unnest($1::bytea[], $2::bytea[],"
-            " $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bytea[],"
-            " $9::int8[], $10::float8[], $11::float8[], $12::bytea[])",
-            {id.param(), workflow.param(), owner.param(), script.param(), hash.param(),
+            " steps, created, updated, spawn, node, epoch) SELECT * FROM unnest($1::bytea[],"
+            " $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[],"
+            " $8::bytea[], $9::int8[], $10::float8[], $11::float8[], $12::bytea[], $13::int8[],"
+            " $14::int8[])",
+            {id.param(), workflow.param(), run_owner.param(), script.param(), hash.param(),
              args.param(), state.param(), detail.param(), steps.param(), created.param(),
-             updated.param(), spawn.param()}));
+             updated.param(), spawn.param(), node.param(), epoch.param()}));
+    if (queued_any_) out.push_back(sql("SELECT pg_notify('luad_claim', '')"));
   }
   if (up_id.size()) {
     out.push_back(
@@ -290,7 +341,7 @@ runtime::result<std::vector<run_record>> pg_read_runs(const pg_blocking_run& run
                                                       bool unfinished_only) {
   // The condition is the partial index's, word for word, so that it is used.
   std::string text =
-      std::string(k_run_columns) +
+      select_runs() +
       (unfinished_only ? " WHERE state NOT IN ('completed', 'failed', 'terminated')" : "") +
       " ORDER BY created, seq";
   pg_batch_result r = run({sql(std::move(text))});
@@ -307,8 +358,7 @@ runtime::result<std::vector<run_record>> pg_read_runs(const pg_blocking_run& run
 }
 
 runtime::result<run_record> pg_read_run(const pg_blocking_run& run, std::string_view id) {
-  pg_batch_result r =
-      run({sql(std::string(k_run_columns) + " WHERE id = $1", {pg_param::bytes(id)})});
+  pg_batch_result r = run({sql(select_runs() + " WHERE id = $1", {pg_param::bytes(id)})});
   if (!r) return std::move(r.error());
   if (r->front().size() == 0) return journal_no_run(id);
   return run_on_row(r->front(), 0);

@@ -20,6 +20,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,19 @@ const std::vector<const char*>& journal_schema();
 /// those rows, and what they write. Used on the store's io thread only.
 class pg_journal_batch {
  public:
+  /// This node and the epochs of the runs it owns (dispatcher/cluster_backend.hpp):
+  /// the batch refuses writes to a run another node owns now. Node 0: not
+  /// in a cluster, nothing is fenced. Both must outlive the batch.
+  struct owner {
+    std::uint32_t node = 0;
+    std::unordered_map<std::string, std::int64_t>* epochs = nullptr;
+  };
+  pg_journal_batch() = default;
+  explicit pg_journal_batch(owner o) : owner_(o) {}
+  /// Whether a run created here was queued for any node (round two then
+  /// wakes the nodes).
+  bool queued_any() const { return queued_any_; }
+
   /// Notes what `w` reads; called for each journal write of the batch
   /// before reads().
   void want(const journal_write& w);
@@ -63,13 +77,19 @@ class pg_journal_batch {
 
  private:
   using step_key = std::pair<std::string, std::int64_t>;
+  struct run_row;
+  /// A refusal when another node owns `row`'s run now, or done.
+  runtime::status fence(const std::string& run, const run_row& row) const;
+
   struct run_row {
     bool exists = false;   // in the database, or created by this batch
     bool created = false;  // by this batch: inserted whole in round two
     bool dirty = false;    // changed: updated in round two
     std::string state;     // as stored
-    run_record rec;        // of a row read: detail, steps and updated only
+    run_record rec;        // of a row read: detail, steps, updated, node and epoch only
   };
+  owner owner_;
+  bool queued_any_ = false;
   std::vector<std::string> created_;  // runs created by this batch, in order
   std::set<std::string> want_runs_;
   std::set<step_key> want_steps_, want_seqs_;
@@ -83,6 +103,12 @@ class pg_journal_batch {
 /// Runs a batch on the reader's session and waits for it (never on the
 /// store's io thread).
 using pg_blocking_run = std::function<pg_batch_result(std::vector<pg_statement>)>;
+
+/// The run columns every read of a whole run selects, in run_on_row's
+/// order; `alias` prefixes each ("r." or "").
+std::string run_columns(std::string_view alias = "");
+/// The run on row `i` of rows selected with run_columns().
+runtime::result<run_record> run_on_row(const pg_rows& rows, int i);
 
 /// journal_backend's reads, each in one snapshot; rows that cannot be read
 /// back fail with `invalid` as on SQLite (journal.hpp).

@@ -274,6 +274,7 @@ void postgres_store::stop() {
                     runtime::fail(error_kind::canceled, "the store is shutting down", true)));
     writer_->close();
     for (auto& r : readers_) r->close();
+    if (listener_) listener_->close();
   });
   guard_.reset();
   thread_.join();
@@ -362,7 +363,7 @@ void postgres_store::read_rows() {
   batch_state& b = *batch_;
   b.rows.clear();
   b.usage.clear();
-  b.journal = {};
+  b.journal = pg_journal_batch({cluster_.node, &owned_});
   b.listed.reset();
   std::set<batch_state::row_key> keys;
   std::set<std::string> nss;

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "dispatcher/journal_rules.hpp"
@@ -55,7 +56,7 @@ struct postgres_options {
   std::chrono::milliseconds start_timeout{10000};
 };
 
-class postgres_store final : public store_backend {
+class postgres_store final : public store_backend, public cluster_backend {
  public:
   explicit postgres_store(postgres_options o);
   ~postgres_store() override;  ///< calls stop()
@@ -91,6 +92,16 @@ class postgres_store final : public store_backend {
   /// so the server refuses its writes; disk_full is faked here: batches fail
   /// as a full disk would fail them.
   void inject(store_fault f) override;
+
+  cluster_backend* cluster() override { return this; }
+  // cluster_backend (cluster_backend.hpp).
+  runtime::status join(const cluster_options& o) override;
+  void renew(std::int64_t load, std::vector<std::string> live, lost_fn done) override;
+  void claim(std::size_t max, claimed_fn done) override;
+  void on_claimable(std::function<void()> wake) override;
+  void leave() override;
+  runtime::result<std::vector<node_status>> nodes() override;
+  runtime::result<std::int64_t> take(const std::string& run) override;
 
   /// The schema version this luad writes; a database with a larger one is refused.
   static constexpr int schema_version = 2;
@@ -129,7 +140,7 @@ class postgres_store final : public store_backend {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;
   pg_session& next_reader();  // round robin
-  std::shared_ptr<pg_session> writer_;
+  std::shared_ptr<pg_session> writer_, listener_;
   std::vector<std::shared_ptr<pg_session>> readers_;
   std::atomic<std::size_t> next_reader_{0};
   boost::asio::steady_timer expiry_;
@@ -138,6 +149,12 @@ class postgres_store final : public store_backend {
   std::deque<job> queue_;
   std::unique_ptr<batch_state> batch_;
   store_fault fault_ = store_fault::none;
+  // The cluster: this node (0 until join), its instance, and the epoch of
+  // each run it owns (io thread only, once joined).
+  cluster_options cluster_;
+  std::string instance_;
+  std::unordered_map<std::string, std::int64_t> owned_;
+  std::function<void()> wake_;
   // Totals and quotas.
   mutable std::mutex usage_mu_;
   std::map<std::string, std::int64_t, std::less<>> usage_;  // guarded by usage_mu_

@@ -72,6 +72,8 @@ class storage final : public handler, public journal_backend {
   counters snapshot() const { return backend_->snapshot(); }
   const runtime::histogram& commit_durations() const { return backend_->commit_durations(); }
   void inject(fault f) { backend_->inject(f); }
+  /// See store_backend::cluster (nullptr: not shared with other daemons).
+  cluster_backend* cluster() { return backend_->cluster(); }
   /// Where the data lives ("" without a database).
   std::string where() const { return backend_->where(); }
   /// Commits so far and the writes they carried (group-commit efficiency).

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "dispatcher/cluster_backend.hpp"
 #include "dispatcher/journal.hpp"
 #include "dispatcher/registry.hpp"
 #include "runtime/histogram.hpp"
@@ -82,6 +83,10 @@ class store_backend : public journal_backend {
 
   /// Fault injection for tests (store_fault).
   virtual void inject(store_fault f) = 0;
+
+  /// Sharing the database with other daemons, when this backend can
+  /// (PostgreSQL); nullptr for a daemon's own database (SQLite).
+  virtual cluster_backend* cluster() { return nullptr; }
 };
 
 }  // namespace luad::dispatcher

@@ -1,0 +1,90 @@
+// What daemons sharing one database do through it (issue 16;
+// docs/cluster.md): each joins as a node with a lease it renews, claims the
+// durable runs that no live node owns, and is fenced off a run once another
+// node has claimed it. The PostgreSQL backend implements it
+// (postgres_store); a daemon on SQLite is a cluster of one and has none.
+//
+// DESIGN. A node's lease is its row in the database, renewed every third of
+// the lease; all lease arithmetic uses the database's clock, so the nodes'
+// clocks may disagree. A run row names its owner node and an epoch, bumped
+// by every claim. The backend remembers the epoch of each run this node
+// created or claimed, and refuses (fences) any journal write to a run whose
+// row names another node or another epoch, in the write's own transaction:
+// a node that was paused past its lease, and whose runs were taken, cannot
+// append to them when it wakes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dispatcher/journal.hpp"
+
+namespace luad::dispatcher {
+
+/// Ends the message of a journal write refused because another node owns
+/// the run now: the run's process here should end without a word to the
+/// journal.
+inline constexpr std::string_view fenced_marker = "(fenced: another node owns the run)";
+
+struct cluster_options {
+  std::uint32_t node = 0;  ///< 1..65535, unique among the daemons on the database
+  std::chrono::milliseconds lease{10000};
+  std::string host;           ///< for listings: the machine's name
+  std::int64_t capacity = 0;  ///< durable runs this node takes at most
+  std::string version;        ///< luad's version, for listings
+};
+
+/// One node as the database keeps it (luad cluster).
+struct node_status {
+  std::uint32_t node = 0;
+  std::string host, version;
+  double started = 0, heartbeat = 0;  ///< unix seconds (the database's clock)
+  double lease_left = 0;              ///< seconds its lease has left; <= 0: lapsed
+  std::int64_t runs = 0;              ///< unfinished durable runs it owns
+  std::int64_t load = 0, capacity = 0;
+  bool left = false;  ///< stopped cleanly
+};
+
+class cluster_backend {
+ public:
+  using claimed_fn = std::function<void(runtime::result<std::vector<run_record>>)>;
+  using lost_fn = std::function<void(runtime::result<std::vector<std::string>>)>;
+
+  /// Joins as `o.node`. A lease still held (the node's previous daemon,
+  /// killed just now, or another daemon using the same id) is waited out, up
+  /// to one lease; if it is still renewed then, `invalid` ("node N is held
+  /// by a running daemon"). The runs the node's previous daemon owned are
+  /// released, for any node to claim. Blocking: the daemon's start.
+  virtual runtime::status join(const cluster_options& o) = 0;
+  /// Renews the lease, reporting `load` (durable runs live here). `done`
+  /// gets those of `live` this node no longer owns (another node claimed
+  /// them while its lease had lapsed). `done` runs on the backend's thread.
+  virtual void renew(std::int64_t load, std::vector<std::string> live, lost_fn done) = 0;
+  /// Claims up to `max` runs that are runnable (running, sleeping, waiting),
+  /// owned by no live node, oldest first: each now names this node and a
+  /// new epoch. `done` runs on the backend's thread.
+  virtual void claim(std::size_t max, claimed_fn done) = 0;
+  /// `wake` runs (on the backend's thread) whenever a run may be waiting to
+  /// be claimed: one was queued for any node, a node left, or the
+  /// connection that listens for those came back.
+  virtual void on_claimable(std::function<void()> wake) = 0;
+  /// Releases this node's unfinished runs, for others to claim at once, and
+  /// ends its lease. Blocking: the daemon's stop.
+  virtual void leave() = 0;
+  /// Makes run `run` this node's, for a resume or a terminate here: when it
+  /// has no live owner (or is this node's already), it names this node and,
+  /// if it was another's, a new epoch; returns the epoch. `invalid` ("runs on
+  /// node N") when a live node owns it; `not_found`. Blocking.
+  virtual runtime::result<std::int64_t> take(const std::string& run) = 0;
+  /// Every node the database knows, by id. Blocking.
+  virtual runtime::result<std::vector<node_status>> nodes() = 0;
+
+ protected:
+  ~cluster_backend() = default;
+};
+
+}  // namespace luad::dispatcher
