@@ -204,6 +204,35 @@ void print_runs(const json::array& list) {
   }
 }
 
+// `luad cluster`: the nodes, then which node owns each unfinished durable run.
+void print_cluster(const json::object& c, const json::array& runs) {
+  std::printf("this daemon is node %s\n\n", text_cell(c, "node").c_str());
+  std::printf("%-6s %-20s %-7s %8s %6s %6s %8s  %s\n", "NODE", "HOST", "STATE", "LEASE", "RUNS",
+              "LOAD", "CAPACITY", "VERSION");
+  for (const auto& n : c.at("nodes").get_array()) {
+    const auto& q = n.get_object();
+    const char* state = q.at("left").get_bool()   ? "left"
+                        : q.at("live").get_bool() ? "live"
+                                                  : "lapsed";
+    std::printf("%-6s %-20s %-7s %7.1fs %6s %6s %8s  %s\n", text_cell(q, "node").c_str(),
+                cell(q, "host").c_str(), state, q.at("lease_left").to_number<double>(),
+                text_cell(q, "runs").c_str(), text_cell(q, "load").c_str(),
+                text_cell(q, "capacity").c_str(), cell(q, "version").c_str());
+  }
+  bool header = false;
+  for (const auto& r : runs) {
+    const auto& q = r.get_object();
+    std::string state = cell(q, "state");
+    if (state == "completed" || state == "failed" || state == "terminated") continue;
+    if (!header) {
+      std::printf("\n%-24s %-10s %-6s %s\n", "RUN", "STATE", "NODE", "SCRIPT");
+      header = true;
+    }
+    std::printf("%-24s %-10s %-6s %s\n", cell(q, "run").c_str(), state.c_str(),
+                q.contains("node") ? text_cell(q, "node").c_str() : "-", cell(q, "script").c_str());
+  }
+}
+
 // A run's journal, a step a line: step, command, state, args => result.
 void print_history(const json::object& h) {
   std::printf("run %s (%s)\n", cell(h, "run").c_str(), cell(h, "state").c_str());
@@ -523,6 +552,14 @@ int client_command(const client_request& req) {
         print_runs(r->get_array());
     } catch (const std::exception&) {
     }
+  } else if (cmd == "cluster") {
+    json::array runs;
+    try {
+      json::object r = call(socket, "runs", {});
+      if (const json::value* v = r.if_contains("result"); v && v->is_array()) runs = v->get_array();
+    } catch (const std::exception&) {
+    }
+    print_cluster(result.get_object(), runs);
   } else if (cmd == "info" || cmd == "stats") {
     print_fields(result.get_object(), "");
   } else if (cmd == "reload") {
@@ -540,7 +577,8 @@ int client_command(const client_request& req) {
       std::cout << '\n';
     }
     if (r.at("restart_needed").get_bool())
-      std::cout << "note: [server], [storage], [metrics] or limits.max_processes changed; they "
+      std::cout << "note: [server], [storage], [metrics], [cluster] or limits.max_processes "
+                   "changed; they "
                    "take effect at the next start\n";
   } else if (cmd == "kill") {
     if (req.owner.empty()) {

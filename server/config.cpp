@@ -7,9 +7,9 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
-#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -438,6 +438,16 @@ config parse_config(std::string_view text, const std::string& path) {
     if (n && !c.metrics.listen.empty() &&
         !parse_listen(c.metrics.listen, c.metrics.address, c.metrics.port, why))
       s.bad(*n, "listen", why);
+    s.finish();
+  }
+
+  if (const auto* t = top.table("cluster")) {
+    section s(path, *t, "cluster.");
+    s.integer("node", c.cluster.node, 1, 65535);
+    s.seconds("lease", c.cluster.lease, 0.5, 3600);
+    s.size("max_runs", c.cluster.max_runs);
+    if (c.storage.backend != "postgres")
+      fail(path, t->source(), "cluster", "needs [storage] backend = \"postgres\"");
     s.finish();
   }
 

@@ -125,6 +125,23 @@ struct metrics_config {
   bool operator==(const metrics_config&) const = default;
 };
 
+/// Daemons sharing one PostgreSQL database ([storage] backend = "postgres";
+/// docs/cluster.md).
+struct cluster_config {
+  /// This daemon's node id, 1..65535: unique among the daemons on the
+  /// database (checked at start), and the node part of its pids.
+  std::uint32_t node = 1;
+  /// Seconds a node's claim on its runs lasts without renewal (renewed every
+  /// third of it): after a crash, its runs move to other nodes this long
+  /// after its last renewal.
+  double lease = 10;
+  /// Durable runs this node holds at most; past it, new durable runs are
+  /// queued for any node, and it claims none. 0 = no bound.
+  std::size_t max_runs = 0;
+
+  bool operator==(const cluster_config&) const = default;
+};
+
 /// Splits "HOST:PORT" (HOST an IPv4 address or a bracketed IPv6 one) into
 /// `address` and `port`; false with `why` on anything else.
 bool parse_listen(const std::string& text, std::string& address, std::uint16_t& port,
@@ -197,6 +214,7 @@ struct config {
   std::vector<std::string> script_roots;  ///< absolute; empty = the config's folder
   scripts_config scripts;
   metrics_config metrics;
+  cluster_config cluster;
   std::vector<profile_config> profiles;
   std::vector<workflow_config> workflows;
 };

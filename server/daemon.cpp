@@ -24,6 +24,7 @@
 #include "runtime/bounded_lib.hpp"
 #include "runtime/code.hpp"
 #include "runtime/logging.hpp"
+#include "server/cluster.hpp"
 #include "server/code_reload.hpp"
 #include "server/compile_pool.hpp"
 #include "server/connection.hpp"
@@ -59,6 +60,7 @@ struct daemon::impl {
   std::unique_ptr<code_reload> code;
   std::unique_ptr<durable_runs> runs;         // null without a data directory
   std::unique_ptr<scheduled_runs> schedules;  // (the same)
+  std::unique_ptr<cluster_member> cluster;    // on PostgreSQL only
   std::unique_ptr<services> svc;
   std::unique_ptr<compile_pool> compiler;     // after io: stopped and joined before it goes
   std::unique_ptr<metrics_listener> metrics;  // null unless [metrics] listen is set
@@ -95,6 +97,10 @@ void daemon::impl::make_parts() {
     schedules = std::make_unique<scheduled_runs>(*runs, io);
     wf->set_durable(*runs, *schedules);
     svc->runs = runs.get();
+    if (cfg.storage.backend == "postgres") {
+      cluster = std::make_unique<cluster_member>(cfg, *eng, *runs, io);
+      svc->cluster = cluster.get();
+    }
   }
 }
 
@@ -214,6 +220,7 @@ void daemon::impl::begin_stop() {
   hangup.cancel(ignored);
   if (code) code->stop();
   if (schedules) schedules->stop_all();  // (their timers would keep io.run going)
+  if (cluster) cluster->quiet();
   for (auto& w : connections)
     if (auto c = w.lock()) c->close();
 }
@@ -239,9 +246,10 @@ void daemon::start() {
     d.code->on_any_exit(e, ctx);
     d.ev.on_any_exit(e);
   };
-  if (d.cfg.storage.backend == "postgres")
+  if (d.cfg.storage.backend == "postgres") {
     eo.postgres = postgres_options_of(d.cfg.storage);
-  else
+    eo.scheduler.node = d.cfg.cluster.node;  // pids name the node they run on
+  } else
     eo.data_dir = d.cfg.storage.data_dir;
   d.check_socket();
   d.eng = std::make_unique<engine>(std::move(eo));
@@ -263,8 +271,13 @@ void daemon::start() {
   d.ev.set_bounds(
       {lc.remembered_exits, lc.remembered_exit_bytes, lc.log_backlog, lc.log_backlog_bytes});
   runtime::set_log_tap(d.ev.tap());
-  // Unfinished runs first: a durable workflow's start then finds its run live.
-  if (d.runs) d.runs->resume_unfinished();
+  // Unfinished runs first: a durable workflow's start then finds its run
+  // live. In a cluster, the runs this node claims (its last daemon's among
+  // them, once that one's lease has lapsed).
+  if (d.cluster)
+    d.cluster->start();
+  else if (d.runs)
+    d.runs->resume_unfinished();
   d.wf->start_boot();
   runtime::logger().info("luad {} serving on {} (data in {})", luad_version, d.cfg.server.socket,
                          d.eng->storage().where());
@@ -285,6 +298,7 @@ int daemon::run() {
   sched.cancel_all("the daemon is shutting down");
   while (sched.alive() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (d.cluster) d.cluster->leave();  // its runs, unfinished, go to the other nodes now
   d.eng->stop();
   runtime::set_log_tap(nullptr);
   boost::system::error_code ignored;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <future>
 #include <random>
@@ -121,7 +122,8 @@ struct durable_runs::live_run {
     suspended,
     terminated,
     stopped,
-    continued
+    continued,
+    moved  // another node owns the run now: its journal and state are that node's
   } why = ending::none;
 };
 
@@ -132,6 +134,9 @@ durable_runs::~durable_runs() = default;
 
 void durable_runs::start(durable_request req, started_fn then) {
   run_record rec = fresh_record(req.so.ctx.owner, req.script, *req.code, req.so.args);
+  // A node of a cluster that holds all the runs it may leaves the run to
+  // whichever node claims it first.
+  rec.queued = cluster_ && room() == 0;
   req.spawn["peer"] = json::object{{"uid", req.as.uid}, {"gid", req.as.gid}};
   req.spawn["owner"] = rec.owner;
   rec.spawn = json::serialize(req.spawn);
@@ -139,8 +144,10 @@ void durable_runs::start(durable_request req, started_fn then) {
   eng_.storage().create_run(rec, [this, rec, shared, then = std::move(then)](runtime::status s) {
     // On the storage's thread: spawning is thread-safe; answering is the io
     // thread's.
-    runtime::result<started_run> r =
-        s ? launch(rec, {}, {}, shared->code, std::move(shared->so)) : s.error();
+    runtime::result<started_run> r = !s ? runtime::result<started_run>(s.error())
+                                     : rec.queued
+                                         ? runtime::result<started_run>(started_run{rec.id, {}})
+                                         : launch(rec, {}, {}, shared->code, std::move(shared->so));
     boost::asio::post(io_, [then, r = std::move(r)]() mutable { then(std::move(r)); });
   });
 }
@@ -205,11 +212,18 @@ runtime::result<started_run> durable_runs::launch(const run_record& rec,
 
 void durable_runs::suspend(const std::shared_ptr<live_run>& r, std::string why) {
   runtime::pid pid;
+  bool moved = why.find(dispatcher::fenced_marker) != std::string::npos;
   {
     std::lock_guard lock(mu_);
     if (r->why != live_run::ending::none) return;
-    r->why = live_run::ending::suspended;
+    r->why = moved ? live_run::ending::moved : live_run::ending::suspended;
     pid = r->pid;
+  }
+  if (moved) {  // its journal refused this node: another owns the run now
+    runtime::logger().info("durable run {} moved to another node; its process here ends",
+                           r->rec.id);
+    if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run moved to another node");
+    return;
   }
   runtime::logger().warn("durable run {} suspended: {}", r->rec.id, why);
   eng_.storage().set_state(
@@ -331,9 +345,19 @@ std::size_t durable_runs::resume_unfinished() {
   return started;
 }
 
-runtime::result<started_run> durable_runs::relaunch(const run_record& rec) {
+runtime::status durable_runs::take(const std::string& run) {
+  if (!cluster_) return runtime::done{};
+  auto t = cluster_->take(run);
+  if (!t) return t.error();
+  return runtime::done{};
+}
+
+runtime::result<started_run> durable_runs::relaunch(const run_record& rec, bool claimed) {
   // (Started meanwhile by the run it continues, replayed just before it.)
   if (runtime::pid pid = live_pid(rec.id)) return started_run{rec.id, pid};
+  if (!claimed) {
+    if (auto ok = take(rec.id); !ok) return ok.error();  // another node runs it
+  }
   auto past = eng_.storage().history(rec.id);
   auto inbox = past ? eng_.storage().messages(rec.id) : past.error();
   runtime::chunk_ptr code;
@@ -362,6 +386,7 @@ runtime::result<started_run> durable_runs::resume(const std::string& run) {
     return fail(error_kind::invalid, "run " + run + " is " +
                                          std::string(dispatcher::run_state_name(rec->state)) +
                                          ": only a suspended or stopped run can be resumed");
+  if (auto ok = take(run); !ok) return ok.error();
   auto past = eng_.storage().history(run);
   if (!past) return past.error();
   auto inbox = eng_.storage().messages(run);
@@ -381,6 +406,7 @@ runtime::status durable_runs::terminate(const std::string& run) {
   if (dispatcher::finished(rec->state))
     return fail(error_kind::invalid, "run " + run + " is already " +
                                          std::string(dispatcher::run_state_name(rec->state)));
+  if (auto ok = take(run); !ok) return ok;
   runtime::pid pid;
   {
     std::lock_guard lock(mu_);
@@ -416,6 +442,7 @@ runtime::result<json::array> durable_runs::list(const actor& viewer) {
                    {"steps", rec.steps},
                    {"created", rec.created},
                    {"updated", rec.updated}};
+    if (rec.node) o["node"] = rec.node;  // in a cluster: the node that owns it
     runtime::pid pid;
     {
       std::lock_guard lock(mu_);
@@ -468,6 +495,50 @@ void durable_runs::stop_all() {
   drop_waiters();
   for (runtime::pid pid : pids)
     eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
+}
+
+void durable_runs::set_cluster(dispatcher::cluster_backend& c, std::size_t max_runs) {
+  cluster_ = &c;
+  max_runs_ = max_runs;
+}
+
+void durable_runs::adopt(const std::vector<run_record>& claimed) {
+  std::size_t started = 0;
+  for (const run_record& rec : claimed)
+    if (relaunch(rec, true)) ++started;
+  if (!claimed.empty())
+    runtime::logger().info("cluster: {} runs claimed, {} started by replay", claimed.size(),
+                           started);
+}
+
+void durable_runs::drop_lost(const std::vector<std::string>& runs) {
+  for (const std::string& id : runs) {
+    runtime::pid pid;
+    {
+      std::lock_guard lock(mu_);
+      auto it = live_.find(id);
+      if (it == live_.end() || it->second->why != live_run::ending::none) continue;
+      it->second->why = live_run::ending::moved;
+      pid = it->second->pid;
+    }
+    runtime::logger().warn("durable run {}: another node took it (this node's lease lapsed)", id);
+    if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run moved to another node");
+  }
+}
+
+std::vector<std::string> durable_runs::live_ids() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(live_.size());
+  for (const auto& [id, r] : live_)
+    if (r->why == live_run::ending::none) out.push_back(id);
+  return out;
+}
+
+std::size_t durable_runs::room() {
+  if (max_runs_ == 0) return SIZE_MAX;
+  std::lock_guard lock(mu_);
+  return live_.size() >= max_runs_ ? 0 : max_runs_ - live_.size();
 }
 
 bool durable_runs::has_live(const std::string& workflow) {

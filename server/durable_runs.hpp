@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dispatcher/cluster_backend.hpp"
 #include "dispatcher/journal.hpp"
 #include "runtime/code.hpp"
 #include "runtime/pid.hpp"
@@ -49,6 +50,7 @@ struct started_run {
 /// The unfinished runs of one config workflow (durable_runs::resume_workflow).
 struct workflow_runs {
   std::vector<started_run> live;       ///< with a process (resumed just now or before)
+  std::vector<std::string> elsewhere;  ///< running on another node of the cluster
   std::vector<std::string> suspended;  ///< waiting for `luad workflows resume` or `terminate`
   std::size_t resumed = 0;             ///< how many of `live` were started again just now
 };
@@ -101,6 +103,23 @@ class durable_runs {
   /// states stay unfinished so that the next start resumes them.
   void stop_all();
 
+  // Daemons sharing a database (server/cluster.hpp).
+
+  /// From now on, runs are taken through `c` before this daemon starts or
+  /// ends them, and new runs are queued for any node when this one holds
+  /// `max_runs` (0: no bound).
+  void set_cluster(dispatcher::cluster_backend& c, std::size_t max_runs);
+  /// Starts runs this node has just claimed, by replay.
+  void adopt(const std::vector<dispatcher::run_record>& claimed);
+  /// Ends the processes of runs another node owns now, leaving their
+  /// journals and states to it.
+  void drop_lost(const std::vector<std::string>& runs);
+  /// The runs with a process here.
+  std::vector<std::string> live_ids();
+  /// How many more runs this node would take (max_runs less the live ones;
+  /// SIZE_MAX without a bound).
+  std::size_t room();
+
   // Runs of config workflows (`durable = true`, server/workflows.hpp). Their
   // stored spawn request names the workflow, and a resume takes its script,
   // args, limits and permissions from the config as it is then.
@@ -140,7 +159,11 @@ class durable_runs {
   runtime::result<dispatcher::run_record> record(const std::string& run);
   /// Starts `rec` again by replay of its journal; suspends it (and logs)
   /// when it cannot start.
-  runtime::result<started_run> relaunch(const dispatcher::run_record& rec);
+  /// `claimed`: this node owns it already (else, in a cluster, it is taken
+  /// first, and a run another live node owns is left alone: `invalid`).
+  runtime::result<started_run> relaunch(const dispatcher::run_record& rec, bool claimed = false);
+  /// In a cluster: makes `run` this node's (cluster_backend::take).
+  runtime::status take(const std::string& run);
   std::string workflow_of(const dispatcher::run_record& rec) const;
   runtime::pid live_pid(const std::string& run);
   runtime::status write_state(const std::string& run, dispatcher::run_state state,
@@ -180,6 +203,8 @@ class durable_runs {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<live_run>> live_;  // guarded by mu_
   bool stopping_ = false;                                            // guarded by mu_
+  dispatcher::cluster_backend* cluster_ = nullptr;                   // set before any run starts
+  std::size_t max_runs_ = 0;
   /// Processes waiting for a run to end, by run id (guarded by mu_).
   std::unordered_map<std::string, std::vector<std::shared_ptr<waiter>>> waiters_;
 };

@@ -128,6 +128,8 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json", "prometheus"}))
       ->capture_default_str();
   auto* cmd_ping = add_client("ping", "Check that the daemon answers (for health checks)");
+  auto* cmd_cluster = add_client(
+      "cluster", "The daemons sharing this one's PostgreSQL database: nodes, leases, runs");
 
   std::string check_file;
   auto* cmd_check = app.add_subcommand(
@@ -185,7 +187,7 @@ int run_cli(int argc, char** argv) {
 
   if (*cmd_serve) return luad::server::serve(serve_config, log_level_opt->count() ? log_level : "");
   for (auto* sub : {cmd_submit, cmd_ps, cmd_info, cmd_kill, cmd_send, cmd_cancel, cmd_workflows,
-                    cmd_stats, cmd_logs, cmd_reload, cmd_ping}) {
+                    cmd_stats, cmd_logs, cmd_reload, cmd_ping, cmd_cluster}) {
     if (*sub) {
       client.command = sub->get_name();
       client.follow = !no_follow;

@@ -2,6 +2,8 @@
 // method table and dispatch (methods.hpp).
 #include "server/methods.hpp"
 
+#include "server/cluster.hpp"
+
 #include <boost/asio/post.hpp>
 
 #include <filesystem>
@@ -173,6 +175,8 @@ void start_durable(services& s, const std::weak_ptr<connection>& from, const jso
   s.runs->start(std::move(req), [&s, from, id = json::value(id), wait,
                                  answer](runtime::result<started_run> r) {
     if (!r) return answer(r.error());
+    if (!r->pid)  // queued: this node holds all the runs it may; any node takes it
+      return answer(json::value(json::object{{"run", r->run}, {"queued", true}}));
     if (!wait)
       return answer(json::value(json::object{{"run", r->run}, {"pid", r->pid.to_string()}}));
     auto exit = s.ev.exit_or_wait(r->pid, from, id, [] { return true; });
@@ -524,6 +528,16 @@ runtime::result<run_target> run_param(call& c) {
   return run_target{**runs, *run};
 }
 
+// The cluster's nodes, their leases and load (server/cluster.hpp).
+outcome cluster_method(call& c) {
+  if (!c.s.cluster)
+    return fail(error_kind::unavailable,
+                "not in a cluster: the store is not on PostgreSQL ([storage] backend)");
+  auto st = c.s.cluster->status();
+  if (!st) return st.error();
+  return json::value(std::move(*st));
+}
+
 outcome runs_method(call& c) {
   auto runs = runs_of(c);
   if (!runs) return runs.error();
@@ -574,6 +588,7 @@ constexpr method k_methods[] = {
     {"subscribe", subscribe, reads},
     {"unsubscribe", unsubscribe, reads},
     {"runs", runs_method, reads},
+    {"cluster", cluster_method, reads},
     {"run_history", run_history, reads},
     {"run_resume", run_resume, changes},
     {"run_terminate", run_terminate, changes},

@@ -21,6 +21,8 @@
 
 namespace luad::server {
 
+class cluster_member;
+
 class connection;
 class events;
 class workflows;
@@ -42,6 +44,9 @@ struct services {
   compile_pool* compiler = nullptr;
   /// Durable runs (server/durable_runs.hpp); null without a data directory.
   durable_runs* runs = nullptr;
+  /// This daemon as a node of a cluster (server/cluster.hpp); null unless
+  /// the store is on PostgreSQL.
+  cluster_member* cluster = nullptr;
 };
 
 /// A handler's answer: the `result`, or an expected failure (its error_kind

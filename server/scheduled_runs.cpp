@@ -130,6 +130,11 @@ bool scheduled_runs::run_tick(const workflow_config& w, schedule::time_point tic
                             unix_seconds(tick), run.error().message);
     return false;
   }
+  if (!run->pid) {  // recorded first by another node of the cluster, which runs it
+    runtime::logger().info("workflow {}: tick {} runs on another node (run {})", w.name,
+                           unix_seconds(tick), run->run);
+    return true;
+  }
   ++ticks_run_;
   runtime::logger().info("workflow {}: run {} started for its tick (pid {})", w.name, run->run,
                          run->pid.to_string());

@@ -27,9 +27,25 @@ runtime::result<started_run> durable_runs::start_workflow(const workflow_config&
   json::object spawn{{"workflow", w.name}};
   if (tick != 0) spawn["tick"] = tick;
   rec.spawn = json::serialize(spawn);
+  if (cluster_) {
+    // Every node has the same workflows: the run's id is the same on all of
+    // them, so that only the first node's is recorded (a tick's run, or the
+    // workflow's next run), and the others find it started.
+    if (tick != 0) {
+      rec.id = "t-" + w.name + "-" + std::to_string(static_cast<std::int64_t>(tick));
+    } else {
+      auto all = eng_.storage().runs(false);
+      if (!all) return all.error();
+      auto n = std::count_if(all->begin(), all->end(),
+                             [&](const run_record& r) { return r.workflow == w.name; });
+      rec.id = "w-" + w.name + "-" + std::to_string(n + 1);
+    }
+  }
   auto ok = written([&](dispatcher::journal_backend::written_fn done) {
     eng_.storage().create_run(rec, std::move(done));
   });
+  if (!ok && cluster_ && ok.error().message.find("already exists") != std::string::npos)
+    return started_run{rec.id, {}};  // another node recorded it first and runs it
   if (!ok) return ok.error();
   return launch(rec, {}, {}, code, std::move(so));
 }
@@ -47,6 +63,8 @@ runtime::result<workflow_runs> durable_runs::resume_workflow(const workflow_conf
     } else if (auto s = relaunch(rec)) {
       out.live.push_back(*s);
       ++out.resumed;
+    } else if (cluster_ && s.error().message.find(" runs on node ") != std::string::npos) {
+      out.elsewhere.push_back(rec.id);
     } else {
       out.suspended.push_back(rec.id);
     }

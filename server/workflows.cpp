@@ -92,10 +92,16 @@ runtime::result<runtime::pid> workflows::start_durable(const workflow_config& w)
   runtime::pid pid;
   if (!runs->live.empty()) {
     pid = runs->live.front().pid;
+  } else if (!runs->elsewhere.empty()) {
+    runtime::logger().info("workflow {}: its run {} runs on another node", w.name,
+                           runs->elsewhere.front());
   } else if (runs->suspended.empty()) {
     auto fresh = runs_->start_workflow(w);
     if (!fresh) return fresh.error();
-    runtime::logger().info("workflow {}: durable run {} started", w.name, fresh->run);
+    if (fresh->pid)
+      runtime::logger().info("workflow {}: durable run {} started", w.name, fresh->run);
+    else
+      runtime::logger().info("workflow {}: run {} was started by another node", w.name, fresh->run);
     pid = fresh->pid;
   }
   pids_[w.name] = pid;
@@ -258,7 +264,7 @@ void workflows::reload(std::function<void(json::object)> done) {
   st->done = std::move(done);
   st->result = apply_diff(fresh, st);
   bool restart_needed = fresh.server != cfg_.server || fresh.storage != cfg_.storage ||
-                        fresh.metrics != cfg_.metrics ||
+                        fresh.metrics != cfg_.metrics || fresh.cluster != cfg_.cluster ||
                         fresh.limits.max_processes != cfg_.limits.max_processes;
   runtime::logger().info("reloaded {}: {} workflows added, {} removed, {} changed", cfg_.path,
                          st->result["added"].as_array().size(),
@@ -267,7 +273,8 @@ void workflows::reload(std::function<void(json::object)> done) {
   adopt(fresh);
   if (restart_needed)
     runtime::logger().warn(
-        "{}: changes to [server], [storage], [metrics] or limits.max_processes take effect at the "
+        "{}: changes to [server], [storage], [metrics], [cluster] or limits.max_processes take "
+        "effect at the "
         "next start",
         cfg_.path);
   st->result["restart_needed"] = restart_needed;

@@ -1,0 +1,63 @@
+// This daemon as a node of a cluster: daemons sharing one PostgreSQL
+// database ([storage] backend = "postgres", [cluster]; docs/cluster.md).
+//
+// DESIGN. At start the node joins (dispatcher/cluster_backend.hpp: a node id
+// held by a live daemon is refused) and claims every runnable run no live
+// node owns, its own previous daemon's included, starting each by replay.
+// Then, on the io thread: the lease is renewed every third of its length,
+// and runs another node took meanwhile (this one was paused past its lease)
+// end here without a word to their journals; claims run when the database
+// says a run is waiting (NOTIFY) and every half lease besides, up to the
+// room [cluster] max_runs leaves. At stop, once the runs' processes have
+// ended, the node leaves, handing its runs to the others at once.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+
+#include <memory>
+
+#include "server/config.hpp"
+#include "server/durable_runs.hpp"
+#include "server/engine.hpp"
+
+namespace luad::server {
+
+class cluster_member {
+ public:
+  cluster_member(const config& cfg, engine& eng, durable_runs& runs, boost::asio::io_context& io);
+  ~cluster_member();
+  cluster_member(const cluster_member&) = delete;
+  cluster_member& operator=(const cluster_member&) = delete;
+
+  /// Joins and claims; throws std::runtime_error when the node cannot join
+  /// (its id held by a running daemon, no database). The io thread, at start.
+  void start();
+  /// Stops renewing and claiming (its timers would keep the io thread
+  /// running). Idempotent.
+  void quiet();
+  /// Leaves the cluster, handing its runs to the others: call once the
+  /// runs' processes have ended. Idempotent.
+  void leave();
+  /// For the protocol's `cluster`: {node, nodes: [{node, host, version,
+  /// started, heartbeat, lease_left, live, left, runs, load, capacity}]}.
+  runtime::result<boost::json::object> status();
+
+ private:
+  void renew();
+  void claim();
+  void schedule_renew();
+  void schedule_claim();
+
+  const config& cfg_;
+  engine& eng_;
+  durable_runs& runs_;
+  boost::asio::io_context& io_;
+  dispatcher::cluster_backend* backend_;
+  boost::asio::steady_timer renew_timer_, claim_timer_;
+  bool claiming_ = false, claim_again_ = false, stopped_ = false, left_ = false;  // io thread
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after stop
+};
+
+}  // namespace luad::server
