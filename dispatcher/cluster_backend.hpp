@@ -33,7 +33,8 @@ inline constexpr std::string_view fenced_marker = "(fenced: another node owns th
 struct cluster_options {
   std::uint32_t node = 0;  ///< 1..65535, unique among the daemons on the database
   std::chrono::milliseconds lease{10000};
-  std::string host;           ///< for listings: the machine's name
+  std::string host;           ///< the machine's name (listings; see join)
+  std::int64_t pid = 0;       ///< this daemon's OS process id (see join)
   std::int64_t capacity = 0;  ///< durable runs this node takes at most
   std::string version;        ///< luad's version, for listings
 };
@@ -57,7 +58,9 @@ class cluster_backend {
   /// Joins as `o.node`. A lease still held (the node's previous daemon,
   /// killed just now, or another daemon using the same id) is waited out, up
   /// to one lease; if it is still renewed then, `invalid` ("node N is held
-  /// by a running daemon"). The runs the node's previous daemon owned are
+  /// by a running daemon"). When the holder ran on this host and its process
+  /// is gone, nothing is waited for: a daemon restarted after a crash takes
+  /// its node at once. The runs the node's previous daemon owned are
   /// released, for any node to claim. Blocking: the daemon's start.
   virtual runtime::status join(const cluster_options& o) = 0;
   /// Renews the lease, reporting `load` (durable runs live here). `done`

@@ -2,11 +2,13 @@
 // node's lease row, claiming runs, the listener that wakes claimers, leaving,
 // and the listing of nodes. Every lease time is the database's clock.
 #include <libpq-fe.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <future>
 #include <random>
@@ -66,16 +68,19 @@ runtime::status postgres_store::join(const cluster_options& o) {
   double lease = std::chrono::duration<double>(o.lease).count();
   auto deadline = std::chrono::steady_clock::now() + o.lease + std::chrono::seconds(1);
   const std::string node = std::to_string(o.node);
+  bool force = false;  // the holder was this host's daemon, and it is gone
   for (;;) {
     // Take the node's row if its lease has lapsed (or it left), and release
     // the runs its previous daemon owned, in one transaction.
     pg_batch_result r = run_blocking(
         {sql(std::string("WITH j AS (INSERT INTO luad_nodes AS n VALUES ($1::int4, $2, $3, $4, ") +
-                 k_now + ", " + k_now + ", " + k_now + " + $5::float8, 0, $6::int8, NULL)" +
+                 k_now + ", " + k_now + ", " + k_now +
+                 " + $5::float8, 0, $6::int8, NULL, $7::int8)" +
                  " ON CONFLICT (node) DO UPDATE SET instance = EXCLUDED.instance,"
                  " host = EXCLUDED.host, version = EXCLUDED.version, started = EXCLUDED.started,"
                  " heartbeat = EXCLUDED.heartbeat, lease_until = EXCLUDED.lease_until, load = 0,"
-                 " capacity = EXCLUDED.capacity, left_at = NULL WHERE n.lease_until <= " +
+                 " capacity = EXCLUDED.capacity, left_at = NULL, pid = EXCLUDED.pid"
+                 " WHERE $8::bool OR n.lease_until <= " +
                  k_now +
                  " OR n.left_at IS NOT NULL RETURNING node),"
                  " r AS (UPDATE luad_runs SET node = NULL WHERE node = $1::int4 AND state NOT IN " +
@@ -85,9 +90,11 @@ runtime::status postgres_store::join(const cluster_options& o) {
                  " (SELECT lease_until - " +
                  k_now +
                  " FROM luad_nodes WHERE node = $1::int4),"
-                 " (SELECT host FROM luad_nodes WHERE node = $1::int4)",
+                 " (SELECT host FROM luad_nodes WHERE node = $1::int4),"
+                 " (SELECT pid FROM luad_nodes WHERE node = $1::int4)",
              {pg_param::text(node), pg_param::bytes(instance), pg_param::bytes(o.host),
-              pg_param::bytes(o.version), pg_param::real(lease), pg_param::integer(o.capacity)}),
+              pg_param::bytes(o.version), pg_param::real(lease), pg_param::integer(o.capacity),
+              pg_param::integer(o.pid), pg_param::text(force ? "true" : "false")}),
          sql(std::string("SELECT pg_notify('") + k_channel + "', '')")});
     if (!r) return std::move(r.error());
     const pg_rows& row = r->front();
@@ -97,6 +104,14 @@ runtime::status postgres_store::join(const cluster_options& o) {
       break;
     }
     double left = row.real(0, 2);
+    std::int64_t holder = row.integer(0, 4);
+    if (!force && row.bytes(0, 3) == o.host && holder > 0 && holder != o.pid &&
+        ::kill(static_cast<pid_t>(holder), 0) == -1 && errno == ESRCH) {
+      runtime::logger().info("cluster: node {}'s last daemon (pid {} on this host) is gone", o.node,
+                             holder);
+      force = true;
+      continue;
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       return runtime::fail(error_kind::invalid,
                            "cluster: node " + node + " is held by a running daemon on '" +

@@ -73,7 +73,7 @@ const std::vector<const char*>& journal_schema() {
       "CREATE TABLE IF NOT EXISTS luad_nodes (node int4 PRIMARY KEY, instance text NOT NULL,"
       " host text NOT NULL, version text NOT NULL, started float8 NOT NULL,"
       " heartbeat float8 NOT NULL, lease_until float8 NOT NULL, load int8 NOT NULL,"
-      " capacity int8 NOT NULL, left_at float8)",
+      " capacity int8 NOT NULL, left_at float8, pid int8 NOT NULL)",
       "CREATE INDEX IF NOT EXISTS luad_runs_unfinished ON luad_runs (created, seq)"
       " WHERE state NOT IN ('completed', 'failed', 'terminated')",
       "CREATE TABLE IF NOT EXISTS luad_journal (run bytea NOT NULL, step int8 NOT NULL,"

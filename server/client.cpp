@@ -520,6 +520,11 @@ int client_command(const client_request& req) {
     return 0;
   }
   if (cmd == "submit") {
+    if (result.is_object() && result.get_object().contains("queued")) {  // (a full cluster node)
+      std::cout << "run " << cell(result.get_object(), "run")
+                << " queued: the next node of the cluster with room takes it\n";
+      return 0;
+    }
     if (req.wait) {
       print_exit(result.get_object(), req.json);
       return exit_code_of(result.get_object());

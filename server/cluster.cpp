@@ -48,6 +48,7 @@ void cluster_member::start() {
   o.node = cfg_.cluster.node;
   o.lease = lease_of(cfg_);
   o.host = host_name();
+  o.pid = ::getpid();
   o.capacity = static_cast<std::int64_t>(cfg_.cluster.max_runs);
   o.version = luad_version;
   if (auto ok = backend_->join(o); !ok) throw std::runtime_error(ok.error().message);

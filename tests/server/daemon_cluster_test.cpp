@@ -131,9 +131,11 @@ TEST_CASE("cluster: a node killed with SIGKILL mid-run has its runs finished by 
   check_exactly_once(*ds[1], k_runs, k_rounds);
   CHECK(sql(db, "SELECT count(*) FROM luad_runs WHERE node = 1") == "0");
   CHECK(sql(db, "SELECT min(epoch) FROM luad_runs") == "2");  // each claimed once more
-  // Node 1 comes back: it may join again, and sees the others live.
+  // Node 1 comes back: its last daemon's process is gone from this host, so
+  // it joins at once; it sees the others live.
   ds[0]->start();
   REQUIRE_MESSAGE(ds[0]->started(), ds[0]->log_tail());
+  CHECK(has(ds[0]->log_tail(), "last daemon (pid"));
   line_client c(ds[0]->socket());
   json::value st = result_of(c.call("cluster"));
   REQUIRE_MESSAGE(st.is_object(), text(st));
