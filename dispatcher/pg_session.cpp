@@ -41,8 +41,11 @@ runtime::error statement_error(const PGresult* r) {
   return runtime::fail(error_kind::internal, message);
 }
 
+constexpr std::string_view k_connection_marker = " [connection]";
+
 runtime::error connection_error(const std::string& why) {
-  return runtime::fail(error_kind::unavailable, "postgres: " + why, true);
+  return runtime::fail(error_kind::unavailable,
+                       "postgres: " + why + std::string(k_connection_marker), true);
 }
 
 std::string trimmed(const char* text) {
@@ -343,6 +346,13 @@ void pg_session::lost(const std::string& why) {
   timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec && self->state_ == state::waiting_retry) self->connect();
   });
+}
+
+bool pg_connection_lost(const runtime::error& e) {
+  const std::string& m = e.message;
+  return e.kind == error_kind::unavailable && (m.find(k_connection_marker) != std::string::npos ||
+                                               m.find("[SQLSTATE 08") != std::string::npos ||
+                                               m.find("[SQLSTATE 57P0") != std::string::npos);
 }
 
 void pg_session::fail_all(const runtime::error& e) {

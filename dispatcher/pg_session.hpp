@@ -107,6 +107,12 @@ class pg_rows {
   pg_result* r_ = nullptr;
 };
 
+/// Whether `e` (a run() failure) says the connection was lost or refused or
+/// the server is shutting down, rather than that a statement failed: the
+/// batch may not have run at all, or may have committed if its COMMIT was
+/// sent before the loss.
+bool pg_connection_lost(const runtime::error& e);
+
 /// What run() answers: each statement's rows, in order.
 using pg_batch_result = runtime::result<std::vector<pg_rows>>;
 

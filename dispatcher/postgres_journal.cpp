@@ -112,8 +112,8 @@ void pg_journal_batch::reads(std::vector<pg_statement>& out) const {
           " WHERE id = ANY($1::bytea[])",
           {ids.param()}));
   out.push_back(
-      sql("SELECT k.run, k.step, j.state FROM unnest($1::bytea[], $2::int8[])"
-          " AS k(run, step), LATERAL (SELECT state FROM luad_journal"
+      sql("SELECT k.run, k.step, j.state, j.failed, j.result FROM unnest($1::bytea[], $2::int8[])"
+          " AS k(run, step), LATERAL (SELECT state, failed, result FROM luad_journal"
           " WHERE run = k.run AND step = k.step) j",
           {step_run.param(), step_no.param()}));
   out.push_back(
@@ -128,6 +128,7 @@ void pg_journal_batch::take(const pg_rows& runs, const pg_rows& steps, const pg_
   created_.clear();
   queued_any_ = false;
   step_states_.clear();
+  read_done_.clear();
   entries_.clear();
   seqs_.clear();
   messages_.clear();
@@ -142,8 +143,15 @@ void pg_journal_batch::take(const pg_rows& runs, const pg_rows& steps, const pg_
     r.rec.node = static_cast<std::uint32_t>(runs.integer(i, 5));
     r.rec.epoch = runs.integer(i, 6);
   }
-  for (int i = 0; i < steps.size(); ++i)
-    step_states_[step_key(steps.bytes(i, 0), steps.integer(i, 1))] = steps.integer(i, 2);
+  for (int i = 0; i < steps.size(); ++i) {
+    step_key k(steps.bytes(i, 0), steps.integer(i, 1));
+    step_states_[k] = steps.integer(i, 2);
+    if (steps.integer(i, 2) == static_cast<std::int64_t>(step_state::done)) {
+      journal_entry& e = read_done_[k];
+      e.failed = steps.integer(i, 3) != 0;
+      e.result = steps.bytes(i, 4);
+    }
+  }
   for (int i = 0; i < seqs.size(); ++i) seqs_.emplace(seqs.bytes(i, 0), seqs.integer(i, 1));
 }
 
@@ -205,6 +213,12 @@ runtime::status pg_journal_batch::claim(const journal_entry& e) {
   runtime::status ok = step_rule(e, steps, earlier == step_states_.end() ? 0 : earlier->second);
   if (ok && e.step == steps) ++steps;
   return ok;
+}
+
+std::optional<runtime::outcome> pg_journal_batch::done_before(const journal_entry& e) const {
+  auto it = read_done_.find(step_key(e.run, e.step));
+  if (it == read_done_.end()) return std::nullopt;
+  return read_outcome(it->second);
 }
 
 void pg_journal_batch::put(const journal_entry& e, double now) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -72,6 +73,11 @@ class pg_journal_batch {
   runtime::status append(const journal_entry& e, double now);
   runtime::status put_message(const inbox_message& m, double now);
 
+  /// The outcome recorded at `e`'s step when that step was done before this
+  /// batch (as round one read it), or nullopt: a write retried after its
+  /// commit's answer was lost finds its own entry there.
+  std::optional<runtime::outcome> done_before(const journal_entry& e) const;
+
   /// Round two's statements for what changed, appended to `out`.
   void writes(std::vector<pg_statement>& out) const;
 
@@ -96,6 +102,7 @@ class pg_journal_batch {
   std::map<std::string, run_row, std::less<>> runs_;
   std::map<step_key, std::int64_t> step_states_;  // rows read or put: their state
   std::map<step_key, journal_entry> entries_;     // to write (the last one per step)
+  std::map<step_key, journal_entry> read_done_;   // done rows round one read
   std::set<step_key> seqs_;                       // messages there or put
   std::vector<inbox_message> messages_;           // to write
 };

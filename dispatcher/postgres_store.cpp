@@ -500,6 +500,30 @@ void postgres_store::roll_back(error e) {
 
 void postgres_store::end_batch(const error* e) {
   std::unique_ptr<batch_state> b = std::move(batch_);
+  if (e && pg_connection_lost(*e) && !stopping_) {
+    // Journal writes wait for the server (in order, at the queue's front);
+    // store operations fail, retryable, for their scripts to decide.
+    auto now = std::chrono::steady_clock::now();
+    std::vector<job> kept, rest;
+    for (job& j : b->jobs) {
+      if (j.journal) {
+        if (j.retry_until == std::chrono::steady_clock::time_point{})
+          j.retry_until = now + journal_retry;
+        if (now < j.retry_until) {
+          j.retried = true;
+          kept.push_back(std::move(j));
+          continue;
+        }
+      }
+      rest.push_back(std::move(j));
+    }
+    b->jobs = std::move(rest);
+    for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
+    if (!kept.empty() && b->attempts == 0)
+      runtime::logger().warn("{}; {} journal writes wait for the database", e->message,
+                             kept.size());
+    if (b->jobs.empty()) return write_next();
+  }
   if (e) {
     runtime::logger().warn("{} ({} writes failed)", e->message, b->jobs.size());
     {
@@ -610,16 +634,32 @@ runtime::outcome postgres_store::apply_journal(batch_state& b, ledger& book, job
     return s ? runtime::outcome::success({}) : runtime::outcome::failure(std::move(s.error()));
   };
   journal_write& w = *j.journal;
-  if (auto* r = std::get_if<run_record>(&w.what)) return as_outcome(b.journal.create_run(*r, now));
+  // A write tried again after its commit's answer was lost may find itself
+  // landed: this node owns the run (else it is fenced first), so what is
+  // there is its own.
+  auto landed = [&j](runtime::status s) {
+    if (!s && j.retried && s.error().kind == error_kind::invalid &&
+        (s.error().message.find("already exists") != std::string::npos ||
+         s.error().message.find("already done") != std::string::npos ||
+         s.error().message.find("already recorded") != std::string::npos))
+      return runtime::status(runtime::done{});
+    return s;
+  };
+  if (auto* r = std::get_if<run_record>(&w.what))
+    return as_outcome(landed(b.journal.create_run(*r, now)));
   if (auto* c = std::get_if<journal_write::state_change>(&w.what))
     return as_outcome(b.journal.set_state(*c, now));
   if (auto* m = std::get_if<inbox_message>(&w.what))
-    return as_outcome(b.journal.put_message(*m, now));
+    return as_outcome(landed(b.journal.put_message(*m, now)));
   auto& e = std::get<journal_entry>(w.what);
-  if (!w.applied) return as_outcome(b.journal.append(e, now));
+  if (!w.applied) return as_outcome(landed(b.journal.append(e, now)));
   // Fused: a refused entry leaves the store untouched; the operation's own
   // failure (limit, invalid) is its journaled result.
-  if (runtime::status ok = b.journal.claim(e); !ok) return as_outcome(std::move(ok));
+  if (runtime::status ok = b.journal.claim(e); !ok) {
+    if (j.retried && landed(ok))  // its own earlier commit: answer what it recorded
+      if (auto before = b.journal.done_before(e)) return std::move(*before);
+    return as_outcome(std::move(ok));
+  }
   const runtime::value& args = j.cmd.args;
   std::string_view op = text_field(args, "op");
   runtime::outcome o;

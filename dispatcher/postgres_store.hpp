@@ -107,6 +107,10 @@ class postgres_store final : public store_backend, public cluster_backend {
   static constexpr int schema_version = 2;
   /// How often a batch that lost a serialization conflict is tried again.
   static constexpr int max_attempts = 8;
+  /// How long a journal write is tried again while the server cannot be
+  /// reached (a restart, a failover): a durable run waits that long for its
+  /// database, rather than stop.
+  static constexpr std::chrono::seconds journal_retry{30};
 
   /// `conninfo` without its password, for logs and errors.
   static std::string redacted(const std::string& conninfo);
@@ -118,6 +122,10 @@ class postgres_store final : public store_backend, public cluster_backend {
     command cmd;  // a store operation (for a journal write: its fused one, if any)
     completion done;
     std::unique_ptr<journal_write> journal;  // a journal write, answered through it
+    /// A journal write whose batch lost its connection runs again until
+    /// then (journal_retry after its first loss); `retried` once it has.
+    std::chrono::steady_clock::time_point retry_until{};
+    bool retried = false;
   };
   static void finish(job& j, runtime::outcome o);
   void queue_journal(std::unique_ptr<journal_write> w, runtime::value store_args);

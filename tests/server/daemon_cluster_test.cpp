@@ -189,3 +189,29 @@ TEST_CASE("cluster: a node id is held by one daemon at a time") {
   CHECK_FALSE(lone.started());
   CHECK(has(lone.log_tail(), "cluster: needs [storage] backend = \"postgres\""));
 }
+
+TEST_CASE("cluster: PostgreSQL restarted under load: runs wait for it and finish exactly once") {
+  auto& pg = luad::test::shared_postgres();
+  std::string db = pg.new_database();
+  auto ds = nodes(db, 2, 3, 0);
+  constexpr int k_runs = 6, k_rounds = 12;
+  for (int i = 0; i < k_runs; ++i) submit(*ds[i % 2], i, k_rounds, 0.1);
+  REQUIRE(eventually(
+      [&] { return std::stoi("0" + sql(db, "SELECT min(steps) FROM luad_runs")) >= 4; }));
+  pg.restart();
+  REQUIRE_MESSAGE(eventually([&] { return all_in_state(*ds[0], k_runs, "completed"); }, 60s),
+                  (ds[0]->log_tail() + ds[1]->log_tail()));
+  check_exactly_once(*ds[0], k_runs, k_rounds);
+  for (auto& d : ds) CHECK(d->alive());
+  // A plain store write while the server is down gets `unavailable`,
+  // retryable, and the daemon stays up.
+  pg.stop_immediately();
+  json::value r = run_once(*ds[0], R"(
+    local ok, err = require("store").set("k", 1)
+    return {ok = ok, kind = err and err.kind, retryable = err and err.retryable})");
+  pg.start();
+  INFO(text(r));
+  CHECK(r.at("kind") == "unavailable");
+  CHECK(r.at("retryable") == true);
+  CHECK(ds[0]->alive());
+}
