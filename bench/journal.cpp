@@ -2,18 +2,23 @@
 // once, each appending its next step only once the last is durable (as a run
 // waits for its entry before it goes on), against dispatcher::storage as a
 // journal_backend; then the same with every step a store write fused with its
-// entry (apply_and_append). No Lua: this is the backend's own rate.
+// entry (apply_and_append). No Lua: this is the backend's own rate. With
+// LUAD_BENCH_POSTGRES (bench/postgres.sh), the appends again on PostgreSQL,
+// from 1, 2 and 3 daemons' backends at once on one database.
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/benchmarks.hpp"
+#include "dispatcher/postgres_store.hpp"
 #include "dispatcher/storage.hpp"
 #include "runtime/message_codec.hpp"
 
@@ -105,6 +110,60 @@ class chains {
   std::size_t finished_ = 0, target_ = 0;  // guarded by mu_
 };
 
+// The same steps on PostgreSQL (bench/postgres.sh gives the server): 1, 2
+// and 3 daemons' backends, each a node of a cluster with its own runs, all
+// appending at once to one database; the total rate beside SQLite's.
+void bench_journal_postgres(const options& opts, const std::string& conninfo, double sqlite_rate) {
+  std::string tag = size_tag(opts.journal_runs) + "x" + std::to_string(opts.journal_steps);
+  double one = 0;
+  for (std::size_t daemons = 1; daemons <= 3; ++daemons) {
+    std::vector<std::unique_ptr<dispatcher::storage>> stores;
+    std::vector<std::unique_ptr<chains>> work;
+    for (std::size_t d = 0; d < daemons; ++d) {
+      dispatcher::postgres_options po;
+      po.conninfo = conninfo;
+      stores.push_back(std::make_unique<dispatcher::storage>(
+          std::make_unique<dispatcher::postgres_store>(std::move(po))));
+      stores.back()->start();
+      dispatcher::cluster_options co;
+      co.node = static_cast<std::uint32_t>(d + 1);
+      co.host = "bench";
+      co.version = "bench";
+      if (auto ok = stores.back()->cluster()->join(co); !ok) {
+        note("journal on postgres: " + ok.error().message);
+        return;
+      }
+      // The runs are split among the daemons: the same work, more writers.
+      work.push_back(std::make_unique<chains>(
+          *stores.back(), "pg" + std::to_string(daemons) + "-" + std::to_string(d) + "-",
+          opts.journal_runs / daemons, opts.journal_steps, false));
+    }
+    std::vector<double> rates(daemons);
+    std::vector<std::thread> threads;
+    auto t0 = wall_clock::now();
+    for (std::size_t d = 0; d < daemons; ++d)
+      threads.emplace_back([&, d] { rates[d] = work[d]->run(); });
+    for (auto& t : threads) t.join();
+    double total =
+        static_cast<double>((opts.journal_runs / daemons) * daemons * opts.journal_steps) /
+        seconds_since(t0);  // (includes creating the runs: a small part)
+    std::size_t failed = 0;
+    for (auto& w : work) failed += w->failures();
+    if (failed) note(std::to_string(failed) + " journal writes failed on postgres");
+    report("journal_pg_appends_" + std::to_string(daemons) + "d_" + tag, total, "steps/s");
+    if (daemons == 1) {
+      one = total;
+      report("journal_pg_vs_sqlite", sqlite_rate > 0 ? total / sqlite_rate : 0, "x");
+    } else {
+      report("journal_pg_" + std::to_string(daemons) + "d_vs_1d", one > 0 ? total / one : 0, "x");
+    }
+    for (auto& st : stores) {
+      st->cluster()->leave();
+      st->stop();
+    }
+  }
+}
+
 }  // namespace
 
 void bench_journal(const options& opts) {
@@ -118,6 +177,7 @@ void bench_journal(const options& opts) {
   chains plain(s, "plain-", opts.journal_runs, opts.journal_steps, false);
   chains fused(s, "fused-", opts.journal_runs, opts.journal_steps, true);
   std::string tag = size_tag(opts.journal_runs) + "x" + std::to_string(opts.journal_steps);
+  double plain_rate = 0;
   for (chains* c : {&plain, &fused}) {
     const char* kind = c == &plain ? "appends" : "fused";
     auto commits0 = s.commits();
@@ -131,6 +191,7 @@ void bench_journal(const options& opts) {
     // rate on a machine that something else keeps busy.
     note(std::string("journal_") + kind + ": " + std::to_string(cpu_us) + " us CPU per step");
     report(std::string("journal_") + kind + "_" + tag, rate, "steps/s");
+    if (c == &plain) plain_rate = rate;
     auto commits = s.commits() - commits0;
     auto writes = s.committed_writes() - writes0;
     report(std::string("journal_") + kind + "_per_commit",
@@ -138,6 +199,8 @@ void bench_journal(const options& opts) {
   }
   s.stop();
   fs::remove_all(dir);
+  if (const char* pg = std::getenv("LUAD_BENCH_POSTGRES"); pg && *pg)
+    bench_journal_postgres(opts, pg, plain_rate);
 }
 
 }  // namespace luad::bench

@@ -108,8 +108,10 @@ void pg_journal_batch::reads(std::vector<pg_statement>& out) const {
     seq_no.integer(seq);
   }
   out.push_back(
+      // FOR UPDATE: a claim by another node waits for this batch, or this
+      // batch for the claim (and then reads its new owner: fenced).
       sql("SELECT id, state, detail, steps, updated, node, epoch FROM luad_runs"
-          " WHERE id = ANY($1::bytea[])",
+          " WHERE id = ANY($1::bytea[]) FOR UPDATE",
           {ids.param()}));
   out.push_back(
       sql("SELECT k.run, k.step, j.state, j.failed, j.result FROM unnest($1::bytea[], $2::int8[])"

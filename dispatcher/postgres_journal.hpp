@@ -6,12 +6,11 @@
 // reads every run, step and message seq its journal writes touch; the writes
 // are then checked in order against those rows, in memory, by the rules all
 // backends share (journal_rules.hpp), and round two writes what changed, one
-// statement per table for the whole batch. A run's step count is a column of
-// its row, so every append updates the row: two daemons appending to one run
-// conflict, and SERIALIZABLE lets only one of them commit (the other runs its
-// batch again and finds the step taken). Each run row carries an owner node,
-// a lease and an epoch (issue 16's many daemons); this file does not use
-// them yet.
+// statement per table for the whole batch. A batch holds its runs' locks
+// (postgres_store.hpp) and their rows FOR UPDATE: two daemons appending to
+// one run take turns, and the second finds the step taken. Each run row
+// names its owner node and the epoch of its claim; a write to a run this
+// node does not own at that epoch is refused (fencing, cluster_backend.hpp).
 #pragma once
 
 #include <cstdint>
@@ -55,6 +54,8 @@ class pg_journal_batch {
   /// before reads().
   void want(const journal_write& w);
   bool empty() const { return want_runs_.empty(); }
+  /// The runs the batch's journal writes touch (locked in round one).
+  const std::set<std::string>& runs_wanted() const { return want_runs_; }
   /// Round one's statements (read_statements of them), appended to `out`.
   void reads(std::vector<pg_statement>& out) const;
   static constexpr std::size_t read_statements = 3;

@@ -93,6 +93,18 @@ bool fused_list(const runtime::value& args, bool journaled) {
   return journaled && text_field(args, "op") == "list";
 }
 
+// The advisory lock of a namespace row `ns` (in SQL), and the statement that
+// takes a batch's: its namespaces' and runs', in ascending order.
+constexpr const char* k_namespace_lock = "hashtextextended('n' || encode(ns, 'hex'), 0)";
+
+std::string lock_statement() {
+  return "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT h FROM ("
+         "SELECT hashtextextended('n' || encode(ns, 'hex'), 0) AS h FROM unnest($1::bytea[]) ns"
+         " UNION ALL"
+         " SELECT hashtextextended('r' || encode(id, 'hex'), 0) FROM unnest($2::bytea[]) id"
+         ") a ORDER BY h) s";
+}
+
 // A conflict another transaction won (or a deadlock): the batch may simply
 // run again.
 bool lost_conflict(const error& e) {
@@ -386,8 +398,15 @@ void postgres_store::read_rows() {
     ns_list.bytes(ns);
     b.usage[ns] = 0;
   }
+  pg_array run_ids(pg_array::of::bytea);
+  for (const std::string& id : b.journal.runs_wanted()) run_ids.bytes(id);
   std::vector<pg_statement> round{
-      sql("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+      sql("BEGIN"),
+      // The namespaces and runs the batch writes, locked for its
+      // transaction in one order on every daemon (no deadlock): a daemon's
+      // batch waits for another's on the same namespace or run, then reads
+      // what that one committed (READ COMMITTED reads anew each statement).
+      sql(lock_statement(), {ns_list.param(), run_ids.param()}),
       // LATERAL: one index probe per key, never a scan of the whole table.
       sql("SELECT k.ns, k.key, kv.value, kv.expires"
           " FROM unnest($1::bytea[], $2::bytea[]) AS k(ns, key), LATERAL"
@@ -408,13 +427,13 @@ void postgres_store::read_rows() {
 void postgres_store::apply_and_commit(pg_batch_result r) {
   if (!r.ok()) return roll_back(std::move(r.error()));
   batch_state& b = *batch_;
-  const pg_rows& found = (*r)[1];
+  const pg_rows& found = (*r)[2];
   for (int i = 0; i < found.size(); ++i) {
     batch_state::row& row = b.rows[batch_state::row_key(found.bytes(i, 0), found.bytes(i, 1))];
     row.value = std::string(found.bytes(i, 2));
     if (!found.is_null(i, 3)) row.expires = found.real(i, 3);
   }
-  const pg_rows& totals = (*r)[2];
+  const pg_rows& totals = (*r)[3];
   for (int i = 0; i < totals.size(); ++i)
     b.usage[std::string(totals.bytes(i, 0))] = totals.integer(i, 1);
   b.usage_before = b.usage;
@@ -564,11 +583,13 @@ void postgres_store::expire_some() {
   if (batch_ || stopping_) return schedule_expiry();  // writes first
   writer_->run(
       {sql("WITH gone AS (DELETE FROM luad_kv WHERE (ns, key) IN (SELECT ns, key FROM luad_kv"
-           " WHERE expires <= $1::float8 LIMIT $2::int8 FOR UPDATE SKIP LOCKED)"
-           " RETURNING ns, length(key) + length(value) AS b),"
-           " per AS (SELECT ns, sum(b)::int8 AS b FROM gone GROUP BY ns)"
-           " UPDATE luad_ns_usage u SET bytes = u.bytes - per.b FROM per WHERE u.ns = per.ns"
-           " RETURNING u.ns, u.bytes",
+           " WHERE expires <= $1::float8 AND pg_try_advisory_xact_lock(" +
+               std::string(k_namespace_lock) +
+               ") LIMIT $2::int8 FOR UPDATE SKIP LOCKED)"
+               " RETURNING ns, length(key) + length(value) AS b),"
+               " per AS (SELECT ns, sum(b)::int8 AS b FROM gone GROUP BY ns)"
+               " UPDATE luad_ns_usage u SET bytes = u.bytes - per.b FROM per WHERE u.ns = per.ns"
+               " RETURNING u.ns, u.bytes",
            {pg_param::real(now_seconds()), pg_param::integer(k_expiry_chunk)})},
       [this](pg_batch_result r) {
         if (r.ok()) {
