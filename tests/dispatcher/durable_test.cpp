@@ -21,6 +21,7 @@
 #include "runtime/post.hpp"
 #include "runtime/process.hpp"
 #include "server/engine.hpp"
+#include "tests/modules/store_backends.hpp"
 #include "tests/support.hpp"
 
 namespace {
@@ -37,11 +38,26 @@ using luad::test::eventually;
 using luad::test::has;
 using clk = std::chrono::steady_clock;
 
-// An engine whose store (and journal) is a real file in a temp folder.
+// Where the journal lives: SQLite's file in a folder, or a fresh database of
+// the tests' PostgreSQL; every case runs on both.
+struct on_sqlite {
+  static luad::server::engine_options options(const std::string& dir) {
+    return {luad::runtime::scheduler_options::with_workers(2), dir, {}};
+  }
+};
+struct on_postgres {
+  static luad::server::engine_options options(const std::string&) {
+    luad::server::engine_options o{luad::runtime::scheduler_options::with_workers(2), "", {}};
+    o.postgres.conninfo = luad::test::shared_postgres().new_database();
+    return o;
+  }
+};
+
+// An engine whose store (and journal) is on `Backend`.
+template <class Backend>
 struct journaled_engine {
   luad::test::temp_dir dir{"durable"};
-  luad::server::engine eng{luad::server::engine_options{
-      luad::runtime::scheduler_options::with_workers(2), dir.path().string(), {}}};
+  luad::server::engine eng{Backend::options(dir.path().string())};
   std::mutex mu;
   std::vector<std::string> reports;  // what stop_fn was told
   // The running process: stop_fn ends it, as the daemon does.
@@ -117,8 +133,9 @@ constexpr const char* k_steps = R"(
 
 }  // namespace
 
-TEST_CASE("durable: a replayed run sees the same outcomes and dispatches nothing twice") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a replayed run sees the same outcomes and dispatches nothing twice", B,
+                   on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r1");
   auto first = j.run("r1", k_steps);
   INFO(first.err.message);
@@ -150,8 +167,10 @@ TEST_CASE("durable: a replayed run sees the same outcomes and dispatches nothing
   CHECK(j.report().empty());
 }
 
-TEST_CASE("durable: clocks are recorded, math.random repeats on replay, time.after is refused") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE(
+    "durable: clocks are recorded, math.random repeats on replay, time.after is refused", B,
+    on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r-clock");
   const char* source = R"(
     local time = require("time")
@@ -166,7 +185,7 @@ TEST_CASE("durable: clocks are recorded, math.random repeats on replay, time.aft
   REQUIRE_MESSAGE(first.reason == exit_reason::normal, first.err.message);
   REQUIRE(first.results.size() == 7);
   CHECK(first.results[5] == value(false));
-  const std::string* why = first.results[6].get<std::string>();
+  const std::string* why = first.results[6].template get<std::string>();
   REQUIRE(why);
   CHECK(has(*why, "math.randomseed: give a seed"));
   // Two steps: the clocks. The draws take none.
@@ -188,8 +207,9 @@ TEST_CASE("durable: clocks are recorded, math.random repeats on replay, time.aft
   CHECK(j.report().empty());
 }
 
-TEST_CASE("durable: a half-replayed run goes on live where its journal ends") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a half-replayed run goes on live where its journal ends", B, on_sqlite,
+                   on_postgres) {
+  journaled_engine<B> j;
   j.create("r2");
   REQUIRE(j.run("r2", k_steps).reason == exit_reason::normal);
   std::vector<journal_entry> past = j.history("r2");
@@ -211,8 +231,9 @@ TEST_CASE("durable: a half-replayed run goes on live where its journal ends") {
   CHECK(j.history("r2b").size() == 3);
 }
 
-TEST_CASE("durable: a command that differs from the journal stops the run with a report") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a command that differs from the journal stops the run with a report",
+                   B, on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r3");
   REQUIRE(j.run("r3", k_steps).reason == exit_reason::normal);
   auto changed = j.run("r3", R"(
@@ -230,8 +251,9 @@ TEST_CASE("durable: a command that differs from the journal stops the run with a
   CHECK(has(report, "\"code_hash\":\"hash\""));
 }
 
-TEST_CASE("durable: a sleep cut short by a crash ends at its journaled deadline") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a sleep cut short by a crash ends at its journaled deadline", B,
+                   on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r4");
   // What a daemon that died 0.3 s into a 5 s sleep left: a started step.
   journal_entry cut;
@@ -258,8 +280,9 @@ TEST_CASE("durable: a sleep cut short by a crash ends at its journaled deadline"
   CHECK(h[0].state == step_state::done);
 }
 
-TEST_CASE("durable: a journal that cannot be written stops the run") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a journal that cannot be written stops the run", B, on_sqlite,
+                   on_postgres) {
+  journaled_engine<B> j;
   j.create("r5");
   j.eng.storage().inject(luad::dispatcher::storage::fault::read_only);
   auto e = j.run("r5", R"(
@@ -273,8 +296,9 @@ TEST_CASE("durable: a journal that cannot be written stops the run") {
   CHECK(j.history("r5").empty());
 }
 
-TEST_CASE("durable: children need the server's hooks; links and monitors are refused") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: children need the server's hooks; links and monitors are refused", B,
+                   on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r-spawn");
   // (A path inside the script root: for a source, the daemon's folder.)
   std::string child = (std::filesystem::current_path() / "child.lua").string();
@@ -288,10 +312,10 @@ TEST_CASE("durable: children need the server's hooks; links and monitors are ref
     return err.message, linked.message, monitored.message, waited.message)");
   REQUIRE_MESSAGE(s.reason == exit_reason::normal, s.err.message);
   REQUIRE(s.results.size() == 4);
-  INFO((s.results[0].get<std::string>() ? *s.results[0].get<std::string>() : std::string("?")));
+  INFO((s.results[0].template get<std::string>() ? *s.results[0].template get<std::string>() : std::string("?")));
   CHECK(s.results[0] == value("workflow.start: this run cannot start children"));
   CHECK(
-      has(*s.results[1].get<std::string>(), "spawn_link and spawn_monitor: not in a durable run"));
+      has(*s.results[1].template get<std::string>(), "spawn_link and spawn_monitor: not in a durable run"));
   CHECK(s.results[2] == s.results[1]);
   CHECK(s.results[3] == value("workflow.wait: this run cannot wait for runs"));
   // The start and the wait are steps, recorded with their errors.
@@ -301,8 +325,9 @@ TEST_CASE("durable: children need the server's hooks; links and monitors are ref
   CHECK(h[1].failed);
 }
 
-TEST_CASE("durable: messages are recorded before they are received, and received once") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: messages are recorded before they are received, and received once", B,
+                   on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r-inbox");
   const char* source = R"(
     local process = require("process")
@@ -360,9 +385,11 @@ TEST_CASE("durable: messages are recorded before they are received, and received
   CHECK(replay_two.results == std::vector<value>{value(5)});
 }
 
-TEST_CASE("durable: past the journal's bound each command fails with limit, journaling nothing") {
+TEST_CASE_TEMPLATE(
+    "durable: past the journal's bound each command fails with limit, journaling nothing", B,
+    on_sqlite, on_postgres) {
   // A run that loops on a cheap command forever would fill the disk.
-  journaled_engine j;
+  journaled_engine<B> j;
   j.create("r-full");
   auto sink = std::make_shared<durable_sink>(
       "r-full", "hash", std::vector<journal_entry>{}, j.eng.commands(), j.journal(),
@@ -381,14 +408,16 @@ TEST_CASE("durable: past the journal's bound each command fails with limit, jour
   auto e = luad::test::wait_exit(fut, std::chrono::seconds(20));
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   CHECK(e.results.at(0) == value(50));
-  const std::string* why = e.results.at(1).get<std::string>();
+  const std::string* why = e.results.at(1).template get<std::string>();
   REQUIRE(why);
   CHECK(has(*why, "the run's journal is full (50 steps, [limits] journal_steps)"));
   CHECK(j.history("r-full").size() == 50);
 }
 
-TEST_CASE("durable: workflow.version records max live, replays it, and is 0 for older histories") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE(
+    "durable: workflow.version records max live, replays it, and is 0 for older histories", B,
+    on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   // Old code, before the change: one sleep.
   const char* v0 = R"(
     local time = require("time")
@@ -442,8 +471,9 @@ TEST_CASE("durable: workflow.version records max live, replays it, and is 0 for 
   CHECK(has(bad.err.message, "0 <= min <= max"));
 }
 
-TEST_CASE("durable: a send is recorded as it is made, and a replay does not send it again") {
-  journaled_engine j;
+TEST_CASE_TEMPLATE("durable: a send is recorded as it is made, and a replay does not send it again",
+                   B, on_sqlite, on_postgres) {
+  journaled_engine<B> j;
   j.create("r-send");
   const char* source = R"(
     local process = require("process")

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/modules/store_backends.hpp"
 #include "tests/support.hpp"
 
 using luad::runtime::exit_reason;
@@ -50,14 +51,21 @@ long long bytes_in_file(const std::string& db_path, const std::string& ns) {
   return n;
 }
 
+// The same, from whichever database `o` names.
+long long bytes_stored(const luad::server::engine_options& o, const std::string& ns) {
+  if (o.postgres.conninfo.empty()) return bytes_in_file(o.data_dir + "/luad.db", ns);
+  return std::stoll(luad::test::postgres_server::scalar(
+      o.postgres.conninfo,
+      "SELECT coalesce(sum(length(key) + length(value)), 0) FROM luad_kv WHERE ns = '" + ns + "'"));
+}
+
 }  // namespace
 
-TEST_CASE("store quota: a write past the namespace's quota fails with limit, nothing written") {
-  temp_dir d("luad_quota");
-  std::string db = (d.path() / "luad.db").string();
-  engine eng(with_data(d));
-  eng.storage().set_quotas({0, {{"small", 100'000}}});
-  auto r = run_in(eng, "small", R"(
+TEST_CASE("store quota: a write past the namespace's quota fails with limit, on both backends") {
+  luad::test::for_each_store_backend([](const char*, luad::server::engine_options o) {
+    engine eng(o);
+    eng.storage().set_quotas({0, {{"small", 100'000}}});
+    auto r = run_in(eng, "small", R"(
     local store = require("store")
     local big = ("x"):rep(40000)
     assert(store.set("a", big))
@@ -67,27 +75,28 @@ TEST_CASE("store quota: a write past the namespace's quota fails with limit, not
     assert(store.set("a", big))                   -- an overwrite grows nothing
     local ok3 = store.cas("b", nil, big)          -- (b exists: no swap)
     return ok, err.kind, err.message, store.get("c"), ok2, ok3)");
-  CHECK(r.at(0).is_nil());
-  CHECK(r.at(1) == value("limit"));
-  CHECK(r.at(2).get<std::string>()->find("quota of 100000") != std::string::npos);
-  CHECK(r.at(3).is_nil());  // nothing written
-  CHECK(r.at(4) == value(std::int64_t{1}));
-  CHECK(r.at(5) == value(false));
-  // The ledger matches the file, byte for byte.
-  CHECK(static_cast<long long>(eng.storage().namespace_bytes("small")) ==
-        bytes_in_file(db, "small"));
+    CHECK(r.at(0).is_nil());
+    CHECK(r.at(1) == value("limit"));
+    CHECK(r.at(2).get<std::string>()->find("quota of 100000") != std::string::npos);
+    CHECK(r.at(3).is_nil());  // nothing written
+    CHECK(r.at(4) == value(std::int64_t{1}));
+    CHECK(r.at(5) == value(false));
+    // The ledger matches the file, byte for byte.
+    CHECK(static_cast<long long>(eng.storage().namespace_bytes("small")) ==
+          bytes_stored(o, "small"));
 
-  // Another namespace, without a quota here, is not affected.
-  run_in(eng, "other", R"(assert(require("store").set("c", ("y"):rep(150000))))");
+    // Another namespace, without a quota here, is not affected.
+    run_in(eng, "other", R"(assert(require("store").set("c", ("y"):rep(150000))))");
 
-  // A delete gives its bytes back, and the write that failed now fits.
-  r = run_in(eng, "small", R"(
+    // A delete gives its bytes back, and the write that failed now fits.
+    r = run_in(eng, "small", R"(
     local store = require("store")
     assert(store.delete("a"))
     return store.set("c", ("x"):rep(40000)))");
-  CHECK(r.at(0) == value(true));
-  CHECK(static_cast<long long>(eng.storage().namespace_bytes("small")) ==
-        bytes_in_file(db, "small"));
+    CHECK(r.at(0) == value(true));
+    CHECK(static_cast<long long>(eng.storage().namespace_bytes("small")) ==
+          bytes_stored(o, "small"));
+  });
 }
 
 TEST_CASE("store quota: the totals are summed again at open, and expiry gives bytes back") {
