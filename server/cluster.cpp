@@ -53,6 +53,7 @@ void cluster_member::start() {
   o.version = luad_version;
   if (auto ok = backend_->join(o); !ok) throw std::runtime_error(ok.error().message);
   runs_.set_cluster(*backend_, cfg_.cluster.max_runs);
+  renewed_at_ = std::chrono::steady_clock::now();
   std::weak_ptr<bool> alive = alive_;
   backend_->on_claimable([this, alive] {
     asio::post(io_, [this, alive] {
@@ -101,11 +102,18 @@ void cluster_member::renew() {
     asio::post(io_, [this, alive, lost = std::move(lost)] {
       if (!alive.lock() || stopped_) return;
       if (!lost) {
+        ++renew_failures_;
         runtime::logger().warn("cluster: node {}: the lease was not renewed: {}", cfg_.cluster.node,
                                lost.error().message);
-        if (lost.error().kind == runtime::error_kind::invalid) runs_.drop_lost(runs_.live_ids());
-      } else if (!lost->empty()) {
-        runs_.drop_lost(*lost);
+        if (lost.error().kind == runtime::error_kind::invalid) {  // taken over: nothing is ours
+          auto all = runs_.live_ids();
+          lost_ += all.size();
+          runs_.drop_lost(all);
+        }
+      } else {
+        renewed_at_ = std::chrono::steady_clock::now();
+        lost_ += lost->size();
+        if (!lost->empty()) runs_.drop_lost(*lost);
       }
       schedule_renew();
     });
@@ -129,6 +137,7 @@ void cluster_member::claim() {
       if (!got) {
         runtime::logger().warn("cluster: claiming runs failed: {}", got.error().message);
       } else if (!stopped_) {
+        claimed_ += got->size();
         runs_.adopt(*got);
         if (got->size() == 256) claim_again_ = true;  // maybe more waiting
       }
@@ -138,6 +147,17 @@ void cluster_member::claim() {
       }
     });
   });
+}
+
+json::object cluster_member::counters() const {
+  double since =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - renewed_at_).count();
+  return json::object{{"node", cfg_.cluster.node},
+                      {"runs", runs_.live_ids().size()},
+                      {"claimed", claimed_},
+                      {"lost", lost_},
+                      {"renew_failures", renew_failures_},
+                      {"lease_seconds_left", cfg_.cluster.lease - since}};
 }
 
 runtime::result<json::object> cluster_member::status() {

@@ -16,6 +16,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "server/config.hpp"
@@ -43,6 +45,9 @@ class cluster_member {
   /// For the protocol's `cluster`: {node, nodes: [{node, host, version,
   /// started, heartbeat, lease_left, live, left, runs, load, capacity}]}.
   runtime::result<boost::json::object> status();
+  /// For the stats document's `cluster`: {node, runs, claimed, lost,
+  /// renew_failures, lease_seconds_left}. The io thread.
+  boost::json::object counters() const;
 
  private:
   void renew();
@@ -57,6 +62,10 @@ class cluster_member {
   dispatcher::cluster_backend* backend_;
   boost::asio::steady_timer renew_timer_, claim_timer_;
   bool claiming_ = false, claim_again_ = false, stopped_ = false, left_ = false;  // io thread
+  // Counters (io thread): runs claimed, runs lost to other nodes, renewals
+  // that failed, and when the lease was last renewed.
+  std::uint64_t claimed_ = 0, lost_ = 0, renew_failures_ = 0;
+  std::chrono::steady_clock::time_point renewed_at_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after stop
 };
 

@@ -87,7 +87,8 @@ void daemon::impl::make_parts() {
       services{cfg, *eng, ev, *wf, *code,
                [this] {
                  return stats_document(
-                     *eng, {started_at, code->counters(), open_connections(), wf->restarts()});
+                     *eng, {started_at, code->counters(), open_connections(), wf->restarts(),
+                            cluster ? cluster->counters() : boost::json::object{}});
                },
                [this] { asio::post(io, [this] { begin_stop(); }); }});
   compiler = std::make_unique<compile_pool>(io);

@@ -131,6 +131,17 @@ const family k_families[] = {
   {"workflows.restarts", "luad_workflow_restarts_total", kind::counter,
    "Restarts of a workflow's children by its current supervisor.", "workflow"},
   {"connections", "luad_connections", kind::gauge, "Client connections open on the socket."},
+  // Only in a cluster (docs/cluster.md).
+  {"cluster.node", "luad_cluster_node", kind::gauge, "This daemon's node id in its cluster."},
+  {"cluster.runs", "luad_cluster_runs", kind::gauge, "Durable runs live on this node."},
+  {"cluster.claimed", "luad_cluster_claimed_runs_total", kind::counter,
+   "Runs this node claimed (no live node owned them) and started by replay."},
+  {"cluster.lost", "luad_cluster_lost_runs_total", kind::counter,
+   "Runs another node took while this node's lease had lapsed."},
+  {"cluster.renew_failures", "luad_cluster_renew_failures_total", kind::counter,
+   "Lease renewals that failed (the database out of reach, or the node taken over)."},
+  {"cluster.lease_seconds_left", "luad_cluster_lease_seconds_left", kind::gauge,
+   "Seconds this node's lease has left, as of its last renewal."},
 };
 // clang-format on
 

@@ -129,7 +129,7 @@ json::object stats_document(engine& eng, daemon_counters counters) {
   auto s = sched.stats();
   table_sums sums;
   json::object procs = processes(sched, s, sums);
-  return json::object{
+  json::object doc{
       {"uptime",
        std::chrono::duration<double>(std::chrono::steady_clock::now() - counters.started_at)
            .count()},
@@ -145,6 +145,8 @@ json::object stats_document(engine& eng, daemon_counters counters) {
       {"code", code(sched, counters.code)},
       {"workflows", json::object{{"restarts", std::move(counters.workflow_restarts)}}},
       {"connections", counters.connections}};
+  if (!counters.cluster.empty()) doc["cluster"] = std::move(counters.cluster);
+  return doc;
 }
 
 }  // namespace luad::server

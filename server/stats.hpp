@@ -18,6 +18,7 @@ struct daemon_counters {
   boost::json::object code;  ///< code_reload::counters()
   std::size_t connections = 0;
   boost::json::object workflow_restarts;  ///< workflows::restarts()
+  boost::json::object cluster;            ///< cluster_member::counters(); {} outside a cluster
 };
 
 /// The stats document of `eng` and the daemon's counters.

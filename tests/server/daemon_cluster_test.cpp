@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "server/metrics.hpp"
 #include "tests/server/durable_support.hpp"
 
 namespace {
@@ -114,6 +115,17 @@ TEST_CASE("cluster: durable runs submitted to one node finish exactly once, spre
   CHECK(st.at("node") == 2);
   REQUIRE(st.at("nodes").as_array().size() == 3);
   for (const auto& n : st.at("nodes").as_array()) CHECK(n.at("live") == true);
+  // Per-node figures: node 2 claimed the two runs it ran, and every one is
+  // a Prometheus series.
+  json::value stats = result_of(c.call("stats"));
+  REQUIRE(stats.is_object());
+  const json::value& mine = stats.at("cluster");
+  CHECK(mine.at("node") == 2);
+  CHECK(mine.at("claimed") == 2);
+  CHECK(mine.at("lost") == 0);
+  CHECK(mine.at("lease_seconds_left").to_number<double>() > 0);
+  CHECK(luad::server::unexposed(stats.as_object()).empty());
+  CHECK(has(luad::server::prometheus_text(stats.as_object()), "luad_cluster_claimed_runs_total 2"));
 }
 
 TEST_CASE("cluster: a node killed with SIGKILL mid-run has its runs finished by the others") {
