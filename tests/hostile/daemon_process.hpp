@@ -146,7 +146,7 @@ class line_client {
 class daemon_process {
  public:
   /// Writes `config` (its socket must be "luad.sock") and starts the daemon;
-  /// started() is false when it did not answer a ping within 10 s.
+  /// started() is false when it did not answer a ping within 20 s.
   explicit daemon_process(const std::string& config) {
     dir_.write("luad.toml", config);
     start();
@@ -181,7 +181,7 @@ class daemon_process {
           line_client c(socket());
           return c.connected() && !c.call("ping", {}, 1s).is_null();
         },
-        10s);
+        20s);  // (a loaded CI machine, a database to join)
     started_ = started_ && alive();
   }
 

@@ -72,7 +72,8 @@ std::string sql(const std::string& db, const std::string& q) {
   return postgres_server::scalar(db, q);
 }
 
-// Every run completed with `rounds` as its result, each counter at `rounds`.
+// Every run completed with `rounds` as its result and its steps each recorded
+// once, each counter at `rounds`.
 void check_exactly_once(daemon_process& d, int runs, int rounds) {
   auto all = runs_of(d);
   REQUIRE(all.size() == static_cast<std::size_t>(runs));
@@ -82,6 +83,8 @@ void check_exactly_once(daemon_process& d, int runs, int rounds) {
     const json::value* detail = r.if_contains("detail");
     REQUIRE(detail);
     CHECK(text(detail->at("results")) == "[" + std::to_string(rounds) + "]");
+    // An increment and a sleep a round, then the get: no step recorded twice.
+    CHECK(r.at("steps").as_int64() == 2 * rounds + 1);
   }
   for (int i = 0; i < runs; ++i)
     CHECK(run_once(d, "return require('store').get('c" + std::to_string(i) + "')") == rounds);
