@@ -136,20 +136,26 @@ void durable_runs::start(durable_request req, started_fn then) {
   run_record rec = fresh_record(req.so.ctx.owner, req.script, *req.code, req.so.args);
   // A node of a cluster that holds all the runs it may leaves the run to
   // whichever node claims it first.
+  // (Counted as starting until it is live, so that spawns at once do not
+  // take more than the room.)
   rec.queued = cluster_ && room() == 0;
+  bool counted = cluster_ && !rec.queued;
+  if (counted) ++starting_;
   req.spawn["peer"] = json::object{{"uid", req.as.uid}, {"gid", req.as.gid}};
   req.spawn["owner"] = rec.owner;
   rec.spawn = json::serialize(req.spawn);
   auto shared = std::make_shared<durable_request>(std::move(req));
-  eng_.storage().create_run(rec, [this, rec, shared, then = std::move(then)](runtime::status s) {
-    // On the storage's thread: spawning is thread-safe; answering is the io
-    // thread's.
-    runtime::result<started_run> r = !s ? runtime::result<started_run>(s.error())
-                                     : rec.queued
-                                         ? runtime::result<started_run>(started_run{rec.id, {}})
-                                         : launch(rec, {}, {}, shared->code, std::move(shared->so));
-    boost::asio::post(io_, [then, r = std::move(r)]() mutable { then(std::move(r)); });
-  });
+  eng_.storage().create_run(
+      rec, [this, rec, shared, counted, then = std::move(then)](runtime::status s) {
+        // On the storage's thread: spawning is thread-safe; answering is the io
+        // thread's.
+        runtime::result<started_run> r =
+            !s           ? runtime::result<started_run>(s.error())
+            : rec.queued ? runtime::result<started_run>(started_run{rec.id, {}})
+                         : launch(rec, {}, {}, shared->code, std::move(shared->so));
+        if (counted) --starting_;
+        boost::asio::post(io_, [then, r = std::move(r)]() mutable { then(std::move(r)); });
+      });
 }
 
 runtime::result<started_run> durable_runs::launch(const run_record& rec,
@@ -538,7 +544,8 @@ std::vector<std::string> durable_runs::live_ids() {
 std::size_t durable_runs::room() {
   if (max_runs_ == 0) return SIZE_MAX;
   std::lock_guard lock(mu_);
-  return live_.size() >= max_runs_ ? 0 : max_runs_ - live_.size();
+  std::size_t held = live_.size() + starting_.load();
+  return held >= max_runs_ ? 0 : max_runs_ - held;
 }
 
 bool durable_runs::has_live(const std::string& workflow) {

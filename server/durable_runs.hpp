@@ -21,6 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -205,6 +206,7 @@ class durable_runs {
   bool stopping_ = false;                                            // guarded by mu_
   dispatcher::cluster_backend* cluster_ = nullptr;                   // set before any run starts
   std::size_t max_runs_ = 0;
+  std::atomic<std::size_t> starting_{0};  // new runs recorded here, not live yet
   /// Processes waiting for a run to end, by run id (guarded by mu_).
   std::unordered_map<std::string, std::vector<std::shared_ptr<waiter>>> waiters_;
 };
