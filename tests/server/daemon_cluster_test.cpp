@@ -122,6 +122,7 @@ TEST_CASE("cluster: durable runs submitted to one node finish exactly once, spre
   // a Prometheus series.
   json::value stats = result_of(c.call("stats"));
   REQUIRE(stats.is_object());
+  REQUIRE_MESSAGE(stats.as_object().contains("cluster"), text(stats));
   const json::value& mine = stats.at("cluster");
   CHECK(mine.at("node") == 2);
   CHECK(mine.at("claimed") == 2);
