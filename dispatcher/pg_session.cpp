@@ -2,6 +2,8 @@
 // PQconnectPoll, batches as pipelines, results in binary, reconnection.
 #include "dispatcher/pg_session.hpp"
 
+#include "dispatcher/pg_conninfo.hpp"
+
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
@@ -196,15 +198,7 @@ pg_session::~pg_session() {
 }
 
 std::optional<std::string> pg_session::conninfo_error(const std::string& conninfo) {
-  char* err = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &err);
-  if (parsed) {
-    PQconninfoFree(parsed);
-    return std::nullopt;
-  }
-  std::string why = err ? trimmed(err) : "out of memory";
-  PQfreemem(err);
-  return "bad connection string: " + why;
+  return pg_conninfo_error(conninfo);
 }
 
 std::string pg_session::last_error() const {

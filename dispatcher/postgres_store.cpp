@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "dispatcher/ledger.hpp"
+#include "dispatcher/pg_conninfo.hpp"
 #include "dispatcher/postgres_journal.hpp"
 #include "dispatcher/store_ops.hpp"
 #include "dispatcher/store_write.hpp"
@@ -174,28 +175,11 @@ struct postgres_store::batch_state final : store_rows {
 };
 
 std::string postgres_store::redacted(const std::string& conninfo) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-  PQfreemem(err);
-  if (!opts) return "(a malformed connection string)";
-  std::string out;
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (!o->val || !*o->val || std::string_view(o->keyword) == "password") continue;
-    if (!out.empty()) out += ' ';
-    out += std::string(o->keyword) + "=" + o->val;
-  }
-  PQconninfoFree(opts);
-  return "postgres:" + (out.empty() ? std::string(" (libpq defaults)") : " " + out);
+  return pg_conninfo_redacted(conninfo);
 }
 
 bool postgres_store::has_password(const std::string& conninfo) {
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
-  if (!opts) return false;
-  bool found = false;
-  for (PQconninfoOption* o = opts; o->keyword; ++o)
-    if (std::string_view(o->keyword) == "password" && o->val && *o->val) found = true;
-  PQconninfoFree(opts);
-  return found;
+  return pg_conninfo_has_password(conninfo);
 }
 
 postgres_store::postgres_store(postgres_options o)

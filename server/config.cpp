@@ -15,7 +15,7 @@
 #include <set>
 #include <sstream>
 
-#include "dispatcher/pg_session.hpp"
+#include "dispatcher/pg_conninfo.hpp"
 #include "runtime/permissions.hpp"
 #include "server/schedule.hpp"
 
@@ -321,8 +321,8 @@ void check_postgres(section& s, const toml::table& t, const storage_config& c) {
     return;
   }
   if (c.url.empty()) s.bad(at, "url", "backend = \"postgres\" needs the server's url");
-  if (auto why = dispatcher::pg_session::conninfo_error(c.url)) s.bad(at, "url", *why);
-  if (dispatcher::postgres_store::has_password(c.url)) {
+  if (auto why = dispatcher::pg_conninfo_error(c.url)) s.bad(at, "url", *why);
+  if (dispatcher::pg_conninfo_has_password(c.url)) {
     s.bad(at, "url",
           "holds a password: give it through password_env or password_file instead, so that"
           " the config holds no secret");
