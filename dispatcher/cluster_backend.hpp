@@ -37,6 +37,8 @@ struct cluster_options {
   std::int64_t pid = 0;       ///< this daemon's OS process id (see join)
   std::int64_t capacity = 0;  ///< durable runs this node takes at most
   std::string version;        ///< luad's version, for listings
+  /// Mail that may wait for one run (post_mail); past it, `limit`.
+  std::size_t max_mail = 10000;
 };
 
 /// One node as the database keeps it (luad cluster).
@@ -50,10 +52,23 @@ struct node_status {
   bool left = false;  ///< stopped cleanly
 };
 
+/// A name a durable run's process registered, as the cluster's directory
+/// keeps it, with who may send to it (runtime::process_context's rules).
+struct run_name {
+  std::string run;
+  std::uint32_t node = 0;               ///< where it was registered
+  std::string owner;                    ///< its process's owner ("uid:N", "workflow:NAME")
+  std::vector<std::string> reachable;   ///< process_context::reachable_by
+  std::vector<std::string> controlled;  ///< process_context::controlled_by
+};
+
 class cluster_backend {
  public:
   using claimed_fn = std::function<void(runtime::result<std::vector<run_record>>)>;
   using lost_fn = std::function<void(runtime::result<std::vector<std::string>>)>;
+  using name_fn = std::function<void(runtime::result<run_name>)>;
+  using mail_fn = std::function<void(runtime::result<std::vector<inbox_message>>)>;
+  using status_fn = std::function<void(runtime::status)>;
 
   /// Joins as `o.node`. A lease still held (the node's previous daemon,
   /// killed just now, or another daemon using the same id) is waited out, up
@@ -85,6 +100,38 @@ class cluster_backend {
   virtual runtime::result<std::int64_t> take(const std::string& run) = 0;
   /// Every node the database knows, by id. Blocking.
   virtual runtime::result<std::vector<node_status>> nodes() = 0;
+
+  // Sends by name across nodes (docs/cluster.md, "Messages"). A name a
+  // durable run's process registers is published in the database; a send
+  // to it from another node is recorded there as mail for the run, and the
+  // run's node, woken by NOTIFY (or its next renewal), moves it into the
+  // run's inbox in the transaction that deletes the mail row.
+
+  /// Publishes `name` for `who.run` on this node (a name registered again
+  /// elsewhere, after a move, takes the row over). Asynchronous; a failure
+  /// is logged. Calls from one thread keep their order with withdraw_name.
+  virtual void publish_name(std::string name, run_name who) = 0;
+  /// Forgets `name` if it still names `run` on this node. Asynchronous.
+  virtual void withdraw_name(std::string name, std::string run) = 0;
+  /// What `name` names; not_found when no durable run's process has it.
+  /// `done` runs on the backend's thread.
+  virtual void find_name(std::string name, name_fn done) = 0;
+  /// Records `m` (run, sender, topic, payload) as mail for run `m.run` and
+  /// wakes the nodes; `done` once it is committed: then the run receives it
+  /// exactly once. `unavailable` (retryable) when the run is not running
+  /// (it ended, or continued as new: send again); `limit` when
+  /// cluster_options::max_mail wait for it already.
+  virtual void post_mail(inbox_message m, status_fn done) = 0;
+  /// Up to `max` mail rows for `runs`, oldest first, each with `mail` (its
+  /// row's id) set. `done` runs on the backend's thread.
+  virtual void mail_for(std::vector<std::string> runs, std::size_t max, mail_fn done) = 0;
+  /// `wake` runs (on the backend's thread) when mail may have come: a
+  /// NOTIFY, or the listening connection came back.
+  virtual void on_mail(std::function<void()> wake) = 0;
+  /// Run `run`'s final state is written: its names are forgotten, and its
+  /// mail goes to run `next` (it continued as new) or, when `next` is "",
+  /// is dropped. Asynchronous.
+  virtual void run_ended(std::string run, std::string next) = 0;
 
  protected:
   ~cluster_backend() = default;

@@ -93,6 +93,11 @@ class durable_sink final : public runtime::command_sink,
   std::optional<runtime::outcome> take_message(
       runtime::pid from, std::string_view topic, std::string_view body,
       std::function<void(runtime::outcome)> recorded = {}) const override;
+  /// A message another node recorded for this run (cluster_backend::
+  /// mail_for; `m.mail` its row): moved into the inbox as take_message
+  /// records one, the row deleted in the same transaction. `then` runs once
+  /// it is recorded, unless the answer (limit, stopped) is at once.
+  runtime::outcome take_mail(inbox_message m, std::function<void(runtime::outcome)> then) const;
   /// math.random's seed: from the run id, so a replay draws what the live
   /// run drew (a new run, continue_as_new's too, draws others).
   std::optional<std::uint64_t> random_seed() const override;
@@ -131,6 +136,7 @@ class durable_sink final : public runtime::command_sink,
   /// hands it to the process.
   void answer_receive(journal_entry e, completion done, runtime::value got) const;
   /// A message's record is durable (or failed: the run stops).
+  runtime::outcome take(inbox_message m, std::function<void(runtime::outcome)> then) const;
   void recorded(inbox_message m, runtime::status st) const;
   void replay(command&& cmd, completion&& done, std::size_t step) const;
   void live(command&& cmd, completion&& done, std::size_t step) const;

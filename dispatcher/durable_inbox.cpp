@@ -111,12 +111,22 @@ std::optional<outcome> durable_sink::take_message(runtime::pid from, std::string
                                                   std::string_view body,
                                                   std::function<void(outcome)> then) const {
   try {
-    inbox_message m{run_,
-                    0,
-                    from ? from.to_string() : std::string(),
-                    std::string(topic),
-                    std::string(body),
-                    unix_now()};
+    return take(inbox_message{run_, 0, from ? from.to_string() : std::string(), std::string(topic),
+                              std::string(body), unix_now()},
+                std::move(then));
+  } catch (const std::bad_alloc&) {
+    return outcome::failure(error{error_kind::limit, "out of memory", false, {}});
+  }
+}
+
+outcome durable_sink::take_mail(inbox_message m, std::function<void(outcome)> then) const {
+  m.run = run_;
+  m.seq = 0;
+  return take(std::move(m), std::move(then));
+}
+
+outcome durable_sink::take(inbox_message m, std::function<void(outcome)> then) const {
+  try {
     {
       std::lock_guard lock(mu_);
       if (stopped_)
@@ -167,6 +177,7 @@ void durable_sink::recorded(inbox_message m, runtime::status st) const {
       inbox_bytes_ -= inbox_bytes_of(m);
     } else {
       // Callbacks come in the order of the writes: seq order.
+      m.mail = 0;  // (moved: its row is gone)
       inbox_.push_back(std::move(m));
       if (waiting_ && waiting_->done.abandoned()) waiting_.reset();  // its process is gone
       if (waiting_) {

@@ -93,6 +93,9 @@ struct inbox_message {
   std::string topic;
   std::string payload;  ///< message-codec encoded
   double at = 0;        ///< unix seconds it was written
+  /// A cluster's mail row this message moves into the inbox (its id; 0:
+  /// none): deleted in the same transaction (cluster_backend::mail_for).
+  std::int64_t mail = 0;
 };
 
 /// The history of durable runs. Thread-safe: any thread may call any member.

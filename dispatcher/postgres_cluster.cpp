@@ -127,17 +127,23 @@ runtime::status postgres_store::join(const cluster_options& o) {
     cluster_ = o;
     instance_ = instance;
   });
-  // The listener: NOTIFY on luad_claim wakes this node's claimer, as does
-  // each (re)connection, which may have missed some.
+  // The listener: NOTIFY on luad_claim wakes this node's claimer, and on
+  // luad_mail its mail (postgres_mail.cpp), as does each (re)connection,
+  // which may have missed some.
   pg_session_options so{opts_.conninfo, opts_.password};
-  so.on_notify = [this](std::string_view) {
-    if (wake_) wake_();
+  so.on_notify = [this](std::string_view channel) {
+    auto& wake = channel == mail_channel() ? mail_wake_ : wake_;
+    if (wake) wake();
   };
   listener_ = pg_session::make(io_, so);
   std::weak_ptr<pg_session> weak = listener_;
   listener_->start([this, weak] {
-    if (auto l = weak.lock()) l->run({sql(std::string("LISTEN ") + k_channel)}, [](auto) {});
+    if (auto l = weak.lock())
+      l->run(
+          {sql(std::string("LISTEN ") + k_channel), sql(std::string("LISTEN ") + mail_channel())},
+          [](auto) {});
     if (wake_) wake_();
+    if (mail_wake_) mail_wake_();
   });
   return runtime::done{};
 }

@@ -82,6 +82,17 @@ const std::vector<const char*>& journal_schema() {
       "CREATE TABLE IF NOT EXISTS luad_inbox (run bytea NOT NULL, seq int8 NOT NULL,"
       " sender bytea NOT NULL, topic bytea NOT NULL, payload bytea NOT NULL,"
       " at float8 NOT NULL, PRIMARY KEY (run, seq))",
+      // Schema 3. The names durable runs' processes registered, for sends
+      // from any node (the node that registered it, and who may send to it);
+      // and mail: messages sent from another node, waiting for the run's
+      // node to move them into its inbox (postgres_mail.cpp).
+      "CREATE TABLE IF NOT EXISTS luad_names (name bytea PRIMARY KEY, run bytea NOT NULL,"
+      " node int4 NOT NULL, owner bytea NOT NULL, reachable bytea NOT NULL,"
+      " controlled bytea NOT NULL)",  // (owner lists: NUL-separated)
+      "CREATE TABLE IF NOT EXISTS luad_mail (id bigserial PRIMARY KEY, run bytea NOT NULL,"
+      " sender bytea NOT NULL, topic bytea NOT NULL, payload bytea NOT NULL,"
+      " at float8 NOT NULL)",
+      "CREATE INDEX IF NOT EXISTS luad_mail_run ON luad_mail (run, id)",
   };
   return schema;
 }
@@ -348,6 +359,13 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
         "INSERT INTO luad_inbox SELECT * FROM unnest($1::bytea[], $2::int8[],"
         " $3::bytea[], $4::bytea[], $5::bytea[], $6::float8[])",
         {run.param(), seq.param(), sender.param(), topic.param(), payload.param(), at.param()}));
+    // Mail from other nodes moved into the inbox: its rows go in the same
+    // transaction, so that a crash neither loses nor repeats one.
+    pg_array moved(of::int8);
+    for (const inbox_message& m : messages_)
+      if (m.mail != 0) moved.integer(m.mail);
+    if (moved.size())
+      out.push_back(sql("DELETE FROM luad_mail WHERE id = ANY($1::int8[])", {moved.param()}));
   }
 }
 

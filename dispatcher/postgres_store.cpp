@@ -32,6 +32,9 @@ namespace {
 constexpr std::size_t k_max_batch = 8192;
 constexpr auto k_expiry_every = std::chrono::seconds(1);
 constexpr int k_expiry_chunk = 1000;
+// How often a writer whose server is away tries again (the session itself
+// reconnects with growing pauses; this only bounds the asking).
+constexpr auto k_reconnect_poll = std::chrono::milliseconds(100);
 
 // Schema 1 (made under start()'s advisory lock; each statement may run again).
 const char* const k_schema[] = {
@@ -130,8 +133,11 @@ struct postgres_store::batch_state final : store_rows {
   std::map<std::string, std::int64_t, std::less<>> usage, usage_before;
   std::vector<runtime::outcome> results;
   pg_journal_batch journal;
-  std::size_t journal_at = 0, list_at = 0;  // round one's statements: where each part's are
-  std::optional<runtime::outcome> listed;   // a fused list's answer (it is first)
+  std::size_t journal_at = 0, list_at = 0,
+              xact_at = 0;  // round one's statements: where each part's are
+  std::int64_t xact = 0;  // the transaction's id, to ask after its fate if COMMIT's answer is lost
+  std::chrono::steady_clock::time_point doubt_until{};  // and until when to ask
+  std::optional<runtime::outcome> listed;               // a fused list's answer (it is first)
   int attempts = 0;
   std::uint64_t written = 0;
   std::chrono::steady_clock::time_point began;
@@ -187,6 +193,7 @@ postgres_store::postgres_store(postgres_options o)
       where_(redacted(opts_.conninfo)),
       guard_(io_.get_executor()),
       expiry_(io_),
+      pause_(io_),
       quotas_(std::make_shared<const store_quotas>()) {}
 
 postgres_store::~postgres_store() { stop(); }
@@ -261,6 +268,7 @@ void postgres_store::stop() {
   stopping_ = true;
   asio::post(io_, [this] {
     expiry_.cancel();
+    pause_.cancel();
     // What is queued and not yet sent fails; a batch in flight is failed by
     // close() as canceled (it may have committed: the script is told to retry).
     std::deque<job> left;
@@ -403,6 +411,8 @@ void postgres_store::read_rows() {
   const job& first = b.jobs.front();
   if (fused_list(first.cmd.args, first.journal != nullptr))
     round.push_back(list_statement(first.cmd.args, now_seconds()));
+  b.xact_at = round.size();
+  round.push_back(sql("SELECT pg_current_xact_id()::text::int8"));
   writer_->run(std::move(round), [this](pg_batch_result r) { apply_and_commit(std::move(r)); });
 }
 
@@ -421,6 +431,7 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
   for (int i = 0; i < totals.size(); ++i)
     b.usage[std::string(totals.bytes(i, 0))] = totals.integer(i, 1);
   b.usage_before = b.usage;
+  b.xact = (*r)[b.xact_at].integer(0, 0);
   if (!b.journal.empty())
     b.journal.take((*r)[b.journal_at], (*r)[b.journal_at + 1], (*r)[b.journal_at + 2]);
   if (b.list_at < r->size())
@@ -483,9 +494,54 @@ void postgres_store::apply_and_commit(pg_batch_result r) {
   b.journal.writes(round);
   round.push_back(sql("COMMIT"));
   writer_->run(std::move(round), [this](pg_batch_result c) {
+    if (c.ok() && fault_ == store_fault::commit_answer_lost) {
+      fault_ = store_fault::none;
+      c = runtime::fail(error_kind::unavailable,
+                        "postgres: the answer to COMMIT was lost (injected) [SQLSTATE 08006]",
+                        true);
+    }
+    if (!c.ok() && pg_connection_lost(c.error()) && !stopping_) return settle(std::move(c.error()));
     if (!c.ok()) return roll_back(std::move(c.error()));
     end_batch(nullptr);
   });
+}
+
+// The connection went after the batch's COMMIT was sent: it may have landed.
+// Rather than fail writes that may be done (a script's retry would then
+// apply an increment twice), the server is asked, once it is back, what
+// became of the transaction (pg_xact_status): committed, the batch is
+// answered as done; aborted, it failed as a lost connection fails (store
+// writes retryable, journal writes held); still in progress (the old
+// session's COMMIT not yet run out), asked again. A server that stays away
+// past journal_retry leaves the outcome unknown, and the writes are failed
+// saying so.
+void postgres_store::settle(error lost) {
+  batch_state& b = *batch_;
+  if (b.doubt_until == std::chrono::steady_clock::time_point{})
+    b.doubt_until = std::chrono::steady_clock::now() + journal_retry;
+  writer_->run(
+      {sql("SELECT pg_xact_status($1::text::xid8)", {pg_param::integer(b.xact)})},
+      [this, lost = std::move(lost)](pg_batch_result r) mutable {
+        if (r.ok() && r->front().size() == 1 && !r->front().is_null(0, 0)) {
+          std::string_view fate = r->front().bytes(0, 0);
+          if (fate == "committed") return end_batch(nullptr);
+          if (fate == "aborted") return end_batch(&lost);
+        }
+        if (!stopping_ && std::chrono::steady_clock::now() < batch_->doubt_until) {
+          pause_.expires_after(k_reconnect_poll);
+          pause_.async_wait([this, lost = std::move(lost)](boost::system::error_code) mutable {
+            settle(std::move(lost));
+          });
+          return;
+        }
+        error unknown = runtime::fail(
+            error_kind::unavailable,
+            "store: " + where_ +
+                ": the connection was lost after COMMIT was sent and the server could not say"
+                " whether it landed: these writes may have been applied",
+            false);
+        end_batch(&unknown);
+      });
 }
 
 // The transaction failed: end it, then run the batch again if it lost a
@@ -503,6 +559,7 @@ void postgres_store::roll_back(error e) {
 
 void postgres_store::end_batch(const error* e) {
   std::unique_ptr<batch_state> b = std::move(batch_);
+  bool held = false;  // journal writes wait for the server: the next batch after a pause
   if (e && pg_connection_lost(*e) && !stopping_) {
     // Journal writes wait for the server (in order, at the queue's front);
     // store operations fail, retryable, for their scripts to decide.
@@ -521,11 +578,11 @@ void postgres_store::end_batch(const error* e) {
       rest.push_back(std::move(j));
     }
     b->jobs = std::move(rest);
+    held = !kept.empty();
     for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
-    if (!kept.empty() && b->attempts == 0)
+    if (held && b->attempts == 0)
       runtime::logger().warn("{}; {} journal writes wait for the database", e->message,
                              kept.size());
-    if (b->jobs.empty()) return write_next();
   }
   if (e) {
     runtime::logger().warn("{} ({} writes failed)", e->message, b->jobs.size());
@@ -548,7 +605,10 @@ void postgres_store::end_batch(const error* e) {
     }
     for (std::size_t i = 0; i < b->jobs.size(); ++i) finish(b->jobs[i], std::move(b->results[i]));
   }
-  write_next();
+  if (!held) return write_next();
+  // (Not at once: while the server is away every attempt fails at once.)
+  pause_.expires_after(k_reconnect_poll);
+  pause_.async_wait([this](boost::system::error_code) { write_next(); });
 }
 
 // --- expiry ---------------------------------------------------------------------------

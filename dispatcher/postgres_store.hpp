@@ -17,8 +17,12 @@
 // benchmark with two daemons lost 95k of 100k writes.) Namespace totals
 // live in the database (ns_usage), so a quota holds across daemons. A lost
 // connection fails the store writes of the batch in flight with
-// `unavailable` (retryable; one whose COMMIT was sent may have landed) and
-// holds its journal writes until the server is back (journal_retry).
+// `unavailable` (retryable: they did not land) and holds its journal writes
+// until the server is back (journal_retry). When it goes after COMMIT was
+// sent, the batch is in doubt: the server, once back, says whether its
+// transaction committed (pg_xact_status), and the batch is answered by that;
+// no write is failed that may have landed, unless the server stays away
+// past journal_retry (then the error says the outcome is unknown).
 #pragma once
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -103,9 +107,17 @@ class postgres_store final : public store_backend, public cluster_backend {
   void leave() override;
   runtime::result<std::vector<node_status>> nodes() override;
   runtime::result<std::int64_t> take(const std::string& run) override;
+  // Sends by name across nodes (postgres_mail.cpp).
+  void publish_name(std::string name, run_name who) override;
+  void withdraw_name(std::string name, std::string run) override;
+  void find_name(std::string name, name_fn done) override;
+  void post_mail(inbox_message m, status_fn done) override;
+  void mail_for(std::vector<std::string> runs, std::size_t max, mail_fn done) override;
+  void on_mail(std::function<void()> wake) override;
+  void run_ended(std::string run, std::string next) override;
 
   /// The schema version this luad writes; a database with a larger one is refused.
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
   /// How often a batch that lost a conflict (a deadlock with a claim or a
   /// leave, a serialization failure) is tried again.
   static constexpr int max_attempts = 8;
@@ -139,10 +151,15 @@ class postgres_store final : public store_backend, public cluster_backend {
   void apply_and_commit(pg_batch_result r);
   void end_batch(const runtime::error* e);
   void roll_back(runtime::error e);
+  void settle(runtime::error lost);
   void expire_some();
   void schedule_expiry();
   void read(job j);
   runtime::outcome apply_journal(batch_state& b, ledger& book, job& j, double now);
+  static const char* mail_channel();
+  pg_session& directory();  // the reader that keeps the directory's writes in order
+  void directory_write(std::vector<pg_statement> batch, std::string what);
+  void post_mail_now(inbox_message m, status_fn done);
 
   postgres_options opts_;
   std::string where_;
@@ -154,6 +171,7 @@ class postgres_store final : public store_backend, public cluster_backend {
   std::vector<std::shared_ptr<pg_session>> readers_;
   std::atomic<std::size_t> next_reader_{0};
   boost::asio::steady_timer expiry_;
+  boost::asio::steady_timer pause_;  // a writer waiting for its server (io thread)
   std::atomic<bool> started_{false}, stopping_{false};
   // Writer state: io thread only.
   std::deque<job> queue_;
@@ -164,7 +182,7 @@ class postgres_store final : public store_backend, public cluster_backend {
   cluster_options cluster_;
   std::string instance_;
   std::unordered_map<std::string, std::int64_t> owned_;
-  std::function<void()> wake_;
+  std::function<void()> wake_, mail_wake_;
   // Totals and quotas.
   mutable std::mutex usage_mu_;
   std::map<std::string, std::int64_t, std::less<>> usage_;  // guarded by usage_mu_

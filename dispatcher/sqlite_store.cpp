@@ -426,6 +426,7 @@ void sqlite_store::write_batch(writer_parts& w, std::vector<job>& batch, double 
 }
 
 void sqlite_store::apply_fault(store_fault f) {
+  if (f == store_fault::commit_answer_lost) return;  // (a network's fault: no network here)
   // A full disk: cap the file at the pages it has now.
   const char* sql = f == store_fault::disk_full ? "PRAGMA query_only = 0; PRAGMA max_page_count = 1"
                     : f == store_fault::read_only

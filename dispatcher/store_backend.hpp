@@ -45,7 +45,9 @@ struct store_counters {
 
 /// Faults a test may inject into a backend's writer (from its next batch on):
 /// a full disk, or a database that has become read-only. `none` undoes it.
-enum class store_fault : std::uint8_t { none, disk_full, read_only };
+/// `commit_answer_lost` (PostgreSQL only; SQLite ignores it): the next
+/// COMMIT runs, then its answer is treated as lost with the connection, once.
+enum class store_fault : std::uint8_t { none, disk_full, read_only, commit_answer_lost };
 
 /// A database behind the store and the journal. Thread-safe: any thread may
 /// call any member, except that start and stop are called once each, in order,

@@ -280,37 +280,46 @@ constexpr std::size_t k_max_reserved_names = 10000;
 
 status scheduler::register_name(const std::string& name, const process& p) {
   const std::string& owner = p.context().owner;
-  std::lock_guard lock(names_mu_);
-  if (auto it = name_of_.find(p.id().serial); it != name_of_.end())
-    return fail(error_kind::invalid, "this process is already registered as '" + it->second + "'");
-  auto it = names_.find(name);
-  if (it != names_.end()) {
-    const name_entry& e = it->second;
-    if (e.owner != owner)
-      return fail(error_kind::permission_denied, "the name '" + name + "' belongs to " +
-                                                     (e.owner.empty() ? "the daemon" : e.owner));
-    if (e.id)
-      return fail(error_kind::invalid, "the name '" + name + "' is taken by " + e.id.to_string());
-    --reserved_names_;  // the owner takes its reserved name back
-  }
   bool keep = p.context().account && p.context().account->keeps_names();
-  names_[name] = name_entry{p.id(), owner, keep};
-  name_of_.emplace(p.id().serial, name);
+  {
+    std::lock_guard lock(names_mu_);
+    if (auto it = name_of_.find(p.id().serial); it != name_of_.end())
+      return fail(error_kind::invalid,
+                  "this process is already registered as '" + it->second + "'");
+    auto it = names_.find(name);
+    if (it != names_.end()) {
+      const name_entry& e = it->second;
+      if (e.owner != owner)
+        return fail(error_kind::permission_denied, "the name '" + name + "' belongs to " +
+                                                       (e.owner.empty() ? "the daemon" : e.owner));
+      if (e.id)
+        return fail(error_kind::invalid, "the name '" + name + "' is taken by " + e.id.to_string());
+      --reserved_names_;  // the owner takes its reserved name back
+    }
+    names_[name] = name_entry{p.id(), owner, keep};
+    name_of_.emplace(p.id().serial, name);
+  }
+  if (name_watch* w = name_watch_.load(std::memory_order_acquire)) w->registered(p, name);
   return done{};
 }
 
 bool scheduler::unregister_name(pid id, bool at_exit) {
-  std::lock_guard lock(names_mu_);
-  auto it = name_of_.find(id.serial);
-  if (it == name_of_.end()) return false;
-  auto entry = names_.find(it->second);
-  if (at_exit && entry->second.keep && reserved_names_ < k_max_reserved_names) {
-    entry->second.id = pid{};  // stays its owner's
-    ++reserved_names_;
-  } else {
-    names_.erase(entry);
+  std::string name;
+  {
+    std::lock_guard lock(names_mu_);
+    auto it = name_of_.find(id.serial);
+    if (it == name_of_.end()) return false;
+    auto entry = names_.find(it->second);
+    if (at_exit && entry->second.keep && reserved_names_ < k_max_reserved_names) {
+      entry->second.id = pid{};  // stays its owner's
+      ++reserved_names_;
+    } else {
+      names_.erase(entry);
+    }
+    name = std::move(it->second);
+    name_of_.erase(it);
   }
-  name_of_.erase(it);
+  if (name_watch* w = name_watch_.load(std::memory_order_acquire)) w->unregistered(id, name);
   return true;
 }
 

@@ -78,6 +78,18 @@ struct scheduler_options {
   }
 };
 
+/// Told of each name registered or unregistered, after the change, outside
+/// the names' lock, on the thread that made it (a worker, for process.register):
+/// a cluster keeps a directory of its durable runs' names (server/cluster.hpp).
+class name_watch {
+ public:
+  virtual void registered(const process& p, const std::string& name) = 0;
+  virtual void unregistered(pid id, const std::string& name) = 0;
+
+ protected:
+  ~name_watch() = default;
+};
+
 /// Runs processes. Thread-safe: spawn, kill and stats may be called from any
 /// thread, including bindings running on a worker.
 class scheduler {
@@ -142,6 +154,9 @@ class scheduler {
   bool unregister_name(pid id, bool at_exit = false);
   /// The live pid registered under `name`, or an empty pid.
   pid whereis(const std::string& name);
+  /// From now on `w` (nullptr: none) is told of names (name_watch). It must
+  /// outlive every call made to it: unset it only once processes are gone.
+  void watch_names(name_watch* w) { name_watch_.store(w, std::memory_order_release); }
   /// Owner accounts (quotas), shared by whoever starts processes.
   owner_registry& owners() { return owners_; }
 
@@ -214,6 +229,7 @@ class scheduler {
   };
   std::unordered_map<std::string, name_entry> names_;
   std::size_t reserved_names_ = 0;  // entries with an empty id
+  std::atomic<name_watch*> name_watch_{nullptr};
   owner_registry owners_;
   std::unordered_map<std::uint64_t, std::string> name_of_;  // by serial
   std::mutex upgrade_mu_;

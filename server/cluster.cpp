@@ -6,9 +6,13 @@
 
 #include <boost/asio/post.hpp>
 
+#include <set>
 #include <stdexcept>
 
+#include "dispatcher/durable.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/owners.hpp"
+#include "runtime/process.hpp"
 #include "server/daemon.hpp"
 
 namespace luad::server {
@@ -40,7 +44,10 @@ cluster_member::cluster_member(const config& cfg, engine& eng, durable_runs& run
       renew_timer_(io),
       claim_timer_(io) {}
 
-cluster_member::~cluster_member() { *alive_ = false; }
+cluster_member::~cluster_member() {
+  *alive_ = false;
+  eng_.scheduler().watch_names(nullptr);
+}
 
 void cluster_member::start() {
   if (!backend_) throw std::runtime_error("cluster: the store's database cannot be shared");
@@ -51,13 +58,20 @@ void cluster_member::start() {
   o.pid = ::getpid();
   o.capacity = static_cast<std::int64_t>(cfg_.cluster.max_runs);
   o.version = luad_version;
+  o.max_mail = cfg_.cluster.max_mail;
   if (auto ok = backend_->join(o); !ok) throw std::runtime_error(ok.error().message);
   runs_.set_cluster(*backend_, cfg_.cluster.max_runs);
+  eng_.scheduler().watch_names(this);
   renewed_at_ = std::chrono::steady_clock::now();
   std::weak_ptr<bool> alive = alive_;
   backend_->on_claimable([this, alive] {
     asio::post(io_, [this, alive] {
       if (alive.lock()) claim();
+    });
+  });
+  backend_->on_mail([this, alive] {
+    asio::post(io_, [this, alive] {
+      if (alive.lock()) move_mail();
     });
   });
   claim();  // its previous daemon's runs, and any no live node owns
@@ -115,6 +129,7 @@ void cluster_member::renew() {
         lost_ += lost->size();
         if (!lost->empty()) runs_.drop_lost(*lost);
       }
+      move_mail();  // (mail that found no room in an inbox, or a NOTIFY missed)
       schedule_renew();
     });
   });
@@ -149,6 +164,121 @@ void cluster_member::claim() {
   });
 }
 
+// --- sends by name across nodes -------------------------------------------------
+
+void cluster_member::registered(const runtime::process& p, const std::string& name) {
+  const auto* sink = dynamic_cast<const dispatcher::durable_sink*>(p.own_sink());
+  if (!sink) return;  // only durable runs' names are the cluster's
+  try {
+    const runtime::process_context& ctx = p.context();
+    dispatcher::run_name who{sink->run(), cfg_.cluster.node, ctx.owner, ctx.reachable_by,
+                             ctx.controlled_by};
+    {
+      std::lock_guard lock(names_mu_);
+      published_[name] = {p.id(), who.run};
+    }
+    backend_->publish_name(name, std::move(who));
+  } catch (const std::exception& e) {  // (out of memory: the name stays local)
+    runtime::logger().warn("cluster: the name '{}' was not published: {}", name, e.what());
+  }
+}
+
+void cluster_member::unregistered(runtime::pid id, const std::string& name) {
+  std::string run;
+  {
+    std::lock_guard lock(names_mu_);
+    auto it = published_.find(name);
+    if (it == published_.end() || it->second.first != id) return;
+    run = std::move(it->second.second);
+    published_.erase(it);
+  }
+  backend_->withdraw_name(name, std::move(run));
+}
+
+void cluster_member::send_by_name(const actor& who, std::string name, std::string topic,
+                                  std::string payload, std::function<void(runtime::status)> done) {
+  std::weak_ptr<bool> alive = alive_;
+  // Answers on the io thread, counting what was sent.
+  auto answer = [this, alive, done = std::move(done)](runtime::status s) {
+    asio::post(io_, [this, alive, done, s = std::move(s)] {
+      if (alive.lock() && s) ++mail_sent_;
+      done(s);
+    });
+  };
+  backend_->find_name(name, [this, who, topic = std::move(topic), payload = std::move(payload),
+                             answer = std::move(answer)](auto found) mutable {
+    if (!found) return answer(found.error());
+    // The rules of a send by name to a process of that owner.
+    runtime::process_context ctx;
+    ctx.owner = found->owner;
+    ctx.reachable_by = found->reachable;
+    ctx.controlled_by = found->controlled;
+    if (auto ok = may_act(who, ctx, runtime::verb_of_topic(topic), true); !ok)
+      return answer(ok.error());
+    dispatcher::inbox_message m;
+    m.run = found->run;
+    m.topic = std::move(topic);
+    m.payload = std::move(payload);
+    backend_->post_mail(std::move(m), std::move(answer));
+  });
+}
+
+// One pass: this node's runs' mail, moved into their inboxes; the next pass
+// starts only once this one's moves are committed (or refused).
+void cluster_member::move_mail() {
+  if (stopped_) return;
+  if (moving_) {
+    move_again_ = true;
+    return;
+  }
+  std::vector<std::string> live = runs_.live_ids();
+  if (live.empty()) return;
+  moving_ = true;
+  constexpr std::size_t k_pass = 1000;
+  std::weak_ptr<bool> alive = alive_;
+  backend_->mail_for(std::move(live), k_pass, [this, alive](auto got) {
+    asio::post(io_, [this, alive, got = std::move(got)]() mutable {
+      if (!alive.lock()) return;
+      if (!got) {
+        runtime::logger().warn("cluster: reading mail failed: {}", got.error().message);
+        moving_ = false;
+        return;
+      }
+      if (got->size() == k_pass) move_again_ = true;  // maybe more
+      // Each run's mail in order: after one that cannot go in now (a full
+      // inbox), the rest of that run's wait for a later pass.
+      auto left = std::make_shared<std::size_t>(1);  // (1: this loop's own)
+      auto one_done = [this, alive, left] {
+        if (--*left != 0 || !alive.lock()) return;
+        moving_ = false;
+        if (move_again_ && !stopped_) {
+          move_again_ = false;
+          move_mail();
+        }
+      };
+      std::set<std::string> held;
+      for (dispatcher::inbox_message& m : *got) {
+        if (held.count(m.run)) continue;
+        std::string run = m.run;
+        ++*left;
+        runtime::outcome now =
+            runs_.deliver_mail(std::move(m), [this, alive, one_done](runtime::outcome o) {
+              asio::post(io_, [this, alive, one_done, ok = !o.err] {
+                if (!alive.lock()) return;
+                if (ok) ++mail_moved_;
+                one_done();
+              });
+            });
+        if (now.err) {  // answered at once: no callback comes
+          held.insert(std::move(run));
+          one_done();
+        }
+      }
+      one_done();
+    });
+  });
+}
+
 json::object cluster_member::counters() const {
   double since =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - renewed_at_).count();
@@ -157,6 +287,8 @@ json::object cluster_member::counters() const {
                       {"claimed", claimed_},
                       {"lost", lost_},
                       {"renew_failures", renew_failures_},
+                      {"mail_sent", mail_sent_},
+                      {"mail_moved", mail_moved_},
                       {"lease_seconds_left", cfg_.cluster.lease - since}};
 }
 

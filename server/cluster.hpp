@@ -10,6 +10,15 @@
 // says a run is waiting (NOTIFY) and every half lease besides, up to the
 // room [cluster] max_runs leaves. At stop, once the runs' processes have
 // ended, the node leaves, handing its runs to the others at once.
+//
+// Sends by name across nodes: the node watches the names its durable runs'
+// processes register and publishes them (the last node to register a name
+// holds it in the directory); send_by_name() on any node records mail for
+// the run the directory names; the run's node moves its runs' mail into
+// their inboxes when NOTIFY says some came, and at every renewal besides
+// (mail an inbox had no room for waits there). One move pass at a time,
+// each pass after the last one's moves are committed, so that no mail row
+// is moved twice.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -18,15 +27,21 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
+#include "runtime/scheduler.hpp"
+#include "server/access.hpp"
 #include "server/config.hpp"
 #include "server/durable_runs.hpp"
 #include "server/engine.hpp"
 
 namespace luad::server {
 
-class cluster_member {
+class cluster_member final : public runtime::name_watch {
  public:
   cluster_member(const config& cfg, engine& eng, durable_runs& runs, boost::asio::io_context& io);
   ~cluster_member();
@@ -46,12 +61,25 @@ class cluster_member {
   /// started, heartbeat, lease_left, live, left, runs, load, capacity}]}.
   runtime::result<boost::json::object> status();
   /// For the stats document's `cluster`: {node, runs, claimed, lost,
-  /// renew_failures, lease_seconds_left}. The io thread.
+  /// renew_failures, lease_seconds_left, mail_sent, mail_moved}. The io thread.
   boost::json::object counters() const;
+
+  /// A send to `name`, which no process here has registered: to the durable
+  /// run the directory names, on whichever node, if `who` may send to it
+  /// (the rules of a send by name); `done` once the message is recorded
+  /// (then the run receives it exactly once), or with why not: not_found,
+  /// permission_denied, limit, unavailable. `done` runs on the io thread.
+  void send_by_name(const actor& who, std::string name, std::string topic, std::string payload,
+                    std::function<void(runtime::status)> done);
+
+  // runtime::name_watch: the names of this node's durable runs' processes.
+  void registered(const runtime::process& p, const std::string& name) override;
+  void unregistered(runtime::pid id, const std::string& name) override;
 
  private:
   void renew();
   void claim();
+  void move_mail();
   void schedule_renew();
   void schedule_claim();
 
@@ -62,9 +90,15 @@ class cluster_member {
   dispatcher::cluster_backend* backend_;
   boost::asio::steady_timer renew_timer_, claim_timer_;
   bool claiming_ = false, claim_again_ = false, stopped_ = false, left_ = false;  // io thread
+  bool moving_ = false, move_again_ = false;                                      // io thread
   // Counters (io thread): runs claimed, runs lost to other nodes, renewals
   // that failed, and when the lease was last renewed.
   std::uint64_t claimed_ = 0, lost_ = 0, renew_failures_ = 0;
+  std::uint64_t mail_sent_ = 0, mail_moved_ = 0;  // (io thread)
+  // The names this node published: name -> (pid, run). Guarded by names_mu_
+  // (name_watch calls come from workers).
+  std::mutex names_mu_;
+  std::unordered_map<std::string, std::pair<runtime::pid, std::string>> published_;
   std::chrono::steady_clock::time_point renewed_at_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after stop
 };

@@ -446,6 +446,8 @@ config parse_config(std::string_view text, const std::string& path) {
     s.integer("node", c.cluster.node, 1, 65535);
     s.seconds("lease", c.cluster.lease, 0.5, 3600);
     s.size("max_runs", c.cluster.max_runs);
+    s.size("max_mail", c.cluster.max_mail);
+    if (c.cluster.max_mail == 0) s.bad(*t->get("max_mail"), "max_mail", "must be at least 1");
     if (c.storage.backend != "postgres")
       fail(path, t->source(), "cluster", "needs [storage] backend = \"postgres\"");
     s.finish();

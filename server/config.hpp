@@ -138,6 +138,10 @@ struct cluster_config {
   /// Durable runs this node holds at most; past it, new durable runs are
   /// queued for any node, and it claims none. 0 = no bound.
   std::size_t max_runs = 0;
+  /// Messages sent from other nodes that may wait in the database for one
+  /// durable run (its inbox full, or its node not yet there to move them);
+  /// past it, a send from another node fails with `limit`.
+  std::size_t max_mail = 10000;
 
   bool operator==(const cluster_config&) const = default;
 };

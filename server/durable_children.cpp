@@ -223,6 +223,7 @@ void durable_runs::wait_run(std::string owner, std::string run, double timeout,
 void durable_runs::run_ended(const std::string& run, run_state state, const std::string& detail) {
   std::vector<std::shared_ptr<waiter>> list;
   std::string next = text_field(detail, "continued_as");
+  if (cluster_) cluster_->run_ended(run, next);  // its names, and its mail (to `next`)
   {
     std::lock_guard lock(mu_);
     auto it = waiters_.find(run);

@@ -548,6 +548,20 @@ std::size_t durable_runs::room() {
   return held >= max_runs_ ? 0 : max_runs_ - held;
 }
 
+runtime::outcome durable_runs::deliver_mail(dispatcher::inbox_message m,
+                                            std::function<void(runtime::outcome)> then) {
+  std::shared_ptr<dispatcher::durable_sink> sink;
+  {
+    std::lock_guard lock(mu_);
+    auto it = live_.find(m.run);
+    if (it != live_.end() && it->second->why == live_run::ending::none) sink = it->second->sink;
+  }
+  if (!sink)
+    return runtime::outcome::failure(
+        runtime::fail(error_kind::not_found, "durable run " + m.run + " has no process here"));
+  return sink->take_mail(std::move(m), std::move(then));
+}
+
 bool durable_runs::has_live(const std::string& workflow) {
   std::lock_guard lock(mu_);
   for (const auto& [id, r] : live_)

@@ -120,6 +120,12 @@ class durable_runs {
   /// How many more runs this node would take (max_runs less the live ones;
   /// SIZE_MAX without a bound).
   std::size_t room();
+  /// Mail another node recorded for run `m.run` (cluster_backend::mail_for):
+  /// moved into its inbox (dispatcher::durable_sink::take_mail). `then` runs
+  /// once it is recorded, unless the answer is at once: not_found when the
+  /// run has no process here, limit, or unavailable.
+  runtime::outcome deliver_mail(dispatcher::inbox_message m,
+                                std::function<void(runtime::outcome)> then);
 
   // Runs of config workflows (`durable = true`, server/workflows.hpp). Their
   // stored spawn request names the workflow, and a resume takes its script,

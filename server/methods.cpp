@@ -314,22 +314,40 @@ outcome list(call& c) {
   return json::value(std::move(listed));
 }
 
+// A send to a name no process here has: in a cluster, to the durable run
+// that registered it on another node (cluster_member::send_by_name).
+outcome send_elsewhere(call& c, std::string name, std::string topic, std::string payload) {
+  auto who = actor_param(c);
+  if (!who) return who.error();
+  c.s.cluster->send_by_name(*who, std::move(name), std::move(topic), std::move(payload),
+                            [answer = c.answer_later()](runtime::status s) {
+                              answer(s ? outcome(json::value(true)) : outcome(s.error()));
+                            });
+  return c.later();
+}
+
 outcome send(call& c) {
   auto to = target_param(c);
-  if (!to) return to.error();
   auto topic = text_param(c.params, "topic", true);
+  // (A missing target is named first, as before a cluster; a name no
+  // process here has may be another node's.)
+  auto name = text_param(c.params, "to", true);
+  bool elsewhere = !to && to.error().kind == error_kind::not_found && c.s.cluster && name &&
+                   !runtime::pid::parse(*name);
+  if (!to && !elsewhere) return to.error();
   if (!topic) return topic.error();
   if (topic->empty() || topic->size() > 256)
     return fail(error_kind::invalid, "\"topic\" must be 1-256 bytes");
+  const json::value* v = c.params.if_contains("payload");
+  std::string bytes;
+  runtime::encode_value(v ? proto::from_json(*v) : runtime::value(), bytes);
+  if (elsewhere) return send_elsewhere(c, std::move(*name), std::move(*topic), std::move(bytes));
   auto found = checked_process(c, to->pid, runtime::verb_of_topic(*topic), to->named);
   if (!found) return found.error();
   runtime::process* proc = *found;
-  const json::value* v = c.params.if_contains("payload");
-  std::string bytes;
   runtime::status sent = runtime::done{};
   std::optional<runtime::outcome> taken;
   try {
-    runtime::encode_value(v ? proto::from_json(*v) : runtime::value(), bytes);
     if (const runtime::command_sink* own = proc->own_sink()) {
       // A durable run: answered once the message is recorded in its inbox.
       taken = own->take_message(

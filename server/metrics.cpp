@@ -142,6 +142,10 @@ const family k_families[] = {
    "Lease renewals that failed (the database out of reach, or the node taken over)."},
   {"cluster.lease_seconds_left", "luad_cluster_lease_seconds_left", kind::gauge,
    "Seconds this node's lease has left, as of its last renewal."},
+  {"cluster.mail_sent", "luad_cluster_mail_sent_total", kind::counter,
+   "Messages this node recorded for durable runs' names registered on other nodes."},
+  {"cluster.mail_moved", "luad_cluster_mail_moved_total", kind::counter,
+   "Messages from other nodes this node moved into its durable runs' inboxes."},
 };
 // clang-format on
 
