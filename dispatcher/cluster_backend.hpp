@@ -60,6 +60,9 @@ struct run_name {
   std::string owner;                    ///< its process's owner ("uid:N", "workflow:NAME")
   std::vector<std::string> reachable;   ///< process_context::reachable_by
   std::vector<std::string> controlled;  ///< process_context::controlled_by
+  /// The largest message (topic and payload) its inbox takes: the smaller
+  /// of its message_bytes and mailbox_bytes limits (0: no bound).
+  std::size_t max_bytes = 0;
 };
 
 class cluster_backend {
@@ -108,8 +111,10 @@ class cluster_backend {
   // run's inbox in the transaction that deletes the mail row.
 
   /// Publishes `name` for `who.run` on this node (a name registered again
-  /// elsewhere, after a move, takes the row over). Asynchronous; a failure
-  /// is logged. Calls from one thread keep their order with withdraw_name.
+  /// elsewhere by the same owner, after a move, takes the row over; one
+  /// another owner's run holds stays its: the name is then this node's
+  /// only). Asynchronous; a failure is logged. Calls from one thread keep
+  /// their order with withdraw_name.
   virtual void publish_name(std::string name, run_name who) = 0;
   /// Forgets `name` if it still names `run` on this node. Asynchronous.
   virtual void withdraw_name(std::string name, std::string run) = 0;

@@ -88,7 +88,7 @@ const std::vector<const char*>& journal_schema() {
       // node to move them into its inbox (postgres_mail.cpp).
       "CREATE TABLE IF NOT EXISTS luad_names (name bytea PRIMARY KEY, run bytea NOT NULL,"
       " node int4 NOT NULL, owner bytea NOT NULL, reachable bytea NOT NULL,"
-      " controlled bytea NOT NULL)",  // (owner lists: NUL-separated)
+      " controlled bytea NOT NULL, max_bytes int8 NOT NULL)",  // (owner lists: NUL-separated)
       "CREATE TABLE IF NOT EXISTS luad_mail (id bigserial PRIMARY KEY, run bytea NOT NULL,"
       " sender bytea NOT NULL, topic bytea NOT NULL, payload bytea NOT NULL,"
       " at float8 NOT NULL)",

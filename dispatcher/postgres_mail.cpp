@@ -31,6 +31,7 @@ namespace {
 
 constexpr const char* k_mail_channel = "luad_mail";
 constexpr const char* k_runnable = "('running', 'sleeping', 'waiting')";
+constexpr std::int64_t k_mail_pass_bytes = std::int64_t{8} << 20;
 
 pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
   return {std::move(text), std::move(params)};
@@ -76,14 +77,31 @@ void postgres_store::directory_write(std::vector<pg_statement> batch, std::strin
 void postgres_store::publish_name(std::string name, run_name who) {
   // (On the io thread, which owns cluster_.)
   asio::post(io_, [this, name = std::move(name), who = std::move(who)] {
-    directory_write(
-        {sql("INSERT INTO luad_names VALUES ($1, $2, $3::int4, $4, $5, $6) ON CONFLICT (name)"
-             " DO UPDATE SET run = EXCLUDED.run, node = EXCLUDED.node, owner = EXCLUDED.owner,"
-             " reachable = EXCLUDED.reachable, controlled = EXCLUDED.controlled",
+    if (!started_ || stopping_) return;
+    // A row of another owner stays: names are owned, as on one daemon, so
+    // a run cannot take over a name another owner's run holds elsewhere
+    // and receive its messages. The row of the same owner is taken over
+    // (the run moved, or continued as new).
+    directory().run(
+        {sql("INSERT INTO luad_names VALUES ($1, $2, $3::int4, $4, $5, $6, $7::int8)"
+             " ON CONFLICT (name) DO UPDATE SET run = EXCLUDED.run, node = EXCLUDED.node,"
+             " reachable = EXCLUDED.reachable, controlled = EXCLUDED.controlled,"
+             " max_bytes = EXCLUDED.max_bytes WHERE luad_names.owner = EXCLUDED.owner"
+             " RETURNING run",
              {pg_param::bytes(name), pg_param::bytes(who.run), pg_param::integer(cluster_.node),
               pg_param::bytes(who.owner), pg_param::bytes(joined(who.reachable)),
-              pg_param::bytes(joined(who.controlled))})},
-        "the name of run " + who.run + " was not published");
+              pg_param::bytes(joined(who.controlled)),
+              pg_param::integer(static_cast<std::int64_t>(who.max_bytes))})},
+        [name, run = who.run](pg_batch_result r) {
+          if (!r.ok())
+            runtime::logger().warn("cluster: the name of run {} was not published: {}", run,
+                                   r.error().message);
+          else if (r->front().size() == 0)
+            runtime::logger().warn(
+                "cluster: the name '{}' of run {} is held by another owner's run in the"
+                " cluster: it names the run on this node only",
+                name, run);
+        });
   });
 }
 
@@ -100,7 +118,8 @@ void postgres_store::find_name(std::string name, name_fn done) {
   if (!started_ || stopping_)
     return done(runtime::fail(error_kind::unavailable, "cluster: the store is not open", true));
   directory().run(
-      {sql("SELECT run, node, owner, reachable, controlled FROM luad_names WHERE name = $1",
+      {sql("SELECT run, node, owner, reachable, controlled, max_bytes FROM luad_names"
+           " WHERE name = $1",
            {pg_param::bytes(name)})},
       [name, done = std::move(done)](pg_batch_result r) {
         if (!r.ok()) return done(std::move(r.error()));
@@ -113,6 +132,7 @@ void postgres_store::find_name(std::string name, name_fn done) {
         n.owner = rows.bytes(0, 2);
         n.reachable = split(rows.bytes(0, 3));
         n.controlled = split(rows.bytes(0, 4));
+        n.max_bytes = static_cast<std::size_t>(rows.integer(0, 5));
         done(std::move(n));
       });
 }
@@ -163,9 +183,15 @@ void postgres_store::mail_for(std::vector<std::string> runs, std::size_t max, ma
     return done(runtime::fail(error_kind::unavailable, "cluster: the store is not open", true));
   pg_array ids(pg_array::of::bytea);
   for (const std::string& id : runs) ids.bytes(id);
-  next_reader().run({sql("SELECT id, run, sender, topic, payload, at FROM luad_mail"
-                         " WHERE run = ANY($1::bytea[]) ORDER BY id LIMIT $2::int8",
-                         {ids.param(), pg_param::integer(static_cast<std::int64_t>(max))})},
+  // At most `max` rows, and about k_mail_pass_bytes: a pass holds no more
+  // than that in memory, whatever the messages' sizes (one row at least).
+  next_reader().run({sql("SELECT id, run, sender, topic, payload, at FROM (SELECT *,"
+                         " sum(length(topic) + length(payload)) OVER (ORDER BY id) AS upto"
+                         " FROM luad_mail WHERE run = ANY($1::bytea[]) ORDER BY id"
+                         " LIMIT $2::int8) m"
+                         " WHERE upto - length(topic) - length(payload) < $3::int8 ORDER BY id",
+                         {ids.param(), pg_param::integer(static_cast<std::int64_t>(max)),
+                          pg_param::integer(k_mail_pass_bytes)})},
                     [done = std::move(done)](pg_batch_result r) {
                       if (!r.ok()) return done(std::move(r.error()));
                       const pg_rows& rows = r->front();

@@ -212,23 +212,30 @@ void postgres_store::start() {
   writer_->start();
   for (auto& r : readers_) r->start();
   // Blocking here is the daemon's start, not a worker's turn.
-  auto run_now = [this](std::vector<pg_statement> b) {
+  auto run_on = [](pg_session& s, std::vector<pg_statement> b) {
     std::promise<pg_batch_result> p;
     auto f = p.get_future();
-    writer_->run(std::move(b), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
+    s.run(std::move(b), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
     return f.get();
   };
-  auto deadline = std::chrono::steady_clock::now() + opts_.start_timeout;
-  pg_batch_result version = run_now({sql("SELECT 1")});
-  while (!version.ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (the session retries)
-    version = run_now({sql("SELECT 1")});
-  }
+  auto run_now = [&](std::vector<pg_statement> b) { return run_on(*writer_, std::move(b)); };
   auto fail = [this](const std::string& why) {
     stop();
     throw std::runtime_error("store: cannot use " + where_ + ": " + why);
   };
-  if (!version.ok()) fail(version.error().message);
+  // Every connection up before anything reads (a slow machine connects the
+  // readers after the writer; the cluster's join reads through them).
+  auto deadline = std::chrono::steady_clock::now() + opts_.start_timeout;
+  std::vector<pg_session*> sessions{writer_.get()};
+  for (auto& r : readers_) sessions.push_back(r.get());
+  for (pg_session* s : sessions) {
+    pg_batch_result up = run_on(*s, {sql("SELECT 1")});
+    while (!up.ok() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // (the session retries)
+      up = run_on(*s, {sql("SELECT 1")});
+    }
+    if (!up.ok()) fail(up.error().message);
+  }
   // Under an advisory lock, held to the end of each batch's transaction, so
   // that daemons starting together on an empty database do not race.
   const auto migration_lock = sql("SELECT pg_advisory_xact_lock(7508617500363137024)");

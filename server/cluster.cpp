@@ -171,8 +171,11 @@ void cluster_member::registered(const runtime::process& p, const std::string& na
   if (!sink) return;  // only durable runs' names are the cluster's
   try {
     const runtime::process_context& ctx = p.context();
-    dispatcher::run_name who{sink->run(), cfg_.cluster.node, ctx.owner, ctx.reachable_by,
-                             ctx.controlled_by};
+    std::size_t max = ctx.limits.message_bytes;
+    if (ctx.limits.mailbox_bytes != 0 && (max == 0 || ctx.limits.mailbox_bytes < max))
+      max = ctx.limits.mailbox_bytes;
+    dispatcher::run_name who{sink->run(),      cfg_.cluster.node, ctx.owner,
+                             ctx.reachable_by, ctx.controlled_by, max};
     {
       std::lock_guard lock(names_mu_);
       published_[name] = {p.id(), who.run};
@@ -215,6 +218,15 @@ void cluster_member::send_by_name(const actor& who, std::string name, std::strin
     ctx.controlled_by = found->controlled;
     if (auto ok = may_act(who, ctx, runtime::verb_of_topic(topic), true); !ok)
       return answer(ok.error());
+    // Its inbox would never take it: refused now, not left in the way.
+    if (std::size_t size = topic.size() + payload.size();
+        found->max_bytes && size > found->max_bytes)
+      return answer(runtime::fail(runtime::error_kind::limit,
+                                  "a message of " + std::to_string(size) +
+                                      " bytes is more than "
+                                      "durable run " +
+                                      found->run + " takes (" + std::to_string(found->max_bytes) +
+                                      " bytes)"));
     dispatcher::inbox_message m;
     m.run = found->run;
     m.topic = std::move(topic);

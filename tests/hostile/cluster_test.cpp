@@ -1,7 +1,9 @@
 // Attacks on a daemon whose store and journal are on PostgreSQL: run ids
 // that look like SQL reach the database only as parameters; a config that
 // carries its password is refused before anything connects; a flood of
-// sends from another node is bounded by [cluster] max_mail.
+// sends from another node is bounded by [cluster] max_mail; a run cannot
+// take over another owner's name in the directory; a message the run
+// could never take is refused at the sender.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -93,4 +95,75 @@ TEST_CASE("hostile cluster: a flood of sends from another node waits in the data
   CHECK(postgres_server::scalar(db, "SELECT count(*) FROM luad_mail") == "5");
   CHECK(a.alive());
   CHECK(b.alive());
+}
+
+TEST_CASE("hostile cluster: a run cannot take over another owner's name in the directory") {
+  // uid 0's durable run on node 1 holds "billing"; another uid's durable
+  // run on node 2 registers "billing" there too (node 2 has no local
+  // holder). The directory keeps uid 0's run: a send from elsewhere still
+  // reaches it, never the squatter.
+  std::string db = luad::test::shared_postgres().new_database();
+  auto cfg = [&](int node) {
+    return daemon_config("", "",
+                         "[storage]\nbackend = \"postgres\"\nurl = \"" + db +
+                             "\"\n[cluster]\nnode = " + std::to_string(node) + "\n");
+  };
+  daemon_process a(cfg(1)), b(cfg(2));
+  REQUIRE_MESSAGE(a.started(), a.log_tail());
+  REQUIRE_MESSAGE(b.started(), b.log_tail());
+  line_client ca(a.socket()), cb(b.socket());
+  const char* holder =
+      "require('process').register('billing'); return require('process').receive('n', 60).payload";
+  json::value made = ca.call("spawn", {{"source", holder}, {"durable", true}});
+  REQUIRE_MESSAGE(result_of(made).is_object(), text(made));
+  std::string run(result_of(made).at("run").as_string());
+  auto row = [&] {
+    return postgres_server::scalar(db,
+                                   "SELECT convert_from(owner, 'UTF8') || ' ' ||"
+                                   " convert_from(run, 'UTF8') FROM luad_names");
+  };
+  REQUIRE(luad::test::eventually([&] { return row() == "uid:0 " + run; }));
+  json::value squat = cb.call("spawn", {{"source", holder}, {"durable", true}, {"as_uid", 65534}});
+  REQUIRE_MESSAGE(result_of(squat).is_object(), text(squat));
+  REQUIRE(luad::test::eventually([&] { return has(b.log_tail(), "held by another owner"); }));
+  CHECK(row() == "uid:0 " + run);
+  // A third daemon (no local holder) sends to the name: uid 0's run gets it.
+  daemon_process c(cfg(3));
+  REQUIRE_MESSAGE(c.started(), c.log_tail());
+  line_client cc(c.socket());
+  REQUIRE(result_of(cc.call("send", {{"to", "billing"}, {"topic", "n"}, {"payload", 7}})) == true);
+  REQUIRE(luad::test::eventually([&] {
+    auto runs = runs_of(a);
+    return runs.count(run) && runs.at(run).at("state") == "completed";
+  }));
+  CHECK(text(runs_of(a).at(run).at("detail").at("results")) == "[7]");
+}
+
+TEST_CASE("hostile cluster: a message larger than the run's inbox takes is refused at the sender") {
+  std::string db = luad::test::shared_postgres().new_database();
+  auto cfg = [&](int node) {
+    return daemon_config("", "",
+                         "[storage]\nbackend = \"postgres\"\nurl = \"" + db +
+                             "\"\n[cluster]\nnode = " + std::to_string(node) + "\n");
+  };
+  daemon_process a(cfg(1)), b(cfg(2));
+  REQUIRE_MESSAGE(a.started(), a.log_tail());
+  REQUIRE_MESSAGE(b.started(), b.log_tail());
+  line_client ca(a.socket()), cb(b.socket());
+  json::value made = ca.call("spawn", {{"source",
+                                        "require('process').register('small');"
+                                        " return require('process').receive('n', 60).payload"},
+                                       {"durable", true},
+                                       {"limits", {{"message_bytes", 1000}}}});
+  REQUIRE_MESSAGE(result_of(made).is_object(), text(made));
+  REQUIRE(luad::test::eventually(
+      [&] { return postgres_server::scalar(db, "SELECT count(*) FROM luad_names") == "1"; }));
+  json::value big =
+      cb.call("send", {{"to", "small"}, {"topic", "n"}, {"payload", std::string(5000, 'x')}});
+  INFO(text(big));
+  CHECK(has(text(big), "\"kind\":\"limit\""));
+  CHECK(has(text(big), "takes (1000 bytes)"));
+  CHECK(postgres_server::scalar(db, "SELECT count(*) FROM luad_mail") == "0");
+  // One that fits still goes.
+  CHECK(result_of(cb.call("send", {{"to", "small"}, {"topic", "n"}, {"payload", "ok"}})) == true);
 }
