@@ -133,6 +133,13 @@ class cluster_backend {
   /// `wake` runs (on the backend's thread) when mail may have come: a
   /// NOTIFY, or the listening connection came back.
   virtual void on_mail(std::function<void()> wake) = 0;
+  /// Those of `runs` that have ended (completed, failed, terminated), as
+  /// stored: for workflow.wait on a run another node ran. `done` runs on
+  /// the backend's thread.
+  virtual void ended_runs(std::vector<std::string> runs, claimed_fn done) = 0;
+  /// `wake` runs (on the backend's thread) when a run may have ended on
+  /// some node (a NOTIFY), or the listening connection came back.
+  virtual void on_ended(std::function<void()> wake) = 0;
   /// Run `run`'s final state is written: its names are forgotten, and its
   /// mail goes to run `next` (it continued as new) or, when `next` is "",
   /// is dropped. Asynchronous.

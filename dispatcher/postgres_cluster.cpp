@@ -132,18 +132,20 @@ runtime::status postgres_store::join(const cluster_options& o) {
   // which may have missed some.
   pg_session_options so{opts_.conninfo, opts_.password};
   so.on_notify = [this](std::string_view channel) {
-    auto& wake = channel == mail_channel() ? mail_wake_ : wake_;
+    auto& wake = channel == mail_channel()    ? mail_wake_
+                 : channel == ended_channel() ? ended_wake_
+                                              : wake_;
     if (wake) wake();
   };
   listener_ = pg_session::make(io_, so);
   std::weak_ptr<pg_session> weak = listener_;
   listener_->start([this, weak] {
     if (auto l = weak.lock())
-      l->run(
-          {sql(std::string("LISTEN ") + k_channel), sql(std::string("LISTEN ") + mail_channel())},
-          [](auto) {});
-    if (wake_) wake_();
-    if (mail_wake_) mail_wake_();
+      l->run({sql(std::string("LISTEN ") + k_channel), sql(std::string("LISTEN ") + mail_channel()),
+              sql(std::string("LISTEN ") + ended_channel())},
+             [](auto) {});
+    for (auto* wake : {&wake_, &mail_wake_, &ended_wake_})
+      if (*wake) (*wake)();
   });
   return runtime::done{};
 }

@@ -292,9 +292,12 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
       node.null();
     epoch.integer(r.epoch);
   }
+  bool ended_any = false;  // a final state: waiters on other nodes are told (NOTIFY)
   for (const auto& [name, row] : runs_) {
     const run_record& r = row.rec;
     if (!row.created && row.dirty) {
+      auto st = parse_run_state(row.state);
+      ended_any = ended_any || (st && finished(*st));
       up_id.bytes(name);
       up_state.bytes(row.state);
       up_detail.bytes(r.detail);
@@ -321,6 +324,7 @@ void pg_journal_batch::writes(std::vector<pg_statement>& out) const {
             " $5::float8[]) AS u(id, state, detail, steps, updated) WHERE r.id = u.id",
             {up_id.param(), up_state.param(), up_detail.param(), up_steps.param(),
              up_updated.param()}));
+    if (ended_any) out.push_back(sql("SELECT pg_notify('luad_ended', '')"));
   }
   if (!entries_.empty()) {
     pg_array run(of::bytea), step(of::int8), command(of::int8), eargs(of::bytea), estate(of::int8),

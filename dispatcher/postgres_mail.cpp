@@ -2,7 +2,8 @@
 // the directory of names durable runs' processes registered (luad_names),
 // and mail, messages recorded for a run on another node until its node
 // moves them into the run's inbox (luad_mail; the move is the journal's,
-// postgres_journal.cpp).
+// postgres_journal.cpp); and which runs waited for on this node have ended
+// on another (NOTIFY luad_ended, also sent by the journal's batches).
 //
 // DESIGN. The directory's writes and the mail go through one reader
 // session, so one daemon's publish and withdraw of a name keep their order.
@@ -19,6 +20,7 @@
 #include <string>
 #include <utility>
 
+#include "dispatcher/postgres_journal.hpp"
 #include "dispatcher/postgres_store.hpp"
 #include "runtime/logging.hpp"
 
@@ -62,6 +64,7 @@ std::vector<std::string> split(std::string_view text) {
 }  // namespace
 
 const char* postgres_store::mail_channel() { return k_mail_channel; }
+const char* postgres_store::ended_channel() { return "luad_ended"; }  // (postgres_journal.cpp)
 
 pg_session& postgres_store::directory() { return *readers_.front(); }
 
@@ -226,6 +229,34 @@ void postgres_store::run_ended(std::string run, std::string next) {
     batch.push_back(sql(std::string("SELECT pg_notify('") + k_mail_channel + "', '')"));
   }
   directory_write(std::move(batch), "the names and mail of run " + run + " were not cleared");
+}
+
+// --- waits across nodes ------------------------------------------------------------
+
+void postgres_store::ended_runs(std::vector<std::string> runs, claimed_fn done) {
+  if (!started_ || stopping_)
+    return done(runtime::fail(error_kind::unavailable, "cluster: the store is not open", true));
+  pg_array ids(pg_array::of::bytea);
+  for (const std::string& id : runs) ids.bytes(id);
+  next_reader().run({sql("SELECT " + run_columns() +
+                             " FROM luad_runs WHERE id = ANY($1::bytea[])"
+                             " AND state IN ('completed', 'failed', 'terminated')",
+                         {ids.param()})},
+                    [done = std::move(done)](pg_batch_result r) {
+                      if (!r.ok()) return done(std::move(r.error()));
+                      std::vector<run_record> out;
+                      const pg_rows& rows = r->front();
+                      for (int i = 0; i < rows.size(); ++i) {
+                        auto rec = run_on_row(rows, i);
+                        if (!rec) return done(std::move(rec.error()));
+                        out.push_back(std::move(*rec));
+                      }
+                      done(std::move(out));
+                    });
+}
+
+void postgres_store::on_ended(std::function<void()> wake) {
+  asio::post(io_, [this, wake = std::move(wake)]() mutable { ended_wake_ = std::move(wake); });
 }
 
 }  // namespace luad::dispatcher

@@ -115,6 +115,8 @@ class postgres_store final : public store_backend, public cluster_backend {
   void mail_for(std::vector<std::string> runs, std::size_t max, mail_fn done) override;
   void on_mail(std::function<void()> wake) override;
   void run_ended(std::string run, std::string next) override;
+  void ended_runs(std::vector<std::string> runs, claimed_fn done) override;
+  void on_ended(std::function<void()> wake) override;
 
   /// The schema version this luad writes; a database with a larger one is refused.
   static constexpr int schema_version = 3;
@@ -157,6 +159,7 @@ class postgres_store final : public store_backend, public cluster_backend {
   void read(job j);
   runtime::outcome apply_journal(batch_state& b, ledger& book, job& j, double now);
   static const char* mail_channel();
+  static const char* ended_channel();
   pg_session& directory();  // the reader that keeps the directory's writes in order
   void directory_write(std::vector<pg_statement> batch, std::string what);
   void post_mail_now(inbox_message m, status_fn done);
@@ -182,7 +185,7 @@ class postgres_store final : public store_backend, public cluster_backend {
   cluster_options cluster_;
   std::string instance_;
   std::unordered_map<std::string, std::int64_t> owned_;
-  std::function<void()> wake_, mail_wake_;
+  std::function<void()> wake_, mail_wake_, ended_wake_;
   // Totals and quotas.
   mutable std::mutex usage_mu_;
   std::map<std::string, std::int64_t, std::less<>> usage_;  // guarded by usage_mu_

@@ -74,6 +74,11 @@ void cluster_member::start() {
       if (alive.lock()) move_mail();
     });
   });
+  backend_->on_ended([this, alive] {
+    asio::post(io_, [this, alive] {
+      if (alive.lock()) check_waits();
+    });
+  });
   claim();  // its previous daemon's runs, and any no live node owns
   schedule_renew();
   schedule_claim();
@@ -129,7 +134,8 @@ void cluster_member::renew() {
         lost_ += lost->size();
         if (!lost->empty()) runs_.drop_lost(*lost);
       }
-      move_mail();  // (mail that found no room in an inbox, or a NOTIFY missed)
+      move_mail();    // (mail that found no room in an inbox, or a NOTIFY missed)
+      check_waits();  // (an end whose NOTIFY was missed)
       schedule_renew();
     });
   });
@@ -287,6 +293,25 @@ void cluster_member::move_mail() {
         }
       }
       one_done();
+    });
+  });
+}
+
+// workflow.wait here on runs that run (or ran) on other nodes: answered once
+// the database has their end.
+void cluster_member::check_waits() {
+  if (stopped_) return;
+  std::vector<std::string> waited = runs_.waited_elsewhere();
+  if (waited.empty()) return;
+  std::weak_ptr<bool> alive = alive_;
+  backend_->ended_runs(std::move(waited), [this, alive](auto ended) {
+    asio::post(io_, [this, alive, ended = std::move(ended)] {
+      if (!alive.lock()) return;
+      if (!ended)
+        runtime::logger().warn("cluster: reading runs waited for failed: {}",
+                               ended.error().message);
+      else
+        runs_.ended_elsewhere(*ended);
     });
   });
 }

@@ -18,7 +18,8 @@
 // their inboxes when NOTIFY says some came, and at every renewal besides
 // (mail an inbox had no room for waits there). One move pass at a time,
 // each pass after the last one's moves are committed, so that no mail row
-// is moved twice.
+// is moved twice. Likewise workflow.wait here on a run another node runs is
+// answered when the database says it ended (NOTIFY, and every renewal).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -80,6 +81,7 @@ class cluster_member final : public runtime::name_watch {
   void renew();
   void claim();
   void move_mail();
+  void check_waits();
   void schedule_renew();
   void schedule_claim();
 

@@ -221,9 +221,33 @@ void durable_runs::wait_run(std::string owner, std::string run, double timeout,
 }
 
 void durable_runs::run_ended(const std::string& run, run_state state, const std::string& detail) {
+  if (cluster_) cluster_->run_ended(run, text_field(detail, "continued_as"));  // names, mail
+  answer_waiters(run, state, detail);
+}
+
+std::vector<std::string> durable_runs::waited_elsewhere() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    std::erase_if(it->second, [](const std::shared_ptr<waiter>& w) { return w->gone(); });
+    if (it->second.empty()) {
+      it = waiters_.erase(it);
+      continue;
+    }
+    if (!live_.count(it->first)) out.push_back(it->first);
+    ++it;
+  }
+  return out;
+}
+
+void durable_runs::ended_elsewhere(const std::vector<run_record>& ended) {
+  for (const run_record& r : ended) answer_waiters(r.id, r.state, r.detail);
+}
+
+void durable_runs::answer_waiters(const std::string& run, run_state state,
+                                  const std::string& detail) {
   std::vector<std::shared_ptr<waiter>> list;
   std::string next = text_field(detail, "continued_as");
-  if (cluster_) cluster_->run_ended(run, next);  // its names, and its mail (to `next`)
   {
     std::lock_guard lock(mu_);
     auto it = waiters_.find(run);

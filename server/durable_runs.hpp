@@ -120,6 +120,12 @@ class durable_runs {
   /// How many more runs this node would take (max_runs less the live ones;
   /// SIZE_MAX without a bound).
   std::size_t room();
+  /// Runs that processes here wait for (workflow.wait) and that have no
+  /// process here: another node may end them.
+  std::vector<std::string> waited_elsewhere();
+  /// Of those, the ones that ended (cluster_backend::ended_runs): their
+  /// waiters are answered as if they had ended here.
+  void ended_elsewhere(const std::vector<dispatcher::run_record>& ended);
   /// Mail another node recorded for run `m.run` (cluster_backend::mail_for):
   /// moved into its inbox (dispatcher::durable_sink::take_mail). `then` runs
   /// once it is recorded, unless the answer is at once: not_found when the
@@ -197,6 +203,9 @@ class durable_runs {
   /// Run `run`'s final state has been written: answers those waiting for it
   /// (or moves them to the run it continued as).
   void run_ended(const std::string& run, dispatcher::run_state state, const std::string& detail);
+  /// Answers those waiting for `run` (or moves them to the run it continued as).
+  void answer_waiters(const std::string& run, dispatcher::run_state state,
+                      const std::string& detail);
   /// Shutdown: forgets the waiters (their processes are being killed).
   void drop_waiters();
   /// rebuild() for a child run ({"parent", "script_path"}).

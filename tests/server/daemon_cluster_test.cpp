@@ -5,7 +5,10 @@
 // is held by one daemon at a time.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -230,4 +233,67 @@ TEST_CASE("cluster: PostgreSQL restarted under load: runs wait for it and finish
   CHECK(r.at("kind") == "unavailable");
   CHECK(r.at("retryable") == true);
   CHECK(ds[0]->alive());
+}
+
+TEST_CASE("cluster: workflow.wait on a child that another node runs is answered when it ends") {
+  // The parent and its child start on node 1; node 1 is killed; nodes 2 and
+  // 3 (room for one run each) take one each. The parent's wait, replayed on
+  // one node, is answered when the child ends on the other (NOTIFY), long
+  // before its 120 s timeout.
+  std::string db = luad::test::shared_postgres().new_database();
+  // One scripts folder for every node, at one path: a journal records a
+  // child's script by its path (docs/cluster.md, "Configuration").
+  auto shared = std::filesystem::temp_directory_path() /
+                ("luad_cluster_scripts_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(shared);
+  write_file(shared / "parent.lua", R"(
+local workflow = require("workflow")
+local id = assert(workflow.start("child.lua"))
+return workflow.wait(id, 120)
+)");
+  write_file(shared / "child.lua", R"(
+local time = require("time")
+for _ = 1, 16 do time.sleep(0.25) end
+return "child done"
+)");
+  std::vector<std::unique_ptr<daemon_process>> ds;
+  for (int i = 1; i <= 3; ++i) {
+    std::string cfg = node_config(db, i, 1.5, i == 1 ? 0 : 1);
+    const std::string own_roots = "roots = [\"scripts\"]";
+    REQUIRE(cfg.find(own_roots) != std::string::npos);
+    cfg.replace(cfg.find(own_roots), own_roots.size(), "roots = [\"" + shared.string() + "\"]");
+    ds.push_back(std::make_unique<daemon_process>(cfg));
+    REQUIRE_MESSAGE(ds.back()->started(), ds.back()->log_tail());
+  }
+  line_client c(ds[0]->socket());
+  json::value r = c.call("spawn", {{"script", "parent.lua"}, {"durable", true}});
+  REQUIRE_MESSAGE(result_of(r).is_object(), text(r));
+  std::string parent(result_of(r).at("run").as_string());
+  REQUIRE(eventually([&] {
+    return sql(db,
+               "SELECT count(*) FROM luad_runs WHERE encode(id, 'escape') LIKE 'c-%' AND steps >= "
+               "2 AND state NOT IN ('completed', 'failed')") == "1";
+  }));
+  ::kill(ds[0]->pid(), SIGKILL);
+  REQUIRE(eventually([&] { return !ds[0]->alive(); }));
+  REQUIRE_MESSAGE(
+      eventually(
+          [&] {
+            return sql(db, "SELECT string_agg(node::text, ',' ORDER BY node) FROM luad_runs") ==
+                   "2,3";
+          },
+          20s),
+      (sql(db,
+           "SELECT string_agg(encode(id, 'escape') || ':' || state || ':' ||"
+           " coalesce(node::text, '-'), ' ') FROM luad_runs") +
+       ds[1]->log_tail() + ds[2]->log_tail()));
+  REQUIRE_MESSAGE(eventually(
+                      [&] {
+                        auto runs = runs_of(*ds[1]);
+                        return runs.count(parent) && runs.at(parent).at("state") == "completed";
+                      },
+                      40s),
+                  (ds[1]->log_tail() + ds[2]->log_tail()));
+  CHECK(text(runs_of(*ds[1]).at(parent).at("detail").at("results")) == "[\"child done\"]");
+  std::filesystem::remove_all(shared);
 }
