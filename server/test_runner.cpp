@@ -205,9 +205,12 @@ driven drive(const test_file& file, const std::vector<std::string>& args,
         return !busy;
       },
       [&] {
-        // (A test process that has just ended looks idle too: not stuck.)
-        if (sched.kill(runtime::pid{0, test_serial.load()}, runtime::exit_reason::killed, "stuck"))
-          stuck = true;
+        // Said before the kill: the killed process's exit may be read at
+        // once. (A test process that has just ended looks idle too: not
+        // stuck; judge() also needs its reason to be our kill.)
+        stuck = true;
+        if (!sched.kill(runtime::pid{0, test_serial.load()}, runtime::exit_reason::killed, "stuck"))
+          stuck = false;
       });
 
   runtime::spawn_options so;
