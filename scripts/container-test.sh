@@ -77,7 +77,7 @@ pm() {
 # --- phases ----------------------------------------------------------------
 
 # Podman as it works on these machines (no systemd, cgroup v1, no registry):
-# its own containers.conf, used by every podman call below.
+# scripts/containers.conf, used by every podman call below.
 setup_podman() {
   [ "$(id -u)" -eq 0 ] || fail setup "run as root (rootful podman)"
   bash scripts/dev.sh deps "${HOST_PACKAGES[@]}"
@@ -91,15 +91,7 @@ setup_podman() {
       cmake --build build -j"$(nproc)" --target luad
     fi
   fi
-  export CONTAINERS_CONF=$WORK/containers.conf
-  cat >"$CONTAINERS_CONF" <<'EOF'
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-EOF
+  export CONTAINERS_CONF=$PWD/scripts/containers.conf
   podman --version >&2
 }
 
