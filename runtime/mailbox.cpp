@@ -1,4 +1,5 @@
-// Mailbox: a Treiber-stack inbox reversed into the owner's FIFO on collection.
+// Mailbox: an intrusive MPSC queue the senders append to and the owner reads
+// oldest first, plus the owner's list of messages a selective receive skipped.
 #include "runtime/mailbox.hpp"
 
 #include <cstdlib>
@@ -26,75 +27,129 @@ void message::destroy(message* m) noexcept {
 
 mailbox::~mailbox() { clear(); }
 
+// Only the destructor's clear sees every message: one that ends the process
+// while a sender is between its exchange and its link stops at that sender's
+// message, and the rest go with the mailbox (no sender holds it by then).
 void mailbox::clear() noexcept {
-  collect();
-  while (head_) {
-    message* next = head_->next;
-    bytes_.fetch_sub(head_->footprint(), std::memory_order_relaxed);
-    taken_.fetch_add(1, std::memory_order_relaxed);
-    message::destroy(head_);
-    head_ = next;
+  auto drop = [this](message* m) {
+    count_taken(m);
+    message::destroy(m);
+  };
+  while (skipped_) {
+    message* next = skipped_->next.load(std::memory_order_relaxed);
+    drop(skipped_);
+    skipped_ = next;
   }
-  tail_ = nullptr;
+  skipped_last_ = nullptr;
+  while (message* m = dequeue()) drop(m);
 }
 
+// Exact among senders (they all add to charged_); the owner's released_ is
+// read only when the senders' copy of it says the bound may be passed, and
+// what it released after that read only makes the box look fuller.
 bool mailbox::reserve(std::size_t bytes, std::size_t max_bytes) noexcept {
-  std::size_t before = bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  if (max_bytes && (before + bytes > max_bytes || before + bytes < before)) {
-    bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  std::size_t before = charged_.fetch_add(bytes, std::memory_order_relaxed);
+  if (!max_bytes) return true;
+  auto fits = [&](std::size_t released) {
+    std::size_t queued = before >= released ? before - released : 0;
+    return queued + bytes <= max_bytes && queued + bytes >= queued;
+  };
+  if (fits(released_seen_.load(std::memory_order_relaxed))) return true;
+  std::size_t released = released_.load(std::memory_order_acquire);
+  released_seen_.store(released, std::memory_order_relaxed);
+  if (fits(released)) return true;
+  charged_.fetch_sub(bytes, std::memory_order_relaxed);
+  return false;
+}
+
+bool mailbox::full(std::size_t max) noexcept {
+  if (!max) return false;
+  std::uint32_t pushed = pushed_.load(std::memory_order_relaxed);
+  if (static_cast<std::uint32_t>(pushed - taken_seen_.load(std::memory_order_relaxed)) < max)
     return false;
-  }
-  return true;
+  std::uint32_t taken = taken_.load(std::memory_order_relaxed);
+  taken_seen_.store(taken, std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(pushed - taken) >= max;
 }
 
 void mailbox::push(message* m) noexcept {
-  if (!m->reserved) bytes_.fetch_add(m->footprint(), std::memory_order_relaxed);
+  if (!m->reserved) charged_.fetch_add(m->footprint(), std::memory_order_relaxed);
   pushed_.fetch_add(1, std::memory_order_relaxed);
-  message* old = inbox_.load(std::memory_order_relaxed);
-  do {
-    m->next = old;
-  } while (
-      !inbox_.compare_exchange_weak(old, m, std::memory_order_seq_cst, std::memory_order_relaxed));
+  enqueue(m);
 }
 
-void mailbox::collect() noexcept {
-  message* newest = inbox_.exchange(nullptr, std::memory_order_acquire);
-  if (!newest) return;
-  // Reverse to oldest first, then append to the private list.
-  message* first = nullptr;
-  message* last = newest;
-  while (newest) {
-    message* next = newest->next;
-    newest->next = first;
-    first = newest;
-    newest = next;
+// The link is sequentially consistent: the sender then looks whether the owner
+// waits (process::deliver), and the owner, having opened its wait, looks at
+// the links (has_incoming); one of the two sees the other.
+void mailbox::enqueue(message* m) noexcept {
+  m->next.store(nullptr, std::memory_order_relaxed);
+  message* prev = in_.exchange(m, std::memory_order_acq_rel);
+  prev->next.store(m, std::memory_order_seq_cst);
+}
+
+// Returns a message only once its successor is linked (or the stub was put
+// behind it), so no sender writes into a message after the owner has it.
+// nullptr while the queue is empty, or while a sender has swapped itself in
+// but not yet linked its predecessor: that sender's deliver comes right after.
+message* mailbox::dequeue() noexcept {
+  message* first = out_;
+  message* next = first->next.load(std::memory_order_acquire);
+  if (first == &stub_) {
+    if (!next) return nullptr;
+    out_ = first = next;
+    next = next->next.load(std::memory_order_acquire);
   }
-  if (tail_) {
-    tail_->next = first;
-  } else {
-    head_ = first;
+  if (!next) {
+    if (first != in_.load(std::memory_order_acquire)) return nullptr;  // a sender mid-push
+    enqueue(&stub_);
+    next = first->next.load(std::memory_order_acquire);
+    if (!next) return nullptr;
   }
-  tail_ = last;
+  out_ = next;
+  // The next take reads it: fetch it while this message is worked on.
+  if (next != &stub_) __builtin_prefetch(next);
+  return first;
+}
+
+void mailbox::count_taken(const message* m) noexcept {
+  taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  released_.store(released_.load(std::memory_order_relaxed) + m->footprint(),
+                  std::memory_order_release);
 }
 
 message* mailbox::take(std::span<const std::string_view> topics) noexcept {
-  collect();
+  auto matches = [&](const message* m) {
+    if (topics.empty()) return true;
+    for (std::string_view t : topics)
+      if (m->topic() == t) return true;
+    return false;
+  };
+  // The skipped ones first: they arrived before anything still queued.
   message* prev = nullptr;
-  for (message* m = head_; m; prev = m, m = m->next) {
-    bool match = topics.empty();
-    for (std::string_view t : topics) {
-      if (m->topic() == t) {
-        match = true;
-        break;
-      }
-    }
-    if (!match) continue;
-    (prev ? prev->next : head_) = m->next;
-    if (tail_ == m) tail_ = prev;
-    m->next = nullptr;
-    taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    bytes_.fetch_sub(m->footprint(), std::memory_order_relaxed);
+  for (message* m = skipped_; m; prev = m, m = m->next.load(std::memory_order_relaxed)) {
+    if (!matches(m)) continue;
+    message* after = m->next.load(std::memory_order_relaxed);
+    if (prev)
+      prev->next.store(after, std::memory_order_relaxed);
+    else
+      skipped_ = after;
+    if (skipped_last_ == m) skipped_last_ = prev;
+    m->next.store(nullptr, std::memory_order_relaxed);
+    count_taken(m);
     return m;
+  }
+  while (message* m = dequeue()) {
+    if (matches(m)) {
+      m->next.store(nullptr, std::memory_order_relaxed);
+      count_taken(m);
+      return m;
+    }
+    m->next.store(nullptr, std::memory_order_relaxed);
+    if (skipped_last_)
+      skipped_last_->next.store(m, std::memory_order_relaxed);
+    else
+      skipped_ = m;
+    skipped_last_ = m;
   }
   return nullptr;
 }

@@ -17,7 +17,7 @@ status post(process& to, pid from, std::string_view topic, std::string_view body
         return taken->err ? status(std::move(*taken->err)) : status(done{});
     const limits& lim = to.context().limits;
     runtime::mailbox& box = to.mailbox();
-    if (lim.mailbox && box.length() >= lim.mailbox) {
+    if (box.full(lim.mailbox)) {
       return fail(error_kind::limit, "the mailbox of " + to.id().to_string() + " is full (" +
                                          std::to_string(lim.mailbox) + " messages)");
     }

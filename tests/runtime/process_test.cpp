@@ -216,5 +216,7 @@ TEST_CASE("a process object stays small (idle processes are many)") {
   // 392 since issue 12: the mailbox counts its queued bytes (8 bytes); 400
   // with the watchdog's spacing of deep states' preemption (8 bytes: 8 MB per
   // million processes, against arms that took milliseconds every slice).
-  CHECK(sizeof(luad::runtime::process) <= 400);
+  // 496 since issue 15: the mailbox keeps its owner's and its senders' fields
+  // a cache line apart (+104 bytes, 1.4 % of an idle process; one-way sends).
+  CHECK(sizeof(luad::runtime::process) <= 496);
 }
