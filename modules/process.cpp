@@ -26,15 +26,20 @@ pid lookup_name(lua_State* L, const char* name, std::size_t len) noexcept {
   }
 }
 
-pid check_pid(lua_State* L, int arg, bool names) {
-  if (lua_type(L, arg) == LUA_TLIGHTUSERDATA && lua_touserdata(L, arg)) {
-    return pid::from_pointer(lua_touserdata(L, arg));
-  }
-  if (lua_type(L, arg) == LUA_TSTRING) {
+pid check_pid(lua_State* L, int arg, bool names, bool* named) {
+  // One type test and one read per call: a send's hot path.
+  int type = lua_type(L, arg);
+  if (named) *named = false;
+  if (type == LUA_TLIGHTUSERDATA) {
+    if (void* p = lua_touserdata(L, arg)) return pid::from_pointer(p);
+  } else if (type == LUA_TSTRING) {
     std::size_t len;
     const char* s = lua_tolstring(L, arg, &len);
     if (auto p = pid::parse(std::string_view(s, len))) return *p;
-    if (names) return lookup_name(L, s, len);
+    if (names) {
+      if (named) *named = true;
+      return lookup_name(L, s, len);
+    }
   }
   luaL_argexpected(L, false, arg, names ? "pid or registered name" : "pid");
   return {};
@@ -55,13 +60,6 @@ runtime::result<process*> find_checked(lua_State* L, pid id, runtime::owner_verb
   } catch (...) {
     return runtime::fail(error_kind::limit, "out of memory");  // (fits without allocating)
   }
-}
-
-bool by_name(lua_State* L, int arg) {
-  if (lua_type(L, arg) != LUA_TSTRING) return false;
-  std::size_t len;
-  const char* s = lua_tolstring(L, arg, &len);
-  return !pid::parse(std::string_view(s, len));
 }
 
 int fail(lua_State* L, error_kind kind, const char* message) {

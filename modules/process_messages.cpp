@@ -12,6 +12,7 @@
 #include "runtime/message_codec.hpp"
 #include "runtime/post.hpp"
 #include "runtime/result.hpp"
+#include "runtime/string_cache.hpp"
 #include "runtime/yield.hpp"
 
 namespace luad::modules::process_parts {
@@ -23,8 +24,8 @@ using runtime::message;
 constexpr std::size_t k_max_topics = 16;
 constexpr std::size_t k_keep_buffer = std::size_t{1} << 20;
 
-// Encodes the payload (argument 3) and delivers it with the topic (argument 2).
-runtime::status send_to(lua_State* L, pid to, bool named) noexcept {
+// Encodes the payload (argument 3) and delivers it with `topic` (argument 2).
+runtime::status send_to(lua_State* L, pid to, std::string_view topic, bool named) noexcept {
   try {
     thread_local std::string encoded;
     thread_local std::string reason;
@@ -40,20 +41,17 @@ runtime::status send_to(lua_State* L, pid to, bool named) noexcept {
       self->owner().count_dead_letter();
       return runtime::done{};
     }
-    std::size_t topic_len;
-    const char* topic = lua_tolstring(L, 2, &topic_len);
     if (target->context().owner != self->context().owner) {  // runtime/owners.hpp
       if (!self->owner().permitted(*self, "send", to.to_string()))
         return runtime::fail(error_kind::permission_denied,
                              "this process may not send to a process of another owner");
-      auto verb = runtime::verb_of_topic(std::string_view(topic, topic_len));
+      auto verb = runtime::verb_of_topic(topic);
       if (runtime::status ok = runtime::may_act(self->context(), target->context(), verb, named);
           !ok)
         return ok;
     }
     // Within the receiver's mailbox limits (count and bytes), charged to it.
-    runtime::status sent =
-        runtime::post(*target, self->id(), std::string_view(topic, topic_len), encoded);
+    runtime::status sent = runtime::post(*target, self->id(), topic, encoded);
     // A worker keeps one buffer: after a large message, give its memory back.
     if (encoded.capacity() > k_keep_buffer) std::string().swap(encoded);
     return sent;
@@ -68,12 +66,14 @@ namespace {
 
 // process.send itself, in any process.
 int send_now(lua_State* L) {
-  pid to = check_pid(L, 1, true);
-  luaL_checkstring(L, 2);
+  bool named;
+  pid to = check_pid(L, 1, true, &named);
+  std::size_t topic_len;
+  const char* topic = luaL_checklstring(L, 2, &topic_len);
   lua_settop(L, 3);
   int n = 0;
   {
-    runtime::status sent = send_to(L, to, by_name(L, 1));
+    runtime::status sent = send_to(L, to, std::string_view(topic, topic_len), named);
     if (!sent) n = runtime::push_failure(L, sent.error());
   }
   if (n < 0) return lua_error(L);  // Lua's memory error, raised once `sent` is gone
@@ -123,13 +123,20 @@ int shape_received(lua_State* L, receive_form form) {
 int push_received(lua_State* L, message* m, int topic_at, receive_form form) {
   process* self = process::of(L);
   self->in_flight = m;
+  // The cache of received strings is made at the second message taken, not
+  // the first: a process that takes one message and ends (a worker answering
+  // once) would pay more for making it than it could save.
+  runtime::string_cache* strings = self->received_strings();
+  if (!strings && self->mailbox().taken() > 1)
+    strings = &runtime::string_cache::of(L, self->received_strings());
   if (topic_at) {
     lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
+  } else if (std::string_view topic = m->topic(); strings) {
+    strings->push(L, topic.data(), topic.size());
   } else {
-    std::string_view topic = m->topic();
     lua_pushlstring(L, topic.data(), topic.size());
   }
-  runtime::push_message(L, m->body());
+  runtime::push_message(L, m->body(), strings);
   // recv answers nil for a message from outside any process (luad send);
   // receive's msg.from has always been the empty pid there.
   if (m->from || form == receive_form::table)
@@ -148,15 +155,17 @@ struct topic_filter {
 };
 
 // Reads receive's first argument: nil (any topic), a topic, or a list of topics.
-// The views point into Lua strings that stay on the caller's stack.
-void check_topics(lua_State* L, topic_filter& f) {
+// The views point into Lua strings that stay on the caller's stack. Returns
+// the argument's stack index when it is one topic (a Lua string already, for
+// push_received), else 0.
+int check_topics(lua_State* L, topic_filter& f) {
   int t = lua_type(L, 1);
-  if (t == LUA_TNONE || t == LUA_TNIL) return;
+  if (t == LUA_TNONE || t == LUA_TNIL) return 0;
   std::size_t len;
   if (t == LUA_TSTRING) {
     const char* s = lua_tolstring(L, 1, &len);
     f.items[f.count++] = std::string_view(s, len);
-    return;
+    return 1;
   }
   luaL_argexpected(L, t == LUA_TTABLE, 1, "topic or list of topics");
   auto n = static_cast<std::size_t>(lua_rawlen(L, 1));
@@ -168,6 +177,7 @@ void check_topics(lua_State* L, topic_filter& f) {
     f.items[f.count++] = std::string_view(s, len);
     lua_pop(L, 1);  // still referenced by the table
   }
+  return 0;
 }
 
 int push_timeout(lua_State* L) {
@@ -192,9 +202,9 @@ class receive_yield final
   runtime::value args() const { return runtime::value(timeout); }
   int handle_result(lua_State* L, const runtime::value& v, const runtime::error* err) override {
     topic_filter topics;
-    check_topics(L, topics);  // checked once already: cannot raise now
+    int topic_at = check_topics(L, topics);  // checked once already: cannot raise now
     if (message* m = process::of(L)->mailbox().take(topics.span()))
-      return push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0, form);
+      return push_received(L, m, topic_at, form);
     if (err) {
       lua_pushnil(L);
       runtime::push_error(L, *err);
@@ -283,7 +293,7 @@ namespace {
 // process.receive and process.recv: the same selective receive, two forms.
 int receive_in(lua_State* L, receive_form form) {
   topic_filter topics;
-  check_topics(L, topics);
+  int topic_at = check_topics(L, topics);
   double timeout = -1;
   if (!lua_isnoneornil(L, 2)) {
     lua_Number t = luaL_checknumber(L, 2);
@@ -292,7 +302,7 @@ int receive_in(lua_State* L, receive_form form) {
   }
   if (process::of(L)->durable()) return durable_receive(L, topics, timeout, form);
   if (message* m = process::of(L)->mailbox().take(topics.span()))
-    return push_received(L, m, lua_type(L, 1) == LUA_TSTRING ? 1 : 0, form);
+    return push_received(L, m, topic_at, form);
   if (timeout == 0) return push_timeout(L);
   receive_yield* y = receive_yield::acquire(L);
   y->timeout = timeout;

@@ -29,17 +29,14 @@ pid lookup_name(lua_State* L, const char* name, std::size_t len) noexcept;
 
 /// A pid argument: a pid value, its text form ("0.42") or, where `names` is
 /// set, a registered name (an unknown name gives an empty pid). Raises on
-/// anything else.
-pid check_pid(lua_State* L, int arg, bool names = false);
+/// anything else. With `named`, tells whether the argument was a name.
+pid check_pid(lua_State* L, int arg, bool names = false, bool* named = nullptr);
 
 /// The live process `id`, with a reference the caller must release, when the
 /// calling process may `verb` it (runtime/owners.hpp); nullptr when it is not
 /// alive; permission_denied when the owner rule refuses.
 runtime::result<process*> find_checked(lua_State* L, pid id, runtime::owner_verb verb,
                                        bool by_name = false) noexcept;
-
-/// True when argument `arg` names a process by a registered name (not a pid).
-bool by_name(lua_State* L, int arg);
 
 /// Pushes nil and an error of `kind` with `message`; returns 2.
 int fail(lua_State* L, error_kind kind, const char* message);

@@ -87,6 +87,8 @@ class mailbox {
   /// Owner only: removes and returns the oldest message whose topic is one of
   /// `topics` (any topic when empty), or nullptr. Others stay queued in order.
   message* take(std::span<const std::string_view> topics) noexcept;
+  /// Owner only: messages taken so far (wraps at 2^32).
+  std::uint32_t taken() const noexcept { return taken_.load(std::memory_order_relaxed); }
   /// Messages queued, from any thread (exact for the owner; others may see a
   /// push that has not finished).
   std::size_t length() const noexcept {

@@ -23,6 +23,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "runtime/string_cache.hpp"
+
 namespace luad::runtime {
 
 namespace {
@@ -277,6 +279,7 @@ struct reader {
   const char* p;
   int refs;             // stack index of the table of tables, or 0
   lua_Integer ntables;  // tables created so far
+  string_cache* cache;  // the receiver's short strings, or null
 };
 
 template <class T>
@@ -292,7 +295,7 @@ void push_value(lua_State* L, reader& r);
 void push_table(lua_State* L, reader& r) {
   auto narr = take<std::uint32_t>(r);
   auto nhash = take<std::uint32_t>(r);
-  luaL_checkstack(L, 3, "message nested too deeply");
+  luaL_checkstack(L, 4, "message nested too deeply");  // table, key, value, cache's copy
   lua_createtable(L, static_cast<int>(narr), static_cast<int>(nhash));
   ++r.ntables;
   if (r.refs != 0) {
@@ -318,7 +321,11 @@ void push_value(lua_State* L, reader& r) {
   }
   if (t >= tag::short_string) {
     std::size_t len = t - tag::short_string;
-    lua_pushlstring(L, r.p, len);
+    if (r.cache) {
+      r.cache->push(L, r.p, len);
+    } else {
+      lua_pushlstring(L, r.p, len);
+    }
     r.p += len;
     return;
   }
@@ -371,20 +378,20 @@ bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
   }
 }
 
-void push_message(lua_State* L, std::string_view bytes) {
-  reader r{bytes.data(), 0, 0};
+void push_message(lua_State* L, std::string_view bytes, string_cache* cache) {
+  reader r{bytes.data(), 0, 0, cache};
   auto flags = static_cast<std::uint8_t>(*r.p++);
   if ((flags & has_refs) != 0) {
     std::uint32_t n = 0;
     std::memcpy(&n, bytes.data() + bytes.size() - sizeof n, sizeof n);
-    luaL_checkstack(L, 2, "cannot push message");
+    luaL_checkstack(L, 3, "cannot push message");
     lua_createtable(L, static_cast<int>(n), 0);
     r.refs = lua_gettop(L);
     push_value(L, r);
     lua_remove(L, r.refs);
     return;
   }
-  luaL_checkstack(L, 1, "cannot push message");
+  luaL_checkstack(L, 2, "cannot push message");  // the value, the cache's copy
   push_value(L, r);
 }
 
@@ -618,7 +625,7 @@ bool read_plain(reader& r, value& out) {
 
 std::optional<value> decode_value(std::string_view bytes) {
   if (!valid_message(bytes) || static_cast<std::uint8_t>(bytes[0]) != 0) return std::nullopt;
-  reader r{bytes.data() + 1, 0, 0};
+  reader r{bytes.data() + 1, 0, 0, nullptr};
   value v;
   if (!read_plain(r, v) || r.p != bytes.data() + bytes.size()) return std::nullopt;
   return v;

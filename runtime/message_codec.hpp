@@ -13,6 +13,8 @@
 
 namespace luad::runtime {
 
+class string_cache;
+
 /// Deepest table nesting a message may have (the outermost table is level 1).
 inline constexpr int max_message_depth = 200;
 
@@ -54,7 +56,8 @@ bool decode_integer(std::string_view bytes, std::int64_t& out) noexcept;
 /// encode_message from this process (pointers are copied as they are; the bytes
 /// are trusted, not validated). May raise only Lua's memory error (or a stack
 /// overflow error when the Lua stack cannot grow) and holds no C++ object with a
-/// destructor while it can.
-void push_message(lua_State* L, std::string_view bytes);
+/// destructor while it can. With `cache` (the receiving process's), its short
+/// strings come from and go to that cache instead of being interned anew.
+void push_message(lua_State* L, std::string_view bytes, string_cache* cache = nullptr);
 
 }  // namespace luad::runtime

@@ -40,6 +40,7 @@
 namespace luad::runtime {
 
 class scheduler;
+class string_cache;
 
 /// Why Lua last yielded to the scheduler (as opposed to a user coroutine yield).
 enum class suspend_kind : std::uint8_t { none, command, preempt, doom, exit };
@@ -207,6 +208,9 @@ class process final : public completion_target {
   bool has_name = false;
   /// Set while the process asked for UPGRADE messages (process.on_upgrade).
   bool wants_upgrade = false;
+  /// The short strings this process received lately, made at its first
+  /// receive in its own heap (runtime/string_cache.hpp). Owner thread.
+  string_cache*& received_strings() { return received_strings_; }
 
  private:
   static void* allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize) noexcept;
@@ -281,6 +285,9 @@ class process final : public completion_target {
   // runs, so rare_ is read without the links lock).
   bool own_commands_ = false;
   bool durable_ = false;  // own_commands_ and the sink journals
+  // Last, so that no field before it moved when it came (the mailbox's
+  // cache-line spacing is measured).
+  string_cache* received_strings_ = nullptr;
 };
 
 /// Sends `watcher` a DOWN for `target` that was not alive when monitored

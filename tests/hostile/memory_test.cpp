@@ -109,6 +109,21 @@ TEST_CASE("hostile: a full heap and then an error ends the process with limit; t
   CHECK(get(c.call("ping"), "/result") == "pong");
 }
 
+TEST_CASE("hostile: colliding short strings received twice each come back as sent, heap flat") {
+  // Each string shares its cache set and doorkeeper tag with all the others
+  // of its length and takes an entry; a cache that compared less than every
+  // byte would hand back another's, one that anchored each would grow the
+  // heap by about a MiB.
+  auto e = run_lua(hostile_script("memory_string_cache.lua"));
+  INFO(e.err.message);
+  REQUIRE(e.reason == exit_reason::normal);
+  CHECK(*e.results[0].get<std::int64_t>() == 2 * (500 + 5 * 4000));
+  auto grown = e.results[1].get<std::int64_t>();
+  REQUIRE(grown);
+  INFO("heap grew by " << *grown << " bytes");
+  CHECK(*grown < 16 * 1024);
+}
+
 TEST_CASE("hostile: 20,000 timers stop at limits.timers and are canceled at exit") {
   auto& eng = luad::test::shared_engine();
   std::size_t live_before = eng.clock().live();
