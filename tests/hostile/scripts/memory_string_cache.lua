@@ -1,3 +1,5 @@
+-- attack: short strings built to collide in the receiver's string cache, each sent to itself twice
+-- expect: normal
 -- Attacks the receiver's string cache (runtime/string_cache.cpp) from inside
 -- one process: strings built to share one set and one doorkeeper tag (same
 -- first four bytes, last four bytes and length; only the middle differs),
