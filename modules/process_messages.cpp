@@ -131,10 +131,9 @@ int push_received(lua_State* L, message* m, int topic_at, receive_form form) {
     strings = &runtime::string_cache::of(L, self->received_strings());
   if (topic_at) {
     lua_pushvalue(L, topic_at);  // already a Lua string: no need to intern it again
-  } else if (std::string_view topic = m->topic(); strings) {
-    strings->push(L, topic.data(), topic.size());
   } else {
-    lua_pushlstring(L, topic.data(), topic.size());
+    std::string_view topic = m->topic();
+    runtime::push_received_string(L, strings, topic.data(), topic.size());
   }
   runtime::push_message(L, m->body(), strings);
   // recv answers nil for a message from outside any process (luad send);

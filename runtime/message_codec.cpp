@@ -321,11 +321,7 @@ void push_value(lua_State* L, reader& r) {
   }
   if (t >= tag::short_string) {
     std::size_t len = t - tag::short_string;
-    if (r.cache) {
-      r.cache->push(L, r.p, len);
-    } else {
-      lua_pushlstring(L, r.p, len);
-    }
+    push_received_string(L, r.cache, r.p, len);
     r.p += len;
     return;
   }

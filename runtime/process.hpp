@@ -208,8 +208,8 @@ class process final : public completion_target {
   bool has_name = false;
   /// Set while the process asked for UPGRADE messages (process.on_upgrade).
   bool wants_upgrade = false;
-  /// The short strings this process received lately, made at its first
-  /// receive in its own heap (runtime/string_cache.hpp). Owner thread.
+  /// The short strings this process received lately, made at its second
+  /// message taken, in its own heap (runtime/string_cache.hpp). Owner thread.
   string_cache*& received_strings() { return received_strings_; }
 
  private:

@@ -58,4 +58,15 @@ class string_cache {
   bool turn_ = false;                           // which of its two places a miss takes
 };
 
+/// Pushes s[0..len) through `cache` when the receiver has one, else as a new
+/// Lua string (interned by Lua as usual).
+inline void push_received_string(lua_State* L, string_cache* cache, const char* s,
+                                 std::size_t len) {
+  if (cache) {
+    cache->push(L, s, len);
+  } else {
+    lua_pushlstring(L, s, len);
+  }
+}
+
 }  // namespace luad::runtime
