@@ -229,6 +229,7 @@ std::size_t scheduler::kill_owner(std::string_view owner, std::string why) {
 
 void scheduler::enqueue(process* p) {
   worker* self = worker::current();
+  if (self && self->run_next(p)) return;
   worker& target = self ? *self : *workers_[p->last_worker() % workers_.size()];
   std::size_t depth = target.push(p);
   if (depth > 1 && parked_.load(std::memory_order_relaxed) > 0) wake_idle(&target);

@@ -318,7 +318,7 @@ bool watchdog::scan(std::int64_t now) {
       if (process* p = r->proc_.load(std::memory_order_relaxed); p && !early) p->note_held();
       std::lock_guard lock(r->mu_);
       w = r->assigned_;
-      if (w) r->handed_off_.store(true, std::memory_order_release);
+      if (w) r->handed_off_.store(true, std::memory_order_seq_cst);  // worker::run_next
     }
     r->arming_.store(false, std::memory_order_release);
     if (!w) {

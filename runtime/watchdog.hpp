@@ -15,19 +15,13 @@
 #include <vector>
 
 #include "runtime/lua.hpp"
+#include "runtime/turn_clock.hpp"
 
 namespace luad::runtime {
 
 class process;
 class worker;
 class watchdog;
-
-/// Nanoseconds on the steady clock (turn timing and cpu accounting).
-inline std::int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 /// One thread that runs turns (a worker's own thread or a spare), and what the
 /// watchdog sees of its turn. The owner thread writes the turn fields; the
@@ -42,7 +36,7 @@ class alignas(64) runner {
   /// `heavy`: its last long turn was held, so this one is handed off early.
   /// Owner thread; a few stores and at most one clock read.
   void begin_turn(process* p, lua_State* L, std::int64_t cpu_left_ns, bool heavy = false) {
-    std::int64_t now = clock_fresh_ ? last_end_ : steady_ns();
+    std::int64_t now = clock_fresh_ ? last_end_ : clock_.now();
     proc_.store(p, std::memory_order_relaxed);
     thread_.store(L, std::memory_order_relaxed);
     started_.store(now, std::memory_order_relaxed);
@@ -58,7 +52,7 @@ class alignas(64) runner {
     epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     fence();  // see DESIGN in watchdog.cpp
     if (arming_.load(std::memory_order_acquire)) wait_unarmed();
-    last_end_ = steady_ns();
+    last_end_ = clock_.now();
     clock_fresh_ = true;
     return last_end_ - started_.load(std::memory_order_relaxed);
   }
@@ -87,7 +81,7 @@ class alignas(64) runner {
   /// next turn then takes as its start. Owner thread.
   std::int64_t now_ns() {
     if (!clock_fresh_) {
-      last_end_ = steady_ns();
+      last_end_ = clock_.now();
       clock_fresh_ = true;
     }
     return last_end_;
@@ -95,6 +89,8 @@ class alignas(64) runner {
   /// Set by the watchdog when it gave this thread's queue to another thread:
   /// the worker loop returns after the current turn. Owner thread.
   bool handed_off() const { return handed_off_.load(std::memory_order_acquire); }
+  /// The same, ordered with the watchdog's store of it (worker::run_next).
+  bool handed_off_seq_cst() const { return handed_off_.load(std::memory_order_seq_cst); }
 
  private:
   friend class watchdog;
@@ -118,6 +114,7 @@ class alignas(64) runner {
   std::atomic<process*> proc_{nullptr};
   std::atomic<lua_State*> thread_{nullptr};
   std::atomic<bool> heavy_{false};
+  turn_clock clock_;              // owner only
   std::int64_t last_end_ = 0;     // owner only
   bool clock_fresh_ = false;      // owner only
   std::uint64_t seen_epoch_ = 0;  // watchdog only

@@ -54,7 +54,7 @@ void worker::push_locked(process* p) {
     l->key = key;
   }
   l->queue.push_back(p);
-  ++queued_;
+  queued_.store(queued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 // The front lane's first process; the lane then goes to the back of the turn
@@ -65,7 +65,7 @@ process* worker::pop_locked() {
   lane& front = *lanes_.front();
   process* p = front.queue.front();
   front.queue.pop_front();
-  --queued_;
+  queued_.store(queued_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   if (front.queue.empty()) {
     if (idle_.size() < k_idle_lanes) idle_.push_back(std::move(lanes_.front()));
     lanes_.pop_front();
@@ -82,12 +82,34 @@ std::size_t worker::push(process* p) {
   {
     std::lock_guard lock(mu_);
     push_locked(p);
-    n = queued_;
+    // The run-next process counts: it is runnable work ahead of p, and a
+    // queue of p alone behind it is work for an idle worker to steal (a
+    // sender preempted while the receiver it woke waits in the slot).
+    n = queued_.load(std::memory_order_relaxed) +
+        (next_.load(std::memory_order_relaxed) != nullptr ? 1 : 0);
     wake = parked_;
     parked_ = false;  // one notify per park, not one per push
   }
   if (wake) cv_.notify_one();
   return n;
+}
+
+// Only one thread drives a worker, but a thread held in a turn past a
+// hand-off still counts as this worker's (worker::current) while a spare
+// drives it: both may offer a process, so the slot is claimed by CAS, and the
+// held thread, once it sees the hand-off, takes its offer back to the locked
+// queue, which wakes the spare if parked. Dekker with the watchdog's
+// seq_cst store of handed_off: either the held thread sees it, or the spare,
+// which starts driving after that store, sees the slot filled.
+bool worker::run_next(process* p) {
+  if (queued_.load(std::memory_order_relaxed) != 0) return false;
+  process* empty = nullptr;
+  if (!next_.compare_exchange_strong(empty, p, std::memory_order_seq_cst)) return false;
+  runner* r = runner::current();
+  if (r && r->handed_off_seq_cst()) {
+    if (process* back = next_.exchange(nullptr, std::memory_order_acq_rel)) push(back);
+  }
+  return true;
 }
 
 bool worker::wake_if_parked() {
@@ -157,9 +179,9 @@ process* worker::pop() {
 // Takes turns as pop() would, so the stolen half keeps the owners' shares.
 process* worker::steal_into(worker& thief) {
   std::unique_lock lock(mu_, std::try_to_lock);
-  if (!lock.owns_lock() || queued_ == 0) return nullptr;
+  if (!lock.owns_lock() || queued_.load(std::memory_order_relaxed) == 0) return nullptr;
   process* first = pop_locked();
-  std::size_t take = queued_ / 2;
+  std::size_t take = queued_.load(std::memory_order_relaxed) / 2;
   if (take == 0) return first;
   std::vector<process*> moved;
   moved.reserve(take);
@@ -175,14 +197,18 @@ void worker::drive(runner& r) {
   for (;;) {
     if (r.handed_off()) break;  // a spare drives this queue now
     if (next_timer_.load(std::memory_order_relaxed) <= r.now_ns()) fire_timers(r.now_ns());
-    process* p = pop();
+    // seq_cst: a spare's look here must see a held thread's offer (run_next).
+    process* p = next_.load(std::memory_order_seq_cst) != nullptr
+                     ? next_.exchange(nullptr, std::memory_order_acq_rel)
+                     : nullptr;
+    if (!p) p = pop();
     if (!p) p = owner_.steal_for(*this);
     if (p) {
       p->run_turn(index_);
       continue;
     }
     std::unique_lock lock(mu_);
-    if (queued_ != 0) continue;
+    if (queued_.load(std::memory_order_relaxed) != 0) continue;
     if (stopping_) {
       lock.unlock();
       drop_timers();  // their processes were killed: nobody waits for them
@@ -197,7 +223,7 @@ void worker::drive(runner& r) {
 void worker::park(runner& r, std::unique_lock<std::mutex>& lock) {
   r.clock_stale();
   owner_.note_parked(+1);
-  while (queued_ == 0 && !stopping_) {
+  while (queued_.load(std::memory_order_relaxed) == 0 && !stopping_) {
     parked_ = true;  // (again, after a spurious wake-up: pushers clear it)
     std::int64_t next = timers_.next_deadline();
     if (next == timer_wheel::k_never) {

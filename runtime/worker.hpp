@@ -49,8 +49,14 @@ class worker {
   /// Asks the loop to return once its queue is empty (any thread).
   void request_stop();
   /// Appends a runnable process (any thread); wakes the worker if parked.
-  /// Returns the queue length after the push.
+  /// Returns the processes waiting to run here after the push (the queue and
+  /// the run-next slot).
   std::size_t push(process* p);
+  /// From the thread driving this worker: makes `p` the process that runs
+  /// after the current turn, without the queue's lock, if nothing is queued
+  /// or already waiting there (so the order stays first come, first run).
+  /// False: push it instead.
+  bool run_next(process* p);
   /// Moves up to half of this queue (at least one) into `thief`'s queue and
   /// returns one of them to run now; nullptr if empty or busy.
   process* steal_into(worker& thief);
@@ -90,7 +96,14 @@ class worker {
 
   std::deque<std::unique_ptr<lane>> lanes_;  // lanes with work, in turn order
   std::vector<std::unique_ptr<lane>> idle_;  // empty lanes kept for reuse (a few)
-  std::size_t queued_ = 0;                   // processes in all lanes
+  // Processes in all lanes; written under mu_, read without it by run_next.
+  std::atomic<std::size_t> queued_{0};
+  // The process a turn on this worker woke while nothing was queued: it runs
+  // next, ahead of the queue and unseen by thieves (run_next). The common
+  // case of a send to a waiting process, a reply, a spawn, then costs no
+  // lock, lane or deque. Set by the thread driving the worker, or by one held
+  // in a turn past a hand-off (see run_next); taken by the driving thread.
+  std::atomic<process*> next_{nullptr};
   timer_wheel timers_;                       // under mu_
   // timers_.next_deadline(), for the loop's check between turns without mu_.
   std::atomic<std::int64_t> next_timer_{timer_wheel::k_never};
