@@ -1,11 +1,13 @@
 // Hostile scripts against time: loops that try to hold a worker (plain, in a
-// coroutine, in Lua called from C, behind pcall). Two copies of each run on a
-// two-worker scheduler beside a canary timing 10 ms sleeps; then both are
-// killed and must end `killed` within 100 ms.
+// coroutine, in Lua called from C, behind pcall), and a pair that wakes each
+// other forever. Two copies of each run on a two-worker scheduler (one worker
+// for the pair) beside a canary timing 10 ms sleeps; then both are killed and
+// must end `killed` within 100 ms.
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -41,10 +43,12 @@ constexpr const char* k_canary = R"(
   return worst)";
 
 // Runs two copies of `name` beside the canary, then kills them.
-void hold_and_kill(const std::string& name) {
+// `beside` runs with them too, after the canary.
+void hold_and_kill(const std::string& name, unsigned workers = 2,
+                   const std::function<void(luad::server::engine&)>& beside = {}) {
   std::string source = read_script(name);
   REQUIRE(source.find("-- expect: kill") != std::string::npos);
-  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(2));
+  luad::server::engine eng(luad::runtime::scheduler_options::with_workers(workers));
   pid a, b;
   auto fa = spawn_lua(eng, source, {}, &a);
   auto fb = spawn_lua(eng, source, {}, &b);
@@ -56,6 +60,7 @@ void hold_and_kill(const std::string& name) {
   // 20 ms is the goal on a quiet machine (docs/security.md); the test allows
   // for a shared, loaded one.
   CHECK(worst < 0.1);
+  if (beside) beside(eng);
   for (auto* f : {&fa, &fb}) {
     REQUIRE(f->wait_for(milliseconds(0)) == std::future_status::timeout);  // still holding
   }
@@ -91,4 +96,19 @@ TEST_CASE("hostile: pcall cannot catch the kill") { hold_and_kill("watchdog_pcal
 
 TEST_CASE("hostile: a loop in a gsub callback is killed") {
   hold_and_kill("watchdog_gsub_callback.lua");
+}
+
+// One worker, so the pair and everyone else share it. The pair's wake-ups go
+// through the run-next slot (runtime/worker.cpp); a process spawned from
+// outside the scheduler waits in the queue, and must not wait for the pair.
+TEST_CASE("hostile: two processes waking each other forever do not starve the queue") {
+  hold_and_kill("watchdog_wake_pair.lua", 1, [](luad::server::engine& eng) {
+    for (int i = 0; i < 20; ++i) {
+      auto t0 = steady_clock::now();
+      auto done = spawn_lua(eng, "return 1");
+      exit_info e = wait_exit(done, std::chrono::seconds(20));
+      REQUIRE(e.reason == exit_reason::normal);
+      CHECK(steady_clock::now() - t0 < milliseconds(500));
+    }
+  });
 }
