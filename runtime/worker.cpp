@@ -106,7 +106,7 @@ bool worker::run_next(process* p) {
   process* empty = nullptr;
   if (!next_.compare_exchange_strong(empty, p, std::memory_order_seq_cst)) return false;
   runner* r = runner::current();
-  if (r && r->handed_off_seq_cst()) {
+  if (r && r->handed_off()) {
     if (process* back = next_.exchange(nullptr, std::memory_order_acq_rel)) push(back);
   }
   return true;

@@ -104,7 +104,7 @@ class worker {
   // lock, lane or deque. Set by the thread driving the worker, or by one held
   // in a turn past a hand-off (see run_next); taken by the driving thread.
   std::atomic<process*> next_{nullptr};
-  timer_wheel timers_;                       // under mu_
+  timer_wheel timers_;  // under mu_
   // timers_.next_deadline(), for the loop's check between turns without mu_.
   std::atomic<std::int64_t> next_timer_{timer_wheel::k_never};
   bool parked_ = false;
