@@ -22,6 +22,17 @@
 // a held thread and the spare beside it share the cores, so every millisecond the queue waits is
 // added to the lateness of whatever is queued behind the long call.
 //
+// Nothing waits. A held turn, or a heavy process's, is handed off only when
+// something waits for its worker: a queued process, the run-next slot, or a
+// timer due within a tick. Otherwise the long turn runs on where it is, and
+// the watchdog looks again at its next tick (a process queued meanwhile
+// waits at most that tick more). A hand-off with nothing behind it gained
+// nothing and cost much: table.sort with a Lua comparator is a long C call
+// (held at each slice), its process became heavy, and from then every turn
+// of it was handed off at 250 µs, so it hopped between threads and cores,
+// refilling its caches each time (bench/lua/tables.lua ran 1.35x slower than
+// pinned to one core).
+//
 // The handshake. lua_sethook from another thread writes the state's hook fields
 // and walks its CallInfo chain, so the state, the coroutine and the CallInfos
 // must stay alive meanwhile. The watchdog sets the runner's `arming_`, issues a
@@ -202,6 +213,11 @@ void watchdog::note_cpu_clock(runner& r) {
 // kernel. A turn whose thread the OS did not run meanwhile (runnable, but more
 // busy threads than cores) is not held however long it waits: a spare would
 // only add one more thread to share the same cores.
+bool watchdog::waits_behind(runner& r, std::int64_t horizon) {
+  std::lock_guard lock(r.mu_);
+  return r.assigned_ && r.assigned_->has_waiting(horizon);
+}
+
 bool watchdog::stuck(runner& r, std::uint64_t e, std::int64_t now) const {
   if (r.armed_epoch_ != e) return false;  // not armed yet: this look arms it
   const std::int64_t tick = std::chrono::nanoseconds(tick_of(opts_.slice)).count();
@@ -305,7 +321,9 @@ bool watchdog::scan(std::int64_t now) {
     if (early || (ran >= hold && stuck(r, e, now))) held.push_back({&r, e, early});
   }
   if (!due.empty()) arm_all(due, now);
+  const std::int64_t horizon = now + std::chrono::nanoseconds(tick_of(opts_.slice)).count();
   for (auto [r, e, early] : held) {
+    if (!waits_behind(*r, horizon)) continue;  // no hand-off yet: see DESIGN, "Nothing waits"
     runner* s = spare();
     if (!s)
       break;  // at the cap: the held queue waits (its processes are stolen when others run dry)

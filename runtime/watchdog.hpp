@@ -191,6 +191,7 @@ class watchdog {
   runner* spare();
   static void note_cpu_clock(runner& r);
   bool stuck(runner& r, std::uint64_t e, std::int64_t now) const;
+  static bool waits_behind(runner& r, std::int64_t horizon);
   void drive(runner& r, worker* first);
   void arm_all(const std::vector<std::pair<runner*, std::uint64_t>>& due, std::int64_t now);
   static void barrier();

@@ -66,6 +66,16 @@ class worker {
   /// clock; `now_ns` is the caller's reading). Any thread, though it is the
   /// thread driving this worker but for a turn held past a hand-off.
   void add_timer(std::int64_t now_ns, std::int64_t deadline_ns, completion&& done);
+  /// Whether anything waits for this worker's thread: a queued process, the
+  /// run-next slot, or a timer due by `horizon_ns`. Any thread: the watchdog
+  /// hands a worker held in a long turn to a spare only when something waits,
+  /// since a hand-off moves the long process to another thread (and core),
+  /// whose caches it must fill again.
+  bool has_waiting(std::int64_t horizon_ns) const {
+    return queued_.load(std::memory_order_relaxed) != 0 ||
+           next_.load(std::memory_order_relaxed) != nullptr ||
+           next_timer_.load(std::memory_order_relaxed) <= horizon_ns;
+  }
   /// Timers held, and those someone still waits for (scans). Any thread.
   std::size_t timers_pending();
   std::size_t timers_live();

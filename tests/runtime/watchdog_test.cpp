@@ -45,6 +45,13 @@ milliseconds kill_latency(luad::server::engine& eng, pid id, std::future<exit_in
   return dt;
 }
 
+// Yields forever (a zero sleep each time round): beside a long turn on one
+// worker it is something waiting behind that turn, which is what makes the
+// watchdog hand the worker to a spare.
+constexpr const char* k_yielder = R"(
+  local time = require("time")
+  while true do time.sleep(0) end)";
+
 // A canary: sleeps 10 ms `n` times and returns its worst lateness in seconds.
 constexpr const char* k_canary = R"(
   local time = require("time")
@@ -106,13 +113,19 @@ TEST_CASE("loops in sort comparators hold two workers; spares keep the rest runn
   pid h1, h2;
   auto f1 = spawn_lua(eng, hog, {}, &h1);
   auto f2 = spawn_lua(eng, hog, {}, &h2);
-  REQUIRE(eventually([&] { return eng.scheduler().stats().handoffs >= before.handoffs + 2; }));
+  // Both are held once their hooks are armed (they cannot yield in sort).
+  REQUIRE(eventually([&] {
+    return running(eng, h1) && running(eng, h2) &&
+           eng.scheduler().stats().hooks_armed >= before.hooks_armed + 2;
+  }));
   auto e = run_lua(k_canary, {}, &eng, std::chrono::seconds(20));
   REQUIRE(e.reason == exit_reason::normal);
   const double* worst = e.results.at(0).get<double>();
   REQUIRE(worst);
   MESSAGE("canary worst lateness with two held workers: " << *worst * 1000 << " ms");
   CHECK(*worst < 0.05);
+  // The canary queued behind a held worker, which a spare took over.
+  CHECK(eng.scheduler().stats().handoffs >= before.handoffs + 1);
   // The holders still die promptly when killed (the hook raises in the comparator).
   exit_info out;
   CHECK(kill_latency(eng, h1, f1, out) < milliseconds(100));
@@ -126,8 +139,11 @@ TEST_CASE("loops in sort comparators hold two workers; spares keep the rest runn
 TEST_CASE("a loop of long C calls is handed off at each call's start, not after a slice each") {
   // Each table.sort below is one C call of several ms that cannot yield. The
   // first is held after its slice; the process is then heavy, and each later
-  // call's turn goes to a spare at the watchdog's first look.
+  // call's turn goes to a spare at the watchdog's first look. A yielder on the
+  // same worker waits behind each of those turns.
   luad::server::engine eng(scheduler_options::with_workers(1));
+  pid yid;
+  auto yielder = spawn_lua(eng, k_yielder, {}, &yid);
   const char* sorts = R"(
     local t = {}
     for i = 1, 200000 do t[i] = (i * 7919) % 1000003 end
@@ -147,6 +163,33 @@ TEST_CASE("a loop of long C calls is handed off at each call's start, not after 
   // the slice rule instead. Broken, the early rule gives none.
   CHECK(after.handoffs - before.handoffs >= 6);
   CHECK(after.early_handoffs - before.early_handoffs >= 1);
+  exit_info out;
+  kill_latency(eng, yid, yielder, out);
+  CHECK(out.reason == exit_reason::killed);
+}
+
+TEST_CASE("a long C call with nothing waiting behind it keeps its thread") {
+  // The same sorts alone on their worker: each is past its slice (armed) and
+  // cannot yield, but nothing waits for the worker, so no spare takes it and
+  // the process stays on its thread and core. (Handed off anyway, it hopped
+  // between threads every slice: bench/lua/tables.lua ran 1.35x slower.)
+  luad::server::engine eng(scheduler_options::with_workers(1));
+  const char* sorts = R"(
+    local t = {}
+    for i = 1, 200000 do t[i] = (i * 7919) % 1000003 end
+    for round = 1, 12 do
+      table.sort(t, round % 2 == 0 and function(a, b) return a > b end or nil)
+    end
+    return #t)";
+  auto before = eng.scheduler().stats();
+  auto e = run_lua(sorts, {}, &eng, std::chrono::seconds(60));
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  auto after = eng.scheduler().stats();
+  MESSAGE("arms: " << after.hooks_armed - before.hooks_armed
+                   << ", hand-offs: " << after.handoffs - before.handoffs);
+  CHECK(after.hooks_armed - before.hooks_armed >= 6);  // its turns ran past their slices
+  CHECK(after.handoffs == before.handoffs);
+  CHECK(after.spare_threads == before.spare_threads);
 }
 
 TEST_CASE("a heavy process that turns into a pure Lua loop stops being handed off early") {
@@ -156,6 +199,7 @@ TEST_CASE("a heavy process that turns into a pure Lua loop stops being handed of
   // the streak never ended for a loop: each of its ~100 turns here took a
   // spare.)
   luad::server::engine eng(scheduler_options::with_workers(1));
+  auto yielder = spawn_lua(eng, k_yielder);  // waits behind each long turn
   auto fut = spawn_lua(eng, R"(
     for i = 1, 8 do local s = string.rep("x", 16 << 20) end
     while true do end)");
@@ -167,6 +211,7 @@ TEST_CASE("a heavy process that turns into a pure Lua loop stops being handed of
   CHECK(st.early_handoffs <= 10);  // at most the string.rep turns, and one more
   eng.stop();
   CHECK(fut.get().reason == exit_reason::shutdown);
+  CHECK(yielder.get().reason == exit_reason::shutdown);
 }
 
 namespace {
@@ -243,16 +288,23 @@ TEST_CASE("a state 200k calls deep is preempted sparingly, and still killed at o
   // which depends on the machine's speed: 52-67 on a quiet machine, under 40
   // on a busy one or under TSan. Half the unspaced count shows the spacing.
   CHECK(arms < 100);
-  // A kill is armed at once, however deep.
+  // A kill is armed at once, however deep. One worker, with a yielder behind
+  // the deep turn: its worker is handed to a spare once the turn is deep
+  // (its arms spaced), which is the sign to kill it.
+  luad::server::engine eng1(scheduler_options::with_workers(1));
+  auto yielder = spawn_lua(eng1, k_yielder);
+  before = eng1.scheduler().stats();
   pid id;
-  auto fut = spawn_lua(eng, R"(
+  auto fut = spawn_lua(eng1, R"(
     local function down(n) if n == 0 then while true do end end return down(n - 1) + 1 end
     return down(200000))",
                        {}, &id);
-  REQUIRE(eventually([&] { return eng.scheduler().stats().handoffs > before.handoffs; }));
+  REQUIRE(eventually([&] { return eng1.scheduler().stats().handoffs > before.handoffs; }));
   exit_info out;
-  CHECK(kill_latency(eng, id, fut, out) < milliseconds(100));
+  CHECK(kill_latency(eng1, id, fut, out) < milliseconds(100));
   CHECK(out.reason == exit_reason::killed);
+  eng1.stop();
+  CHECK(yielder.get().reason == exit_reason::shutdown);
 }
 
 TEST_CASE("a kill during a long C call is never lost to a normal return") {
