@@ -343,13 +343,15 @@ bool watchdog::scan(std::int64_t now) {
       s->busy_.store(false, std::memory_order_release);
       continue;
     }
+    // Counted before the spare starts: whatever it runs, and whoever hears
+    // of that, then sees the count (a test reads it once a woken process ends).
+    handoffs_.fetch_add(1, std::memory_order_relaxed);
+    if (early) early_handoffs_.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(s->mu_);
       s->assigned_ = w;
     }
     s->cv_.notify_one();
-    handoffs_.fetch_add(1, std::memory_order_relaxed);
-    if (early) early_handoffs_.fetch_add(1, std::memory_order_relaxed);
   }
   return active;
 }
