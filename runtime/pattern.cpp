@@ -77,7 +77,7 @@ enum class_bit : unsigned short {
 };
 
 struct class_table {
-  unsigned short of_byte[256] = {};   // which classes each byte is in
+  unsigned short of_byte[256] = {};    // which classes each byte is in
   unsigned short of_letter[256] = {};  // the class a letter after '%' names, or 0
   constexpr class_table() {
     for (int c = 0; c < 256; ++c) {
@@ -98,7 +98,7 @@ struct class_table {
       of_byte[c] = b;
     }
     const char letters[] = "acdglpsuwxz";
-    const unsigned short bits[] = {k_alpha, k_cntrl, k_digit, k_graph, k_lower, k_punct,
+    const unsigned short bits[] = {k_alpha, k_cntrl, k_digit, k_graph,  k_lower, k_punct,
                                    k_space, k_upper, k_alnum, k_xdigit, k_zero};
     for (int i = 0; letters[i]; ++i) {
       of_letter[static_cast<unsigned char>(letters[i])] = bits[i];

@@ -290,7 +290,8 @@ TEST_CASE("the bounded matcher agrees with stock Lua on every class for every by
   int bad = 0, cases = 0;
   for (char cl : std::string("acdglpsuwxzACDGLPSUWXZ.%]-^$qQ9")) {
     std::string item = std::string("%") + cl;
-    for (const std::string& p : {item, item + "+", "[" + item + "]", "[^" + item + "]", "[x" + item + "0-3]"}) {
+    for (const std::string& p :
+         {item, item + "+", "[" + item + "]", "[^" + item + "]", "[x" + item + "0-3]"}) {
       bad += st.same(all_bytes, p, "", "<%0>");
       ++cases;
     }

@@ -64,6 +64,21 @@ constexpr const char* k_canary = R"(
   end
   return worst)";
 
+// Twelve table.sort calls of 200k numbers, each one C call of several ms that
+// cannot yield; runs them to a normal exit on `eng` and returns its stats after.
+luad::runtime::scheduler_stats run_sorts(luad::server::engine& eng) {
+  auto e = run_lua(R"(
+    local t = {}
+    for i = 1, 200000 do t[i] = (i * 7919) % 1000003 end
+    for round = 1, 12 do
+      table.sort(t, round % 2 == 0 and function(a, b) return a > b end or nil)
+    end
+    return #t)",
+                   {}, &eng, std::chrono::seconds(60));
+  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
+  return eng.scheduler().stats();
+}
+
 }  // namespace
 
 TEST_CASE("the watchdog preempts while true do end; others run; the counter moves") {
@@ -145,17 +160,8 @@ TEST_CASE("a loop of long C calls is handed off at each call's start, not after 
   luad::server::engine eng(scheduler_options::with_workers(1));
   pid yid;
   auto yielder = spawn_lua(eng, k_yielder, {}, &yid);
-  const char* sorts = R"(
-    local t = {}
-    for i = 1, 200000 do t[i] = (i * 7919) % 1000003 end
-    for round = 1, 12 do
-      table.sort(t, round % 2 == 0 and function(a, b) return a > b end or nil)
-    end
-    return #t)";
   auto before = eng.scheduler().stats();
-  auto e = run_lua(sorts, {}, &eng, std::chrono::seconds(60));
-  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
-  auto after = eng.scheduler().stats();
+  auto after = run_sorts(eng);
   MESSAGE("hand-offs: " << after.handoffs - before.handoffs
                         << ", early: " << after.early_handoffs - before.early_handoffs);
   // 5-6 of the 7 are early here. The watchdog sees a turn early only if it
@@ -175,17 +181,8 @@ TEST_CASE("a long C call with nothing waiting behind it keeps its thread") {
   // the process stays on its thread and core. (Handed off anyway, it hopped
   // between threads every slice: bench/lua/tables.lua ran 1.35x slower.)
   luad::server::engine eng(scheduler_options::with_workers(1));
-  const char* sorts = R"(
-    local t = {}
-    for i = 1, 200000 do t[i] = (i * 7919) % 1000003 end
-    for round = 1, 12 do
-      table.sort(t, round % 2 == 0 and function(a, b) return a > b end or nil)
-    end
-    return #t)";
   auto before = eng.scheduler().stats();
-  auto e = run_lua(sorts, {}, &eng, std::chrono::seconds(60));
-  REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
-  auto after = eng.scheduler().stats();
+  auto after = run_sorts(eng);
   MESSAGE("arms: " << after.hooks_armed - before.hooks_armed
                    << ", hand-offs: " << after.handoffs - before.handoffs);
   CHECK(after.hooks_armed - before.hooks_armed >= 6);  // its turns ran past their slices
