@@ -9,6 +9,7 @@
 #include "bench/benchmarks.hpp"
 #include "bench/scripts.hpp"
 #include "runtime/code.hpp"
+#include "runtime/span_pool.hpp"
 #include "server/engine.hpp"
 
 namespace luad::bench {
@@ -77,12 +78,19 @@ void bench_spawn_done(const options& opts) {
   report("spawn_done_" + size_tag(opts.spawn_done), number(r.at(0)), "procs/s");
 }
 
+namespace {
+// Bytes in use from malloc and from the span pool under the Lua heaps.
+std::size_t heap_bytes() {
+  return mallinfo2().uordblks + runtime::span_pool::in_use(runtime::span_pool::read());
+}
+}  // namespace
+
 void bench_mem_receive(const options& opts) {
   engine eng(engine_options(opts));
   run_main(eng, "spawn_done.lua", {value(1000)});  // warm-up
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::size_t rss0 = rss_bytes();
-  std::size_t heap0 = mallinfo2().uordblks;
+  std::size_t heap0 = heap_bytes();
   runtime::chunk_ptr code = eng.scheduler().code().get(bench_script("idle_receive.lua"));
   auto before = eng.scheduler().stats().yields;
   auto t0 = wall_clock::now();
@@ -98,10 +106,10 @@ void bench_mem_receive(const options& opts) {
        std::to_string(seconds_since(t0) * 1000) + " ms");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::size_t rss1 = rss_bytes();
-  std::size_t heap1 = mallinfo2().uordblks;
+  std::size_t heap1 = heap_bytes();
   const std::string tag = size_tag(opts.idle_receive);
-  // Bytes malloc handed out (Lua heaps, process records, tables), without
-  // allocator slack: where RSS per process goes.
+  // Bytes malloc and the span pool handed out (Lua heaps, process records,
+  // tables), without allocator slack: where RSS per process goes.
   report("mem_receive_" + tag + "_heap",
          static_cast<double>(heap1 - heap0) / static_cast<double>(opts.idle_receive), "bytes/proc");
   report("mem_receive_" + tag + "_rss",

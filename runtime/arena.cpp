@@ -1,9 +1,12 @@
-// Process heaps: bump allocation in 4 KiB chunks, 16-byte size classes;
-// large blocks from malloc on an intrusive list.
+// Process heaps: bump allocation in chunks from span_pool, size classes up to
+// 2 KiB; large blocks from malloc on an intrusive list.
 #include "runtime/arena.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+
+#include "runtime/span_pool.hpp"
 
 namespace luad::runtime {
 
@@ -19,35 +22,58 @@ void arena::reset() noexcept {
   }
   while (chunks_) {
     chunk_header* next = chunks_->next;
-    std::free(chunks_);
+    span_pool::give(chunks_, chunks_->size);
     chunks_ = next;
   }
   free_ = {};
+  medium_ = nullptr;
   cursor_ = nullptr;
   footprint_.store(0, std::memory_order_relaxed);
 }
 
 bool arena::add_chunk(std::size_t size, std::size_t limit) noexcept {
   if (footprint() + size > limit) return false;
-  auto* c = static_cast<chunk_header*>(std::malloc(size));
+  auto* c = static_cast<chunk_header*>(span_pool::take(size));
   if (!c) return false;
+  spill_room();
   c->next = chunks_;
   c->size = size;
   chunks_ = c;
   grow(size);
-  // The rest of the old chunk is left unused: at most one block's worth.
   cursor_ = reinterpret_cast<char*>(c) + align_up(sizeof(chunk_header), k_step);
   return true;
 }
 
-void arena::reserve_first(std::size_t bytes, std::size_t limit) noexcept {
-  if (chunks_ || bytes == 0) return;
-  constexpr std::size_t lo = 1024, hi = 64 * 1024;
-  bytes = align_up(bytes + align_up(sizeof(chunk_header), k_step), 64);
-  add_chunk(bytes < lo ? lo : bytes > hi ? hi : bytes, limit);
+// The rest of the newest chunk, too small for the block that needs a new one,
+// goes to the free lists.
+void arena::spill_room() noexcept {
+  std::size_t left = room();
+  give_range(cursor_, left);
+  cursor_ += left;
 }
 
-std::size_t arena::small_bytes() const noexcept {
+// Bytes no block uses go to the free lists as the largest blocks that fit
+// (small ones unless the larger classes have their heads already).
+void arena::give_range(char* from, std::size_t bytes) noexcept {
+  while (bytes >= k_step) {
+    std::size_t c = class_of(bytes);
+    if (class_size(c) > bytes) --c;  // class_of rounds up; a spilled block rounds down
+    if (!has_heads(c)) c = k_small - 1;
+    auto* b = reinterpret_cast<free_block*>(from);
+    b->next = head(c);
+    head(c) = b;
+    from += class_size(c);
+    bytes -= class_size(c);
+  }
+}
+
+void arena::reserve_first(std::size_t bytes, std::size_t limit) noexcept {
+  if (chunks_ || bytes == 0) return;
+  bytes = align_up(bytes + align_up(sizeof(chunk_header), k_step), span_pool::k_unit);
+  add_chunk(bytes > span_pool::k_max ? span_pool::k_max : bytes, limit);
+}
+
+std::size_t arena::carved_bytes() const noexcept {
   std::size_t n = 0;
   for (const chunk_header* c = chunks_; c; c = c->next)
     n += c->size - align_up(sizeof(chunk_header), k_step);
@@ -83,31 +109,45 @@ void* arena::allocate_large(std::size_t n, std::size_t limit) noexcept {
 }
 
 void* arena::allocate(std::size_t n, std::size_t limit) noexcept {
-  if (n > max_small) return allocate_large(n, limit);
-  std::size_t c = (n - 1) / k_step;
-  if (free_block* b = free_[c]) {
-    free_[c] = b->next;
-    return b;
+  static_assert(class_of(max_chunked) == k_classes - 1 && class_size(k_classes - 1) == max_chunked);
+  static_assert(class_size(class_of(257)) == 384 && class_size(class_of(256)) == 256);
+  if (n > max_chunked) return allocate_large(n, limit);
+  std::size_t c = class_of(n);
+  if (has_heads(c)) {
+    if (free_block* b = head(c)) {
+      head(c) = b->next;
+      return b;
+    }
   }
-  return carve((c + 1) * k_step, limit);
+  return carve(class_size(c), limit);
 }
 
 void arena::release(void* p, std::size_t n) noexcept {
-  if (n > max_small) {
+  if (n > max_chunked) {
     large_header* h = static_cast<large_header*>(p) - 1;
     unlink(h);
     shrink(n);
     std::free(h);
     return;
   }
-  std::size_t c = (n - 1) / k_step;
+  std::size_t c = class_of(n);
+  if (!has_heads(c)) {
+    // The first larger block freed holds the larger classes' heads at its
+    // start; the rest of it goes to the free lists.
+    constexpr std::size_t heads = (k_classes - k_small) * sizeof(free_block*);
+    static_assert(heads % k_step == 0 && class_size(k_small) > heads);
+    medium_ = static_cast<free_block**>(p);
+    std::fill_n(medium_, k_classes - k_small, nullptr);
+    give_range(static_cast<char*>(p) + heads, class_size(c) - heads);
+    return;
+  }
   auto* b = static_cast<free_block*>(p);
-  b->next = free_[c];
-  free_[c] = b;
+  b->next = head(c);
+  head(c) = b;
 }
 
 void* arena::resize(void* p, std::size_t old, std::size_t n, std::size_t limit) noexcept {
-  if (old > max_small && n > max_small) {
+  if (old > max_chunked && n > max_chunked) {
     if (n > old && footprint() + (n - old) > limit) return nullptr;
     large_header* h = static_cast<large_header*>(p) - 1;
     unlink(h);
@@ -121,7 +161,7 @@ void* arena::resize(void* p, std::size_t old, std::size_t n, std::size_t limit) 
     grow(n);
     return q + 1;
   }
-  if (old <= max_small && n <= max_small && (old - 1) / k_step == (n - 1) / k_step) return p;
+  if (old <= max_chunked && n <= max_chunked && class_of(old) == class_of(n)) return p;
   void* q = allocate(n, limit);
   if (!q) return nullptr;
   std::memcpy(q, p, old < n ? old : n);

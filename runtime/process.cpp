@@ -143,7 +143,7 @@ void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsiz
     // Closing (finish_with): the chunks are dropped whole right after, so a
     // small block need not go back to its free list, and no watchdog walks a
     // state being closed. Skipping these frees is a third of lua_close.
-    if (osize <= arena::max_small && p->state_.load(std::memory_order_relaxed) == done)
+    if (osize <= arena::max_chunked && p->state_.load(std::memory_order_relaxed) == done)
       return nullptr;
     // The watchdog may be walking this state's call chain: see its DESIGN.
     if (runner* r = runner::current()) r->before_free();
@@ -319,7 +319,7 @@ void process::run_turn(unsigned worker_index) {
 void process::after_command_yield() {
   scheduler::counters().yields.fetch_add(1, std::memory_order_relaxed);
   if (wait_.never_opened()) {  // the first wait: tell later processes of this chunk what it took
-    code_->start_bytes.store(static_cast<std::uint32_t>(heap_.small_bytes()),
+    code_->start_bytes.store(static_cast<std::uint32_t>(heap_.carved_bytes()),
                              std::memory_order_relaxed);
   }
   auto [token, receiving] = wait_.open();

@@ -71,6 +71,7 @@
 #include <cstring>
 
 #include "runtime/process.hpp"
+#include "runtime/span_pool.hpp"
 #include "runtime/worker.hpp"
 
 namespace luad::runtime {
@@ -272,13 +273,26 @@ void watchdog::drive(runner& r, worker* first) {
   runner::t_current_ = nullptr;
 }
 
+// Free process-heap spans above what span_pool keeps go back to the kernel
+// from here: generously while every worker is parked (no turn waits on this
+// thread then), a little once a second otherwise, so that a long scan never
+// waits on a run of system calls.
+void watchdog::trim_spans(std::int64_t now, bool dozing) {
+  constexpr std::int64_t second = 1'000'000'000;
+  if (!dozing && now - last_trim_ns_ < second) return;
+  last_trim_ns_ = now;
+  span_pool::trim(span_pool::k_keep, dozing ? span_pool::k_trim_idle : span_pool::k_trim_busy);
+}
+
 void watchdog::watch() {
   const auto tick = tick_of(opts_.slice);
   int idle = 0;
   std::unique_lock lock(mu_);
   while (!stop_) {
     lock.unlock();
-    bool active = scan(steady_ns());
+    const std::int64_t now = steady_ns();
+    bool active = scan(now);
+    trim_spans(now, idle > 50);
     lock.lock();
     idle = active ? 0 : idle + 1;
     // After ~50 idle ticks, doze: a worker leaving its park wakes us (note_busy).

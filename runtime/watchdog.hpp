@@ -188,6 +188,7 @@ class watchdog {
  private:
   void watch();
   bool scan(std::int64_t now);
+  void trim_spans(std::int64_t now, bool dozing);
   runner* spare();
   static void note_cpu_clock(runner& r);
   bool stuck(runner& r, std::uint64_t e, std::int64_t now) const;
@@ -204,6 +205,7 @@ class watchdog {
   std::condition_variable cv_;
   bool poked_ = false, stop_ = false;
   std::atomic<bool> dozing_{false};
+  std::int64_t last_trim_ns_ = 0;  // the watching thread's own
   std::thread thread_;
   std::atomic<std::uint64_t> arms_{0}, handoffs_{0}, early_handoffs_{0}, spares_{0};
   /// A turn to hand off: its runner, its epoch, and whether it is a heavy

@@ -10,6 +10,7 @@
 
 #include "runtime/histogram.hpp"
 #include "runtime/process.hpp"
+#include "runtime/span_pool.hpp"
 
 namespace luad::server {
 
@@ -23,6 +24,17 @@ std::uint64_t resident_bytes() {
   std::uint64_t pages = 0, resident = 0;
   if (!(statm >> pages >> resident)) return 0;
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The daemon's RSS, the live heaps, and the process-heap spans: mapped, and
+// free in the depot (kept for the next burst, or given back).
+json::object memory(std::uint64_t lua_bytes) {
+  const runtime::span_pool::stats spans = runtime::span_pool::read();
+  return {{"resident", resident_bytes()},
+          {"lua", lua_bytes},
+          {"heap_mapped", spans.mapped},
+          {"heap_free", spans.depot_warm},
+          {"heap_returned", spans.trimmed}};
 }
 
 // What one pass over the process table adds up besides the states.
@@ -129,22 +141,21 @@ json::object stats_document(engine& eng, daemon_counters counters) {
   auto s = sched.stats();
   table_sums sums;
   json::object procs = processes(sched, s, sums);
-  json::object doc{
-      {"uptime",
-       std::chrono::duration<double>(std::chrono::steady_clock::now() - counters.started_at)
-           .count()},
-      {"processes", std::move(procs)},
-      {"mailboxes", json::object{{"messages", sums.queued},
-                                 {"most_messages", sums.most_queued},
-                                 {"bytes", sums.queued_bytes}}},
-      {"scheduler", scheduling(sched, s)},
-      {"timers", json::object{{"pending", eng.clock().pending()}}},
-      {"fetch", fetching(eng.fetch())},
-      {"store", storing(eng.storage())},
-      {"memory", json::object{{"resident", resident_bytes()}, {"lua", sums.lua_bytes}}},
-      {"code", code(sched, counters.code)},
-      {"workflows", json::object{{"restarts", std::move(counters.workflow_restarts)}}},
-      {"connections", counters.connections}};
+  json::object doc{{"uptime", std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                            counters.started_at)
+                                  .count()},
+                   {"processes", std::move(procs)},
+                   {"mailboxes", json::object{{"messages", sums.queued},
+                                              {"most_messages", sums.most_queued},
+                                              {"bytes", sums.queued_bytes}}},
+                   {"scheduler", scheduling(sched, s)},
+                   {"timers", json::object{{"pending", eng.clock().pending()}}},
+                   {"fetch", fetching(eng.fetch())},
+                   {"store", storing(eng.storage())},
+                   {"memory", memory(sums.lua_bytes)},
+                   {"code", code(sched, counters.code)},
+                   {"workflows", json::object{{"restarts", std::move(counters.workflow_restarts)}}},
+                   {"connections", counters.connections}};
   if (!counters.cluster.empty()) doc["cluster"] = std::move(counters.cluster);
   return doc;
 }

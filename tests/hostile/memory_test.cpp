@@ -9,7 +9,10 @@
 #include <sstream>
 #include <string>
 
+#include "runtime/block_pool.hpp"
+#include "runtime/code.hpp"
 #include "runtime/process.hpp"
+#include "runtime/span_pool.hpp"
 #include "server/engine.hpp"
 #include "tests/hostile/daemon_process.hpp"
 #include "tests/server/daemon_support.hpp"
@@ -151,4 +154,52 @@ TEST_CASE("hostile: spawns of missing scripts by new names leave the name memory
     // One entry (two paths of at most PATH_MAX) may pass the byte bound.
     CHECK(stats.resolved_bytes <= code_cache::resolved_capacity_bytes + 3 * 4096);
   }
+}
+
+TEST_CASE("hostile: a burst of 8,000 processes of 16 KB does not leave the daemon holding it") {
+  // Process heaps come from span_pool, which keeps freed spans for the next
+  // burst. Above 64 MiB the watchdog gives them back to the kernel; without
+  // that, one burst would pin its peak for the daemon's life.
+  namespace span_pool = luad::runtime::span_pool;
+  auto& eng = luad::test::shared_engine();
+  auto code = luad::runtime::compile(
+      "local t = {} for i = 1, 150 do t[i] = {i, i} end require('process').receive('never')",
+      "burst.lua");
+  const span_pool::stats before = span_pool::read();
+  std::vector<luad::runtime::pid> ids;
+  for (int i = 0; i < 8000; ++i) {
+    auto id = eng.scheduler().spawn(code, {});
+    REQUIRE(id);
+    ids.push_back(*id);
+  }
+  auto all_parked = [&] {
+    for (auto id : ids) {
+      auto* p = eng.scheduler().find(id);
+      if (!p) return false;
+      bool parked = std::string_view(p->status()) == "receiving";
+      p->release_ref();
+      if (!parked) return false;
+    }
+    return true;
+  };
+  REQUIRE(luad::test::eventually(all_parked, std::chrono::seconds(60)));
+  const std::size_t peak = rss_bytes();
+  for (auto id : ids) eng.scheduler().kill(id);
+  REQUIRE(luad::test::eventually([&] {
+    for (auto id : ids) {
+      if (auto* p = eng.scheduler().find(id)) {
+        p->release_ref();
+        return false;
+      }
+    }
+    return true;
+  }));
+  if constexpr (!luad::runtime::k_pool_blocks) return;  // ASan: heaps are malloc's
+  CHECK(luad::test::eventually([] { return span_pool::read().depot_warm <= span_pool::k_keep; },
+                               std::chrono::seconds(20)));
+  const span_pool::stats after = span_pool::read();
+  INFO("trimmed " << (after.trimmed - before.trimmed) / MiB << " MiB; RSS at the peak "
+                  << peak / MiB << " MiB, now " << rss_bytes() / MiB << " MiB");
+  CHECK(after.trimmed - before.trimmed >= 32 * MiB);  // 8,000 x 16 KB = 125 MiB went back
+  CHECK(rss_bytes() + 32 * MiB < peak);
 }

@@ -1,5 +1,6 @@
-// The per-process heap: size classes, chunk accounting, the limit, and the
-// first chunk sized from what earlier processes of the same script needed.
+// The per-process heap: size classes, chunk accounting, the rest of a chunk
+// spilled to the free lists, the limit, and the first chunk sized from what
+// earlier processes of the same script needed.
 #include "runtime/arena.hpp"
 
 #include <doctest/doctest.h>
@@ -20,17 +21,29 @@ using luad::runtime::arena;
 TEST_CASE("an arena recycles small blocks by size class and counts its chunks") {
   arena a;
   CHECK(a.footprint() == 0);
-  CHECK(a.small_bytes() == 0);
+  CHECK(a.carved_bytes() == 0);
   void* p = a.allocate(40, SIZE_MAX);
   REQUIRE(p);
   CHECK(a.footprint() == 4096);
-  CHECK(a.small_bytes() == 48);  // rounded up to its 16-byte class
+  CHECK(a.carved_bytes() == 48);  // rounded up to its 16-byte class
   a.release(p, 40);
   CHECK(a.allocate(33, SIZE_MAX) == p);  // same class: the freed block comes back
-  void* big = a.allocate(1000, SIZE_MAX);
+  void* medium = a.allocate(1000, SIZE_MAX);
+  REQUIRE(medium);
+  CHECK(a.footprint() == 4096);          // up to 2 KiB from the chunk too
+  CHECK(a.carved_bytes() == 48 + 1024);  // in 128-byte classes above 256
+  // The first block freed above 256 holds those classes' heads (112 bytes);
+  // the rest of it is free blocks: 896 bytes and 16.
+  a.release(medium, 1000);
+  CHECK(a.allocate(1000, SIZE_MAX) != medium);
+  CHECK(a.allocate(800, SIZE_MAX) == static_cast<char*>(medium) + 112);
+  void* next = a.allocate(1000, SIZE_MAX);
+  a.release(next, 1000);
+  CHECK(a.allocate(897, SIZE_MAX) == next);
+  void* big = a.allocate(3000, SIZE_MAX);
   REQUIRE(big);
-  CHECK(a.footprint() == 4096 + 1000);  // large blocks come from malloc
-  a.release(big, 1000);
+  CHECK(a.footprint() == 4096 + 3000);  // large blocks come from malloc
+  a.release(big, 3000);
   CHECK(a.footprint() == 4096);
   a.reset();
   CHECK(a.footprint() == 0);
@@ -45,17 +58,45 @@ TEST_CASE("an arena refuses to grow past its limit") {
   CHECK(blocks.size() >= 15);  // two chunks' worth fitted
 }
 
+TEST_CASE("a block that does not fit the chunk's rest leaves that rest to the free lists") {
+  arena a;
+  void* first = a.allocate(2048, SIZE_MAX);  // 4080 bytes of room: 2032 left
+  REQUIRE(first);
+  void* second = a.allocate(2048, SIZE_MAX);  // a new chunk
+  REQUIRE(second);
+  CHECK(a.footprint() == 2 * 4096);
+  // The 2032 bytes left became seven 256-byte blocks and a 240-byte one
+  // (the classes above 256 have no free lists until a block of theirs is freed).
+  auto* rest = static_cast<char*>(first) + 2048;
+  CHECK(a.allocate(240, SIZE_MAX) == rest + 7 * 256);
+  CHECK(a.allocate(250, SIZE_MAX) == rest + 6 * 256);
+  // Once one has been freed (it holds their heads), the rest of a chunk goes
+  // to them too.
+  a.release(second, 2048);
+  CHECK(a.allocate(2048, SIZE_MAX) != second);  // the freed block is the heads now
+  void* third = a.allocate(1000, SIZE_MAX);
+  REQUIRE(third);
+  a.release(third, 1000);
+  CHECK(a.allocate(1000, SIZE_MAX) == third);  // recycled by class
+  CHECK(a.footprint() == 3 * 4096);
+  char* spill_from = static_cast<char*>(third) + 1024;  // 16 + 2048 + 1024 used of chunk 3
+  CHECK(a.allocate(2048, SIZE_MAX) != nullptr);         // a fourth chunk: 1008 spilled
+  CHECK(a.footprint() == 4 * 4096);
+  CHECK(a.allocate(800, SIZE_MAX) == spill_from);  // 1008 as an 896-byte block + 112
+  CHECK(a.allocate(112, SIZE_MAX) == spill_from + 896);
+}
+
 TEST_CASE("reserve_first sizes the first chunk, clamped, and only before any allocation") {
   arena a;
-  a.reserve_first(2000, SIZE_MAX);
-  CHECK(a.footprint() == 2048);     // 2000 + the chunk header, to 64 bytes
+  a.reserve_first(6000, SIZE_MAX);
+  CHECK(a.footprint() == 6144);     // 6000 + the chunk header, to 512 bytes
   a.reserve_first(9000, SIZE_MAX);  // too late: no effect
-  CHECK(a.footprint() == 2048);
+  CHECK(a.footprint() == 6144);
   arena tiny, huge, unknown;
   tiny.reserve_first(10, SIZE_MAX);
-  CHECK(tiny.footprint() == 1024);
+  CHECK(tiny.footprint() == 512);
   huge.reserve_first(1 << 20, SIZE_MAX);
-  CHECK(huge.footprint() == 64 * 1024);
+  CHECK(huge.footprint() == 16 * 1024);
   unknown.reserve_first(0, SIZE_MAX);  // nothing known: the usual 4 KiB on demand
   CHECK(unknown.footprint() == 0);
 }
@@ -81,10 +122,17 @@ TEST_CASE("later processes of a script start with a first chunk sized to what th
   };
   std::size_t first = footprint_when_waiting();
   CHECK(code->start_bytes.load() > 0);
+  const std::size_t unit = 512;
+  const std::size_t reserved = (code->start_bytes.load() + 16 + unit - 1) / unit * unit;
+  REQUIRE(reserved <= 16 * 1024);
   std::size_t second = footprint_when_waiting();
   std::size_t third = footprint_when_waiting();
-  CHECK(second < first);  // no half-empty 4 KiB chunk at the end
-  CHECK(third < first);
+  INFO("first " << first << ", start_bytes " << code->start_bytes.load());
+  // One chunk sized to 512 bytes, taken at once, held all the later ones
+  // needed: no half-empty 4 KiB chunk at the end.
+  CHECK(second == reserved);
+  CHECK(third == reserved);
+  CHECK(second < first);
 }
 
 TEST_CASE("an arena's large blocks survive resizes and are all freed by reset") {
