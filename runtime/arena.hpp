@@ -54,11 +54,10 @@ class arena {
   static constexpr std::size_t k_classes = k_small + (max_chunked - k_fine) / k_coarse_step;
   static constexpr std::size_t k_chunk = 4096;
   static constexpr std::size_t class_of(std::size_t n) {
-    return n <= k_fine ? (n - 1) / k_step : k_fine / k_step + (n - k_fine - 1) / k_coarse_step;
+    return n <= k_fine ? (n - 1) / k_step : k_small + (n - k_fine - 1) / k_coarse_step;
   }
   static constexpr std::size_t class_size(std::size_t c) {
-    return c < k_fine / k_step ? (c + 1) * k_step
-                               : k_fine + (c + 1 - k_fine / k_step) * k_coarse_step;
+    return c < k_small ? (c + 1) * k_step : k_fine + (c + 1 - k_small) * k_coarse_step;
   }
   struct free_block {
     free_block* next;

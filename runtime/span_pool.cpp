@@ -33,43 +33,40 @@ bool huge_pages_wanted() {
   return !(v && std::strcmp(v, "0") == 0);
 }
 
-struct depot {
-  std::mutex mu;
-  std::array<std::vector<void*>, k_classes> warm, cold;
-  char* cursor = nullptr;  // the unused rest of the newest region
-  char* end = nullptr;
-  std::size_t mapped = 0, carved = 0, warm_bytes = 0, cold_bytes = 0, trimmed = 0;
-  bool huge = huge_pages_wanted();
+// Free spans by size, and their bytes in all. Under the depot's lock.
+struct shelf {
+  std::array<std::vector<void*>, k_classes> lists;
+  std::size_t bytes = 0;
 
-  // Both under mu. A push that cannot grow its list (malloc itself is out of
-  // memory) forgets the span: at most 16 KiB lost to reuse, never a crash.
-  void push_warm(void* p, std::size_t c) noexcept {
+  // A push that cannot grow its list (malloc itself is out of memory)
+  // forgets the span: at most 16 KiB lost to reuse, never a crash.
+  void push(void* p, std::size_t c) noexcept {
     try {
-      warm[c].push_back(p);
-      warm_bytes += size_of(c);
-    } catch (const std::bad_alloc&) {
-    }
-  }
-  void push_cold(void* p, std::size_t c) noexcept {
-    try {
-      cold[c].push_back(p);
-      cold_bytes += size_of(c);
+      lists[c].push_back(p);
+      bytes += size_of(c);
     } catch (const std::bad_alloc&) {
     }
   }
   void* pop(std::size_t c) noexcept {
-    if (!warm[c].empty()) {
-      void* p = warm[c].back();
-      warm[c].pop_back();
-      warm_bytes -= size_of(c);
-      return p;
-    }
-    if (!cold[c].empty()) {
-      void* p = cold[c].back();
-      cold[c].pop_back();
-      cold_bytes -= size_of(c);
-      return p;
-    }
+    if (lists[c].empty()) return nullptr;
+    void* p = lists[c].back();
+    lists[c].pop_back();
+    bytes -= size_of(c);
+    return p;
+  }
+};
+
+struct depot {
+  std::mutex mu;
+  shelf warm, cold;        // still backed / given back by trim()
+  char* cursor = nullptr;  // the unused rest of the newest region
+  char* end = nullptr;
+  std::size_t mapped = 0, carved = 0, trimmed = 0;
+  bool huge = huge_pages_wanted();
+
+  void* pop(std::size_t c) noexcept {
+    if (void* p = warm.pop(c)) return p;
+    if (void* p = cold.pop(c)) return p;
     return carve(size_of(c));
   }
   // A span from the newest region, mapping another when it is used up (its
@@ -78,7 +75,7 @@ struct depot {
     if (static_cast<std::size_t>(end - cursor) < bytes) {
       while (end - cursor >= static_cast<std::ptrdiff_t>(k_unit)) {
         std::size_t c = class_of(std::min<std::size_t>(end - cursor, k_max));
-        push_warm(cursor, c);
+        warm.push(cursor, c);
         cursor += size_of(c);
         carved += size_of(c);
       }
@@ -119,7 +116,7 @@ struct cache {
     depot& d = shared();
     std::lock_guard lock(d.mu);
     for (std::size_t c = 0; c < k_classes; ++c)
-      while (n[c]) d.push_warm(spans[c][--n[c]], c);
+      while (n[c]) d.warm.push(spans[c][--n[c]], c);
   }
 };
 
@@ -154,7 +151,7 @@ void give(void* span, std::size_t bytes) noexcept {
   if (t.n[c] == k_cache) {
     depot& d = shared();
     std::lock_guard lock(d.mu);
-    while (t.n[c] > k_cache - k_batch) d.push_warm(t.spans[c][--t.n[c]], c);
+    while (t.n[c] > k_cache - k_batch) d.warm.push(t.spans[c][--t.n[c]], c);
   }
   t.spans[c][t.n[c]++] = span;
 }
@@ -171,10 +168,9 @@ std::size_t trim(std::size_t keep, std::size_t budget) noexcept {
     {
       std::lock_guard lock(d.mu);
       for (std::size_t c = k_classes; c-- > 0 && n < batch.size();) {
-        while (!d.warm[c].empty() && n < batch.size() && d.warm_bytes > keep && given < budget) {
-          batch[n++] = {d.warm[c].back(), c};
-          d.warm[c].pop_back();
-          d.warm_bytes -= size_of(c);
+        while (!d.warm.lists[c].empty() && n < batch.size() && d.warm.bytes > keep &&
+               given < budget) {
+          batch[n++] = {d.warm.pop(c), c};
           given += size_of(c);
         }
       }
@@ -195,7 +191,7 @@ std::size_t trim(std::size_t keep, std::size_t budget) noexcept {
     }
     std::lock_guard lock(d.mu);
     for (std::size_t i = 0; i < n; ++i) {
-      d.push_cold(batch[i].first, batch[i].second);
+      d.cold.push(batch[i].first, batch[i].second);
       d.trimmed += size_of(batch[i].second);
     }
   }
@@ -204,7 +200,7 @@ std::size_t trim(std::size_t keep, std::size_t budget) noexcept {
 stats read() noexcept {
   depot& d = shared();
   std::lock_guard lock(d.mu);
-  return {d.mapped, d.carved, d.warm_bytes, d.cold_bytes, d.trimmed};
+  return {d.mapped, d.carved, d.warm.bytes, d.cold.bytes, d.trimmed};
 }
 
 }  // namespace luad::runtime::span_pool
