@@ -16,6 +16,7 @@
 #include "runtime/message_codec.hpp"
 #include "runtime/post.hpp"
 #include "runtime/process.hpp"
+#include "runtime/span_pool.hpp"
 #include "server/engine.hpp"
 
 namespace luad::bench {
@@ -248,6 +249,7 @@ void bench_timers(const options& opts) {
   run_to_exit(eng, code, 1000, {2});  // warm-up
 
   double cpu0 = cpu_seconds();
+  const std::size_t mapped0 = runtime::span_pool::read().mapped;
   exit_latch latch(opts.timers);
   auto t0 = wall_clock::now();
   spawn_many(eng, code, opts.timers, latch, {rounds});
@@ -261,9 +263,15 @@ void bench_timers(const options& opts) {
   report(name + "_wall", wall * 1000, "ms");
   note(name + ": cpu " + std::to_string(cpu / wall) + " cores; the spawn loop took " +
        std::to_string(spawned * 1000) + " ms");
+  // Heap regions mapped fresh by each phase: what the host had to back
+  // (bench/fresh_memory.cpp says what that costs here).
+  const std::size_t mapped1 = runtime::span_pool::read().mapped;
+  report(name + "_fresh_heap", static_cast<double>(mapped1 - mapped0) / 1e6, "MB");
   double gated = gated_timers_wall(eng, opts.timers, rounds);
   report(name + "_gated", static_cast<double>(opts.timers) * rounds / gated, "timer_events/s");
   report(name + "_gated_wall", gated * 1000, "ms");
+  report(name + "_gated_fresh_heap",
+         static_cast<double>(runtime::span_pool::read().mapped - mapped1) / 1e6, "MB");
 }
 
 }  // namespace luad::bench

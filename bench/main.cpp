@@ -42,6 +42,7 @@ constexpr benchmark benchmarks[] = {
     {"cpu_peer", luad::bench::bench_cpu_peer},
     {"lateness", luad::bench::bench_lateness},
     {"state_floor", luad::bench::bench_state_floor},
+    {"fresh_memory", luad::bench::bench_fresh_memory},
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -56,7 +57,7 @@ constexpr benchmark benchmarks[] = {
       "[--loop N] [--lateness N] [--workers N] [--only NAME]\n"
       "names: spawn_exit mem_idle yield_roundtrips timers pingpong cpu_loop oneway ring "
       "spawn_done mem_receive store journal durable http daemon patterns cpu_peer "
-      "lateness state_floor\n",
+      "lateness state_floor fresh_memory\n",
       why);
   std::exit(2);
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "runtime/block_pool.hpp"
@@ -116,4 +117,48 @@ TEST_CASE("span_pool trim gives free spans back to the kernel and they stay usab
   }
   CHECK(zeroed >= 32);
   for (void* p : again) span_pool::give(p, bytes);
+}
+
+TEST_CASE("span_pool cuts a smaller span from a larger warm one before mapping fresh memory") {
+  if constexpr (!luad::runtime::k_pool_blocks) return;  // malloc's spans under ASan
+  span_pool::trim(0, SIZE_MAX);  // nothing warm of any size from earlier tests
+  constexpr std::size_t big = span_pool::k_max, small = 2 * span_pool::k_unit;
+  constexpr int n = 24;
+  std::vector<std::uintptr_t> bigs;
+  // A thread's cache goes to the depot when the thread ends: n warm 16 KiB spans.
+  std::thread([&] {
+    std::vector<void*> spans;
+    for (int i = 0; i < n; ++i) spans.push_back(span_pool::take(big));
+    for (void* p : spans) {
+      REQUIRE(p);
+      std::memset(p, 0x11, big);
+      bigs.push_back(reinterpret_cast<std::uintptr_t>(p));
+      span_pool::give(p, big);
+    }
+  }).join();
+  const span_pool::stats before = span_pool::read();
+  CHECK(before.depot_warm >= n * big);
+
+  // Another thread's 1 KiB spans are cut from them: nothing new is carved,
+  // each lies inside one of the 16 KiB spans, and is still warm (not zeroed).
+  std::vector<void*> smalls;
+  std::thread([&] {
+    for (int i = 0; i < 40; ++i) smalls.push_back(span_pool::take(small));
+  }).join();
+  const span_pool::stats after = span_pool::read();
+  CHECK(after.carved == before.carved);
+  std::set<std::uintptr_t> distinct;
+  for (void* p : smalls) {
+    REQUIRE(p);
+    auto a = reinterpret_cast<std::uintptr_t>(p);
+    CHECK(distinct.insert(a).second);
+    bool inside = std::any_of(bigs.begin(), bigs.end(),
+                              [&](std::uintptr_t b) { return a >= b && a + small <= b + big; });
+    CHECK(inside);
+    CHECK(*static_cast<unsigned char*>(p) == 0x11);
+  }
+  // What was cut off stays warm in the depot: it lost just what was taken
+  // (five batches of eight, none left in the ended thread's cache).
+  CHECK(before.depot_warm - after.depot_warm == 40 * small);
+  for (void* p : smalls) span_pool::give(p, small);
 }
