@@ -64,12 +64,17 @@ struct depot {
   std::size_t mapped = 0, carved = 0, trimmed = 0;
   bool huge = huge_pages_wanted();
 
-  // Warm memory first, of the size asked or cut from a larger span, since a
-  // span not yet used or given back costs the kernel a zeroed page.
+  // A span of the size asked, warm or trimmed; else one cut from a larger
+  // warm span; else fresh memory. A trimmed span of the right size goes
+  // before a cut: were cuts first, workloads that alternate with trims
+  // between them would cut the other's warm spans every round while their
+  // own trimmed ones wait, and the regions mapped (and the lists) would
+  // grow each round. So a size is cut for only while it has no spans of
+  // its own, up to the most of it in use at once.
   void* pop(std::size_t c) noexcept {
     if (void* p = warm.pop(c)) return p;
-    if (void* p = split_warm(c)) return p;
     if (void* p = cold.pop(c)) return p;
+    if (void* p = split_warm(c)) return p;
     return carve(size_of(c));
   }
   // A warm span of the nearest larger size, cut in two: the front is taken,

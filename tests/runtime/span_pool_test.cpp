@@ -121,9 +121,15 @@ TEST_CASE("span_pool trim gives free spans back to the kernel and they stay usab
 
 TEST_CASE("span_pool cuts a smaller span from a larger warm one before mapping fresh memory") {
   if constexpr (!luad::runtime::k_pool_blocks) return;  // malloc's spans under ASan
-  span_pool::trim(0, SIZE_MAX);  // nothing warm of any size from earlier tests
   constexpr std::size_t big = span_pool::k_max, small = 2 * span_pool::k_unit;
   constexpr int n = 24;
+  // No free span of the small size in the depot (earlier cases in this
+  // process may have left some): take them until fresh memory is cut. The
+  // ones this thread's cache still holds are not the depot's.
+  std::vector<void*> drained;
+  for (const std::size_t carved0 = span_pool::read().carved; span_pool::read().carved == carved0;)
+    drained.push_back(span_pool::take(small));
+  span_pool::trim(0, SIZE_MAX);  // nothing warm of any size
   std::vector<std::uintptr_t> bigs;
   // A thread's cache goes to the depot when the thread ends: n warm 16 KiB spans.
   std::thread([&] {
@@ -161,4 +167,44 @@ TEST_CASE("span_pool cuts a smaller span from a larger warm one before mapping f
   // (five batches of eight, none left in the ended thread's cache).
   CHECK(before.depot_warm - after.depot_warm == 40 * small);
   for (void* p : smalls) span_pool::give(p, small);
+  for (void* p : drained) span_pool::give(p, small);
+}
+
+TEST_CASE("span_pool takes a trimmed span of the size asked before cutting a larger warm one") {
+  if constexpr (!luad::runtime::k_pool_blocks) return;  // malloc's spans under ASan
+  constexpr std::size_t big = span_pool::k_max, small = 3 * span_pool::k_unit;
+  // Small spans in use, then freed by their thread and trimmed: cold.
+  std::vector<std::uintptr_t> cold;
+  std::thread([&] {
+    std::vector<void*> spans;
+    for (int i = 0; i < 16; ++i) spans.push_back(span_pool::take(small));
+    for (void* p : spans) {
+      REQUIRE(p);
+      cold.push_back(reinterpret_cast<std::uintptr_t>(p));
+      span_pool::give(p, small);
+    }
+  }).join();
+  span_pool::trim(0, SIZE_MAX);
+  // Then large spans freed warm.
+  std::thread([&] {
+    std::vector<void*> spans;
+    for (int i = 0; i < 8; ++i) spans.push_back(span_pool::take(big));
+    for (void* p : spans) span_pool::give(p, big);
+  }).join();
+  const span_pool::stats before = span_pool::read();
+  REQUIRE(before.depot_warm >= 8 * big);
+  // The small size is served from its own trimmed spans: the warm large ones
+  // stay whole.
+  std::vector<void*> again;
+  std::thread([&] {
+    for (int i = 0; i < 8; ++i) again.push_back(span_pool::take(small));
+  }).join();
+  const span_pool::stats after = span_pool::read();
+  CHECK(after.depot_warm == before.depot_warm);
+  CHECK(after.carved == before.carved);
+  for (void* p : again) {
+    REQUIRE(p);
+    CHECK(std::find(cold.begin(), cold.end(), reinterpret_cast<std::uintptr_t>(p)) != cold.end());
+  }
+  for (void* p : again) span_pool::give(p, small);
 }
