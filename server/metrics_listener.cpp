@@ -59,6 +59,8 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
   /// Waiting for a request head or lingering after its last answer (not
   /// answering one), since when: such a connection may make room.
   bool waiting() const { return waiting_ && !closed_; }
+  /// Closing after its answer: the client has all it asked for.
+  bool lingering() const { return lingering_ && !closed_; }
   std::chrono::steady_clock::time_point waiting_since() const { return since_; }
 
  private:
@@ -144,6 +146,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
     arm(k_linger);
     waiting_ = true;
+    lingering_ = true;
     since_ = std::chrono::steady_clock::now();
     drained_ = 0;
     drain();
@@ -173,6 +176,7 @@ class metrics_listener::session : public std::enable_shared_from_this<session> {
   unsigned version_ = 11;  // HTTP/1.0 clients are answered in 1.0
   bool closed_ = false;
   bool waiting_ = false;
+  bool lingering_ = false;
   std::chrono::steady_clock::time_point since_;
 };
 
@@ -210,15 +214,23 @@ void metrics_listener::accept() {
   });
 }
 
-// At the cap, the connection that has waited longest for a request head
-// makes room; when none waits, `s` is refused.
+// At the cap, a connection closing after its answer makes room, else the one
+// that has waited longest for a request head; when none waits, `s` is
+// refused. Lingering ones go first: under a flood of clients that are
+// answered and come straight back, the oldest waiter could otherwise be a
+// scraper whose request had not been read yet (a scrape failed so, 1 in 30,
+// in hostile/metrics_test's flood of oversized heads).
 void metrics_listener::admit(tcp::socket s) {
   if (connections() >= limits_.max_connections) {
     std::shared_ptr<session> oldest;
-    for (const auto& w : sessions_) {
-      auto c = w.lock();
-      if (c && c->waiting() && (!oldest || c->waiting_since() < oldest->waiting_since()))
-        oldest = std::move(c);
+    for (const bool answered : {true, false}) {
+      for (const auto& w : sessions_) {
+        auto c = w.lock();
+        if (c && c->waiting() && (!answered || c->lingering()) &&
+            (!oldest || c->waiting_since() < oldest->waiting_since()))
+          oldest = std::move(c);
+      }
+      if (oldest) break;
     }
     if (!oldest) {
       refuse(std::move(s));

@@ -8,9 +8,9 @@
 // connection closed); each request, from the moment the connection waits for
 // it to the moment its answer is written, has `timeout` (a slow-loris client
 // or an idle keep-alive connection is closed then); and at most
-// `max_connections` are open at once. One more takes the place of the open
-// one that has waited longest for a request head (an idle keep-alive
-// connection, a slow-loris client; or one closing after its answer), so that
+// `max_connections` are open at once. One more takes the place of an open
+// one closing after its answer, else of the one that has waited longest for
+// a request head (an idle keep-alive connection, a slow-loris client), so that
 // clients which never finish a request cannot lock a scraper out; when every
 // one is busy answering, the newcomer is answered 503 and closed. io thread
 // only.

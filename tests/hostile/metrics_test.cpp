@@ -60,6 +60,7 @@ struct metrics_daemon {
 struct scrape_record {
   int scrapes = 0, failed = 0;
   double slowest_ms = 0;
+  std::string failures;  ///< the status of each failed scrape (0: no answer)
 };
 template <class Attack>
 scrape_record scrape_under(std::uint16_t port, int threads, Attack attack) {
@@ -74,7 +75,10 @@ scrape_record scrape_under(std::uint16_t port, int threads, Attack attack) {
     http_answer a = http_get(port, "/metrics");
     r.slowest_ms = std::max(r.slowest_ms, ms_between(t0, clock_type::now()));
     ++r.scrapes;
-    r.failed += a.status != 200;
+    if (a.status != 200) {
+      ++r.failed;
+      r.failures += std::to_string(a.status) + " ";
+    }
     std::this_thread::sleep_for(100ms);
   }
   stop = true;
@@ -101,7 +105,8 @@ TEST_CASE("hostile: slow-loris clients on the metrics port do not lock a scraper
       std::this_thread::sleep_for(50ms);
     }
   });
-  INFO("scrapes " << r.scrapes << ", failed " << r.failed << ", slowest " << r.slowest_ms << " ms\n"
+  INFO("scrapes " << r.scrapes << ", failed " << r.failed << " (" << r.failures << "), slowest "
+                  << r.slowest_ms << " ms\n"
                   << md.d->log_tail());
   CHECK(r.scrapes >= 10);
   CHECK(r.failed == 0);
@@ -123,7 +128,8 @@ TEST_CASE("hostile: floods of oversized request heads cost the daemon no memory 
       c.read_all();
     }
   });
-  INFO("scrapes " << r.scrapes << ", failed " << r.failed << ", slowest " << r.slowest_ms << " ms");
+  INFO("scrapes " << r.scrapes << ", failed " << r.failed << " (" << r.failures << "), slowest "
+                  << r.slowest_ms << " ms");
   CHECK(r.failed == 0);
   md.serves();
   MESSAGE("daemon RSS " << rss_before / 1024 << " MiB before, " << md.d->rss_kib() / 1024

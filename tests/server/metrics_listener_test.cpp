@@ -1,6 +1,7 @@
 // The metrics listener on its own io thread, with small limits: GET /metrics
 // and keep-alive, 404 and 405, an oversized head (431), garbage (400), the
-// connection cap (the longest waiting makes room; 503 when none waits), and
+// connection cap (one closing after its answer, else the longest waiting,
+// makes room; 503 when none waits), and
 // the per-request deadline that ends idle and slow-loris connections.
 #include "server/metrics_listener.hpp"
 
@@ -154,6 +155,26 @@ TEST_CASE(
   CHECK(took >= 400ms);
   CHECK(took < 5s);
   CHECK(f.connections() == 0);
+}
+
+TEST_CASE(
+    "metrics listener: at the cap, a connection closing after its answer makes room before "
+    "one waiting for its request") {
+  listener_fixture f(small());  // 2 connections
+  tcp_client waiter(f.port());  // waits for its request first: the longest waiter
+  REQUIRE(eventually([&] { return f.connections() == 1; }));
+  // Then one is answered and lingers (its client neither sends nor closes).
+  tcp_client answered(f.port());
+  answered.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  REQUIRE(eventually([&] { return f.scrapes == 1; }));
+  REQUIRE(f.connections() == 2);
+  // A scraper at the cap takes the lingering one's place, not the waiter's.
+  CHECK(http_get(f.port(), "/metrics").status == 200);
+  CHECK(parse_answer(answered.read_all()).status == 200);  // it had its answer, then the close
+  CHECK_FALSE(answered.timed_out());
+  waiter.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(parse_answer(waiter.read_all()).status == 200);
+  CHECK(f.scrapes == 3);
 }
 
 TEST_CASE("metrics listener: when every connection is busy answering, one more gets 503") {
