@@ -17,8 +17,8 @@ void bench_yields(const options& opts);
 /// timers_<N>_x10: N processes each sleeping 10 ms ten times.
 void bench_timers(const options& opts);
 
-/// fresh_memory_*: GB/s of first touches of fresh pages against touches of
-/// pages already backed (bench/fresh_memory.cpp).
+/// fresh_memory_*: GB/s of first touches of fresh pages against a new
+/// mapping of pages just freed (bench/fresh_memory.cpp).
 void bench_fresh_memory(const options& opts);
 
 /// state_floor_bare / _sandboxed: Lua states made and closed per second on
