@@ -40,15 +40,6 @@ constexpr const char* gated_timer_script =
     "local sleep = require('time').sleep\n"
     "for _ = 1, ... do sleep(0.01) end\n";
 
-chunk_ptr compile_or_die(const char* source, const char* name) {
-  chunk_ptr code = runtime::compile(source, name);
-  if (code->compile_error) {
-    note(std::string("compile error in ") + name + ": " + code->compile_error->message);
-    std::exit(1);
-  }
-  return code;
-}
-
 /// Spawns `n` processes of `code` with `args`, all counted by `latch`; their
 /// pids go to `pids` if given.
 void spawn_many(engine& eng, const chunk_ptr& code, std::size_t n, exit_latch& latch,

@@ -165,12 +165,6 @@ runtime::exit_info run_one(server::engine& eng, const runtime::chunk_ptr& code,
   return *out;
 }
 
-runtime::chunk_ptr compile_or_die(const char* source, const char* name) {
-  runtime::chunk_ptr code = runtime::compile(source, name);
-  if (code->compile_error) die(std::string(name) + ": " + code->compile_error->message);
-  return code;
-}
-
 // Steps/s with and without the journal, each on its own engine and folder.
 void bench_steps(const options& opts) {
   runtime::chunk_ptr code = compile_or_die(steps_script, "durable_steps.lua");

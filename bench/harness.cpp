@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -104,6 +105,15 @@ void exit_latch::count(const runtime::exit_info& e) {
 void exit_latch::wait() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [this] { return done_.load(std::memory_order_acquire) >= target_; });
+}
+
+runtime::chunk_ptr compile_or_die(const char* source, const char* name) {
+  runtime::chunk_ptr code = runtime::compile(source, name);
+  if (code->compile_error) {
+    note(std::string("compile error in ") + name + ": " + code->compile_error->message);
+    std::exit(1);
+  }
+  return code;
 }
 
 }  // namespace luad::bench

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/code.hpp"
 #include "runtime/limits.hpp"
 
 namespace luad::bench {
@@ -46,6 +47,8 @@ struct options {
 void report(std::string_view name, double value, std::string_view unit);
 /// Prints a comment line on stderr: `# text`.
 void note(std::string_view text);
+/// `source` compiled as `name`; a compile error is noted and the program exits 1.
+runtime::chunk_ptr compile_or_die(const char* source, const char* name);
 /// `# machine: ...` on stderr: nproc and the CPU model.
 void print_machine();
 

@@ -78,6 +78,11 @@ struct pg_statement {
   std::vector<pg_param> params;
 };
 
+/// A statement of `text` with `params`: the postgres_* files' shorthand.
+inline pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
+  return {std::move(text), std::move(params)};
+}
+
 /// The rows one statement returned (binary format), and how many it changed.
 class pg_rows {
  public:

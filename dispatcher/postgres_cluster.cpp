@@ -30,10 +30,6 @@ constexpr const char* k_now = "extract(epoch from clock_timestamp())::float8";
 constexpr const char* k_unfinished = "('completed', 'failed', 'terminated')";
 constexpr const char* k_channel = "luad_claim";
 
-pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
-  return {std::move(text), std::move(params)};
-}
-
 std::string live_nodes() {
   return std::string("(SELECT node FROM luad_nodes WHERE lease_until > ") + k_now +
          " AND left_at IS NULL)";

@@ -14,10 +14,6 @@ using runtime::error_kind;
 
 namespace {
 
-pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
-  return {std::move(text), std::move(params)};
-}
-
 std::string select_runs() { return "SELECT " + run_columns() + " FROM luad_runs"; }
 
 }  // namespace

@@ -35,10 +35,6 @@ constexpr const char* k_mail_channel = "luad_mail";
 constexpr const char* k_runnable = "('running', 'sleeping', 'waiting')";
 constexpr std::int64_t k_mail_pass_bytes = std::int64_t{8} << 20;
 
-pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
-  return {std::move(text), std::move(params)};
-}
-
 // Owner lists travel as one bytea, NUL-separated (an owner never holds a NUL).
 std::string joined(const std::vector<std::string>& list) {
   std::string out;

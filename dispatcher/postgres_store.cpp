@@ -44,10 +44,6 @@ const char* const k_schema[] = {
     "CREATE TABLE IF NOT EXISTS luad_ns_usage (ns bytea PRIMARY KEY, bytes int8 NOT NULL)",
 };
 
-pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
-  return {std::move(text), std::move(params)};
-}
-
 error corrupt_value() {
   return runtime::fail(error_kind::internal, "store: a stored value is corrupt");
 }

@@ -22,13 +22,6 @@ namespace {
 
 constexpr int k_expiry_chunk = 1000;
 
-std::int64_t integer_field(const runtime::value& args, std::string_view name,
-                           std::int64_t fallback) {
-  const runtime::value* v = args.find(name);
-  const std::int64_t* i = v ? v->get<std::int64_t>() : nullptr;
-  return i ? *i : fallback;
-}
-
 // The live (unexpired) value of ns/key, or nullopt.
 std::optional<std::string> live_value(statement& get, std::string_view ns, std::string_view key,
                                       double now, int& rc) {
@@ -53,6 +46,13 @@ std::string_view text_field(const runtime::value& args, std::string_view name) {
   const runtime::value* v = args.find(name);
   const std::string* s = v ? v->get<std::string>() : nullptr;
   return s ? std::string_view(*s) : std::string_view();
+}
+
+std::int64_t integer_field(const runtime::value& args, std::string_view name,
+                           std::int64_t fallback) {
+  const runtime::value* v = args.find(name);
+  const std::int64_t* i = v ? v->get<std::int64_t>() : nullptr;
+  return i ? *i : fallback;
 }
 
 bool is_read(std::string_view op) { return op == "get" || op == "list"; }

@@ -22,6 +22,11 @@ double now_seconds();
 /// The string field `name` of a command's map; "" when absent or not a string.
 std::string_view text_field(const runtime::value& args, std::string_view name);
 
+/// The integer field `name` of a command's map; `fallback` when absent or not
+/// an integer.
+std::int64_t integer_field(const runtime::value& args, std::string_view name,
+                           std::int64_t fallback);
+
 /// Whether `op` reads (get, list) rather than writes.
 bool is_read(std::string_view op);
 

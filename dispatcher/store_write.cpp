@@ -15,13 +15,6 @@ bool has_field(const runtime::value& args, std::string_view name) {
   return v && !v->is_nil();
 }
 
-std::int64_t integer_field(const runtime::value& args, std::string_view name,
-                           std::int64_t fallback) {
-  const runtime::value* v = args.find(name);
-  const std::int64_t* i = v ? v->get<std::int64_t>() : nullptr;
-  return i ? *i : fallback;
-}
-
 }  // namespace
 
 // Every write first looks up the row's size so that the ledger knows what it

@@ -129,6 +129,28 @@ error source_too_large(std::size_t size) {
           {}};
 }
 
+namespace {
+
+struct bytecode_reader {
+  const std::string* text;
+  bool done;
+};
+
+const char* read_bytecode(lua_State*, void* ud, std::size_t* size) {
+  auto* r = static_cast<bytecode_reader*>(ud);
+  if (r->done) return nullptr;
+  r->done = true;
+  *size = r->text->size();
+  return r->text->data();
+}
+
+}  // namespace
+
+int load_bytecode(lua_State* L, const std::string& bytecode, const char* chunkname) {
+  bytecode_reader reader{&bytecode, false};
+  return lua_load(L, read_bytecode, &reader, chunkname, "b");
+}
+
 int load_text(lua_State* L, const char* text, std::size_t len, const char* chunkname,
               void (*poll)(lua_State*, void*), void* arg) {
   piece_reader r{text, len, poll, arg};

@@ -48,6 +48,10 @@ error source_too_large(std::size_t size);
 int load_text(lua_State* L, const char* text, std::size_t len, const char* chunkname,
               void (*poll)(lua_State*, void*), void* arg);
 
+/// Loads `bytecode` (a chunk's dump) as a function named `chunkname`, binary
+/// chunks only. Returns lua_load's status, the function or message on top.
+int load_bytecode(lua_State* L, const std::string& bytecode, const char* chunkname);
+
 /// A compiled chunk, shared read-only by every process that runs it.
 /// Either `bytecode` is set, or `compile_error` says why the source is bad.
 struct chunk {

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/utf8.hpp"
+
 namespace luad::runtime {
 
 namespace {
@@ -81,31 +83,6 @@ std::string path_segment(std::string_view key) {
     if (c < 0x20 || c > 0x7E) c = '?';
   }
   return "[\"" + shown + "\"]";
-}
-
-// Length of the valid UTF-8 sequence starting at s[i] (2-4), or 0.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  std::size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;  // no overlong forms
-    if (c == 0xED) hi = 0x9F;  // no surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;  // nothing past U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + n > s.size() || b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < n; ++k)
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
-  return n;
 }
 
 // Walks one Lua value into a value tree. Uses only API calls that cannot raise.

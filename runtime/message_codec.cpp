@@ -275,7 +275,7 @@ bool encoder::located(int key, bool in_key) {
 // ---- decoding --------------------------------------------------------------
 
 // The decoder's state: trivially destructible, so a Lua error may jump over it.
-struct reader {
+struct wire_reader {
   const char* p;
   int refs;             // stack index of the table of tables, or 0
   lua_Integer ntables;  // tables created so far
@@ -283,16 +283,16 @@ struct reader {
 };
 
 template <class T>
-T take(reader& r) {
+T take(wire_reader& r) {
   T v;
   std::memcpy(&v, r.p, sizeof(T));
   r.p += sizeof(T);
   return v;
 }
 
-void push_value(lua_State* L, reader& r);
+void push_value(lua_State* L, wire_reader& r);
 
-void push_table(lua_State* L, reader& r) {
+void push_table(lua_State* L, wire_reader& r) {
   auto narr = take<std::uint32_t>(r);
   auto nhash = take<std::uint32_t>(r);
   luaL_checkstack(L, 4, "message nested too deeply");  // table, key, value, cache's copy
@@ -313,7 +313,7 @@ void push_table(lua_State* L, reader& r) {
   }
 }
 
-void push_value(lua_State* L, reader& r) {
+void push_value(lua_State* L, wire_reader& r) {
   auto t = static_cast<std::uint8_t>(*r.p++);
   if (t >= tag::fixint) {
     lua_pushinteger(L, t - tag::fixint);
@@ -375,7 +375,7 @@ bool encode_message(lua_State* L, int idx, std::string& out, std::string& why,
 }
 
 void push_message(lua_State* L, std::string_view bytes, string_cache* cache) {
-  reader r{bytes.data(), 0, 0, cache};
+  wire_reader r{bytes.data(), 0, 0, cache};
   auto flags = static_cast<std::uint8_t>(*r.p++);
   if ((flags & has_refs) != 0) {
     std::uint32_t n = 0;
@@ -571,7 +571,7 @@ namespace {
 // Rebuilds a value from bytes valid_message accepted; false for what a value
 // cannot hold (back-references, pointers, a table with both parts or a
 // non-string key).
-bool read_plain(reader& r, value& out) {
+bool read_plain(wire_reader& r, value& out) {
   auto t = take<std::uint8_t>(r);
   if (t >= tag::fixint) return out = value(std::int64_t{t - tag::fixint}), true;
   if (t >= tag::short_string) {
@@ -621,7 +621,7 @@ bool read_plain(reader& r, value& out) {
 
 std::optional<value> decode_value(std::string_view bytes) {
   if (!valid_message(bytes) || static_cast<std::uint8_t>(bytes[0]) != 0) return std::nullopt;
-  reader r{bytes.data() + 1, 0, 0, nullptr};
+  wire_reader r{bytes.data() + 1, 0, 0, nullptr};
   value v;
   if (!read_plain(r, v) || r.p != bytes.data() + bytes.size()) return std::nullopt;
   return v;

@@ -171,26 +171,12 @@ void find(process& p, lookup& r) {
   r.message = std::move(tried);
 }
 
-struct chunk_reader {
-  const std::string* text;
-  bool done;
-};
-
-const char* read_chunk(lua_State*, void* ud, std::size_t* size) {
-  auto* rd = static_cast<chunk_reader*>(ud);
-  if (rd->done) return nullptr;
-  rd->done = true;
-  *size = rd->text->size();
-  return rd->text->data();
-}
-
 // Runs under lua_pcall: pushes true, the package's function and its path, or
 // false and the error to raise.
 int push_found(lua_State* L, const lookup& r) {
   if (r.what == found_kind::package) {
     lua_pushboolean(L, 1);
-    chunk_reader rd{&r.code->bytecode, false};
-    if (lua_load(L, read_chunk, &rd, r.path.c_str(), "b") != LUA_OK) return lua_error(L);
+    if (load_bytecode(L, r.code->bytecode, r.path.c_str()) != LUA_OK) return lua_error(L);
     lua_pushlstring(L, r.path.data(), r.path.size());
     return 3;
   }

@@ -35,19 +35,6 @@ constexpr int k_count_step = 10000;
 
 constexpr const char* k_cpu_exceeded = "cpu limit exceeded";
 
-struct chunk_reader {
-  const std::string* text;
-  bool done;
-};
-
-const char* read_chunk(lua_State*, void* ud, std::size_t* size) {
-  auto* r = static_cast<chunk_reader*>(ud);
-  if (r->done) return nullptr;
-  r->done = true;
-  *size = r->text->size();
-  return r->text->data();
-}
-
 }  // namespace
 
 context_ptr intern_context(process_context&& c) {
@@ -160,8 +147,7 @@ void* process::allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsiz
 int process::start_protected(lua_State* L) {
   process* p = of(L);
   install_sandbox(L);
-  chunk_reader reader{&p->code_->bytecode, false};
-  if (lua_load(L, read_chunk, &reader, p->code_->name.c_str(), "b") != LUA_OK) {
+  if (load_bytecode(L, p->code_->bytecode, p->code_->name.c_str()) != LUA_OK) {
     return lua_error(L);
   }
   if (!p->start_args_) return 1;

@@ -570,9 +570,9 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
   lua_xmove(L, co, narg);
   for (;;) {
     int nres = 0;
-    int status = p->resume(co, L, narg, &nres);  // tells the watchdog co runs
+    int resumed = p->resume(co, L, narg, &nres);  // tells the watchdog co runs
     narg = 0;
-    if (status == LUA_YIELD && p->suspended() != suspend_kind::none) {
+    if (resumed == LUA_YIELD && p->suspended() != suspend_kind::none) {
       lua_pop(co, nres);
       if (lua_isyieldable(L)) return k_suspended;
       // A C call without continuation sits between us and the scheduler.
@@ -594,7 +594,7 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
       lua_pushliteral(L, "process terminating");  // doomed: callers re-raise
       return k_error;
     }
-    if (status == LUA_OK || status == LUA_YIELD) {
+    if (resumed == LUA_OK || resumed == LUA_YIELD) {
       if (!lua_checkstack(L, nres + 1)) {
         lua_pop(co, nres);
         lua_pushliteral(L, "too many results to resume");
@@ -603,7 +603,7 @@ int resume_nested(lua_State* L, lua_State* co, int narg) {
       lua_xmove(co, L, nres);
       return nres;
     }
-    p->doom_if_out_of_memory(status);
+    p->doom_if_out_of_memory(resumed);
     lua_xmove(co, L, 1);
     return k_error;
   }

@@ -122,7 +122,10 @@ case "${1:-}" in
   asan)
     PACKAGES+=("${TEST_PACKAGES[@]}")
     deps
-    TARGETS="luad luad_tests" build build-asan -DCMAKE_BUILD_TYPE=Debug -DLUAD_SANITIZE=address
+    # Debug keeps the assertions; -O1, as ASan's documentation advises,
+    # runs the tests faster than Debug's -O0.
+    TARGETS="luad luad_tests" build build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+      -DLUAD_SANITIZE=address
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build-asan
     ;;
   tsan)

@@ -108,7 +108,8 @@ class rpc_connection {
 };
 
 // One connection, one request, one reply.
-json::object call(const std::string& socket_path, std::string_view method, json::object params) {
+json::object call_daemon(const std::string& socket_path, std::string_view method,
+                         json::object params) {
   rpc_connection conn(socket_path);
   return conn.reply_to(conn.request(method, std::move(params)));
 }
@@ -497,7 +498,7 @@ int client_command(const client_request& req) {
   }
   json::object o;
   try {
-    o = call(socket, method, std::move(params));
+    o = call_daemon(socket, method, std::move(params));
   } catch (const std::exception& e) {
     std::cerr << "luad " << cmd << ": " << e.what() << '\n';
     return 5;
@@ -552,7 +553,7 @@ int client_command(const client_request& req) {
     print_workflows(result.get_array());
     // Then the durable runs (a daemon with no data directory has none).
     try {
-      json::object runs = call(socket, "runs", {});
+      json::object runs = call_daemon(socket, "runs", {});
       if (const json::value* r = runs.if_contains("result"); r && r->is_array())
         print_runs(r->get_array());
     } catch (const std::exception&) {
@@ -560,7 +561,7 @@ int client_command(const client_request& req) {
   } else if (cmd == "cluster") {
     json::array runs;
     try {
-      json::object r = call(socket, "runs", {});
+      json::object r = call_daemon(socket, "runs", {});
       if (const json::value* v = r.if_contains("result"); v && v->is_array()) runs = v->get_array();
     } catch (const std::exception&) {
     }

@@ -21,15 +21,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(s));
-}
-
-}  // namespace
-
 // A restart waiting for the workflow's processes to exit, or its deadline.
 struct code_reload::restart_wait {
   explicit restart_wait(asio::io_context& io) : deadline(io) {}
@@ -191,7 +182,7 @@ void code_reload::restart_on_new_code(const workflow_config& w) {
     wait->deadline.cancel();
     finish_restart(name, previous);
   };
-  wait->deadline.expires_after(seconds(std::min(cfg_.server.grace_period, 5.0)));
+  wait->deadline.expires_after(config_seconds(std::min(cfg_.server.grace_period, 5.0)));
   wait->deadline.async_wait([done](boost::system::error_code) { done(); });
   wait->left += workers.size();
   for (runtime::pid id : workers) {
@@ -223,8 +214,8 @@ void code_reload::finish_restart(const std::string& name,
     runtime::logger().info("workflow {} restarted on new code (supervisor {})", w.name,
                            pid->to_string());
     if (w.reload_trial > 0 && previous) {
-      trials_[w.name] =
-          trial{previous, pid->serial, std::chrono::steady_clock::now() + seconds(w.reload_trial)};
+      trials_[w.name] = trial{previous, pid->serial,
+                              std::chrono::steady_clock::now() + config_seconds(w.reload_trial)};
       trials_open_.store(trials_.size());
     }
   });

@@ -4,6 +4,7 @@
 // never silently falls back to a default. `luad check FILE` runs just this.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -17,6 +18,13 @@
 #include "runtime/owners.hpp"
 
 namespace luad::server {
+
+/// A config value in seconds (a double, as TOML gives it) as a steady-clock
+/// duration.
+inline std::chrono::steady_clock::duration config_seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
 
 /// A config that cannot be used; what() is "FILE:LINE:COLUMN: KEY: why".
 class config_error : public std::runtime_error {

@@ -18,11 +18,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(s));
-}
-
 // "30" or "0.25": a number of seconds as people write it.
 std::string seconds_text(double s) {
   std::string t = std::to_string(s);
@@ -52,7 +47,7 @@ void connection::start() {
     return;
   }
   last_activity_ = clock::now();
-  schedule(last_activity_ + seconds(s_.cfg.limits.idle_timeout));
+  schedule(last_activity_ + config_seconds(s_.cfg.limits.idle_timeout));
   read();
 }
 
@@ -119,7 +114,7 @@ bool connection::take_lines() {
     if (in_.capacity() > (std::size_t{1} << 20)) std::string().swap(in_);  // after a big line
   } else if (!line_started_) {
     line_started_ = clock::now();
-    schedule(*line_started_ + seconds(s_.cfg.limits.request_timeout));
+    schedule(*line_started_ + config_seconds(s_.cfg.limits.request_timeout));
   }
   auto keep = std::move(paused_self_);  // reading resumes: the read owns it now
   return true;
@@ -235,7 +230,7 @@ void connection::check_deadlines() {
   if (closed_) return;
   const limits_config& lim = s_.cfg.limits;
   clock::time_point now = clock::now();
-  if (line_started_ && now >= *line_started_ + seconds(lim.request_timeout)) {
+  if (line_started_ && now >= *line_started_ + config_seconds(lim.request_timeout)) {
     runtime::logger().debug("closing a connection (uid {}): request line not completed", peer_.uid);
     send(proto::error_reply(nullptr, proto::error_code::invalid_request,
                             "request line not completed within " +
@@ -243,7 +238,7 @@ void connection::check_deadlines() {
     close_after_write();
     return;
   }
-  if (idle() && now >= last_activity_ + seconds(lim.idle_timeout)) {
+  if (idle() && now >= last_activity_ + config_seconds(lim.idle_timeout)) {
     runtime::logger().debug("closing an idle connection (uid {})", peer_.uid);
     send(proto::error_reply(
         nullptr, proto::error_code::failed,
@@ -252,9 +247,9 @@ void connection::check_deadlines() {
     return;
   }
   if (line_started_)
-    schedule(*line_started_ + seconds(lim.request_timeout));
+    schedule(*line_started_ + config_seconds(lim.request_timeout));
   else
-    schedule((idle() ? last_activity_ : now) + seconds(lim.idle_timeout));
+    schedule((idle() ? last_activity_ : now) + config_seconds(lim.idle_timeout));
 }
 
 void connection::close_after_write() {

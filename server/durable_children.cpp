@@ -37,7 +37,6 @@ using dispatcher::run_record;
 using dispatcher::run_state;
 using runtime::error;
 using runtime::error_kind;
-using runtime::outcome;
 using runtime::value;
 using namespace durable_runs_parts;
 
@@ -68,23 +67,24 @@ std::string text_field(const std::string& detail, std::string_view key) {
 
 // What a wait for run `run`, ended in `state` with `detail`, answers: the
 // array of its results, or its error.
-outcome end_of(const std::string& run, run_state state, const std::string& detail) {
+runtime::outcome end_of(const std::string& run, run_state state, const std::string& detail) {
   json::object o = object_of(detail);
   if (state == run_state::completed) {
     value::array results;
     if (const json::value* r = o.if_contains("results"); r && r->is_array())
       for (const json::value& v : r->get_array()) results.push_back(proto::from_json(v));
-    return outcome::success(std::move(results));
+    return runtime::outcome::success(std::move(results));
   }
   if (state == run_state::terminated)
-    return outcome::failure(
+    return runtime::outcome::failure(
         error{error_kind::canceled, "run " + run + " was terminated", false, {}});
   auto k = runtime::kind_from_name(text_field(o, "kind"));
   std::string message = text_field(o, "message");
-  return outcome::failure(error{k ? *k : error_kind::runtime,
-                                "run " + run + " failed: " + (message.empty() ? detail : message),
-                                false,
-                                {}});
+  return runtime::outcome::failure(
+      error{k ? *k : error_kind::runtime,
+            "run " + run + " failed: " + (message.empty() ? detail : message),
+            false,
+            {}});
 }
 
 }  // namespace
@@ -94,7 +94,7 @@ struct durable_runs::waiter {
   waiter(runtime::completion d, boost::asio::io_context& io) : done(std::move(d)), timer(io) {}
 
   /// Completes `done` with `o` unless it was answered; true if this did.
-  bool answer(outcome o) {
+  bool answer(runtime::outcome o) {
     {
       std::lock_guard lock(mu);
       if (answered) return false;
@@ -195,13 +195,13 @@ void durable_runs::wait_run(std::string owner, std::string run, double timeout,
     std::string id = run;
     for (int hops = 0; hops < k_max_continuations; ++hops) {
       auto rec = record(id);
-      if (!rec) return (void)w->answer(outcome::failure(rec.error()));
+      if (!rec) return (void)w->answer(runtime::outcome::failure(rec.error()));
       if (rec->owner != owner)
-        return (void)w->answer(
-            outcome::failure(error{error_kind::permission_denied,
-                                   "workflow.wait: run " + id + " belongs to another owner",
-                                   false,
-                                   {}}));
+        return (void)w->answer(runtime::outcome::failure(
+            error{error_kind::permission_denied,
+                  "workflow.wait: run " + id + " belongs to another owner",
+                  false,
+                  {}}));
       if (!dispatcher::finished(rec->state)) break;
       std::string next = text_field(rec->detail, "continued_as");
       if (next.empty()) return (void)w->answer(end_of(id, rec->state, rec->detail));
@@ -214,7 +214,7 @@ void durable_runs::wait_run(std::string owner, std::string run, double timeout,
         std::chrono::duration<double>(timeout)));
     w->timer.async_wait([w, run](boost::system::error_code ec) {
       if (ec) return;
-      w->answer(outcome::failure(error{
+      w->answer(runtime::outcome::failure(error{
           error_kind::timeout, "workflow.wait: run " + run + " did not end in time", true, {}}));
     });
   });

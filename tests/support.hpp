@@ -24,7 +24,7 @@ inline constexpr bool tsan_build = true;
 inline constexpr int sanitizer_scale = 1;
 inline constexpr bool tsan_build = false;
 #endif
-/// Under either sanitizer (ASan runs in a Debug build): wall-clock budgets of
+/// Under either sanitizer (ASan runs in a Debug build at -O1): wall-clock budgets of
 /// busy tests need room, e.g. 10,000 faked requests take ~50 ms in Release
 /// and ~1.9 s under ASan.
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)

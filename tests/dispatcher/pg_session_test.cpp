@@ -23,6 +23,7 @@ using luad::dispatcher::pg_param;
 using luad::dispatcher::pg_session;
 using luad::dispatcher::pg_session_options;
 using luad::dispatcher::pg_statement;
+using luad::dispatcher::sql;
 using luad::runtime::error_kind;
 using luad::test::has;
 
@@ -43,10 +44,6 @@ pg_batch_result run(pg_session& s, std::vector<pg_statement> batch) {
   auto f = p.get_future();
   s.run(std::move(batch), [&p](pg_batch_result r) { p.set_value(std::move(r)); });
   return f.get();
-}
-
-pg_statement sql(std::string text, std::vector<pg_param> params = {}) {
-  return {std::move(text), std::move(params)};
 }
 
 std::shared_ptr<pg_session> connected(io_thread& t, pg_session_options o) {
