@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 namespace luad::test {
@@ -61,6 +62,11 @@ temp_dir::temp_dir(std::string_view tag) {
 temp_dir::~temp_dir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::filesystem::path temp_dir::write(const std::filesystem::path& relative,

@@ -73,6 +73,9 @@ inline bool has(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
 }
 
+/// The bytes of the file at `p`, or "" when it cannot be read.
+std::string slurp(const std::filesystem::path& p);
+
 /// A fresh, empty folder under the system's temp folder, named after `tag`,
 /// the test process and a counter (so tests never share one); removed with
 /// everything in it when the object goes. path() is canonical (no symlinks),

@@ -40,12 +40,12 @@ using clk = std::chrono::steady_clock;
 
 // Where the journal lives: SQLite's file in a folder, or a fresh database of
 // the tests' PostgreSQL; every case runs on both.
-struct on_sqlite {
+struct sqlite_journal {
   static luad::server::engine_options options(const std::string& dir) {
     return {luad::runtime::scheduler_options::with_workers(2), dir, {}};
   }
 };
-struct on_postgres {
+struct postgres_journal {
   static luad::server::engine_options options(const std::string&) {
     luad::server::engine_options o{luad::runtime::scheduler_options::with_workers(2), "", {}};
     o.postgres.conninfo = luad::test::shared_postgres().new_database();
@@ -134,7 +134,7 @@ constexpr const char* k_steps = R"(
 }  // namespace
 
 TEST_CASE_TEMPLATE("durable: a replayed run sees the same outcomes and dispatches nothing twice", B,
-                   on_sqlite, on_postgres) {
+                   sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r1");
   auto first = j.run("r1", k_steps);
@@ -169,7 +169,7 @@ TEST_CASE_TEMPLATE("durable: a replayed run sees the same outcomes and dispatche
 
 TEST_CASE_TEMPLATE(
     "durable: clocks are recorded, math.random repeats on replay, time.after is refused", B,
-    on_sqlite, on_postgres) {
+    sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r-clock");
   const char* source = R"(
@@ -207,8 +207,8 @@ TEST_CASE_TEMPLATE(
   CHECK(j.report().empty());
 }
 
-TEST_CASE_TEMPLATE("durable: a half-replayed run goes on live where its journal ends", B, on_sqlite,
-                   on_postgres) {
+TEST_CASE_TEMPLATE("durable: a half-replayed run goes on live where its journal ends", B,
+                   sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r2");
   REQUIRE(j.run("r2", k_steps).reason == exit_reason::normal);
@@ -232,7 +232,7 @@ TEST_CASE_TEMPLATE("durable: a half-replayed run goes on live where its journal 
 }
 
 TEST_CASE_TEMPLATE("durable: a command that differs from the journal stops the run with a report",
-                   B, on_sqlite, on_postgres) {
+                   B, sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r3");
   REQUIRE(j.run("r3", k_steps).reason == exit_reason::normal);
@@ -252,7 +252,7 @@ TEST_CASE_TEMPLATE("durable: a command that differs from the journal stops the r
 }
 
 TEST_CASE_TEMPLATE("durable: a sleep cut short by a crash ends at its journaled deadline", B,
-                   on_sqlite, on_postgres) {
+                   sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r4");
   // What a daemon that died 0.3 s into a 5 s sleep left: a started step.
@@ -280,8 +280,8 @@ TEST_CASE_TEMPLATE("durable: a sleep cut short by a crash ends at its journaled 
   CHECK(h[0].state == step_state::done);
 }
 
-TEST_CASE_TEMPLATE("durable: a journal that cannot be written stops the run", B, on_sqlite,
-                   on_postgres) {
+TEST_CASE_TEMPLATE("durable: a journal that cannot be written stops the run", B, sqlite_journal,
+                   postgres_journal) {
   journaled_engine<B> j;
   j.create("r5");
   j.eng.storage().inject(luad::dispatcher::storage::fault::read_only);
@@ -297,7 +297,7 @@ TEST_CASE_TEMPLATE("durable: a journal that cannot be written stops the run", B,
 }
 
 TEST_CASE_TEMPLATE("durable: children need the server's hooks; links and monitors are refused", B,
-                   on_sqlite, on_postgres) {
+                   sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r-spawn");
   // (A path inside the script root: for a source, the daemon's folder.)
@@ -312,10 +312,11 @@ TEST_CASE_TEMPLATE("durable: children need the server's hooks; links and monitor
     return err.message, linked.message, monitored.message, waited.message)");
   REQUIRE_MESSAGE(s.reason == exit_reason::normal, s.err.message);
   REQUIRE(s.results.size() == 4);
-  INFO((s.results[0].template get<std::string>() ? *s.results[0].template get<std::string>() : std::string("?")));
+  INFO((s.results[0].template get<std::string>() ? *s.results[0].template get<std::string>()
+                                                 : std::string("?")));
   CHECK(s.results[0] == value("workflow.start: this run cannot start children"));
-  CHECK(
-      has(*s.results[1].template get<std::string>(), "spawn_link and spawn_monitor: not in a durable run"));
+  CHECK(has(*s.results[1].template get<std::string>(),
+            "spawn_link and spawn_monitor: not in a durable run"));
   CHECK(s.results[2] == s.results[1]);
   CHECK(s.results[3] == value("workflow.wait: this run cannot wait for runs"));
   // The start and the wait are steps, recorded with their errors.
@@ -326,7 +327,7 @@ TEST_CASE_TEMPLATE("durable: children need the server's hooks; links and monitor
 }
 
 TEST_CASE_TEMPLATE("durable: messages are recorded before they are received, and received once", B,
-                   on_sqlite, on_postgres) {
+                   sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r-inbox");
   const char* source = R"(
@@ -387,7 +388,7 @@ TEST_CASE_TEMPLATE("durable: messages are recorded before they are received, and
 
 TEST_CASE_TEMPLATE(
     "durable: past the journal's bound each command fails with limit, journaling nothing", B,
-    on_sqlite, on_postgres) {
+    sqlite_journal, postgres_journal) {
   // A run that loops on a cheap command forever would fill the disk.
   journaled_engine<B> j;
   j.create("r-full");
@@ -416,7 +417,7 @@ TEST_CASE_TEMPLATE(
 
 TEST_CASE_TEMPLATE(
     "durable: workflow.version records max live, replays it, and is 0 for older histories", B,
-    on_sqlite, on_postgres) {
+    sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   // Old code, before the change: one sleep.
   const char* v0 = R"(
@@ -472,7 +473,7 @@ TEST_CASE_TEMPLATE(
 }
 
 TEST_CASE_TEMPLATE("durable: a send is recorded as it is made, and a replay does not send it again",
-                   B, on_sqlite, on_postgres) {
+                   B, sqlite_journal, postgres_journal) {
   journaled_engine<B> j;
   j.create("r-send");
   const char* source = R"(

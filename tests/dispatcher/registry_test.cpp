@@ -12,7 +12,7 @@ namespace {
 using namespace luad::dispatcher;
 
 // Records the outcome a completion delivers (a hand-made double of a process).
-struct recorder final : completion_target {
+struct one_outcome final : completion_target {
   std::atomic<int> refs{0};
   std::optional<luad::runtime::outcome> got;
   void add_ref() noexcept override { refs++; }
@@ -34,7 +34,7 @@ TEST_CASE("the registry routes by id, refuses late or double registration") {
   CHECK_THROWS_AS(r.add(command_id::clock_sleep, e), std::logic_error);
   r.freeze();
   CHECK_THROWS_AS(r.add(command_id::clock_sleep, e), std::logic_error);
-  recorder rec;
+  one_outcome rec;
   r.submit({command_id::clock_sleep, luad::runtime::value(3.5)}, completion(&rec));
   REQUIRE(rec.got);
   CHECK(rec.got->val == luad::runtime::value(3.5));
@@ -44,19 +44,19 @@ TEST_CASE("the registry routes by id, refuses late or double registration") {
 TEST_CASE("an unknown command id completes with an error, not a crash") {
   registry r;
   r.freeze();
-  recorder rec;
+  one_outcome rec;
   r.submit({command_id::clock_sleep, {}}, completion(&rec));
   REQUIRE(rec.got);
   REQUIRE(rec.got->err);
   CHECK(rec.got->err->kind == luad::runtime::error_kind::invalid);
-  recorder rec2;
+  one_outcome rec2;
   r.submit({static_cast<command_id>(999), {}}, completion(&rec2));
   REQUIRE(rec2.got);
   CHECK(rec2.got->err->kind == luad::runtime::error_kind::invalid);
 }
 
 TEST_CASE("a dropped completion completes with canceled") {
-  recorder rec;
+  one_outcome rec;
   { completion c(&rec); }
   REQUIRE(rec.got);
   CHECK(rec.got->err->kind == luad::runtime::error_kind::canceled);

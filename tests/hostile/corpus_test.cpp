@@ -22,6 +22,7 @@
 namespace {
 
 using namespace luad_hostile;
+using luad::test::slurp;
 
 // --- bounds -----------------------------------------------------------------
 // The figures hold in an optimised build. Under ASan (+UBSan, -O0, as
@@ -122,11 +123,6 @@ std::vector<script_file> read_corpus() {
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
   return out;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 json::value at(const json::value& v, std::string_view ptr) {

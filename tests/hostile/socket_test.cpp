@@ -59,7 +59,7 @@ int code(const json::value& reply) {
   const json::value* c = reply.is_object() ? reply.find_pointer("/error/code", ec) : nullptr;
   return c && c->is_int64() ? static_cast<int>(c->get_int64()) : 0;
 }
-std::string text(const json::value& reply) { return json::serialize(reply).substr(0, 400); }
+std::string shown(const json::value& reply) { return json::serialize(reply).substr(0, 400); }
 std::string str_pid(const json::value& reply) {
   boost::system::error_code ec;
   const json::value* p = reply.is_object() ? reply.find_pointer("/result/pid", ec) : nullptr;
@@ -87,7 +87,7 @@ TEST_CASE("hostile: a 1 GB line gets a size error and a close; other clients are
   reader.join();
   CAPTURE(sent);
   CHECK(code(reply) == k_invalid_request);
-  CHECK(luad::test::has(text(reply), "longer than"));
+  CHECK(luad::test::has(shown(reply), "longer than"));
   CHECK(sent < (std::size_t{64} << 20));  // it stopped reading at the limit
   CHECK_FALSE(c.line(2s).has_value());    // and closed
   sd.serves();
@@ -228,13 +228,13 @@ TEST_CASE("hostile: a wrong type for every parameter of every method is invalid_
         req[p.key] = v;
       INFO(std::string(p.method), " ", json::serialize(req));
       json::value r = c.call(p.method, req, 2s);
-      CHECK_MESSAGE(code(r) == k_invalid_params, text(r));
+      CHECK_MESSAGE(code(r) == k_invalid_params, shown(r));
     }
   }
   // Integer limits: a float and a negative number are wrong too.
   for (json::value v : {json::value(1.5), json::value(-1)}) {
     json::value r = c.call("spawn", {{"source", "return 1"}, {"limits", {{"memory", v}}}}, 2s);
-    CHECK_MESSAGE(code(r) == k_invalid_params, text(r));
+    CHECK_MESSAGE(code(r) == k_invalid_params, shown(r));
   }
   sd.serves();
 }
@@ -248,7 +248,7 @@ TEST_CASE("hostile: NUL bytes in strings and paths are refused or kept, never cu
         std::string("../secret.lua\0double.lua", 24), std::string("double.lua\0", 11)}) {
     json::value r = c.call("spawn", {{"script", script}, {"args", json::array{2}}}, 2s);
     CAPTURE(script);
-    CHECK_MESSAGE((code(r) == k_not_found || code(r) == k_invalid_params), text(r));
+    CHECK_MESSAGE((code(r) == k_not_found || code(r) == k_invalid_params), shown(r));
   }
   // In source, a result and a topic, NUL is a byte like any other.
   json::value r =
@@ -257,10 +257,10 @@ TEST_CASE("hostile: NUL bytes in strings and paths are refused or kept, never cu
   std::string live = str_pid(c.call("spawn", {{"script", "sleep.lua"}}));
   for (const char* method : {"kill", "info", "wait"}) {
     r = c.call(method, {{"pid", std::string("0.1\0", 4)}}, 2s);
-    CHECK_MESSAGE(code(r) == k_invalid_params, text(r));
+    CHECK_MESSAGE(code(r) == k_invalid_params, shown(r));
   }
   r = c.call("spawn", {{"source", "return 1"}, {"profile", std::string("default\0x", 9)}}, 2s);
-  CHECK_MESSAGE(code(r) == k_not_found, text(r));
+  CHECK_MESSAGE(code(r) == k_not_found, shown(r));
   r = c.call("reload", {{"path", std::string("/etc\0/passwd", 12)}}, 2s);
   CHECK_MESSAGE(r.is_object(), "no reply to a reload path with a NUL");
   r = c.call("send", {{"to", live}, {"topic", std::string("t\0x", 3)}}, 2s);
@@ -275,22 +275,22 @@ TEST_CASE("hostile: a submission cannot loosen its limits or use a profile not g
     for (std::int64_t v : {std::int64_t{1} << 40, std::int64_t{0}}) {
       json::value r = c.call("spawn", {{"source", "return 1"}, {"limits", {{key, v}}}}, 2s);
       INFO(key, " = ", v);
-      CHECK_MESSAGE(code(r) == k_denied, text(r));
+      CHECK_MESSAGE(code(r) == k_denied, shown(r));
     }
   }
   json::value r = c.call("spawn", {{"source", "return 1"}, {"limits", {{"turn", 1}}}}, 2s);
-  CHECK_MESSAGE(code(r) == k_invalid_params, text(r));  // not a limit a client may set
+  CHECK_MESSAGE(code(r) == k_invalid_params, shown(r));  // not a limit a client may set
   r = c.call("spawn", {{"source", "return 1"}, {"profile", "admin"}}, 2s);
-  CHECK_MESSAGE(code(r) == k_denied, text(r));
+  CHECK_MESSAGE(code(r) == k_denied, shown(r));
   r = c.call("spawn", {{"source", "return 1"}, {"profile", "root"}}, 2s);
-  CHECK_MESSAGE(code(r) == k_not_found, text(r));
+  CHECK_MESSAGE(code(r) == k_not_found, shown(r));
   // Tightening is allowed, and holds: 1 MiB of heap ends at the memory limit.
   r = c.call("spawn",
              {{"source", "local t = {} for i = 1, 1e7 do t[i] = i end"},
               {"limits", {{"memory", 1 << 20}}},
               {"wait", true}},
              5s);
-  CHECK_MESSAGE(r.as_object()["result"].as_object()["reason"] == "limit", text(r));
+  CHECK_MESSAGE(r.as_object()["result"].as_object()["reason"] == "limit", shown(r));
   sd.serves();
 }
 
@@ -303,7 +303,7 @@ TEST_CASE("hostile: script paths outside the roots are refused (../, absolute, s
                              std::string("/etc/passwd"), std::string("")}) {
     CAPTURE(script);
     json::value r = c.call("spawn", {{"script", script}, {"wait", true}}, 2s);
-    CHECK_MESSAGE(r.as_object().contains("error"), text(r));
+    CHECK_MESSAGE(r.as_object().contains("error"), shown(r));
     CHECK_FALSE(luad::test::has(json::serialize(r), "outside the roots"));
   }
   // From inside a process: process.spawn of a path out of its root.
@@ -313,6 +313,6 @@ TEST_CASE("hostile: script paths outside the roots are refused (../, absolute, s
                            "return pid == nil and tostring(err) or 'spawned'"},
                           {"wait", true}},
                          2s);
-  CHECK_MESSAGE(!luad::test::has(text(r), "spawned"), text(r));
+  CHECK_MESSAGE(!luad::test::has(shown(r), "spawned"), shown(r));
   sd.serves();
 }

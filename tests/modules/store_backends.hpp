@@ -19,6 +19,14 @@ inline postgres_server& shared_postgres() {
   return pg;
 }
 
+/// Engine options with two workers and the SQLite store in `d`.
+inline server::engine_options with_data(const temp_dir& d, unsigned workers = 2) {
+  server::engine_options o;
+  o.scheduler = runtime::scheduler_options::with_workers(workers);
+  o.data_dir = d.path().string();
+  return o;
+}
+
 /// Calls `body` with engine options for SQLite, then for PostgreSQL; `name`
 /// says which ("sqlite" or "postgres") for the test's messages.
 inline void for_each_store_backend(
@@ -26,9 +34,7 @@ inline void for_each_store_backend(
     unsigned workers = 2) {
   {
     temp_dir d("luad_store");
-    server::engine_options o;
-    o.scheduler = runtime::scheduler_options::with_workers(workers);
-    o.data_dir = d.path().string();
+    server::engine_options o = with_data(d, workers);
     std::string backend = "sqlite";
     CAPTURE(backend);
     body("sqlite", o);

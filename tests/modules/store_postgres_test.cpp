@@ -29,15 +29,15 @@ engine_options on(const std::string& conninfo) {
   return o;
 }
 
-luad::runtime::spawn_options granted(std::vector<value> args = {}) {
+luad::runtime::spawn_options demo_store_with(std::vector<value> args = {}) {
   luad::runtime::spawn_options o;
   o.ctx.permissions = {"store:demo"};
   o.args = std::move(args);
   return o;
 }
 
-std::vector<value> run_ok(engine& eng, const std::string& source, std::vector<value> args = {}) {
-  auto e = run_lua(source, granted(std::move(args)), &eng);
+std::vector<value> run_demo(engine& eng, const std::string& source, std::vector<value> args = {}) {
+  auto e = run_lua(source, demo_store_with(std::move(args)), &eng);
   REQUIRE_MESSAGE(e.reason == exit_reason::normal, e.err.message);
   return e.results;
 }
@@ -65,19 +65,20 @@ TEST_CASE("store on postgres: two engines share one store; increments from both 
   engine a(on(db)), b(on(db));
   std::promise<std::int64_t> from_b;
   std::thread t([&] {
-    from_b.set_value(*run_ok(b, k_incrementers, {value(20), value(25)}).at(0).get<std::int64_t>());
+    from_b.set_value(
+        *run_demo(b, k_incrementers, {value(20), value(25)}).at(0).get<std::int64_t>());
   });
-  auto from_a = run_ok(a, k_incrementers, {value(20), value(25)});
+  auto from_a = run_demo(a, k_incrementers, {value(20), value(25)});
   t.join();
   std::int64_t total = *from_a.at(0).get<std::int64_t>() + from_b.get_future().get();
   CHECK(total == 2 * 20 * 25);
   // Each engine reads the other's writes: one value, all increments in it.
-  CHECK(run_ok(a, "return require('store').get('n')").at(0) == value(total));
-  CHECK(run_ok(b, "return require('store').get('n')").at(0) == value(total));
+  CHECK(run_demo(a, "return require('store').get('n')").at(0) == value(total));
+  CHECK(run_demo(b, "return require('store').get('n')").at(0) == value(total));
   // cas from absent is won by exactly one of the two.
   auto claim = "return require('store').cas('owner', nil, ...)";
-  bool won_a = run_ok(a, claim, {value("a")}).at(0) == value(true);
-  bool won_b = run_ok(b, claim, {value("b")}).at(0) == value(true);
+  bool won_a = run_demo(a, claim, {value("a")}).at(0) == value(true);
+  bool won_b = run_demo(b, claim, {value("b")}).at(0) == value(true);
   CHECK(won_a != won_b);
 }
 
@@ -86,7 +87,7 @@ TEST_CASE("store on postgres: keys and values that look like SQL are only bytes"
   // SQL text: an attacker's key is stored and read back as it was.
   std::string db = luad::test::shared_postgres().new_database();
   engine eng(on(db));
-  auto r = run_ok(eng, R"(
+  auto r = run_demo(eng, R"(
     local store = require("store")
     local evil = "x'); DROP TABLE luad_kv; --"
     assert(store.set(evil, "\0'; DELETE FROM luad_ns_usage; --"))
@@ -106,22 +107,22 @@ TEST_CASE("store on postgres: a quota holds across engines, the totals kept in t
   q.default_bytes = 10000;
   a.storage().set_quotas(q);
   b.storage().set_quotas(q);
-  run_ok(a, "assert(require('store').set('x', ('a'):rep(6000)))");
-  auto r = run_ok(b, R"(
+  run_demo(a, "assert(require('store').set('x', ('a'):rep(6000)))");
+  auto r = run_demo(b, R"(
     local ok, err = require('store').set('y', ('b'):rep(6000))
     return ok, err and err.kind)");
   CHECK(r.at(0).is_nil());
   CHECK(r.at(1) == value("limit"));
   CHECK(std::stoll(scalar(db, "SELECT bytes FROM luad_ns_usage")) > 6000);
   // Deleting on one engine gives the room back to the other.
-  run_ok(a, "assert(require('store').delete('x'))");
-  run_ok(b, "assert(require('store').set('y', ('b'):rep(6000)))");
+  run_demo(a, "assert(require('store').delete('x'))");
+  run_demo(b, "assert(require('store').set('y', ('b'):rep(6000)))");
 }
 
 TEST_CASE("store on postgres: expired keys are invisible, then deleted, their bytes given back") {
   std::string db = luad::test::shared_postgres().new_database();
   engine eng(on(db));
-  run_ok(eng, R"(
+  run_demo(eng, R"(
     local store = require("store")
     assert(store.set("kept", 1))
     assert(store.set("brief", ("x"):rep(500), {ttl = 0.05}))
@@ -136,7 +137,7 @@ TEST_CASE("store on postgres: a restart under load: acked increments survive, no
   auto& pg = luad::test::shared_postgres();
   std::string db = pg.new_database();
   engine eng(on(db));
-  auto fut = luad::test::spawn_lua(eng, k_incrementers, granted({value(10), value(200)}));
+  auto fut = luad::test::spawn_lua(eng, k_incrementers, demo_store_with({value(10), value(200)}));
   REQUIRE(eventually([&] {
     std::string n = scalar(db, "SELECT count(*) FROM luad_kv");
     return n == "1";
@@ -150,7 +151,7 @@ TEST_CASE("store on postgres: a restart under load: acked increments survive, no
   // asking the server whether it committed: no increment is counted twice.
   value n;
   REQUIRE(eventually([&] {  // (the reader's connection may still be coming back)
-    n = run_ok(eng, "return require('store').get('n')").at(0);
+    n = run_demo(eng, "return require('store').get('n')").at(0);
     return n.get<std::int64_t>() != nullptr;
   }));
   CHECK(*n.get<std::int64_t>() == acked);
@@ -164,14 +165,14 @@ TEST_CASE(
   // The first incr's COMMIT runs and its answer is lost: the store asks the
   // server, finds the transaction committed, and answers 1 (the script sees
   // no error and does not retry).
-  auto r = run_ok(eng, R"(
+  auto r = run_demo(eng, R"(
     local store = require("store")
     local v, err = store.incr("n")
     return v, err and tostring(err) or "")");
   CHECK(r.at(0) == value(std::int64_t{1}));
   CHECK(r.at(1) == value(""));
   CHECK(scalar(db, "SELECT count(*) FROM luad_kv") == "1");
-  CHECK(run_ok(eng, "return require('store').incr('n')").at(0) == value(std::int64_t{2}));
+  CHECK(run_demo(eng, "return require('store').incr('n')").at(0) == value(std::int64_t{2}));
 }
 
 TEST_CASE(

@@ -18,15 +18,9 @@ using luad::server::engine_options;
 using luad::test::eventually;
 using luad::test::run_lua;
 using luad::test::temp_dir;
+using luad::test::with_data;
 
 namespace {
-
-engine_options with_data(const temp_dir& d) {
-  engine_options o;
-  o.scheduler = luad::runtime::scheduler_options::with_workers(2);
-  o.data_dir = d.path().string();
-  return o;
-}
 
 std::vector<value> run_in(engine& eng, const std::string& ns, const std::string& source) {
   luad::runtime::spawn_options o;

@@ -27,15 +27,9 @@ using luad::test::eventually;
 using luad::test::has;
 using luad::test::run_lua;
 using luad::test::temp_dir;
+using luad::test::with_data;
 
 namespace {
-
-engine_options with_data(const temp_dir& d) {
-  engine_options o;
-  o.scheduler = luad::runtime::scheduler_options::with_workers(2);
-  o.data_dir = d.path().string();
-  return o;
-}
 
 luad::runtime::spawn_options granted(std::vector<std::string> perms) {
   luad::runtime::spawn_options o;

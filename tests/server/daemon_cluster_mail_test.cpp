@@ -55,10 +55,6 @@ std::vector<std::unique_ptr<daemon_process>> nodes(const std::string& db, int n,
   return out;
 }
 
-std::string sql(const std::string& db, const std::string& q) {
-  return postgres_server::scalar(db, q);
-}
-
 // A durable run of box.lua at `d`, registered as `name`, waiting for `n`.
 std::string start_box(daemon_process& d, const std::string& db, const std::string& name, int n,
                       json::object limits = {}) {

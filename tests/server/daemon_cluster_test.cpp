@@ -71,10 +71,6 @@ json::value submit(daemon_process& d, int id, int rounds, double pause) {
   return result_of(r);
 }
 
-std::string sql(const std::string& db, const std::string& q) {
-  return postgres_server::scalar(db, q);
-}
-
 // Every run completed with `rounds` as its result and its steps each recorded
 // once, each counter at `rounds`.
 void check_exactly_once(daemon_process& d, int runs, int rounds) {

@@ -216,12 +216,8 @@ inline cli_result luad_cli(const std::string& socket, const std::string& args) {
   std::string cmd = "LUAD_SOCKET='" + socket + "' '" + LUAD_BINARY + "' " + args + " >'" +
                     (dir / "out").string() + "' 2>'" + (dir / "err").string() + "'";
   int status = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  return cli_result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir / "out"),
-                    slurp(dir / "err")};
+  return cli_result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, luad::test::slurp(dir / "out"),
+                    luad::test::slurp(dir / "err")};
 }
 
 // Parses `text` (a line a client command printed); REQUIREs it to be JSON.

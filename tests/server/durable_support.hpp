@@ -15,6 +15,7 @@
 
 #include "tests/hostile/daemon_process.hpp"
 #include "tests/modules/store_backends.hpp"
+#include "tests/server/daemon_support.hpp"
 
 namespace luad::test::durable {
 
@@ -66,7 +67,14 @@ inline boost::json::value result_of(const boost::json::value& reply) {
   return r ? *r : boost::json::value(nullptr);
 }
 
-inline std::string text(const boost::json::value& v) { return boost::json::serialize(v); }
+// One `text` for every daemon test: files that use both namespaces (or meet
+// in one unity unit) then see a single function.
+using luad_test::text;
+
+/// The first column of the first row of `q` on database `db`.
+inline std::string sql(const std::string& db, const std::string& q) {
+  return postgres_server::scalar(db, q);
+}
 
 inline void write_file(const std::filesystem::path& path, const std::string& body) {
   std::filesystem::create_directories(path.parent_path());

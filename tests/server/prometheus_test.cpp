@@ -16,6 +16,7 @@
 using namespace luad_test;
 using namespace luad_metrics_test;
 using namespace std::chrono_literals;
+using luad::test::slurp;
 
 namespace {
 
@@ -64,11 +65,6 @@ class prometheus_process {
   std::uint16_t port_;
   bool ended_ = false;
 };
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 }  // namespace
 

@@ -17,19 +17,13 @@ namespace {
 
 using luad::runtime::value;
 using luad::test::has;
+using luad::test::slurp;
 using luad::test::temp_dir;
 
 struct result {
   int code;
   std::string out, err;
 };
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Runs `luad <args>` from the source directory, capturing both streams.
 result run_luad(const std::string& args) {

@@ -29,16 +29,10 @@ using luad::runtime::function_type;
 using luad::runtime::module_def;
 using luad::runtime::param_type;
 using luad::test::has;
+using luad::test::slurp;
 using luad::test::temp_dir;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 struct command_result {
   int code;
