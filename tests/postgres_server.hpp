@@ -1,5 +1,6 @@
 // A real PostgreSQL 15 server for tests (issue 16's backend and cluster
-// tests): a fresh cluster made with initdb in a temporary folder, started with
+// tests): a fresh cluster in a temporary folder (a copy of one initdb makes
+// once per machine and user, in TMPDIR/luad-pg15-template-v1-UID), started with
 // pg_ctl, listening only on a Unix socket in that folder, stopped and removed
 // when the object goes. Run as root (as CI is), the server runs as the
 // `postgres` user, which PostgreSQL requires.
@@ -12,8 +13,9 @@ namespace luad::test {
 
 class postgres_server {
  public:
-  /// Makes and starts the cluster; throws std::runtime_error with initdb's or
-  /// pg_ctl's output when either fails (or PostgreSQL 15 is not installed).
+  /// Copies the template cluster (making it first if need be) and starts it;
+  /// throws std::runtime_error with initdb's, cp's or pg_ctl's output when either fails (or
+  /// PostgreSQL 15 is not installed).
   postgres_server();
   ~postgres_server();
   postgres_server(const postgres_server&) = delete;

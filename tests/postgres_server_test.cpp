@@ -5,6 +5,9 @@
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -53,4 +56,23 @@ TEST_CASE(
   pg.start();
   conn_ptr c = connect(pg);
   CHECK(scalar(c.get(), "SELECT sum(v) FROM kv") == "49");
+}
+
+TEST_CASE("test postgres: servers are copies of one template; a template cut short is made again") {
+  namespace fs = std::filesystem;
+  fs::path root =
+      fs::temp_directory_path() / ("luad-pg15-template-v1-" + std::to_string(::geteuid()));
+  { luad::test::postgres_server first; }  // the template exists from here on
+  REQUIRE(fs::exists(root / "complete"));
+  // What an initdb killed halfway leaves: files, no `complete`.
+  fs::remove(root / "complete");
+  fs::remove(root / "data" / "PG_VERSION");
+  luad::test::postgres_server pg;
+  CHECK(fs::exists(root / "complete"));
+  CHECK(fs::exists(root / "data" / "PG_VERSION"));
+  // A table made in one copy is not in the template nor in the next copy.
+  scalar(connect(pg).get(), "CREATE TABLE mine (k int)");
+  luad::test::postgres_server other;
+  CHECK(scalar(connect(other).get(), "SELECT count(*) FROM pg_tables WHERE tablename = 'mine'") ==
+        "0");
 }
