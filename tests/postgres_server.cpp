@@ -82,8 +82,9 @@ class file_lock {
 // stopped cluster's folder is a whole cluster: ~40 MB, tens of ms). The
 // template counts only once `complete` is written, so an initdb cut short is
 // redone; the name carries initdb's options (v1), so changing them means a new name.
-// Copies `data` from the template (making it first if need be) under a lock
-// shared by every test process of this user.
+//
+// copy_template_cluster copies the template to `data` (making it first if
+// need be), under a lock shared by every test process of this user.
 void copy_template_cluster(const fs::path& data) {
   static std::mutex in_process;  // (flock does not exclude threads of one process)
   std::lock_guard guard(in_process);
