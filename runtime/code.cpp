@@ -15,6 +15,7 @@
 
 #include "runtime/bytecode_check.hpp"
 #include "runtime/lua.hpp"
+#include "runtime/script_path.hpp"
 
 namespace luad::runtime {
 
@@ -211,8 +212,7 @@ std::string code_cache::resolve(const std::string& base, const std::string& scri
   key += '\0';
   key += script;
   if (std::optional<std::string> known = remembered(key)) return std::move(*known);
-  namespace fs = std::filesystem;
-  return remember(std::move(key), fs::weakly_canonical(fs::path(base) / script).string());
+  return remember(std::move(key), weakly_canonical(base, script));
 }
 
 std::string code_cache::resolve_from(const std::string& file, const std::string& script) {
@@ -220,9 +220,10 @@ std::string code_cache::resolve_from(const std::string& file, const std::string&
   key += '\1';  // never equal to resolve's keys, which hold a '\0' (C-string names hold none)
   key += script;
   if (std::optional<std::string> known = remembered(key)) return std::move(*known);
-  namespace fs = std::filesystem;
-  return remember(std::move(key),
-                  fs::weakly_canonical(fs::path(file).parent_path() / script).string());
+  std::string_view folder = file;
+  std::size_t slash = folder.rfind('/');
+  folder = slash == std::string_view::npos ? "" : folder.substr(0, slash == 0 ? 1 : slash);
+  return remember(std::move(key), weakly_canonical(folder, script));
 }
 
 std::optional<std::string> code_cache::remembered(const std::string& key) const {

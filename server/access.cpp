@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "runtime/code.hpp"
+#include "runtime/script_path.hpp"
 
 namespace luad::server {
 
@@ -81,8 +82,8 @@ runtime::result<script_location> find_script(const config& cfg, const std::strin
   if (script.find('\0') != std::string::npos)
     return runtime::fail(runtime::error_kind::invalid, "a script name may not contain a NUL byte");
   for (const auto& root : script_roots(cfg)) {
-    std::string canon_root = fs::weakly_canonical(root).string();
-    std::string candidate = fs::weakly_canonical(fs::path(root) / script).string();
+    std::string canon_root = runtime::weakly_canonical(root, "");
+    std::string candidate = runtime::weakly_canonical(root, script);
     if (runtime::path_inside(canon_root, candidate) && fs::exists(candidate))
       return script_location{candidate, canon_root};
   }
