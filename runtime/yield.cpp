@@ -73,3 +73,21 @@ int yield_command(lua_State* L, lua_KFunction then) {
 }
 
 }  // namespace luad::runtime
+
+// Under ThreadSanitizer: Lua raises errors and yields with a longjmp, and
+// Debian's liblua5.4.a, built with _FORTIFY_SOURCE, calls glibc's
+// __longjmp_chk for it, which GCC 12's libtsan does not intercept (it does
+// longjmp). TSan then never unwinds its shadow stack past the frames a
+// longjmp skips: a worker's shadow stack grew by ~20,000 frames over the
+// hostile corpus, and every stack trace TSan stored (one per allocation
+// site) grew with it, to 12 GB of stack depot in the daemon. This definition
+// wins over libc's for the static Lua library and goes through the
+// intercepted longjmp; _setjmp is intercepted already. TSan builds only: the
+// release build keeps glibc's check.
+#if defined(__SANITIZE_THREAD__)
+#include <csetjmp>
+extern "C" [[noreturn]] void __longjmp_chk(std::jmp_buf env,
+                                           int value) {  // NOLINT(bugprone-reserved-identifier)
+  std::longjmp(env, value);
+}
+#endif

@@ -69,8 +69,9 @@ constexpr std::size_t rss_constant_kib = 64 * 1024;
 /// heap: a store flood peaked at 637 MiB once (537 in another run), and on
 /// 2 Dec (with libpq linked, two suites at once on CI's two cores) the timer
 /// flood peaked at 781 MiB where a quiet run here gave 660. TSan's
-/// shadow is several times what is mapped: the corpus peaked at 4.6 GiB under
-/// it, so its bound only catches a runaway there.
+/// shadow is several times what is mapped: the corpus peaked at 1.4 GiB under
+/// it (4.6 to 17 GiB before runtime/yield.cpp routed Lua's __longjmp_chk to
+/// the longjmp TSan unwinds), so its bound only catches a runaway there.
 constexpr std::size_t asan_extra_kib = asan_build   ? 384 * 1024
                                        : tsan_build ? std::size_t{8} * 1024 * 1024
                                                     : 0;
