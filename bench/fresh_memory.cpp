@@ -7,10 +7,9 @@
 #include <sys/mman.h>
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 
 #include "bench/benchmarks.hpp"
+#include "runtime/span_pool.hpp"
 
 namespace luad::bench {
 
@@ -25,8 +24,7 @@ char* map_like_span_pool() {
   void* p = ::mmap(nullptr, k_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-  const char* v = std::getenv("LUAD_HUGE_PAGES");
-  if (!(v && std::strcmp(v, "0") == 0)) ::madvise(p, k_bytes, MADV_HUGEPAGE);
+  if (luad::runtime::span_pool::huge_pages_wanted()) ::madvise(p, k_bytes, MADV_HUGEPAGE);
   return static_cast<char*>(p);
 }
 

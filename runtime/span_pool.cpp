@@ -28,11 +28,6 @@ constexpr std::size_t k_batch = 8;   // moved between a thread and the depot at 
 constexpr std::size_t class_of(std::size_t bytes) { return bytes / k_unit - 1; }
 constexpr std::size_t size_of(std::size_t c) { return (c + 1) * k_unit; }
 
-bool huge_pages_wanted() {
-  const char* v = std::getenv("LUAD_HUGE_PAGES");
-  return !(v && std::strcmp(v, "0") == 0);
-}
-
 // Free spans by size, and their bytes in all. Under the depot's lock.
 struct shelf {
   std::array<std::vector<void*>, k_classes> lists;
@@ -149,6 +144,11 @@ cache& local() {
 }
 
 }  // namespace
+
+bool huge_pages_wanted() noexcept {
+  const char* v = std::getenv("LUAD_HUGE_PAGES");
+  return !(v && std::strcmp(v, "0") == 0);
+}
 
 void* take(std::size_t bytes) noexcept {
   if constexpr (!k_pool_blocks) return std::malloc(bytes);

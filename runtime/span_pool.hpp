@@ -31,6 +31,10 @@ inline constexpr std::size_t k_page = 4096;
 /// The largest span. Larger requests are the caller's business.
 inline constexpr std::size_t k_max = 32 * k_unit;
 
+/// Whether regions are advised for huge pages: yes unless the environment
+/// says LUAD_HUGE_PAGES=0 (the fresh_memory benchmark maps as the pool does).
+bool huge_pages_wanted() noexcept;
+
 /// A span of `bytes` (a multiple of k_unit, at most k_max), aligned to k_unit;
 /// or nullptr when no memory could be mapped. Thread-safe.
 void* take(std::size_t bytes) noexcept;
