@@ -1,6 +1,7 @@
 // process.spawn, spawn_link and spawn_monitor (the `process` module, see
 // modules/process.cpp): where a child's script is, and starting the child. In
 // a durable run a child is a durable run of its own (workflow.start).
+#include <filesystem>
 #include <string>
 
 #include "modules/modules.hpp"
@@ -11,6 +12,7 @@
 #include "runtime/process.hpp"
 #include "runtime/result.hpp"
 #include "runtime/scheduler.hpp"
+#include "runtime/script_path.hpp"
 
 namespace luad::modules {
 
@@ -20,7 +22,12 @@ runtime::result<std::string> child_script_path(lua_State* L, const char* script,
   runtime::code_cache& code = self->owner().code();
   const std::string& root = self->context().script_root;
   canon_root = root.empty() ? code.resolve_from(self->script_name(), ".") : root;
-  std::string target = code.resolve_from(self->script_name(), script);
+  std::string target;
+  try {
+    target = code.resolve_from(self->script_name(), script);
+  } catch (const std::filesystem::filesystem_error& e) {  // too long, a loop: the name's fault
+    return runtime::script_name_error(script, e.code());
+  }
   if (!runtime::path_inside(canon_root, target)) {
     return runtime::fail(
         runtime::error_kind::permission_denied,

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "runtime/lua_value.hpp"
+#include "runtime/utf8.hpp"
 
 namespace luad::runtime {
 
@@ -34,20 +35,12 @@ int traceback_protected(lua_State* L) {
   return 1;
 }
 
-// At most `max` bytes of `s`, not splitting a UTF-8 sequence.
-std::string_view cut(std::string_view s, std::size_t max) {
-  if (s.size() <= max) return s;
-  std::size_t n = max;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  return s.substr(0, n);
-}
-
 // Replaces `s` by its first exit_text_bytes and a marker, in a fresh string,
 // so that the long one's memory goes back.
 void bound(std::string& s) noexcept {
   if (s.size() <= exit_text_bytes) return;
   try {
-    std::string_view kept = cut(s, exit_text_bytes);
+    std::string_view kept = utf8_prefix(s, exit_text_bytes);
     std::string shorter;
     shorter.reserve(kept.size() + 16);
     shorter.append(kept).append("...(truncated)");
@@ -106,7 +99,7 @@ void copy_exit_error(lua_State* L, exit_info& info) noexcept {
       if (lua_pcall(L, 0, 1, 0) == LUA_OK) {
         std::size_t len = 0;
         const char* tb = lua_tolstring(L, -1, &len);
-        info.err.traceback.assign(cut(std::string_view(tb, len), exit_text_bytes));
+        info.err.traceback.assign(utf8_prefix(std::string_view(tb, len), exit_text_bytes));
         lua_pop(L, 1);
         return;
       }
@@ -121,7 +114,7 @@ void copy_exit_error(lua_State* L, exit_info& info) noexcept {
   if (have_error) {
     try {
       info.err.message += " of: ";
-      info.err.message += cut(message, exit_text_bytes);
+      info.err.message += utf8_prefix(message, exit_text_bytes);
     } catch (...) {
     }
   }

@@ -12,6 +12,9 @@
 #include <system_error>
 #include <vector>
 
+#include "runtime/result.hpp"
+#include "runtime/utf8.hpp"
+
 namespace luad::runtime {
 
 namespace {
@@ -142,6 +145,26 @@ std::string weakly_canonical(std::string_view base, std::string_view script) {
   out += '/';
   out += std::string_view(joined).substr(rest_begin);
   return lexically_normal(out);
+}
+
+error script_name_error(std::string_view script, std::error_code code) {
+  constexpr std::size_t shown_bytes = 200;
+  std::string quoted = "script '";
+  quoted += utf8_prefix(script, shown_bytes);
+  quoted +=
+      script.size() > shown_bytes ? "...' (" + std::to_string(script.size()) + " bytes)" : "'";
+  const int err = code.value();
+  if (err == ENAMETOOLONG)
+    return fail(error_kind::invalid, quoted +
+                                         ": name too long for the file system (a path may be " +
+                                         std::to_string(PATH_MAX) + " bytes, one name in it " +
+                                         std::to_string(NAME_MAX) + ")");
+  if (err == ELOOP)
+    return fail(error_kind::invalid, quoted + ": too many levels of symbolic links");
+  if (err == EACCES)
+    return fail(error_kind::permission_denied,
+                quoted + ": a folder on its path may not be searched");
+  return fail(error_kind::not_found, quoted + ": " + code.message());
 }
 
 }  // namespace luad::runtime

@@ -9,6 +9,9 @@
 
 #include <string>
 #include <string_view>
+#include <system_error>
+
+#include "runtime/value.hpp"
 
 namespace luad::runtime {
 
@@ -24,5 +27,13 @@ std::string lexically_normal(std::string_view path);
 /// is normalised by text. Throws std::filesystem::filesystem_error where
 /// weakly_canonical does (a component that cannot be read, a name too long).
 std::string weakly_canonical(std::string_view base, std::string_view script);
+
+/// What a client or script is told when weakly_canonical threw `code` for
+/// `script`: `invalid` for a name too long for the file system (ENAMETOOLONG)
+/// or a loop of links (ELOOP), `permission_denied` for a folder that may not
+/// be searched (EACCES), else `not_found`. The message quotes the script's
+/// first 200 bytes and never the folder it was resolved against, which is the
+/// server's own layout.
+error script_name_error(std::string_view script, std::error_code code);
 
 }  // namespace luad::runtime

@@ -53,6 +53,13 @@ bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
+std::string_view utf8_prefix(std::string_view s, std::size_t max) noexcept {
+  if (s.size() <= max) return s;
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 std::string utf8_repaired(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);

@@ -21,4 +21,8 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept;
 /// U+FFFD (so the result is valid UTF-8 and says where bytes were lost).
 std::string utf8_repaired(std::string_view s);
 
+/// At most `max` bytes of `s`, not splitting a UTF-8 sequence (a cut that
+/// would fall inside one moves back to its start).
+std::string_view utf8_prefix(std::string_view s, std::size_t max) noexcept;
+
 }  // namespace luad::runtime

@@ -83,7 +83,12 @@ runtime::result<script_location> find_script(const config& cfg, const std::strin
     return runtime::fail(runtime::error_kind::invalid, "a script name may not contain a NUL byte");
   for (const auto& root : script_roots(cfg)) {
     std::string canon_root = runtime::weakly_canonical(root, "");
-    std::string candidate = runtime::weakly_canonical(root, script);
+    std::string candidate;
+    try {
+      candidate = runtime::weakly_canonical(root, script);
+    } catch (const fs::filesystem_error& e) {  // too long, a loop: the name's fault
+      return runtime::script_name_error(script, e.code());
+    }
     if (runtime::path_inside(canon_root, candidate) && fs::exists(candidate))
       return script_location{candidate, canon_root};
   }

@@ -92,3 +92,17 @@ TEST_CASE("utf8: repair replaces each bad byte with U+FFFD and keeps the rest") 
         "\xE2\x82\xAC\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
   CHECK(valid_utf8(utf8_repaired("\xF4\x90\x80\x80 \xE2\x82")));
 }
+
+TEST_CASE("utf8: a prefix never splits a sequence") {
+  using luad::runtime::utf8_prefix;
+  const std::string text = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80z";  // a é € 😀 z: 1+2+3+4+1
+  CHECK(utf8_prefix(text, 100) == text);
+  CHECK(utf8_prefix(text, 0).empty());
+  // Each cut falls back to the start of the sequence it lands in.
+  const std::size_t expected[] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10, 11};
+  for (std::size_t max = 0; max <= text.size(); ++max) {
+    INFO(max);
+    CHECK(utf8_prefix(text, max).size() == expected[max]);
+    CHECK(luad::runtime::valid_utf8(utf8_prefix(text, max)));
+  }
+}

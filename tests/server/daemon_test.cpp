@@ -78,6 +78,18 @@ TEST_CASE("daemon: bad requests get clear errors and the connection keeps workin
   r = c.call("spawn", {{"script", "../secret.lua"}});
   CHECK(code_of(r) == -32004);
   CHECK(has(message_of(r), "under the script roots"));
+  // A name the file system refuses is the client's mistake, and its error
+  // shows neither the daemon's folders nor the whole name (it said
+  // "filesystem error: weakly_canonical: File name too long [<root>/...]").
+  for (const std::string& name :
+       {std::string(300, 'y') + ".lua", std::string(256, 'z') + "/x.lua"}) {
+    r = c.call("spawn", {{"script", name}});
+    CHECK(code_of(r) == -32602);
+    CHECK(has(message_of(r), "name too long for the file system"));
+    CHECK(message_of(r).rfind("script '" + name.substr(0, 20), 0) == 0);
+    CHECK(!has(message_of(r), d.dir.string()));
+    CHECK(message_of(r).size() < 400);
+  }
   r = c.call("spawn", {{"source", "x"}, {"profile", "admin"}});
   CHECK(code_of(r) == -32004);
   CHECK(has(message_of(r), "no profile named 'admin'"));
