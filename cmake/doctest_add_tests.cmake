@@ -10,14 +10,43 @@
 if(NOT EXISTS "${TEST_EXECUTABLE}")
   message(FATAL_ERROR "Specified test executable '${TEST_EXECUTABLE}' does not exist")
 endif()
-execute_process(
-  COMMAND ${TEST_EXECUTOR} "${TEST_EXECUTABLE}" --list-test-cases
-  OUTPUT_VARIABLE output
-  RESULT_VARIABLE result
-  WORKING_DIRECTORY "${TEST_WORKING_DIR}")
-if(NOT result EQUAL 0)
-  message(FATAL_ERROR "Error running '${TEST_EXECUTABLE}' --list-test-cases:\n${result}\n${output}")
-endif()
+
+# The case names `--list-test-cases ARGS...` prints, one a line, in `out`
+# (a text of lines, each ending with a newline: never a CMake list).
+function(list_cases out)
+  execute_process(
+    COMMAND ${TEST_EXECUTOR} "${TEST_EXECUTABLE}" --list-test-cases ${ARGN}
+    OUTPUT_VARIABLE listing
+    RESULT_VARIABLE result
+    WORKING_DIRECTORY "${TEST_WORKING_DIR}")
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "Error running '${TEST_EXECUTABLE}' --list-test-cases:\n${result}\n${listing}")
+  endif()
+  string(REPLACE "\r" "" listing "${listing}")
+  set(lines "")
+  while(NOT "${listing}" STREQUAL "")
+    string(FIND "${listing}" "\n" nl)
+    if(nl EQUAL -1)
+      set(line "${listing}")
+      set(listing "")
+    else()
+      string(SUBSTRING "${listing}" 0 ${nl} line)
+      math(EXPR nl "${nl} + 1")
+      string(SUBSTRING "${listing}" ${nl} -1 listing)
+    endif()
+    if("${line}" STREQUAL "" OR "${line}" MATCHES "^=+$" OR "${line}" MATCHES "^\\[doctest\\] ")
+      continue()
+    endif()
+    string(APPEND lines "${line}\n")
+  endwhile()
+  set(${out} "${lines}" PARENT_SCOPE)
+endfunction()
+
+list_cases(output)
+# Cases in the doctest suite "serial" (wall-clock bounds that another test
+# running beside them on the same cores could break) run alone: RUN_SERIAL.
+list_cases(serial --test-suite=serial)
+set(serial "\n${serial}")
 
 # `text` as one bracket argument, whatever it holds.
 function(bracket text out)
@@ -44,20 +73,11 @@ endforeach()
 set(script "")
 set(names "")
 set(seen "\n")
-string(REPLACE "\r" "" output "${output}")
 while(NOT "${output}" STREQUAL "")
   string(FIND "${output}" "\n" nl)
-  if(nl EQUAL -1)
-    set(line "${output}")
-    set(output "")
-  else()
-    string(SUBSTRING "${output}" 0 ${nl} line)
-    math(EXPR nl "${nl} + 1")
-    string(SUBSTRING "${output}" ${nl} -1 output)
-  endif()
-  if("${line}" STREQUAL "" OR "${line}" MATCHES "^=+$" OR "${line}" MATCHES "^\\[doctest\\] ")
-    continue()
-  endif()
+  string(SUBSTRING "${output}" 0 ${nl} line)
+  math(EXPR nl "${nl} + 1")
+  string(SUBSTRING "${output}" ${nl} -1 output)
   string(FIND "${seen}" "\n${line}\n" again)
   if(NOT again EQUAL -1)
     message(FATAL_ERROR "Two test cases are named '${line}': CTest needs one name per case")
@@ -69,8 +89,13 @@ while(NOT "${output}" STREQUAL "")
   bracket("--test-case=${filter}" filter)
   bracket("${TEST_PREFIX}${line}${TEST_SUFFIX}" name)
   string(APPEND script "add_test(${name} ${TEST_EXECUTOR} ${exe} ${filter}${extra})\n")
+  set(alone "")
+  string(FIND "${serial}" "\n${line}\n" in_serial)
+  if(NOT in_serial EQUAL -1)
+    set(alone " RUN_SERIAL TRUE")
+  endif()
   string(APPEND script
-         "set_tests_properties(${name} PROPERTIES WORKING_DIRECTORY ${dir}${properties})\n")
+         "set_tests_properties(${name} PROPERTIES WORKING_DIRECTORY ${dir}${properties}${alone})\n")
   string(APPEND names " ${name}")
 endwhile()
 if(TEST_LIST)

@@ -19,6 +19,10 @@
 
 #include "tests/hostile/daemon_process.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 namespace {
 
 using namespace luad_hostile;
@@ -523,3 +527,5 @@ TEST_CASE("hostile: the corpus, two copies of each script at once beside a canar
   CHECK_MESSAGE(d.stop(10s), "the daemon did not stop cleanly on SIGTERM: ", d.how_it_ended(), "\n",
                 d.log_tail());
 }
+
+TEST_SUITE_END();

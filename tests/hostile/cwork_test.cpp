@@ -14,6 +14,10 @@
 #include "tests/server/daemon_support.hpp"
 #include "tests/support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using namespace std::chrono_literals;
 using luad::runtime::error_kind;
 using luad::runtime::exit_reason;
@@ -199,3 +203,5 @@ TEST_CASE("hostile: a submission over [limits] source is refused before compilin
   CHECK(get(r, "/result/results") == json::array{1});
   luad::runtime::set_source_limit(luad::runtime::default_source_limit);
 }
+
+TEST_SUITE_END();

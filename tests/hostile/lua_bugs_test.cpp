@@ -14,6 +14,10 @@
 #include "runtime/sandbox.hpp"
 #include "tests/support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using luad::runtime::exit_reason;
 using luad::runtime::value;
 using luad::test::run_file;
@@ -125,3 +129,5 @@ TEST_CASE("hostile: string comparison runs in the C locale (f623b969 needs anoth
   CHECK(std::strcmp(std::setlocale(LC_COLLATE, nullptr), "C") == 0);
   returns_true(R"lua(return "a\0b" < "a\0c" and not ("a\0" < "a") and "a" < "a\0")lua");
 }
+
+TEST_SUITE_END();

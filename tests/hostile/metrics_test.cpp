@@ -15,6 +15,10 @@
 #include "tests/hostile/daemon_process.hpp"
 #include "tests/server/metrics_support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 namespace {
 
 using namespace luad_hostile;
@@ -136,3 +140,5 @@ TEST_CASE("hostile: floods of oversized request heads cost the daemon no memory 
                         << " MiB after");
   CHECK(md.d->rss_kib() < rss_before + rss_bound_kib);
 }
+
+TEST_SUITE_END();

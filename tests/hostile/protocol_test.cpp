@@ -12,6 +12,10 @@
 
 #include "tests/server/daemon_support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using namespace luad_test;
 
 namespace {
@@ -307,3 +311,5 @@ TEST_CASE("hostile: a store flood stops at the namespace's quota; other namespac
   r = run_source(c, R"(return require("store").set("k", ("y"):rep(2 * 1024 * 1024)))");
   CHECK(get(r, "/result/results") == json::parse("[true]"));
 }
+
+TEST_SUITE_END();

@@ -11,6 +11,10 @@
 
 #include "tests/hostile/daemon_process.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 namespace {
 
 using namespace luad_hostile;
@@ -317,3 +321,5 @@ TEST_CASE("hostile: script paths outside the roots are refused (../, absolute, s
   CHECK_MESSAGE(!luad::test::has(shown(r), "spawned"), shown(r));
   sd.serves();
 }
+
+TEST_SUITE_END();

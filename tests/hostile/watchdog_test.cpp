@@ -14,6 +14,10 @@
 #include "runtime/process.hpp"
 #include "tests/support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using luad::runtime::exit_info;
 using luad::runtime::exit_reason;
 using luad::runtime::pid;
@@ -112,3 +116,5 @@ TEST_CASE("hostile: two processes waking each other forever do not starve the qu
     }
   });
 }
+
+TEST_SUITE_END();

@@ -300,7 +300,8 @@ TEST_CASE("the bounded matcher agrees with stock Lua on every class for every by
   CHECK(cases == 31 * 5);
 }
 
-TEST_CASE("a backtracking pattern stops at its step budget with a limit error") {
+TEST_CASE("a backtracking pattern stops at its step budget with a limit error" *
+          doctest::test_suite("serial")) {
   lua l;
   lua_getglobal(l.L, "string");
   luad::runtime::install_bounded_string(l.L, -1);

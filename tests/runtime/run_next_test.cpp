@@ -10,6 +10,10 @@
 #include "runtime/process.hpp"
 #include "tests/support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using luad::runtime::exit_info;
 using luad::runtime::exit_reason;
 using luad::runtime::pid;
@@ -103,3 +107,5 @@ TEST_CASE("a process woken from a turn held past a hand-off runs on the spare at
   CHECK(luad::test::wait_exit(fh).reason == exit_reason::killed);
   eng.stop();
 }
+
+TEST_SUITE_END();

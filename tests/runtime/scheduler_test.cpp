@@ -73,7 +73,8 @@ TEST_CASE("killing a busy loop lands within one instruction budget") {
   CHECK(wait_exit(fut, std::chrono::seconds(5)).reason == exit_reason::killed);
 }
 
-TEST_CASE("an infinite loop does not starve other processes on the same worker") {
+TEST_CASE("an infinite loop does not starve other processes on the same worker" *
+          doctest::test_suite("serial")) {
   luad::server::engine eng(luad::runtime::scheduler_options::with_workers(1));
   auto hog = spawn_lua(eng, "while true do end");
   auto hog2 = spawn_lua(eng, "local t = {} while true do t[1] = 1 end");

@@ -10,6 +10,10 @@
 #include "runtime/process.hpp"
 #include "tests/support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using luad::runtime::exit_info;
 using luad::runtime::exit_reason;
 using luad::runtime::pid;
@@ -371,3 +375,5 @@ TEST_CASE("the instruction limit still counts, in coroutines too") {
   REQUIRE(e.reason == exit_reason::normal);
   CHECK(e.results.at(0) == value(std::int64_t{0}));
 }
+
+TEST_SUITE_END();

@@ -17,6 +17,10 @@
 
 #include "tests/server/metrics_support.hpp"
 
+// Cases with wall-clock bounds run alone, not beside other tests on the same
+// cores (ctest RUN_SERIAL: cmake/doctest_add_tests.cmake).
+TEST_SUITE_BEGIN("serial");
+
 using namespace luad_metrics_test;
 using luad::test::eventually;
 using luad::test::has;
@@ -194,3 +198,5 @@ TEST_CASE("metrics listener: when every connection is busy answering, one more g
   CHECK(busy.body.substr(0, 64) == "too many connections\n");  // (not 16 MiB in the report)
   CHECK(f.connections() == 2);
 }
+
+TEST_SUITE_END();
