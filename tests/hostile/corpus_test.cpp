@@ -29,7 +29,7 @@ using namespace luad_hostile;
 using luad::test::slurp;
 
 // --- bounds -----------------------------------------------------------------
-// The issue's figures hold in an optimised build. Under ASan (+UBSan, -O1, as
+// The issue's figures hold in an optimised build. Under ASan (+UBSan, -O0, as
 // CI runs every test a second time) the daemon's own C++ runs several times
 // slower and takes the scheduler's locks longer, so the canary's, ping's and
 // kill's timing bounds are relaxed there (to catching stalls); exit reasons,
@@ -39,7 +39,7 @@ using luad::test::slurp;
 /// own lateness (the issue: 20 ms). It held only at 40 ms until the watchdog
 /// stopped walking deep call chains every slice and hands the queue of a long
 /// turn (a deep state, a close) to a spare at once (docs/security.md, "Time").
-/// Under ASan (-O1, every access checked) each turn costs ~10 times more, and
+/// Under ASan (-O0, every access checked) each turn costs ~10 times more, and
 /// a spawn bomb's 1,000 runnable processes ahead of the canary in the FIFO
 /// queues made it 224 ms late, an exit copy of corpus_dag_result.lua 100 ms:
 /// there only a stall is caught.
