@@ -45,6 +45,13 @@ std::size_t rss_bytes() {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
+// How far the resident set grew since `before` (0 if it shrank: other cases
+// in the same process may have freed memory in between).
+std::size_t rss_growth(std::size_t before) {
+  std::size_t after = rss_bytes();
+  return after > before ? after - before : 0;
+}
+
 }  // namespace
 
 TEST_CASE("hostile: four exits of one 1 MiB string shared 250 times end with limit, RSS bounded") {
@@ -57,7 +64,7 @@ TEST_CASE("hostile: four exits of one 1 MiB string shared 250 times end with lim
     CHECK(get(r, "/result/kind") == "limit");
     CHECK(has(text(get(r, "/result/message")), "exit limit"));
   }
-  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  std::size_t grown = rss_growth(before);
   INFO("RSS grew by " << grown / MiB << " MiB");
   // Each process's Lua heap held 1 MiB (freed at exit); nothing of 250 MiB is
   // kept. Before the bound, four runs grew the daemon by about 1 GB.
@@ -76,7 +83,7 @@ TEST_CASE("hostile: 60 self-sends of 10 MiB fail with limit past the mailbox's b
   std::int64_t refused = get(r, "/result/results/1").as_int64();
   CHECK(sent == 6);  // 64 MiB of mailbox_bytes hold six messages of 10 MiB
   CHECK(refused == 54);
-  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  std::size_t grown = rss_growth(before);
   INFO("RSS grew by " << grown / MiB << " MiB");
   // ASan keeps freed blocks in quarantine and maps shadow memory: looser there.
   CHECK(grown < (luad_hostile::asan_build ? 400 : 160) * MiB);  // unbounded, it was 600 MB
@@ -93,7 +100,7 @@ TEST_CASE("hostile: 100 timers of 1 MiB are refused past timer_size and die with
   CHECK(*e.results[1].get<std::int64_t>() == 85);
   // Its hour-long timers were canceled at its exit, their payloads freed.
   CHECK(eng.clock().live() == live_before);
-  std::size_t grown = rss_bytes() - std::min(before, rss_bytes());
+  std::size_t grown = rss_growth(before);
   INFO("RSS grew by " << grown / MiB << " MiB");
   CHECK(grown < (luad_hostile::asan_build ? 200 : 48) * MiB);  // unbounded, it was 105 MB
 }
