@@ -86,9 +86,12 @@ class cluster_backend {
   /// them while its lease had lapsed). `done` runs on the backend's thread.
   virtual void renew(std::int64_t load, std::vector<std::string> live, lost_fn done) = 0;
   /// Claims up to `max` runs that are runnable (running, sleeping, waiting),
-  /// owned by no live node, oldest first: each now names this node and a
-  /// new epoch. `done` runs on the backend's thread.
-  virtual void claim(std::size_t max, claimed_fn done) = 0;
+  /// owned by no live node, oldest first, and not among `live` (those running
+  /// here): each now names this node and a new epoch. Without `live`, a node
+  /// whose own lease had lapsed would claim its running runs again, and the
+  /// new epoch would make a renewal already under way report them lost.
+  /// `done` runs on the backend's thread.
+  virtual void claim(std::size_t max, std::vector<std::string> live, claimed_fn done) = 0;
   /// `wake` runs (on the backend's thread) whenever a run may be waiting to
   /// be claimed: one was queued for any node, a node left, or the
   /// connection that listens for those came back.

@@ -197,21 +197,24 @@ void postgres_store::renew(std::int64_t load, std::vector<std::string> live, los
   });
 }
 
-void postgres_store::claim(std::size_t max, claimed_fn done) {
-  asio::post(io_, [this, max, done = std::move(done)]() mutable {
+void postgres_store::claim(std::size_t max, std::vector<std::string> live, claimed_fn done) {
+  asio::post(io_, [this, max, live = std::move(live), done = std::move(done)]() mutable {
     if (!cluster_.node || stopping_)
       return done(runtime::fail(error_kind::unavailable, "cluster: not joined"));
     if (max == 0) return done(std::vector<run_record>{});
+    pg_array running_here(pg_array::of::bytea);
+    for (const std::string& id : live) running_here.bytes(id);
     next_reader().run(
-        {sql(
-            "WITH c AS (SELECT id FROM luad_runs WHERE state IN ('running', 'sleeping',"
-            " 'waiting') AND (node IS NULL OR node NOT IN " +
-                live_nodes() +
-                ") ORDER BY created, seq LIMIT $2::int8 FOR UPDATE SKIP LOCKED)"
-                " UPDATE luad_runs r SET node = $1::int4, epoch = r.epoch + 1 FROM c"
-                " WHERE r.id = c.id RETURNING " +
-                run_columns("r."),
-            {pg_param::integer(cluster_.node), pg_param::integer(static_cast<std::int64_t>(max))})},
+        {sql("WITH c AS (SELECT id FROM luad_runs WHERE state IN ('running', 'sleeping',"
+             " 'waiting') AND (node IS NULL OR node NOT IN " +
+                 live_nodes() +
+                 ") AND id <> ALL($3::bytea[]) ORDER BY created, seq LIMIT $2::int8"
+                 " FOR UPDATE SKIP LOCKED)"
+                 " UPDATE luad_runs r SET node = $1::int4, epoch = r.epoch + 1 FROM c"
+                 " WHERE r.id = c.id RETURNING " +
+                 run_columns("r."),
+             {pg_param::integer(cluster_.node), pg_param::integer(static_cast<std::int64_t>(max)),
+              running_here.param()})},
         [this, done](pg_batch_result r) {
           if (!r) return done(std::move(r.error()));
           std::vector<run_record> out;

@@ -102,7 +102,7 @@ class postgres_store final : public store_backend, public cluster_backend {
   // cluster_backend (cluster_backend.hpp).
   runtime::status join(const cluster_options& o) override;
   void renew(std::int64_t load, std::vector<std::string> live, lost_fn done) override;
-  void claim(std::size_t max, claimed_fn done) override;
+  void claim(std::size_t max, std::vector<std::string> live, claimed_fn done) override;
   void on_claimable(std::function<void()> wake) override;
   void leave() override;
   runtime::result<std::vector<node_status>> nodes() override;

@@ -151,7 +151,7 @@ void cluster_member::claim() {
   if (room == 0) return;
   claiming_ = true;
   std::weak_ptr<bool> alive = alive_;
-  backend_->claim(std::min<std::size_t>(room, 256), [this, alive](auto got) {
+  backend_->claim(std::min<std::size_t>(room, 256), runs_.live_ids(), [this, alive](auto got) {
     asio::post(io_, [this, alive, got = std::move(got)] {
       if (!alive.lock()) return;
       claiming_ = false;

@@ -372,6 +372,8 @@ runtime::result<started_run> durable_runs::relaunch(const run_record& rec, bool 
                        : !inbox ? runtime::status(inbox.error())
                                 : rebuild(rec, code, so);
   bool readable = past && inbox;
+  if (claimed && !readable && ok.error().retryable && ok.error().kind == error_kind::unavailable)
+    return ok.error();  // the database is back soon: adopt() tries again
   runtime::result<started_run> s =
       ok ? launch(rec, std::move(*past), std::move(*inbox), code, std::move(so)) : ok.error();
   if (s) return s;
@@ -509,12 +511,33 @@ void durable_runs::set_cluster(dispatcher::cluster_backend& c, std::size_t max_r
 }
 
 void durable_runs::adopt(const std::vector<run_record>& claimed) {
-  std::size_t started = 0;
-  for (const run_record& rec : claimed)
-    if (relaunch(rec, true)) ++started;
-  if (!claimed.empty())
-    runtime::logger().info("cluster: {} runs claimed, {} started by replay", claimed.size(),
-                           started);
+  std::vector<run_record> again;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    again.swap(adopt_again_);
+  }
+  std::size_t started = 0, waiting = 0;
+  // (A run claimed again, while it waited, is started once: the second
+  // relaunch finds it live.)
+  const std::vector<run_record>* lists[] = {&claimed, &again};
+  for (const std::vector<run_record>* list : lists) {
+    for (const run_record& rec : *list) {
+      auto s = relaunch(rec, true);
+      if (s) {
+        ++started;
+      } else if (s.error().retryable && s.error().kind == error_kind::unavailable) {
+        ++waiting;
+        std::lock_guard lock(mu_);
+        adopt_again_.push_back(rec);
+      }
+    }
+  }
+  if (!claimed.empty() || !again.empty())
+    runtime::logger().info(
+        "cluster: {} runs claimed{}, {} started by replay{}", claimed.size(),
+        again.empty() ? "" : fmt::format(" (and {} claimed before)", again.size()), started,
+        waiting ? fmt::format(", {} wait for the database to read their journals", waiting) : "");
 }
 
 void durable_runs::drop_lost(const std::vector<std::string>& runs) {

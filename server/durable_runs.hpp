@@ -110,7 +110,10 @@ class durable_runs {
   /// ends them, and new runs are queued for any node when this one holds
   /// `max_runs` (0: no bound).
   void set_cluster(dispatcher::cluster_backend& c, std::size_t max_runs);
-  /// Starts runs this node has just claimed, by replay.
+  /// Starts runs this node has just claimed, by replay. One whose journal
+  /// cannot be read for a passing reason (the database restarting) is kept
+  /// for the next adopt(), not suspended: it is this node's now, and no
+  /// other node would claim it while this one's lease holds.
   void adopt(const std::vector<dispatcher::run_record>& claimed);
   /// Ends the processes of runs another node owns now, leaving their
   /// journals and states to it.
@@ -219,7 +222,8 @@ class durable_runs {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<live_run>> live_;  // guarded by mu_
   bool stopping_ = false;                                            // guarded by mu_
-  dispatcher::cluster_backend* cluster_ = nullptr;                   // set before any run starts
+  std::vector<dispatcher::run_record> adopt_again_;  // claimed, not started yet (guarded by mu_)
+  dispatcher::cluster_backend* cluster_ = nullptr;   // set before any run starts
   std::size_t max_runs_ = 0;
   std::atomic<std::size_t> starting_{0};  // new runs recorded here, not live yet
   /// Processes waiting for a run to end, by run id (guarded by mu_).

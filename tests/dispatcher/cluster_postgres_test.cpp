@@ -24,9 +24,9 @@ cluster_options node(std::uint32_t id, std::chrono::milliseconds lease = 600ms) 
   return o;
 }
 
-std::vector<run_record> claim(storage& s, std::size_t max = 100) {
+std::vector<run_record> claim(storage& s, std::vector<std::string> live = {}) {
   answer<luad::runtime::result<std::vector<run_record>>> a;
-  s.cluster()->claim(max, a.callback());
+  s.cluster()->claim(100, std::move(live), a.callback());
   auto got = a.take();
   REQUIRE_MESSAGE(got.ok(), got.error().message);
   return *got;
@@ -124,6 +124,32 @@ TEST_CASE("cluster: a lapsed lease lets another node claim the run; the old owne
   REQUIRE(h->size() == 2);
   CHECK(h->at(1).result == encoded(value("b1")));
   CHECK(renew(*b, {"r"}).empty());
+}
+
+TEST_CASE("cluster: a node whose own lease lapsed claims back only the runs it is not running") {
+  // Found under load (5 Dec): a node cut off from PostgreSQL past its lease
+  // claimed its own running runs again; the new epochs made a renewal already
+  // under way report them lost, so it killed them while the database still
+  // named it their owner, and they never ran again.
+  std::string db = luad::test::shared_postgres().new_database();
+  auto a = on_postgres(db);
+  a->start();
+  REQUIRE(a->cluster()->join(node(1)).ok());
+  REQUIRE(create(*a, "r").ok());  // running here
+  REQUIRE(create(*a, "q").ok());  // its process gone: nobody runs it
+  // a does not renew: once its lease lapses, its claim finds q, never r.
+  std::vector<run_record> got;
+  REQUIRE(eventually([&] {
+    got = claim(*a, {"r"});
+    return !got.empty();
+  }));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].id == "q");
+  CHECK(got[0].epoch == 2);
+  CHECK(postgres_server::scalar(db, "SELECT node || '/' || epoch FROM luad_runs WHERE id = 'r'") ==
+        "1/1");
+  // Its renewal keeps both: nothing it runs was taken from under it.
+  CHECK(renew(*a, {"r", "q"}).empty());
 }
 
 TEST_CASE("cluster: a queued run wakes the other nodes; a leaving node hands its runs over") {
