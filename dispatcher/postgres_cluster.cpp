@@ -135,13 +135,18 @@ runtime::status postgres_store::join(const cluster_options& o) {
   };
   listener_ = pg_session::make(io_, so);
   std::weak_ptr<pg_session> weak = listener_;
+  // The wakes come once LISTEN is in place (or has failed, when the next
+  // connection listens and wakes again): a wake before it let a NOTIFY sent
+  // in between go unheard, with nothing to catch it but the next timer.
   listener_->start([this, weak] {
-    if (auto l = weak.lock())
-      l->run({sql(std::string("LISTEN ") + k_channel), sql(std::string("LISTEN ") + mail_channel()),
-              sql(std::string("LISTEN ") + ended_channel())},
-             [](auto) {});
-    for (auto* wake : {&wake_, &mail_wake_, &ended_wake_})
-      if (*wake) (*wake)();
+    auto l = weak.lock();
+    if (!l) return;
+    l->run({sql(std::string("LISTEN ") + k_channel), sql(std::string("LISTEN ") + mail_channel()),
+            sql(std::string("LISTEN ") + ended_channel())},
+           [this](auto) {
+             for (auto* wake : {&wake_, &mail_wake_, &ended_wake_})
+               if (*wake) (*wake)();
+           });
   });
   return runtime::done{};
 }
