@@ -358,6 +358,16 @@ runtime::status durable_runs::take(const std::string& run) {
   return runtime::done{};
 }
 
+namespace {
+
+// A journal read that failed because the database is not back yet (a
+// connection refused, "the database system is starting up"): worth trying again.
+bool database_not_ready(const runtime::error& e) {
+  return e.retryable && e.kind == error_kind::unavailable;
+}
+
+}  // namespace
+
 runtime::result<started_run> durable_runs::relaunch(const run_record& rec, bool claimed) {
   // (Started meanwhile by the run it continues, replayed just before it.)
   if (runtime::pid pid = live_pid(rec.id)) return started_run{rec.id, pid};
@@ -372,7 +382,7 @@ runtime::result<started_run> durable_runs::relaunch(const run_record& rec, bool 
                        : !inbox ? runtime::status(inbox.error())
                                 : rebuild(rec, code, so);
   bool readable = past && inbox;
-  if (claimed && !readable && ok.error().retryable && ok.error().kind == error_kind::unavailable)
+  if (claimed && !readable && database_not_ready(ok.error()))
     return ok.error();  // the database is back soon: adopt() tries again
   runtime::result<started_run> s =
       ok ? launch(rec, std::move(*past), std::move(*inbox), code, std::move(so)) : ok.error();
@@ -526,7 +536,7 @@ void durable_runs::adopt(const std::vector<run_record>& claimed) {
       auto s = relaunch(rec, true);
       if (s) {
         ++started;
-      } else if (s.error().retryable && s.error().kind == error_kind::unavailable) {
+      } else if (database_not_ready(s.error())) {
         ++waiting;
         std::lock_guard lock(mu_);
         adopt_again_.push_back(rec);
