@@ -84,8 +84,8 @@ void clock::submit(command&& cmd, completion&& done) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   };
   if (workers_ && workers_->add_timer(ns(now), ns(exact), done)) return;
-  // Round up to the next millisecond tick: never early, at most 1 ms late, and
-  // sleeps that end in the same tick fire in one batch (as BEAM's timers do).
+  // Round up to the next tick, as the wheels do: never early, at most a tick
+  // late, and sleeps that end in the same tick fire in one batch.
   time_point deadline{std::chrono::ceil<tick>(exact.time_since_epoch())};
   bool earliest;
   std::vector<timer> dropped;  // completed (canceled) outside the lock

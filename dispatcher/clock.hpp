@@ -4,7 +4,8 @@
 // wait on the clock's own Asio io_context thread, in one binary heap under a
 // mutex with a single steady_timer armed for the earliest deadline. Either
 // way a million pending sleeps cost ~16-32 MB and deadlines are rounded up to
-// 1 ms ticks. Timers whose waiter is gone are purged as they grow.
+// the wheel's 100 µs ticks. Timers whose waiter is gone are purged as they
+// grow.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "dispatcher/registry.hpp"
+#include "runtime/timer_wheel.hpp"
 
 namespace luad::runtime {
 class scheduler;
@@ -28,8 +30,10 @@ namespace luad::dispatcher {
 class clock final : public handler {
  public:
   using time_point = std::chrono::steady_clock::time_point;
-  /// Timer resolution: deadlines are rounded up to whole ticks.
-  using tick = std::chrono::milliseconds;
+  /// Timer resolution: deadlines are rounded up to whole ticks, the workers'
+  /// wheels' (100 µs).
+  using tick = std::chrono::duration<std::int64_t,
+                                     std::ratio<runtime::timer_wheel::k_tick_ns, 1'000'000'000>>;
 
   clock();
   ~clock();  ///< calls stop()

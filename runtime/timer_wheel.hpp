@@ -1,5 +1,8 @@
-// A worker's own timers: a wheel of 1 ms slots for deadlines up to about a
-// second ahead and a heap for later ones (BEAM's per-scheduler timer wheel).
+// A worker's own timers: a wheel of 100 µs slots for deadlines up to about
+// 200 ms ahead and a heap for later ones (BEAM's per-scheduler timer wheel,
+// with a tenth of its 1 ms tick: a 10 ms sleep ends 10.0-10.1 ms later, where a
+// 1 ms tick made it ~11 ms, since a loop of sleeps starts each just after a
+// tick).
 //
 // DESIGN. A sleep submitted on a worker thread lands here instead of on the
 // clock thread's heap, and the worker fires it between turns, on its own
@@ -21,8 +24,8 @@ class timer_wheel {
  public:
   /// Nanoseconds on the steady clock (runtime/watchdog.hpp's steady_ns).
   using nanos = std::int64_t;
-  static constexpr nanos k_tick_ns = 1'000'000;  ///< one slot: 1 ms
-  static constexpr std::size_t k_slots = 1024;   ///< the wheel spans ~1 s
+  static constexpr nanos k_tick_ns = 100'000;   ///< one slot: 100 µs
+  static constexpr std::size_t k_slots = 2048;  ///< the wheel spans ~205 ms
   static constexpr nanos k_never = INT64_MAX;
 
   timer_wheel();
