@@ -4,7 +4,8 @@
 # been quiet (< 10 % CPU busy) for a second. Raw output goes to $OUT (default
 # ./bench-results): erlN.txt / luadN.txt, stdout lines `name value unit`.
 # With BENCHES="a b ..." each pass runs `luad_bench --only NAME` for each name
-# instead of the whole suite (the flags go to every one).
+# instead of the whole suite (the flags go to every one). Ends with
+# bench/ratios.sh's table: luad ÷ Erlang per pass and the median.
 #   usage: bench/compare.sh path/to/luad_bench [luad_bench flags...]
 set -u
 BENCH=${1:?usage: compare.sh path/to/luad_bench [flags...]}; shift
@@ -49,3 +50,6 @@ for i in $(seq 1 "$PASSES"); do
   fi
 done
 for f in "$OUT"/luad*.txt "$OUT"/erl*.txt; do echo "## $f"; cat "$f"; done
+# luad ÷ Erlang per pass and their medians (the figures issue 15 sets targets on)
+echo "## ratios"
+bash "$(dirname "$0")/ratios.sh" "$OUT"
