@@ -1,4 +1,5 @@
-// Durable runs as the daemon keeps them (see durable_runs.hpp).
+// Durable runs as the daemon keeps them (see durable_runs.hpp); their cluster
+// side is durable_cluster.cpp, children and waits durable_children.cpp.
 #include "server/durable_runs.hpp"
 
 #include <spdlog/spdlog.h>
@@ -108,24 +109,6 @@ run_record fresh_record(const std::string& owner, const std::string& script,
 }
 
 }  // namespace durable_runs_parts
-
-/// A run with a process (or about to have one).
-struct durable_runs::live_run {
-  run_record rec;  // as it was started: its id, workflow, owner, spawn request
-  std::shared_ptr<dispatcher::durable_sink> sink;
-  runtime::pid pid;  // empty until spawned
-  /// Why the process is being ended, so that its exit leaves the state alone
-  /// (stopped: it stays unfinished, to be resumed; continued: completed by
-  /// continue_as_new).
-  enum class ending : std::uint8_t {
-    none,
-    suspended,
-    terminated,
-    stopped,
-    continued,
-    moved  // another node owns the run now: its journal and state are that node's
-  } why = ending::none;
-};
 
 durable_runs::durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io)
     : cfg_(cfg), eng_(eng), ev_(ev), io_(io) {}
@@ -351,23 +334,6 @@ std::size_t durable_runs::resume_unfinished() {
   return started;
 }
 
-runtime::status durable_runs::take(const std::string& run) {
-  if (!cluster_) return runtime::done{};
-  auto t = cluster_->take(run);
-  if (!t) return t.error();
-  return runtime::done{};
-}
-
-namespace {
-
-// A journal read that failed because the database is not back yet (a
-// connection refused, "the database system is starting up"): worth trying again.
-bool database_not_ready(const runtime::error& e) {
-  return e.retryable && e.kind == error_kind::unavailable;
-}
-
-}  // namespace
-
 runtime::result<started_run> durable_runs::relaunch(const run_record& rec, bool claimed) {
   // (Started meanwhile by the run it continues, replayed just before it.)
   if (runtime::pid pid = live_pid(rec.id)) return started_run{rec.id, pid};
@@ -513,86 +479,6 @@ void durable_runs::stop_all() {
   drop_waiters();
   for (runtime::pid pid : pids)
     eng_.scheduler().kill(pid, runtime::exit_reason::shutdown, "the daemon is shutting down");
-}
-
-void durable_runs::set_cluster(dispatcher::cluster_backend& c, std::size_t max_runs) {
-  cluster_ = &c;
-  max_runs_ = max_runs;
-}
-
-void durable_runs::adopt(const std::vector<run_record>& claimed) {
-  std::vector<run_record> again;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    again.swap(adopt_again_);
-  }
-  std::size_t started = 0, waiting = 0;
-  // (A run claimed again, while it waited, is started once: the second
-  // relaunch finds it live.)
-  const std::vector<run_record>* lists[] = {&claimed, &again};
-  for (const std::vector<run_record>* list : lists) {
-    for (const run_record& rec : *list) {
-      auto s = relaunch(rec, true);
-      if (s) {
-        ++started;
-      } else if (database_not_ready(s.error())) {
-        ++waiting;
-        std::lock_guard lock(mu_);
-        adopt_again_.push_back(rec);
-      }
-    }
-  }
-  if (!claimed.empty() || !again.empty())
-    runtime::logger().info(
-        "cluster: {} runs claimed{}, {} started by replay{}", claimed.size(),
-        again.empty() ? "" : fmt::format(" (and {} claimed before)", again.size()), started,
-        waiting ? fmt::format(", {} wait for the database to read their journals", waiting) : "");
-}
-
-void durable_runs::drop_lost(const std::vector<std::string>& runs) {
-  for (const std::string& id : runs) {
-    runtime::pid pid;
-    {
-      std::lock_guard lock(mu_);
-      auto it = live_.find(id);
-      if (it == live_.end() || it->second->why != live_run::ending::none) continue;
-      it->second->why = live_run::ending::moved;
-      pid = it->second->pid;
-    }
-    runtime::logger().warn("durable run {}: another node took it (this node's lease lapsed)", id);
-    if (pid) eng_.scheduler().kill(pid, runtime::exit_reason::killed, "run moved to another node");
-  }
-}
-
-std::vector<std::string> durable_runs::live_ids() {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> out;
-  out.reserve(live_.size());
-  for (const auto& [id, r] : live_)
-    if (r->why == live_run::ending::none) out.push_back(id);
-  return out;
-}
-
-std::size_t durable_runs::room() {
-  if (max_runs_ == 0) return SIZE_MAX;
-  std::lock_guard lock(mu_);
-  std::size_t held = live_.size() + starting_.load();
-  return held >= max_runs_ ? 0 : max_runs_ - held;
-}
-
-runtime::outcome durable_runs::deliver_mail(dispatcher::inbox_message m,
-                                            std::function<void(runtime::outcome)> then) {
-  std::shared_ptr<dispatcher::durable_sink> sink;
-  {
-    std::lock_guard lock(mu_);
-    auto it = live_.find(m.run);
-    if (it != live_.end() && it->second->why == live_run::ending::none) sink = it->second->sink;
-  }
-  if (!sink)
-    return runtime::outcome::failure(
-        runtime::fail(error_kind::not_found, "durable run " + m.run + " has no process here"));
-  return sink->take_mail(std::move(m), std::move(then));
 }
 
 bool durable_runs::has_live(const std::string& workflow) {

@@ -104,7 +104,7 @@ class durable_runs {
   /// states stay unfinished so that the next start resumes them.
   void stop_all();
 
-  // Daemons sharing a database (server/cluster.hpp).
+  // Daemons sharing a database (server/cluster.hpp; durable_cluster.cpp).
 
   /// From now on, runs are taken through `c` before this daemon starts or
   /// ends them, and new runs are queued for any node when this one holds
