@@ -70,7 +70,8 @@ struct durable_request {
 
 class durable_runs {
  public:
-  /// `io`: where start()'s answers go.
+  /// `io`: where start()'s answers go. Stop `eng` before destroying this:
+  /// the storage thread's completions of run-state writes call back into it.
   durable_runs(const config& cfg, engine& eng, events& ev, boost::asio::io_context& io);
   ~durable_runs();
   durable_runs(const durable_runs&) = delete;
