@@ -25,7 +25,7 @@ for f in "$DIR"/luad*.txt; do
   [ -f "$DIR/erl$n.txt" ] && passes+=("$n")
 done
 ((${#passes[@]})) || { echo "ratios.sh: no pass with both luadN.txt and erlN.txt in $DIR" >&2; exit 2; }
-IFS=$'\n' read -r -d '' -a sorted < <(printf '%s\n' "${passes[@]}" | sort -n && printf '\0')
+mapfile -t sorted < <(printf '%s\n' "${passes[@]}" | sort -n)
 {
   echo "$FIGURES" | sed 's/^/F /'
   for n in "${sorted[@]}"; do

@@ -1,5 +1,5 @@
 // A worker's own timers: a wheel of 100 µs slots for deadlines up to about
-// 200 ms ahead and a heap for later ones (BEAM's per-scheduler timer wheel,
+// 205 ms ahead and a heap for later ones (BEAM's per-scheduler timer wheel,
 // with a tenth of its 1 ms tick: a 10 ms sleep ends 10.0-10.1 ms later, where a
 // 1 ms tick made it ~11 ms, since a loop of sleeps starts each just after a
 // tick).
